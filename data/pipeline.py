@@ -1,0 +1,95 @@
+"""Batches as a pure function of (seed, global step): a Grain MapDataset over batch indices.
+
+Element k of the training dataset is global batch k: positions [k*B, (k+1)*B) of the endless sequence of
+seeded per-epoch permutations. Each process materialises only its own rows of that batch, so every process
+count sees the same global batches, and the Grain iterator's position (`next_index`) is the step.
+Evaluation uses the same mechanism without shuffling, padding the last batch and marking pads in `mask`.
+"""
+import functools
+import threading
+from typing import Any, Sequence
+
+import grain
+import numpy as np
+
+Batch = dict[str, np.ndarray]
+
+
+class Rows:
+  """A split as numpy arrays indexed by example, read from its source in full (the in-memory fast path)
+  or batch by batch (`source.__getitems__`) for data larger than memory."""
+
+  def __init__(self, source: Sequence[dict[str, Any]], in_memory: bool = True):
+    self._source = source
+    self._arrays = _stack(_read(source, range(len(source)))) if in_memory else None
+
+  def __len__(self):
+    return len(self._source)
+
+  def take(self, indices: np.ndarray) -> Batch:
+    if self._arrays is not None:
+      return {k: v[indices] for k, v in self._arrays.items()}
+    return _stack(_read(self._source, indices.tolist()))
+
+
+def _read(source, indices):
+  getitems = getattr(source, "__getitems__", None)
+  return getitems(list(indices)) if getitems else [source[i] for i in indices]
+
+
+def _stack(examples: list[dict[str, Any]]) -> Batch:
+  return {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
+
+
+class _BatchAt:
+  """Maps a batch index to this process's rows of that global batch (picklable for Grain workers)."""
+
+  def __init__(self, rows: Rows, global_batch: int, *, seed: int, shuffle: bool, repeat: bool,
+               process_index: int, process_count: int, transform=None):
+    self.rows, self.global_batch, self.seed, self.shuffle, self.repeat = rows, global_batch, seed, shuffle, repeat
+    self.local_batch = global_batch // process_count
+    self.offset = process_index * self.local_batch
+    self.transform = transform
+    self._lock = threading.Lock()
+
+  @functools.lru_cache(maxsize=2)
+  def _order(self, epoch: int) -> np.ndarray:
+    n = len(self.rows)
+    return np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+
+  def __call__(self, k: int) -> Batch:
+    n = len(self.rows)
+    positions = k * self.global_batch + self.offset + np.arange(self.local_batch)
+    valid = positions < n if not self.repeat else np.ones(self.local_batch, bool)
+    epochs, offsets = np.divmod(np.where(valid, positions, 0), n)
+    with self._lock:
+      orders = {int(e): self._order(int(e)) for e in np.unique(epochs)}
+    indices = np.empty(self.local_batch, np.int64)
+    for e, order in orders.items():
+      at = epochs == e
+      indices[at] = order[offsets[at]]
+    batch = self.rows.take(indices)
+    batch["mask"] = valid.astype(np.float32)
+    return self.transform(batch) if self.transform else batch
+
+
+def _dataset(batch_at: _BatchAt, start: int, stop: int, threads: int, prefetch: int):
+  ds = grain.MapDataset.range(start, stop).map(batch_at)
+  return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch))
+
+
+def train_batches(rows: Rows, global_batch: int, num_steps: int, *, seed: int, process_index: int = 0,
+                  process_count: int = 1, transform=None, threads: int = 2, prefetch: int = 8):
+  """A checkpointable Grain iterator over global batches 0..num_steps-1 (this process's rows of each)."""
+  batch_at = _BatchAt(rows, global_batch, seed=seed, shuffle=True, repeat=True,
+                      process_index=process_index, process_count=process_count, transform=transform)
+  return iter(_dataset(batch_at, 0, num_steps, threads, prefetch))
+
+
+def eval_batches(rows: Rows, global_batch: int, *, process_index: int = 0, process_count: int = 1,
+                 transform=None, threads: int = 2, prefetch: int = 4):
+  """One ordered pass over the split; the last batch is padded and its pads have mask 0."""
+  batch_at = _BatchAt(rows, global_batch, seed=0, shuffle=False, repeat=False,
+                      process_index=process_index, process_count=process_count, transform=transform)
+  num_batches = -(-len(rows) // global_batch)
+  return iter(_dataset(batch_at, 0, num_batches, threads, prefetch))

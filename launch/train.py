@@ -1,0 +1,20 @@
+"""Train (or resume) a run: python -m launch.train --config=launch/configs/mlp_digits.py --workdir=runs/digits"""
+import json
+
+from launch import common
+
+CONFIG = common.define_config_flag()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
+  workdir = common.require_workdir()
+  common.init_distributed()
+  from trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
+  results = loop.train(CONFIG.value, workdir)
+  print(json.dumps({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}}))
+
+
+if __name__ == "__main__":
+  common.run(main)

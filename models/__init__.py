@@ -1,0 +1,25 @@
+"""Networks by name: each module's `from_config(cfg, info, rngs=...)` builds an `nnx.Module` whose
+`__call__(inputs)` returns float32 logits and whose parameters carry logical axis names."""
+import importlib
+
+import flax
+
+from trainer.errors import UserError
+
+# Parameters get their shardings from the trainer's jitted init (`out_shardings`), so a model can also be
+# built outside a mesh (tests, notebooks); Flax's eager sharding would demand a mesh at construction.
+flax.config.update("flax_always_shard_variable", False)
+
+_MODULES = {
+    "mlp": "models.mlp",
+    "text_cnn": "models.text_cnn",
+    "bert": "models.bert",
+    "gpt": "models.gpt",
+}
+
+
+def build(cfg, info, *, rngs):
+  """`cfg` is `config.model`, `info` the dataset's metadata dict."""
+  if cfg.name not in _MODULES:
+    raise UserError(f"unknown model {cfg.name!r}; set --config.model.name to one of: {', '.join(_MODULES)}")
+  return importlib.import_module(_MODULES[cfg.name]).from_config(cfg, info, rngs=rngs)

@@ -1,0 +1,25 @@
+"""Test session set-up: 8 fake CPU devices stand in for an accelerator slice (set before JAX starts)."""
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds"))
+
+import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; tests run outside absl.app.run
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def real_datasets() -> pathlib.Path:
+  """The shared real datasets (FLAXFORGE_DATASETS, which .ci/run sets); skipped on a clone without them."""
+  path = os.environ.get("FLAXFORGE_DATASETS")
+  if not path:
+    pytest.skip("FLAXFORGE_DATASETS is not set: the real-data tests need the shared datasets folder")
+  if not pathlib.Path(path).is_dir():
+    pytest.fail(f"FLAXFORGE_DATASETS={path} is not a directory")
+  return pathlib.Path(path)

@@ -1,0 +1,27 @@
+"""Evaluation over a whole split: ordered, padded batches through the jitted eval step."""
+import jax
+
+from data import pipeline
+from trainer import feed
+from trainer import mesh as mesh_lib
+from trainer import metrics as metrics_lib
+from trainer import steps
+
+
+def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,
+             transform=None) -> dict:
+  """Derived metrics (loss, accuracy, and per-class figures for classifiers) of `state` on `rows`."""
+  host = pipeline.eval_batches(rows, global_batch, process_index=jax.process_index(),
+                               process_count=jax.process_count(), transform=transform)
+  sums = steps.eval_metrics_init(mesh, _num_classes(info))
+  for batch, _, _ in feed.prefetch(host, mesh_lib.batch_sharding(mesh)):
+    sums = eval_step(state, sums, batch)
+  return metrics_lib.derive(jax.device_get(sums), info)
+
+
+def _num_classes(info: dict) -> int:
+  return info.get("num_classes", 0) if info.get("task") == "classification" else 0
+
+
+def make_eval_step(structure, mesh, config, info):
+  return steps.make_eval_step(structure, mesh, loss_kind=config.loss, num_classes=_num_classes(info))

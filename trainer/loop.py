@@ -1,0 +1,182 @@
+"""The training loop: restore or create the state, then step, log, validate, checkpoint, and test.
+
+The loop never waits on the devices inside a step: metric sums stay on the devices and come back only at
+logging intervals, validation and checkpoints, so host dispatch runs ahead of the computation.
+"""
+import time
+
+import jax
+import numpy as np
+
+import data as data_lib
+from data import pipeline, preprocess
+from trainer import checkpoint, evaluate, feed
+from trainer import mesh as mesh_lib
+from trainer import metrics as metrics_lib
+from trainer import preemption, profiler, state as state_lib, steps as steps_lib, workdir as workdir_lib
+from trainer.errors import UserError
+
+
+class NonFiniteLoss(UserError):
+  pass
+
+
+def plan(config, num_train: int, mesh) -> tuple[int, int]:
+  """(steps per epoch, total steps), refusing batch sizes the devices and processes cannot split."""
+  batch, divisor = config.data.batch_size, mesh_lib.batch_divisor(mesh)
+  if batch % divisor or batch % jax.process_count():
+    raise UserError(f"batch size {batch} does not divide over {divisor} data-parallel devices "
+                    f"(mesh data*fsdp) and {jax.process_count()} processes; use a multiple of "
+                    f"{np.lcm(divisor, jax.process_count())}, e.g. --config.data.batch_size="
+                    f"{max(divisor, batch // divisor * divisor)}")
+  accum = config.train.grad_accum_steps
+  if (batch // divisor) % accum:
+    raise UserError(f"batch size {batch} over {divisor} devices does not split into "
+                    f"{accum} micro-batches; make batch_size a multiple of {divisor * accum}")
+  steps_per_epoch = num_train // batch
+  if steps_per_epoch == 0:
+    raise UserError(f"batch size {batch} is larger than the {num_train} training examples; lower "
+                    "--config.data.batch_size")
+  total = config.train.num_steps if config.train.num_steps > 0 else config.train.num_epochs * steps_per_epoch
+  return steps_per_epoch, total
+
+
+def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
+  """Steps per call: `per_call` at most, never crossing a logging, validation or checkpoint boundary."""
+  step = start
+  while step < total:
+    stop = min([total, step + per_call] + [(step // b + 1) * b for b in boundaries if b > 0])
+    yield stop - step
+    step = stop
+
+
+def train(config, workdir: str) -> dict:
+  """Trains (or resumes) the run in `workdir`; returns the final test metrics."""
+  workdir = workdir_lib.prepare(workdir)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  dataset = data_lib.load(config.data)
+  info = dataset.info
+  rows = {name: pipeline.Rows(src, in_memory=config.data.in_memory) for name, src in dataset.splits.items()}
+  steps_per_epoch, total = plan(config, len(rows["train"]), mesh)
+  structure, create = state_lib.structure(config, info, mesh, total)
+  workdir_lib.save_run(workdir, config, info, dataset.assets)
+  transform = preprocess.make_transform(info, config.data.label_encoding)
+
+  ckpt = checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=config.checkpoint.keep,
+                                 best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode,
+                                 keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
+  writer = metrics_lib.MetricWriter(workdir)
+  step, data_state = 0, None
+  if ckpt.latest_step() is not None:
+    state, meta, step = ckpt.restore(None, structure.abstract)
+    data_state = meta.get("data")
+  else:
+    state = create()
+  n_params = state_lib.parameter_count(structure.abstract)
+  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
+  if step:
+    progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
+  progress.print(f"{config.model.name}: {n_params:,} parameters; {total} steps "
+                 f"({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
+
+  eval_step = evaluate.make_eval_step(structure, mesh, config, info)
+  def run_eval(state, split):
+    return evaluate.evaluate(state, eval_step, rows[split], global_batch=config.data.eval_batch_size, mesh=mesh,
+                             info=info, transform=transform)
+
+  if step >= total:
+    progress.print(f"run in {workdir} already finished at step {step}; evaluating the final state")
+  else:
+    state = _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform, data_state,
+                 ckpt, writer, progress, run_eval, workdir)
+    step = total
+  ckpt.wait()
+  progress.close()
+  results = {}
+  if "test" in rows:
+    results = run_eval(state, "test")
+    writer.write(step, "test", results)
+    progress.print(f"test: {_summary(results)}")
+  writer.close()
+  ckpt.close()
+  return results
+
+
+def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform, data_state, ckpt,
+         writer, progress, run_eval, workdir):
+  tc = config.train
+  per_call = max(1, tc.steps_per_call)
+  eval_every = tc.eval_every_steps or steps_per_epoch
+  boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
+  train_step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
+                                         accum_steps=tc.grad_accum_steps, steps_per_call=per_call)
+  host = pipeline.train_batches(rows["train"], config.data.batch_size, total, seed=config.data.seed,
+                                process_index=jax.process_index(), process_count=jax.process_count(),
+                                transform=transform, threads=config.data.threads, prefetch=config.data.prefetch)
+  if data_state:
+    host.set_state(data_state)
+  sizes = _call_sizes(step, total, per_call, boundaries) if per_call > 1 else None
+  batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh, leading_axes=int(per_call > 1)), sizes)
+  sums = steps_lib.train_metrics_init(mesh)
+  stop = preemption.StopRequest()
+  prof = profiler.Profiler(config.profile, workdir)
+  last_log_step, last_log_time = step, time.perf_counter()
+  examples_per_step = config.data.batch_size * info.get("seq_len", 1) if info.get("task") == "lm" else None
+  last_good = ckpt.latest_step()
+
+  for batch, data_state, n in batches:
+    prof.maybe_start(step)
+    state, sums = train_step(state, sums, batch)
+    step += n
+    prof.maybe_stop(step, state)
+    progress.update(n)
+    at_log = step % tc.log_every == 0 or step == total
+    at_eval = step % eval_every == 0 or step == total
+    at_ckpt = at_eval or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)
+    stopping = stop.should_stop(at_sync_point=at_log or at_eval)
+    if at_log or at_eval or stopping:
+      host_sums = jax.device_get(sums)
+      sums = steps_lib.train_metrics_init(mesh)
+      if host_sums["nonfinite"] and tc.on_nonfinite == "stop":
+        bad = int(host_sums["first_nonfinite_step"])
+        raise NonFiniteLoss(f"non-finite loss or gradient at step {bad}; the last good checkpoint is step "
+                            f"{last_good} in {ckpt.directory}. Lower the learning rate or set "
+                            "--config.train.on_nonfinite=skip to drop such updates and go on")
+      now = time.perf_counter()
+      record = metrics_lib.derive(host_sums, info)
+      record["grad_norm"] = float(host_sums["grad_norm_sum"]) / max(float(host_sums["steps"]), 1.0)
+      record["nonfinite_steps"] = int(host_sums["nonfinite"])
+      record["examples_per_second"] = (step - last_log_step) * config.data.batch_size / (now - last_log_time)
+      if examples_per_step:
+        record["tokens_per_second"] = record["examples_per_second"] * info["seq_len"]
+      record["epoch"] = step / steps_per_epoch
+      writer.write(step, "train", record)
+      progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
+      last_log_step, last_log_time = step, time.perf_counter()
+    validation = None
+    if at_eval and "validation" in rows:
+      validation = run_eval(state, "validation")
+      writer.write(step, "validation", validation)
+      progress.print(f"step {step} (epoch {step / steps_per_epoch:.2f}) validation: {_summary(validation)}")
+      last_log_time = time.perf_counter()
+    if at_ckpt or stopping:
+      meta = {"step": step, "data": data_state, "validation": _scalars(validation)}
+      best = config.checkpoint.best_metric
+      ckpt.save(step, state, meta, metrics=_scalars(validation) if validation and best in validation else None)
+      last_good = step
+    if stopping:
+      ckpt.wait()
+      progress.print(f"stopped by {stop.signal_name} after step {step}; checkpoint saved in {ckpt.directory}. "
+                     "Run the same command again to resume.")
+      raise SystemExit(0)
+  stop.restore_default()
+  return state
+
+
+def _scalars(values):
+  return {k: v for k, v in values.items() if isinstance(v, (int, float))} if values else None
+
+
+def _summary(values: dict) -> str:
+  keys = [k for k in ("loss", "accuracy", "macro_f1", "bits_per_byte") if k in values]
+  return " ".join(f"{k}={values[k]:.4f}" for k in keys)

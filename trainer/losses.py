@@ -1,0 +1,51 @@
+"""Losses and their metrics as sums over the examples (or tokens) a mask marks real.
+
+Returning sums, not means, makes gradient accumulation, padded eval batches and multi-device reductions
+exact: the caller divides by the total weight once.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+
+from trainer.errors import UserError
+
+LOSSES = ("cross_entropy", "mse")
+
+
+def _dense(labels, logits):
+  """Integer labels as one-hot targets; labels that are already one-hot pass through."""
+  if labels.ndim == logits.ndim:
+    return labels.astype(jnp.float32)
+  return jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+
+
+def per_example(kind: str, logits, labels, label_smoothing: float = 0.0):
+  targets = _dense(labels, logits)
+  if kind == "cross_entropy":
+    if label_smoothing:
+      targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+  if kind == "mse":  # on probabilities, as Keras' softmax output + mean_squared_error
+    return jnp.mean(jnp.square(jax.nn.softmax(logits) - targets), axis=-1)
+  raise UserError(f"unknown loss {kind!r}; set --config.loss to one of: {', '.join(LOSSES)}")
+
+
+def metric_sums(kind: str, logits, labels, mask, *, num_classes: int = 0, label_smoothing: float = 0.0):
+  """Summed loss, weight, correct predictions and (when num_classes > 0) the confusion matrix.
+
+  `logits` [..., C]; `labels` [...] integer or [..., C] one-hot; `mask` [...] 1 for real examples.
+  """
+  logits = logits.astype(jnp.float32)
+  mask = mask.astype(jnp.float32)
+  loss = per_example(kind, logits, labels, label_smoothing)
+  true = labels if labels.ndim < logits.ndim else jnp.argmax(labels, -1)
+  pred = jnp.argmax(logits, -1)
+  sums = {
+      "loss_sum": jnp.sum(loss * mask),
+      "weight": jnp.sum(mask),
+      "correct": jnp.sum((pred == true) * mask),
+  }
+  if num_classes:
+    sums["confusion"] = jnp.zeros((num_classes, num_classes), jnp.float32).at[true.ravel(), pred.ravel()].add(
+        mask.ravel())
+  return sums

@@ -1,0 +1,81 @@
+"""The device mesh (axes data, fsdp, tensor) and the one table that maps logical axis names to them."""
+import math
+
+import jax
+import numpy as np
+from flax import nnx
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from trainer.errors import UserError
+
+AXES = ("data", "fsdp", "tensor")
+
+# Logical name (as models annotate parameters) -> mesh axes. Batches split over data and fsdp; FSDP shards
+# the model dimension of every weight; tensor parallelism splits the MLP, attention heads and vocabulary.
+RULES = (
+    ("batch", ("data", "fsdp")),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv", None),
+    ("vocab", "tensor"),
+    ("classes", None),
+    ("length", None),
+    ("norm", None),
+)
+
+BATCH_AXES = ("data", "fsdp")
+
+
+def make_mesh(cfg, devices=None) -> Mesh:
+  """`cfg` is `config.mesh`: sizes for data, fsdp and tensor, where one of them may be -1 ("the rest")."""
+  devices = list(devices if devices is not None else jax.devices())
+  sizes = [int(cfg[a]) for a in AXES]
+  if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
+    raise UserError(f"mesh sizes {dict(zip(AXES, sizes))}: give positive sizes with at most one -1 "
+                    "(\"the rest\"), e.g. --config.mesh.data=-1 --config.mesh.fsdp=2")
+  known = math.prod(s for s in sizes if s != -1)
+  if -1 in sizes:
+    if len(devices) % known:
+      raise UserError(f"mesh {dict(zip(AXES, sizes))}: {len(devices)} devices are not divisible by {known}; "
+                      f"choose sizes whose product divides {len(devices)}")
+    sizes[sizes.index(-1)] = len(devices) // known
+  if math.prod(sizes) != len(devices):
+    raise UserError(f"mesh {dict(zip(AXES, sizes))} needs {math.prod(sizes)} devices but {len(devices)} are "
+                    f"available; make data*fsdp*tensor = {len(devices)} (or set one axis to -1)")
+  grid = np.asarray(devices).reshape(sizes)
+  return Mesh(grid, AXES, axis_types=(AxisType.Auto,) * len(AXES))
+
+
+def batch_divisor(mesh: Mesh) -> int:
+  return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def batch_sharding(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+  """Batch dimension split over (data, fsdp); `leading_axes` unsplit axes before it (stacked steps)."""
+  return NamedSharding(mesh, P(*([None] * leading_axes), BATCH_AXES))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def state_shardings(abstract_state, mesh: Mesh):
+  """NamedShardings for an (abstract) nnx.State from the parameters' logical axis annotations.
+
+  A dimension that its mesh axes do not divide (20 classes over 8 devices) stays whole on every device.
+  """
+  with nnx.logical_axis_rules(RULES):
+    specs = nnx.get_partition_spec(abstract_state)
+
+  def fit(spec, leaf):
+    dims = [axes if leaf.shape[i] % _axes_size(mesh, axes) == 0 else None for i, axes in enumerate(spec)]
+    return NamedSharding(mesh, P(*dims))
+
+  return jax.tree.map(fit, specs, abstract_state, is_leaf=lambda x: isinstance(x, P))
+
+
+def _axes_size(mesh: Mesh, axes) -> int:
+  if axes is None:
+    return 1
+  return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))

@@ -1,0 +1,47 @@
+"""Optax optimizers and learning-rate schedules from `config.optimizer`."""
+import jax
+import optax
+
+from trainer.errors import UserError
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
+SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")
+
+
+def schedule(cfg, total_steps: int) -> optax.Schedule:
+  lr, warmup = cfg.learning_rate, cfg.warmup_steps
+  if cfg.schedule == "constant":
+    return optax.constant_schedule(lr) if not warmup else optax.join_schedules(
+        [optax.linear_schedule(0.0, lr, warmup), optax.constant_schedule(lr)], [warmup])
+  if cfg.schedule == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(0.0, lr, warmup, max(total_steps, warmup + 1),
+                                              end_value=lr * cfg.end_lr_factor)
+  if cfg.schedule == "warmup_linear":
+    return optax.join_schedules([optax.linear_schedule(0.0, lr, warmup),
+                                 optax.linear_schedule(lr, lr * cfg.end_lr_factor, max(total_steps - warmup, 1))],
+                                [warmup])
+  raise UserError(f"unknown schedule {cfg.schedule!r}; set --config.optimizer.schedule to one of: "
+                  f"{', '.join(SCHEDULES)}")
+
+
+def _decay_mask(params):
+  """Weight decay on matrices only: norms' scales and biases are left alone."""
+  return jax.tree.map(lambda p: p.ndim >= 2, params)
+
+
+def build(cfg, total_steps: int) -> optax.GradientTransformation:
+  lr = schedule(cfg, total_steps)
+  if cfg.name == "sgd":
+    tx = optax.sgd(lr)
+  elif cfg.name == "momentum":
+    tx = optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+  elif cfg.name == "adam":
+    tx = optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps)
+  elif cfg.name == "adamw":
+    tx = optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay, mask=_decay_mask)
+  else:
+    raise UserError(f"unknown optimizer {cfg.name!r}; set --config.optimizer.name to one of: "
+                    f"{', '.join(OPTIMIZERS)}")
+  if cfg.grad_clip_norm > 0:
+    tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
+  return tx

@@ -1,0 +1,45 @@
+"""An evaluation report for classifiers: JSON figures and the confusion matrix as a PNG image."""
+import json
+
+import numpy as np
+from etils import epath
+
+
+def write(directory: epath.Path, split: str, step: int, results: dict, label_names=None) -> epath.Path:
+  directory.mkdir(parents=True, exist_ok=True)
+  confusion = np.asarray(results["confusion"])
+  names = list(label_names or range(len(confusion)))
+  per_class = {str(n): {"precision": p, "recall": r, "support": int(s)}
+               for n, p, r, s in zip(names, results["precision"], results["recall"], confusion.sum(1))}
+  figures = {"split": split, "step": step, "accuracy": results["accuracy"], "macro_f1": results["macro_f1"],
+             "loss": results["loss"], "per_class": per_class, "confusion": confusion.astype(int).tolist(),
+             "labels": [str(n) for n in names]}
+  (directory / f"{split}_report.json").write_text(json.dumps(figures, indent=2))
+  _plot(confusion, names, directory / f"{split}_confusion.png", f"{split} at step {step}: "
+        f"accuracy {results['accuracy']:.3f}, macro-F1 {results['macro_f1']:.3f}")
+  return directory
+
+
+def _plot(confusion: np.ndarray, names, path: epath.Path, title: str):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  n = len(names)
+  fig, ax = plt.subplots(figsize=(max(5, 0.45 * n + 2), max(4, 0.45 * n + 1.5)))
+  rates = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+  ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+  ax.set_xticks(range(n), [str(x) for x in names], rotation=90, fontsize=7)
+  ax.set_yticks(range(n), [str(x) for x in names], fontsize=7)
+  ax.set_xlabel("predicted")
+  ax.set_ylabel("true")
+  ax.set_title(title, fontsize=9)
+  if n <= 25:
+    for i in range(n):
+      for j in range(n):
+        if confusion[i, j]:
+          ax.text(j, i, int(confusion[i, j]), ha="center", va="center", fontsize=6,
+                  color="white" if rates[i, j] > 0.5 else "black")
+  fig.tight_layout()
+  with path.open("wb") as f:
+    fig.savefig(f, format="png", dpi=110)
+  plt.close(fig)

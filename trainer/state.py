@@ -1,0 +1,50 @@
+"""The train state: model and `nnx.Optimizer`, split once into a static graphdef and a pure state pytree.
+
+The state is created directly sharded: `nnx.eval_shape` gives its structure, the parameters' logical axis
+names give each leaf's NamedSharding, and a jitted init writes every shard where it belongs, so the full
+model is never materialised on one device.
+"""
+import dataclasses
+
+import jax
+from flax import nnx
+from jax.sharding import Mesh
+
+import models
+from trainer import mesh as mesh_lib
+from trainer import optim
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+  """What is static about a train state: how to merge it back, in train or eval mode, and where it lives."""
+  graphdef: nnx.GraphDef
+  eval_graphdef: nnx.GraphDef
+  abstract: nnx.State  # ShapeDtypeStructs carrying their shardings: the restore target
+  shardings: nnx.State
+
+
+def _init_fn(config, info, total_steps):
+  def init():
+    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
+    model = models.build(config.model, info, rngs=rngs)
+    return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=nnx.Param)
+  return init
+
+
+def structure(config, info, mesh: Mesh, total_steps: int) -> tuple[Structure, callable]:
+  """The state's structure on `mesh`, and a function that creates the state there."""
+  init = _init_fn(config, info, total_steps)
+  abstract_model, abstract_opt = nnx.eval_shape(init)
+  graphdef, abstract = nnx.split((abstract_model, abstract_opt))
+  abstract_model.eval()
+  eval_graphdef, _ = nnx.split((abstract_model, abstract_opt))
+  shardings = mesh_lib.state_shardings(abstract, mesh)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
+  create = jax.jit(lambda: nnx.split(init())[1], out_shardings=shardings)
+  return Structure(graphdef, eval_graphdef, abstract, shardings), create
+
+
+def parameter_count(abstract: nnx.State) -> int:
+  """Trainable parameters in the model half of a (possibly abstract) train state."""
+  return sum(x.size for x in jax.tree.leaves(nnx.filter_state(abstract[0], nnx.Param)))

@@ -1,0 +1,128 @@
+"""Pure, jitted train and eval steps over (state, metric sums, batch), sharded on the mesh.
+
+The train step never returns to the host: it adds its metric sums to an accumulator that stays on the
+devices (donated, like the state), and the loop fetches that only at logging intervals.
+"""
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from trainer import losses
+from trainer import mesh as mesh_lib
+from trainer.state import Structure
+
+NO_STEP = jnp.iinfo(jnp.int32).max
+
+
+def train_metrics_init(mesh: Mesh) -> dict:
+  """Fresh zeroed accumulators on the devices (fresh buffers: the step donates them)."""
+  def zeros():
+    names = ("loss_sum", "weight", "correct", "grad_norm_sum", "steps", "nonfinite")
+    return {**{k: jnp.zeros((), jnp.float32) for k in names},
+            "first_nonfinite_step": jnp.asarray(NO_STEP, jnp.int32)}
+  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))()
+
+
+def eval_metrics_init(mesh: Mesh, num_classes: int) -> dict:
+  def zeros():
+    sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "weight", "correct")}
+    if num_classes:
+      sums["confusion"] = jnp.zeros((num_classes, num_classes), jnp.float32)
+    return sums
+  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))()
+
+
+def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps):
+  """Gradients of the summed loss (and the metric sums), over `accum_steps` micro-batches in a scan."""
+
+  def loss_fn(m, micro):
+    sums = losses.metric_sums(loss_kind, m(micro["inputs"]), micro["label"], micro["mask"],
+                              label_smoothing=label_smoothing)
+    return sums["loss_sum"], sums
+
+  grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+  if accum_steps == 1:
+    (_, sums), grads = grad_fn(model, batch)
+    return grads, sums
+
+  graphdef, model_state = nnx.split(model)
+  micro = jax.tree.map(lambda x: x.reshape(accum_steps, x.shape[0] // accum_steps, *x.shape[1:]), batch)
+
+  def body(carry, mb):
+    grads, sums, model_state = carry
+    m = nnx.merge(graphdef, model_state)
+    (_, s), g = grad_fn(m, mb)
+    return (jax.tree.map(jnp.add, grads, g), jax.tree.map(jnp.add, sums, s), nnx.state(m)), None
+
+  zero_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))
+  zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "weight", "correct")}
+  (grads, sums, model_state), _ = jax.lax.scan(body, (zero_grads, zero_sums, model_state), micro)
+  nnx.update(model, model_state)  # the dropout RNG advanced once per micro-batch
+  return grads, sums
+
+
+def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_smoothing: float = 0.0,
+                    accum_steps: int = 1, steps_per_call: int = 1):
+  """`step(state, metrics, batch) -> (state, metrics)`; with steps_per_call > 1 the batch has a leading
+  axis of that many steps, run in one `lax.scan`."""
+
+  def one_step(state, metrics, batch):
+    model, opt = nnx.merge(structure.graphdef, state)
+    step = opt.step[...].astype(jnp.int32)
+    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps)
+    grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
+    grad_norm = optax.global_norm(grads)
+    opt.update(model, grads)
+    # A non-finite loss or gradient never reaches the state: the update is dropped and counted.
+    ok = jnp.isfinite(sums["loss_sum"]) & jnp.isfinite(grad_norm)
+    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), nnx.state((model, opt)), state)
+    metrics = {
+        "loss_sum": metrics["loss_sum"] + jnp.where(ok, sums["loss_sum"], 0.0),
+        "weight": metrics["weight"] + jnp.where(ok, sums["weight"], 0.0),
+        "correct": metrics["correct"] + jnp.where(ok, sums["correct"], 0.0),
+        "grad_norm_sum": metrics["grad_norm_sum"] + jnp.where(ok, grad_norm, 0.0),
+        "steps": metrics["steps"] + 1.0,
+        "nonfinite": metrics["nonfinite"] + (~ok).astype(jnp.float32),
+        "first_nonfinite_step": jnp.where(ok, metrics["first_nonfinite_step"],
+                                          jnp.minimum(metrics["first_nonfinite_step"], step)),
+    }
+    return new_state, metrics
+
+  if steps_per_call == 1:
+    fn = one_step
+  else:
+    def fn(state, metrics, batches):
+      (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, b), None), (state, metrics), batches)
+      return state, metrics
+
+  batch_sharding = mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1))
+  metric_sharding = mesh_lib.replicated(mesh)
+  return jax.jit(fn, in_shardings=(structure.shardings, metric_sharding, batch_sharding),
+                 out_shardings=(structure.shardings, metric_sharding), donate_argnums=(0, 1))
+
+
+def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_classes: int):
+  """`step(state, metrics, batch) -> metrics`: metric sums (and a confusion matrix) over real examples."""
+
+  def step(state, metrics, batch):
+    model, _ = nnx.merge(structure.eval_graphdef, state)
+    sums = losses.metric_sums(loss_kind, model(batch["inputs"]), batch["label"], batch["mask"],
+                              num_classes=num_classes)
+    return jax.tree.map(jnp.add, metrics, sums)
+
+  replicated = mesh_lib.replicated(mesh)
+  return jax.jit(step, in_shardings=(structure.shardings, replicated, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=replicated, donate_argnums=(1,))
+
+
+def make_predict_step(structure: Structure, mesh: Mesh):
+  """`predict(state, inputs) -> probabilities` in eval mode."""
+
+  def predict(state, inputs):
+    model, _ = nnx.merge(structure.eval_graphdef, state)
+    return jax.nn.softmax(model(inputs).astype(jnp.float32), axis=-1)
+
+  return jax.jit(predict, in_shardings=(structure.shardings, mesh_lib.batch_sharding(mesh)),
+                 out_shardings=mesh_lib.replicated(mesh))
