@@ -1,5 +1,6 @@
 """What every entry point shares: --config/--workdir flags, multi-process start-up, and one-line errors."""
 import os
+import re
 import sys
 import traceback
 
@@ -20,17 +21,12 @@ PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (wit
 
 
 def define_config_flag():
-  """--config=FILE plus --config.FIELD=VALUE overrides (which ml_collections reads while defining)."""
+  """--config=FILE plus --config.FIELD=VALUE overrides (ml_collections may read them while defining)."""
   try:
     return config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Config file (ml_collections), fields "
                                            "overridable as --config.optimizer.learning_rate=0.01.")
-  except (AttributeError, KeyError) as e:
-    field = str(e).strip("\"'")
-    given = [a for a in sys.argv[1:] if a.startswith("--config.") and field in a.split("=")[0]]
-    _fail(f"unknown config field {field!r} in {given[0] if given else 'the overrides'}; "
-          "see launch/configs/base.py for the fields a config has")
-  except Exception as e:  # pylint: disable=broad-except  (a config file that does not load)
-    _fail(f"cannot load the config: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(_flag_error_line(e))
 
 
 def _fail(message: str, code: int = 2):
@@ -38,22 +34,42 @@ def _fail(message: str, code: int = 2):
   sys.exit(code)
 
 
+def _flag_error_line(e: Exception) -> str:
+  """One line for a flag or config mistake: an unknown field (with ml_collections' suggestion) or a bad value."""
+  text = str(e)
+  if isinstance(e, (AttributeError, KeyError)):
+    field = (re.findall(r"[A-Za-z_]\w*", text) or ["?"])[0]
+    given = [a for a in sys.argv[1:] if re.match(rf"--config\.(.*\.)?{field}(=|\.|$)", a)]
+    suggestion = re.search(r'Did you mean "(\w+)"', text)
+    return (f"unknown config field {field!r} in {given[0] if given else 'the config overrides'}"
+            f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; "
+            "see launch/configs/base.py for the fields a config has")
+  return (text.strip().splitlines() or [type(e).__name__])[0] + " (see --helpfull, and the config file for its fields)"
+
+
 def _parse(argv):
   """absl flag parsing whose failures (unknown or mistyped config fields) are one line and exit 2."""
   try:
     return flags.FLAGS(argv)
-  except flags.Error as e:
-    _fail(str(e).splitlines()[0] + " (see --helpfull for the flags and the config file for its fields)")
+  except Exception as e:  # pylint: disable=broad-except
+    _fail(_flag_error_line(e))
 
 
 def init_distributed():
   """Joins the JAX cluster when this is one of several processes; a no-op for a single process."""
   import jax  # pylint: disable=g-import-not-at-top
+  heartbeat = int(os.environ.get("FLAXFORGE_HEARTBEAT_S", "100"))
   if COORDINATOR.value:
-    jax.distributed.initialize(COORDINATOR.value, NUM_PROCESSES.value, PROCESS_ID.value,
-                               heartbeat_timeout_seconds=int(os.environ.get("FLAXFORGE_HEARTBEAT_S", "100")))
-  elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get("TPU_WORKER_HOSTNAMES", ""):
-    jax.distributed.initialize()  # SLURM and multi-host TPU VMs are detected by JAX itself
+    n, i = NUM_PROCESSES.value, PROCESS_ID.value
+    if n is None or i is None or not 0 <= i < n:
+      raise UserError(f"--coordinator_address needs --num_processes=N and --process_id=I with 0 <= I < N "
+                      f"(got N={n}, I={i})")
+    jax.distributed.initialize(COORDINATOR.value, n, i, heartbeat_timeout_seconds=heartbeat)
+  elif (os.environ.get("FLAXFORGE_DISTRIBUTED") == "1" or int(os.environ.get("SLURM_NTASKS", "1")) > 1
+        or "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")):
+    # JAX finds the coordinator itself on SLURM and TPU VMs; a TPU VM's worker list is in its metadata, not
+    # the environment, so launch/tpu_vm.sh sets FLAXFORGE_DISTRIBUTED=1.
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat)
 
 
 def run(main):

@@ -3,6 +3,8 @@
 The train step never returns to the host: it adds its metric sums to an accumulator that stays on the
 devices (donated, like the state), and the loop fetches that only at logging intervals.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -18,11 +20,33 @@ NO_STEP = jnp.iinfo(jnp.int32).max
 
 def train_metrics_init(mesh: Mesh) -> dict:
   """Fresh zeroed accumulators on the devices (fresh buffers: the step donates them)."""
+  return _train_metrics_zeros(mesh)()
+
+
+@functools.lru_cache(maxsize=8)
+def _train_metrics_zeros(mesh: Mesh):
+  # Cached: a new jit per call recompiled at every logging interval (~10-30 ms each on CPU).
   def zeros():
     names = ("loss_sum", "weight", "correct", "grad_norm_sum", "steps", "nonfinite")
     return {**{k: jnp.zeros((), jnp.float32) for k in names},
             "first_nonfinite_step": jnp.asarray(NO_STEP, jnp.int32)}
-  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))()
+  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
+
+
+def step_flops(one_step, structure: Structure, metrics: dict, batch: dict, leading_axes: int = 0) -> float:
+  """XLA's FLOP count of one train step (`one_step` from make_train_step with steps_per_call=1) for
+  `batch`'s shapes (dropping `leading_axes`), NaN if unknown. It reads the lowered, unpartitioned program,
+  so it counts all devices together and needs no compile (a scan's body would be counted only once)."""
+  spec = lambda x: jax.ShapeDtypeStruct(x.shape[leading_axes:], x.dtype)
+  batch_spec = jax.tree.map(spec, batch)
+  metric_spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), metrics)
+  try:
+    cost = one_step.lower(structure.abstract, metric_spec, batch_spec).cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (an estimate must never stop training)
+    return float("nan")
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
 def eval_metrics_init(mesh: Mesh, num_classes: int) -> dict:
@@ -69,6 +93,9 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
   axis of that many steps, run in one `lax.scan`."""
 
   def one_step(state, metrics, batch):
+    # Merging hands the state's own Variables to the model, which the update then mutates: keep the
+    # incoming values as plain arrays first.
+    old_leaves, treedef = jax.tree.flatten(state)
     model, opt = nnx.merge(structure.graphdef, state)
     step = opt.step[...].astype(jnp.int32)
     grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps)
@@ -77,7 +104,8 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     opt.update(model, grads)
     # A non-finite loss or gradient never reaches the state: the update is dropped and counted.
     ok = jnp.isfinite(sums["loss_sum"]) & jnp.isfinite(grad_norm)
-    new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), nnx.state((model, opt)), state)
+    new_leaves = jax.tree.leaves(nnx.state((model, opt)))
+    new_state = jax.tree.unflatten(treedef, [jnp.where(ok, a, b) for a, b in zip(new_leaves, old_leaves)])
     metrics = {
         "loss_sum": metrics["loss_sum"] + jnp.where(ok, sums["loss_sum"], 0.0),
         "weight": metrics["weight"] + jnp.where(ok, sums["weight"], 0.0),

@@ -1,0 +1,85 @@
+"""The command line as a user runs it: train, files in the work directory, eval, resume, bad input."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def _run(*args, env_extra=None, timeout=240):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as a user's laptop
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("run")
+  proc = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir, proc
+
+
+def test_train_prints_test_metrics_and_fills_the_workdir(trained):
+  workdir, proc = trained
+  last = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert last["split"] == "test" and 0.5 < last["accuracy"] <= 1.0
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  assert {r["split"] for r in records} == {"train", "validation", "test"}
+  assert all({"step", "split", "loss", "accuracy"} <= set(r) for r in records)
+  assert [r["step"] for r in records if r["split"] == "validation"] == [20, 40]
+  assert json.loads((workdir / "config.json").read_text())["train"]["num_steps"] == 40
+  assert (workdir / "checkpoints" / "40").is_dir()
+
+
+def test_tensorboard_events_are_readable_without_tensorflow(trained):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(str(trained[0] / "tensorboard"))
+  acc.Reload()
+  assert {"train/loss", "validation/accuracy", "test/accuracy"} <= set(acc.Tags()["scalars"])
+  assert [e.step for e in acc.Scalars("validation/accuracy")] == [20, 40]
+
+
+def test_eval_reports_the_training_test_metrics(trained):
+  workdir, proc = trained
+  train_result = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = _run("launch.eval", f"--workdir={workdir}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["step"] == 40 and result["accuracy"] == train_result["accuracy"]
+  best = json.loads(_run("launch.eval", f"--workdir={workdir}", "--best").stdout.strip().splitlines()[-1])
+  assert best["step"] in (20, 40)
+
+
+def test_rerun_of_a_finished_run_says_so(trained):
+  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={trained[0]}")
+  assert out.returncode == 0 and "already finished at step 40" in out.stdout
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("--config.optimizer.learning_rte=0.1", "unknown config field 'learning_rte'"),
+    ("--config.data.batch_size=abc", "--config.data.batch_size=abc"),
+    ("--config.optimizer.name=adamax", "unknown optimizer 'adamax'"),
+])
+def test_config_mistakes_end_in_one_line_and_exit_2(tmp_path, flag, message):
+  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}", flag)
+  assert out.returncode == 2
+  assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
+  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}",
+             "--config.data.batch_size=12", env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+  assert out.returncode == 2 and "batch size 12 does not divide over 8" in out.stderr
+  assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_unwritable_workdir_is_refused(tmp_path):
+  blocker = tmp_path / "file"
+  blocker.write_text("not a directory")
+  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={blocker}/run")
+  assert out.returncode == 2 and "pass a writable --workdir" in out.stderr
