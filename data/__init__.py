@@ -8,6 +8,7 @@ _LOADERS = {
     "20newsgroups": "data.newsgroups",
     "text_file": "data.text_files",
     "lm_text": "data.lm_text",
+    "synthetic": "data.synthetic",
 }
 
 

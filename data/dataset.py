@@ -36,6 +36,7 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) ->
   Reopening with `builder_from_directory` needs only the files, not the builder's code or TensorFlow.
   """
   if jax.process_index() == 0 and not builder.is_prepared():
+    tfds.disable_progress_bar()
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     try:
       builder.download_and_prepare(file_format="array_record", download_config=config)

@@ -21,7 +21,11 @@ class Rows:
 
   def __init__(self, source: Sequence[dict[str, Any]], in_memory: bool = True):
     self._source = source
-    self._arrays = _stack(_read(source, range(len(source)))) if in_memory else None
+    arrays = getattr(source, "arrays", None)  # a columnar source (data.synthetic) needs no per-row read
+    if in_memory:
+      self._arrays = dict(arrays) if arrays is not None else _stack(_read(source, range(len(source))))
+    else:
+      self._arrays = None
 
   def __len__(self):
     return len(self._source)

@@ -6,6 +6,7 @@
 #
 # Each line of output is prefixed with its process index. The script waits for all processes; when one
 # fails it kills the others and exits with the first failure's status.
+# It runs in the repository root, so relative paths in the flags are relative to that.
 # Environment: PYTHON (default .venv/bin/python, else python), MODULE (default launch.train),
 # PORT (coordinator port, default a free one), FLAXFORGE_HEARTBEAT_S (default 10: a dead peer is noticed fast).
 set -u
@@ -38,16 +39,36 @@ done
 kill_rest() {
   local pid
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
-  sleep 3  # a process blocked in a collective may ignore SIGTERM (JAX's preemption notifier takes it)
+  # A process blocked in a collective may ignore SIGTERM (JAX's preemption notifier takes it): wait up to
+  # 3 s, then SIGKILL what is left.
+  for _ in {1..30}; do
+    alive=0
+    for pid in "${pids[@]}"; do [[ $(ps -o stat= -p "$pid" 2>/dev/null) == [^Z]* ]] && alive=1; done
+    ((alive)) || return 0
+    sleep 0.1
+  done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
 }
-trap 'kill_rest; exit 130' INT TERM
+# Ctrl-C reaches every process from the terminal; a SIGTERM for the launcher is passed on. Either way the
+# trainers checkpoint and stop together. A second signal kills them all.
+signalled=0
+on_signal() {
+  if ((signalled++)); then
+    for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
+    exit 130
+  fi
+  [[ $1 == TERM ]] && for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+}
+trap 'on_signal INT' INT
+trap 'on_signal TERM' TERM
 
 status=0
 running=("${pids[@]}")
 while ((${#running[@]})); do
+  done_pid=
   wait -n -p done_pid "${running[@]}"
   rc=$?
+  [[ -n ${done_pid:-} ]] || continue  # woken by a signal, not by an exit
   rest=()
   for pid in "${running[@]}"; do [[ $pid == "$done_pid" ]] || rest+=("$pid"); done
   running=("${rest[@]}")

@@ -13,6 +13,7 @@ flax.config.update("flax_always_shard_variable", False)
 _MODULES = {
     "mlp": "models.mlp",
     "text_cnn": "models.text_cnn",
+    "bag_of_words": "models.bag_of_words",
     "bert": "models.bert",
     "gpt": "models.gpt",
 }

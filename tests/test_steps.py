@@ -82,6 +82,6 @@ def test_a_non_finite_update_is_dropped_and_counted():
   state, sums = step(state, steps.train_metrics_init(mesh), bad)
   for x, y in zip(before, _params(state)):
     np.testing.assert_array_equal(x, y)
-  assert float(sums["nonfinite"]) == 1 and int(sums["first_nonfinite_step"]) == 0
+  assert float(sums["nonfinite"]) == 1 and int(sums["first_nonfinite_step"]) == 1
   state, sums = step(state, sums, _batch())
   assert float(sums["nonfinite"]) == 1 and not all(np.array_equal(x, y) for x, y in zip(before, _params(state)))

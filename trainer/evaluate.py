@@ -1,4 +1,6 @@
 """Evaluation over a whole split: ordered, padded batches through the jitted eval step."""
+import math
+
 import jax
 
 from data import pipeline
@@ -11,6 +13,9 @@ from trainer import steps
 def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,
              transform=None) -> dict:
   """Derived metrics (loss, accuracy, and per-class figures for classifiers) of `state` on `rows`."""
+  # Pads mark the extra rows, so rounding the batch up to what the devices and processes split is free.
+  divisor = math.lcm(mesh_lib.batch_divisor(mesh), jax.process_count())
+  global_batch = -(-global_batch // divisor) * divisor
   host = pipeline.eval_batches(rows, global_batch, process_index=jax.process_index(),
                                process_count=jax.process_count(), transform=transform)
   sums = steps.eval_metrics_init(mesh, _num_classes(info))

@@ -11,6 +11,7 @@ import numpy as np
 import data as data_lib
 from data import pipeline, preprocess
 from trainer import checkpoint, evaluate, feed
+from trainer import flops as flops_lib
 from trainer import mesh as mesh_lib
 from trainer import metrics as metrics_lib
 from trainer import preemption, profiler, state as state_lib, steps as steps_lib, workdir as workdir_lib
@@ -50,16 +51,15 @@ def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
     step = stop
 
 
-def train(config, workdir: str) -> dict:
-  """Trains (or resumes) the run in `workdir`; returns the final test metrics."""
+def train(config, workdir: str, devices=None) -> dict:
+  """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
   workdir = workdir_lib.prepare(workdir)
-  mesh = mesh_lib.make_mesh(config.mesh)
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
   dataset = data_lib.load(config.data)
   info = dataset.info
   rows = {name: pipeline.Rows(src, in_memory=config.data.in_memory) for name, src in dataset.splits.items()}
   steps_per_epoch, total = plan(config, len(rows["train"]), mesh)
   structure, create = state_lib.structure(config, info, mesh, total)
-  workdir_lib.save_run(workdir, config, info, dataset.assets)
   transform = preprocess.make_transform(info, config.data.label_encoding)
 
   ckpt = checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=config.checkpoint.keep,
@@ -72,6 +72,7 @@ def train(config, workdir: str) -> dict:
     data_state = meta.get("data")
   else:
     state = create()
+  workdir_lib.save_run(workdir, config, info, dataset.assets)  # after restore: a refused config must not replace it
   n_params = state_lib.parameter_count(structure.abstract)
   progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
   if step:
@@ -87,8 +88,11 @@ def train(config, workdir: str) -> dict:
   if step >= total:
     progress.print(f"run in {workdir} already finished at step {step}; evaluating the final state")
   else:
-    state = _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform, data_state,
-                 ckpt, writer, progress, run_eval, workdir)
+    try:
+      state = _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform, data_state,
+                   ckpt, writer, progress, run_eval, workdir)
+    finally:
+      ckpt.wait()  # an error or exit must not abandon a save in flight
     step = total
   ckpt.wait()
   progress.close()
@@ -121,10 +125,11 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   stop = preemption.StopRequest()
   prof = profiler.Profiler(config.profile, workdir)
   last_log_step, last_log_time = step, time.perf_counter()
-  examples_per_step = config.data.batch_size * info.get("seq_len", 1) if info.get("task") == "lm" else None
   last_good = ckpt.latest_step()
+  waited, blocked = [0.0], 0.0  # seconds spent in next(batches) and in ckpt.save since the last record
+  flops_per_step = peak = None
 
-  for batch, data_state, n in batches:
+  for batch, data_state, n in _timed(batches, waited):
     prof.maybe_start(step)
     state, sums = train_step(state, sums, batch)
     step += n
@@ -133,22 +138,29 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
     at_log = step % tc.log_every == 0 or step == total
     at_eval = step % eval_every == 0 or step == total
     at_ckpt = at_eval or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)
-    stopping = stop.should_stop(at_sync_point=at_log or at_eval)
+    stopping = stop.should_stop(at_sync_point=at_log or at_eval, step=step)
     if at_log or at_eval or stopping:
       host_sums = jax.device_get(sums)
       sums = steps_lib.train_metrics_init(mesh)
-      if host_sums["nonfinite"] and tc.on_nonfinite == "stop":
-        bad = int(host_sums["first_nonfinite_step"])
-        raise NonFiniteLoss(f"non-finite loss or gradient at step {bad}; the last good checkpoint is step "
-                            f"{last_good} in {ckpt.directory}. Lower the learning rate or set "
-                            "--config.train.on_nonfinite=skip to drop such updates and go on")
+      _check_finite(host_sums, last_log_step, tc.on_nonfinite, last_good, ckpt)
       now = time.perf_counter()
       record = metrics_lib.derive(host_sums, info)
       record["grad_norm"] = float(host_sums["grad_norm_sum"]) / max(float(host_sums["steps"]), 1.0)
       record["nonfinite_steps"] = int(host_sums["nonfinite"])
       record["examples_per_second"] = (step - last_log_step) * config.data.batch_size / (now - last_log_time)
-      if examples_per_step:
+      if info.get("seq_len"):
         record["tokens_per_second"] = record["examples_per_second"] * info["seq_len"]
+      record["input_wait_fraction"] = waited[0] / (now - last_log_time)
+      record["checkpoint_block_seconds"] = blocked
+      waited[0], blocked = 0.0, 0.0
+      if flops_per_step is None:  # once, after `now`: its cost stays out of every interval
+        one = train_step if per_call == 1 else steps_lib.make_train_step(
+            structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
+            accum_steps=tc.grad_accum_steps)
+        flops_per_step = steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(per_call > 1))
+        peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
+      if peak and np.isfinite(flops_per_step):
+        record["mfu"] = flops_per_step * (step - last_log_step) / (now - last_log_time) / peak
       record["epoch"] = step / steps_per_epoch
       writer.write(step, "train", record)
       progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
@@ -160,9 +172,12 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       progress.print(f"step {step} (epoch {step / steps_per_epoch:.2f}) validation: {_summary(validation)}")
       last_log_time = time.perf_counter()
     if at_ckpt or stopping:
+      _check_finite(jax.device_get(sums), last_log_step, tc.on_nonfinite, last_good, ckpt)  # never checkpoint past a bad step
       meta = {"step": step, "data": data_state, "validation": _scalars(validation)}
       best = config.checkpoint.best_metric
+      t = time.perf_counter()
       ckpt.save(step, state, meta, metrics=_scalars(validation) if validation and best in validation else None)
+      blocked += time.perf_counter() - t
       last_good = step
     if stopping:
       ckpt.wait()
@@ -171,6 +186,29 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       raise SystemExit(0)
   stop.restore_default()
   return state
+
+
+def _timed(items, waited: list):
+  """Yields from `items`, adding the seconds each fetch took to waited[0]: the time the loop waited for input."""
+  items = iter(items)
+  while True:
+    t = time.perf_counter()
+    try:
+      item = next(items)
+    except StopIteration:
+      return
+    waited[0] += time.perf_counter() - t
+    yield item
+
+
+def _check_finite(host_sums, sums_since: int, on_nonfinite, last_good, ckpt):
+  """Stops the run (when so configured) if a step since `sums_since` had a non-finite loss or gradient."""
+  if host_sums["nonfinite"] and on_nonfinite == "stop":
+    ckpt.wait()  # the last good checkpoint may still be writing
+    where = f"step {last_good} in {ckpt.directory}" if last_good is not None else "none (no checkpoint yet)"
+    raise NonFiniteLoss(f"non-finite loss or gradient at step {sums_since + int(host_sums['first_nonfinite_step'])}; the last "
+                        f"good checkpoint is {where}. Lower the learning rate or set "
+                        "--config.train.on_nonfinite=skip to drop such updates and go on")
 
 
 def _scalars(values):

@@ -36,9 +36,10 @@ def metric_sums(kind: str, logits, labels, mask, *, num_classes: int = 0, label_
   `logits` [..., C]; `labels` [...] integer or [..., C] one-hot; `mask` [...] 1 for real examples.
   """
   logits = logits.astype(jnp.float32)
-  mask = mask.astype(jnp.float32)
   loss = per_example(kind, logits, labels, label_smoothing)
   true = labels if labels.ndim < logits.ndim else jnp.argmax(labels, -1)
+  # A per-example mask covers every token of a sequence-labelling example (language models).
+  mask = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (true.ndim - mask.ndim)), true.shape).astype(jnp.float32)
   pred = jnp.argmax(logits, -1)
   sums = {
       "loss_sum": jnp.sum(loss * mask),

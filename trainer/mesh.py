@@ -38,13 +38,18 @@ def make_mesh(cfg, devices=None) -> Mesh:
   if -1 in sizes:
     if len(devices) % known:
       raise UserError(f"mesh {dict(zip(AXES, sizes))}: {len(devices)} devices are not divisible by {known}; "
-                      f"choose sizes whose product divides {len(devices)}")
+                      f"choose sizes whose product divides {len(devices)} ({_divisors(len(devices))})")
     sizes[sizes.index(-1)] = len(devices) // known
   if math.prod(sizes) != len(devices):
     raise UserError(f"mesh {dict(zip(AXES, sizes))} needs {math.prod(sizes)} devices but {len(devices)} are "
-                    f"available; make data*fsdp*tensor = {len(devices)} (or set one axis to -1)")
+                    f"available; make data*fsdp*tensor = {len(devices)} (or set one axis to -1 and the others "
+                    f"to divisors of {len(devices)}: {_divisors(len(devices))})")
   grid = np.asarray(devices).reshape(sizes)
   return Mesh(grid, AXES, axis_types=(AxisType.Auto,) * len(AXES))
+
+
+def _divisors(n: int) -> str:
+  return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
 
 
 def batch_divisor(mesh: Mesh) -> int:

@@ -1,5 +1,11 @@
 """SIGTERM/SIGINT: finish the step in flight, agree on a stop step, checkpoint, exit. A second signal
-aborts at once."""
+aborts at once.
+
+After `jax.distributed.initialize` a C++ preemption notifier owns SIGTERM; installing our handler later
+replaces it (measured: a SIGTERM to one of 2 processes stops both at the same step, both exit 0). A
+SIGTERM that lands before our handler exists (start-up) is still seen by that notifier, which is why the
+multi-process check also asks JAX's preemption sync point.
+"""
 import logging
 import os
 import signal
@@ -27,17 +33,30 @@ class StopRequest:
     self.requested = True
     self.signal_name = signal.Signals(signum).name
 
-  def should_stop(self, at_sync_point: bool) -> bool:
-    """Single process: as soon as asked. Several: only at sync points (logging intervals), where all
-    processes share their flags, so every process stops after the same step."""
+  def should_stop(self, at_sync_point: bool, step: int | None = None) -> bool:
+    """Single process: as soon as asked. Several: only where all processes decide together, so every
+    process stops after the same step: at sync points (logging intervals), where they share their flags,
+    or at JAX's preemption sync point (which must be asked at every step)."""
     if jax.process_count() == 1:
       return self.requested
+    if step is not None and _preemption_notice(step):
+      self.signal_name = self.signal_name or "a preemption notice"
+      return True
     if not at_sync_point:
       return False
     flags = multihost_utils.process_allgather(np.asarray(self.requested, np.int32))
+    if np.any(flags) and not self.requested:
+      self.signal_name = "a signal to another process"
     return bool(np.any(flags))
 
   def restore_default(self):
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def _preemption_notice(step: int) -> bool:
+  try:
+    return multihost_utils.reached_preemption_sync_point(step)
+  except RuntimeError:  # no preemption sync manager in this cluster
+    return False

@@ -5,6 +5,7 @@ this process (whatever device count it has), so no dataset or training code is n
 """
 import dataclasses
 
+import jax
 import ml_collections
 from etils import epath
 
@@ -55,6 +56,6 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   results = evaluate.evaluate(run.state, eval_step, rows, global_batch=run.config.data.eval_batch_size,
                               mesh=run.mesh, info=run.info, transform=transform)
   summary = {k: v for k, v in results.items() if isinstance(v, (int, float))}
-  if "confusion" in results:
+  if "confusion" in results and jax.process_index() == 0:
     report.write(run.workdir / "report", split, run.step, results, run.info.get("label_names"))
   return {"split": split, "step": run.step, **summary}

@@ -50,12 +50,17 @@ def step_flops(one_step, structure: Structure, metrics: dict, batch: dict, leadi
 
 
 def eval_metrics_init(mesh: Mesh, num_classes: int) -> dict:
+  return _eval_metrics_zeros(mesh, num_classes)()
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_metrics_zeros(mesh: Mesh, num_classes: int):
   def zeros():
     sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "weight", "correct")}
     if num_classes:
       sums["confusion"] = jnp.zeros((num_classes, num_classes), jnp.float32)
     return sums
-  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))()
+  return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
 def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps):
@@ -97,7 +102,6 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     # incoming values as plain arrays first.
     old_leaves, treedef = jax.tree.flatten(state)
     model, opt = nnx.merge(structure.graphdef, state)
-    step = opt.step[...].astype(jnp.int32)
     grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps)
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
     grad_norm = optax.global_norm(grads)
@@ -113,8 +117,9 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
         "grad_norm_sum": metrics["grad_norm_sum"] + jnp.where(ok, grad_norm, 0.0),
         "steps": metrics["steps"] + 1.0,
         "nonfinite": metrics["nonfinite"] + (~ok).astype(jnp.float32),
-        "first_nonfinite_step": jnp.where(ok, metrics["first_nonfinite_step"],
-                                          jnp.minimum(metrics["first_nonfinite_step"], step)),
+        # Counted from the last reset of the sums: the loop adds the step it reset them at.
+        "first_nonfinite_step": jnp.where(ok, metrics["first_nonfinite_step"], jnp.minimum(
+            metrics["first_nonfinite_step"], metrics["steps"].astype(jnp.int32) + 1)),
     }
     return new_state, metrics
 

@@ -1,0 +1,66 @@
+"""The ceiling for a workload: the trainer's own jitted step (trainer.state + trainer.steps) looped over
+batches already on the devices, no input pipeline, metrics or checkpoints. Prints one JSON line.
+
+python -m benchmarks.bare_step --workload mlp [--steps_per_call 4] [--epochs 3]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import jax
+import numpy as np
+
+import data as data_lib
+from benchmarks import workloads
+from data import pipeline, preprocess
+from trainer import mesh as mesh_lib, state as state_lib, steps as steps_lib
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("--workload", required=True)
+  p.add_argument("--steps_per_call", type=int, default=1)
+  p.add_argument("--epochs", type=int, default=2)
+  args = p.parse_args()
+  w = workloads.WORKLOADS[args.workload]
+  spc = args.steps_per_call
+  config = workloads.config(args.workload)
+  mesh = mesh_lib.make_mesh(config.mesh)
+  ds = data_lib.load(config.data)
+  rows = pipeline.Rows(ds.splits["train"])
+  transform = preprocess.make_transform(ds.info, config.data.label_encoding)
+  batch, n_steps = w["batch"], w["epoch_steps"] // spc * spc
+  structure, create = state_lib.structure(config, ds.info, mesh, 10**6)
+  state, sums = create(), steps_lib.train_metrics_init(mesh)
+  step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, steps_per_call=spc)
+
+  host = rows.take(np.random.default_rng(0).permutation(len(rows))[:n_steps * batch])
+  host["mask"] = np.ones(n_steps * batch, np.float32)
+  host = transform(host) if transform else host
+  shape = (n_steps // spc, batch) if spc == 1 else (n_steps // spc, spc, batch)
+  sharding = mesh_lib.batch_sharding(mesh, leading_axes=int(spc > 1))
+  calls = [jax.device_put({k: v.reshape(shape + v.shape[1:])[i] for k, v in host.items()}, sharding)
+           for i in range(shape[0])]
+
+  t = time.perf_counter()
+  step.lower(state, sums, calls[0]).compile()  # jit reuses this executable (tests/test_compile_count.py)
+  compile_s = time.perf_counter() - t
+
+  def epoch():
+    nonlocal state, sums
+    t = time.perf_counter()
+    for b in calls:
+      state, sums = step(state, sums, b)
+    jax.block_until_ready(sums)
+    return time.perf_counter() - t
+
+  epoch()  # warm-up
+  times = [epoch() for _ in range(args.epochs)]
+  eps = n_steps * batch / statistics.median(times)
+  print(json.dumps(dict(workload=args.workload, impl=f"bare step spc={spc}", examples_per_s=eps,
+                        compile_s=compile_s, epoch_s=times)), flush=True)
+
+
+if __name__ == "__main__":
+  main()

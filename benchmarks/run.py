@@ -1,0 +1,69 @@
+"""flaxforge's training throughput beside the PyTorch reference, alternating, one process per measurement.
+
+  .venv/bin/python -m benchmarks.run --rounds 3 --out /tmp/bench.jsonl [--workloads mlp,text_cnn,transformer]
+      [--torch_python /work/venvs/torch/bin/python] [--bench_dir /work/shared/bench] [--jemalloc]
+
+Per workload and round it measures, in a rotating order: the trainer through `launch.train` (steps_per_call 1
+and, for the small models, 8), the bare jitted step on device-resident data, the input pipeline alone and
+the PyTorch eager reference; once per round the machine's matmul peak. Then it prints the markdown table
+(benchmarks/report.py) for BENCHMARKS.md. Compare ratios within one run only: the machine is shared.
+"""
+import argparse
+import json
+import os
+import platform
+
+from benchmarks import report, runner, workloads
+
+SCAN = {"mlp": 8, "text_cnn": 8, "transformer": 0, "text_cnn_20ng": 8}  # steps_per_call tried besides 1
+
+
+def impls(name, args):
+  out = {"trainer": lambda: runner.trainer(name),
+         "bare step": lambda: runner.module("benchmarks.bare_step", "--workload", name),
+         "input pipeline": lambda: runner.module("benchmarks.pipeline_speed", "--workload", name)}
+  if SCAN.get(name):
+    k = SCAN[name]
+    out[f"trainer spc={k}"] = lambda: runner.trainer(name, steps_per_call=k)
+    out[f"bare step spc={k}"] = lambda: runner.module("benchmarks.bare_step", "--workload", name,
+                                                      "--steps_per_call", str(k))
+  if args.jemalloc:
+    out["trainer +jemalloc"] = lambda: runner.trainer(name, jemalloc=True)
+    out["bare step +jemalloc"] = lambda: runner.module("benchmarks.bare_step", "--workload", name, jemalloc=True)
+  if workloads.WORKLOADS[name]["torch"] and os.path.exists(args.torch_python):
+    out["torch eager"] = lambda: runner.torch(name, args.torch_python, args.bench_dir)
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("--rounds", type=int, default=3)
+  p.add_argument("--workloads", default="mlp,text_cnn,transformer")
+  p.add_argument("--out", default="/tmp/flaxforge-bench.jsonl")
+  p.add_argument("--torch_python", default="/work/venvs/torch/bin/python")
+  p.add_argument("--bench_dir", default="/work/shared/bench")
+  p.add_argument("--jemalloc", action="store_true", help="also run trainer and step under jemalloc (retaining)")
+  args = p.parse_args()
+  names = [n for n in args.workloads.split(",") if n in workloads.WORKLOADS]
+  with open(args.out, "a") as out:
+    def record(r):
+      out.write(json.dumps(r) + "\n")
+      out.flush()
+      print(json.dumps(r), flush=True)
+    record({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+            "python": platform.python_version()})
+    for rnd in range(args.rounds):
+      record({"round": rnd, "workload": "peak", "impl": "matmul 2048", **runner.peak()})
+      for name in names:
+        todo = list(impls(name, args).items())
+        shift = rnd % len(todo)
+        for impl, fn in todo[shift:] + todo[:shift]:
+          try:
+            record({"round": rnd, "workload": name, "impl": impl, **fn()})
+          except Exception as e:  # pylint: disable=broad-except  (one failed run must not lose the others)
+            record({"round": rnd, "workload": name, "impl": impl, "error": str(e)[-500:]})
+  print(report.table(args.out))
+
+
+if __name__ == "__main__":
+  main()

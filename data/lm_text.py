@@ -1,0 +1,111 @@
+"""Byte-level language-model data: a stream of bytes (vocabulary 256) cut into windows of seq_len + 1.
+
+Sources: a .txt file (the whole file) or a .jsonl file (one `text` field per line), split by position into
+train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of them held out as
+validation) and the first `test_bytes` bytes of its test posts, joined with a separator byte in archive
+order as /work/shared/bench/lm_ref.py does, so "test" bits per byte compare with that reference.
+Splits are in memory and random access; nothing is prepared on disk.
+"""
+import json
+import pathlib
+from typing import Iterable
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data import dataset, newsgroups
+from trainer.errors import UserError
+
+VOCAB_SIZE = 256
+
+
+class Windows:
+  """Non-overlapping windows: example i is inputs = stream[i*L : i*L+L], label = the next byte of each."""
+
+  def __init__(self, stream: np.ndarray, seq_len: int):
+    self.stream, self.seq_len = stream, seq_len
+
+  def __len__(self) -> int:
+    return max(0, (len(self.stream) - 1) // self.seq_len)
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    if not -len(self) <= i < len(self):
+      raise IndexError(f"window {i} of {len(self)}")
+    start = (i % len(self)) * self.seq_len
+    chunk = self.stream[start:start + self.seq_len + 1].astype(np.int32)
+    return {"inputs": chunk[:-1], "label": chunk[1:]}
+
+
+def join(docs: Iterable[bytes], separator: int) -> np.ndarray:
+  return np.frombuffer(bytes([separator]).join(docs), np.uint8)
+
+
+def _archive(cfg) -> pathlib.Path:
+  manual_dir = cfg.get("manual_dir", "")
+  if manual_dir:
+    path = pathlib.Path(manual_dir).expanduser() / newsgroups.ARCHIVE
+    if not path.is_file():
+      raise UserError(f"{newsgroups.ARCHIVE} not found in {manual_dir}; download it from {newsgroups.URL} "
+                      "into that folder, or fix --config.data.manual_dir")
+    return path
+  downloads = dataset.data_dir(cfg.get("data_dir", "")) / "downloads"
+  return pathlib.Path(newsgroups.fetch_archive(tfds.download.DownloadManager(download_dir=downloads)))
+
+
+def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
+  archive = _archive(cfg)
+  train = [body.encode("latin-1") for body, _ in newsgroups.documents(archive, "train")]
+  order = np.random.default_rng(cfg.get("split_seed", 0)).permutation(len(train))
+  n_val = int(round(cfg.get("validation_fraction", 0.1) * len(train)))
+  test = join((body.encode("latin-1") for body, _ in newsgroups.documents(archive, "test")), separator)
+  test_bytes = cfg.get("test_bytes", 200_000)
+  return {"train": join((train[i] for i in np.sort(order[n_val:])), separator),
+          "validation": join((train[i] for i in np.sort(order[:n_val])), separator),
+          "test": test[:test_bytes] if test_bytes else test}
+
+
+def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
+  path = pathlib.Path(cfg.get("path")).expanduser()
+  if not path.is_file():
+    raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
+  if path.suffix.lower() == ".txt":
+    stream = np.frombuffer(path.read_bytes(), np.uint8)
+  elif path.suffix.lower() in (".jsonl", ".ndjson"):
+    field, docs = cfg.get("text_column", "text"), []
+    for line_num, line in enumerate(path.read_bytes().split(b"\n"), 1):
+      if line.strip():
+        try:
+          docs.append(json.loads(line)[field].encode("utf-8"))
+        except (ValueError, KeyError, TypeError, AttributeError):
+          raise UserError(f"{path.name} row {line_num}: expected a JSON object with a string field {field!r}; "
+                          "pass --config.data.text_column=...") from None
+    stream = join(docs, separator)
+  else:
+    raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+  n = len(stream)
+  val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
+  streams = {"train": stream[:n - val - test], "validation": stream[n - val - test:n - test],
+             "test": stream[n - test:]}
+  test_bytes = cfg.get("test_bytes", 0)
+  if test_bytes:
+    streams["test"] = streams["test"][:test_bytes]
+  return streams
+
+
+def load(cfg) -> dataset.Dataset:
+  """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups), text_column ('text', for .jsonl),
+  validation_fraction (0.1), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups,
+  0 = all for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups)."""
+  seq_len, separator = cfg.get("seq_len", 256), cfg.get("separator", 0)
+  streams = file_streams(cfg, separator) if cfg.get("path", "") else newsgroups_streams(cfg, separator)
+  splits = {name: Windows(stream, seq_len) for name, stream in streams.items()}
+  for name, windows in splits.items():
+    if not len(windows):
+      raise UserError(f"the {name} split has {len(streams[name])} bytes, less than one window of "
+                      f"seq_len + 1 = {seq_len + 1}; use more text or lower --config.data.seq_len")
+  tokenizer = {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}
+  return dataset.Dataset(
+      splits=splits,
+      info={"task": "lm", "vocab_size": VOCAB_SIZE, "seq_len": seq_len, "bytes_per_token": 1.0},
+      assets={"tokenizer": tokenizer},
+  )

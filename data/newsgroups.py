@@ -1,0 +1,159 @@
+"""20 Newsgroups ("bydate": 11,314 train / 7,532 test posts, 20 groups) as a TFDS array_record dataset.
+
+Token ids are stored already encoded, so training reads fixed-length int32 rows. The encoder is fitted once,
+on the training part, at prepare time and saved in the dataset's metadata; every set of preprocessing options
+is its own BuilderConfig (named by a hash of the options), so changing an option prepares a new copy.
+"""
+import dataclasses
+import hashlib
+import json
+import socket
+import tarfile
+import urllib.parse
+import urllib.request
+from typing import Iterator
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from data import dataset, text
+from trainer.errors import UserError
+
+URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
+SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
+ARCHIVE = "20news-bydate.tar.gz"
+GROUPS = (
+    "alt.atheism", "comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware",
+    "comp.sys.mac.hardware", "comp.windows.x", "misc.forsale", "rec.autos", "rec.motorcycles",
+    "rec.sport.baseball", "rec.sport.hockey", "sci.crypt", "sci.electronics", "sci.med", "sci.space",
+    "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast", "talk.politics.misc",
+    "talk.religion.misc",
+)  # sorted: the ids scikit-learn gives them
+SPLITS = ("train", "validation", "test")
+_SPLIT_DEFAULTS = {"validation_fraction": 0.1, "split_seed": 0}
+
+
+def documents(archive, split: str) -> Iterator[tuple[str, int]]:
+  """(text, label id) of each post of the archive's "train" or "test" split, in (group, file name) order,
+  as scikit-learn's `load_files` reads them. Texts are latin-1, so `text.encode("latin-1")` is the file."""
+  prefix = f"20news-bydate-{split}/"
+  posts = []
+  with tarfile.open(archive, "r:gz") as tar:  # dl_manager.iter_archive would need TensorFlow
+    for member in tar:
+      parts = member.name.split("/")
+      if member.isfile() and member.name.startswith(prefix) and len(parts) == 3:
+        if parts[1] not in GROUPS:
+          raise UserError(f"{archive}: unexpected newsgroup folder {member.name!r}; is it 20news-bydate.tar.gz?")
+        posts.append((parts[1], parts[2], tar.extractfile(member).read().decode("latin-1")))
+  if not posts:
+    raise UserError(f"{archive} has no {prefix} files; is it 20news-bydate.tar.gz?")
+  for group, _, body in sorted(posts):
+    yield body, GROUPS.index(group)
+
+
+def fetch_archive(dl_manager) -> epath.Path:
+  """The archive from the manual dir if it is there, else downloaded (and checked) into the download dir."""
+  try:
+    manual = dl_manager.manual_dir / ARCHIVE
+  except AssertionError:  # TFDS' default manual dir does not exist
+    manual = None
+  if manual is not None and manual.exists():
+    return manual
+  try:
+    _check_reachable(URL)
+    path = epath.Path(dl_manager.download(URL))
+  except Exception as e:  # pylint: disable=broad-except  (offline: requests, DNS, HTTP errors all end here)
+    raise UserError(f"cannot download {URL} ({type(e).__name__}: {e}); put {ARCHIVE} in a folder and pass "
+                    "--config.data.manual_dir=FOLDER") from e
+  digest = hashlib.sha256(path.read_bytes()).hexdigest()
+  if digest != SHA256:
+    raise UserError(f"{path} has sha256 {digest}, not {SHA256}; delete it and rerun, or pass "
+                    f"--config.data.manual_dir=FOLDER_WITH_{ARCHIVE}")
+  return path
+
+
+def _check_reachable(url: str, timeout: float = 10.0) -> None:
+  """Fails fast offline: TFDS' downloader retries a refused connection for about 200 s."""
+  if urllib.request.getproxies():
+    return  # only the proxy knows
+  parts = urllib.parse.urlsplit(url)
+  socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                           timeout=timeout).close()
+
+
+@dataclasses.dataclass
+class OptionsConfig(tfds.core.BuilderConfig):
+  """A BuilderConfig made from preprocessing options; its name is a digest of them."""
+  options: dict = dataclasses.field(default_factory=dict)
+
+
+def builder_config(options: dict, prefix: str = "") -> OptionsConfig:
+  digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+  name = f"{prefix}w{options['num_words']}_l{options['seq_len']}_{digest}"
+  return OptionsConfig(name=name, description=json.dumps(options, sort_keys=True), options=options)
+
+
+def encoded_features(seq_len: int, label) -> tfds.features.FeaturesDict:
+  return tfds.features.FeaturesDict({"inputs": tfds.features.Tensor(shape=(seq_len,), dtype=np.int32),
+                                     "label": label})
+
+
+class TwentyNewsgroups(tfds.core.GeneratorBasedBuilder):
+  VERSION = tfds.core.Version("1.0.0")
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"Download {URL} and put {ARCHIVE} in the manual_dir."
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="20 Newsgroups, bydate split, as token ids; options: " + self.builder_config.description,
+        features=encoded_features(self.builder_config.options["seq_len"], tfds.features.ClassLabel(names=GROUPS)),
+        supervised_keys=("inputs", "label"),
+        homepage="http://qwone.com/~jason/20Newsgroups/",
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    options = dict(self.builder_config.options)
+    fraction, seed = options.pop("validation_fraction"), options.pop("split_seed")
+    archive = fetch_archive(dl_manager)
+    train, test = list(documents(archive, "train")), list(documents(archive, "test"))
+    validation_idx, train_idx = text.holdout(np.array([y for _, y in train]), [fraction], seed)
+    encoder = text.TextEncoder.fit((train[i][0] for i in train_idx), **options)
+    self.info.metadata["text_encoder"] = encoder.to_json()
+    self.info.metadata["label_names"] = list(GROUPS)
+    return {"train": self._generate_examples(encoder, [train[i] for i in train_idx]),
+            "validation": self._generate_examples(encoder, [train[i] for i in validation_idx]),
+            "test": self._generate_examples(encoder, test)}
+
+  def _generate_examples(self, encoder, docs):
+    ids = encoder.encode([body for body, _ in docs])
+    for i, (row, (_, label)) in enumerate(zip(ids, docs)):
+      yield i, {"inputs": row, "label": label}
+
+
+def options(cfg) -> dict:
+  return {**text.encoder_options(cfg), **{k: cfg.get(k, v) for k, v in _SPLIT_DEFAULTS.items()}}
+
+
+def from_builder(builder, split_names=SPLITS) -> dataset.Dataset:
+  """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names)."""
+  encoder = text.TextEncoder.from_json(builder.info.metadata["text_encoder"])
+  names = list(builder.info.metadata["label_names"])
+  return dataset.Dataset(
+      splits=dataset.sources(builder, split_names),
+      info={"task": "classification", "num_classes": len(names), "label_names": names,
+            "vocab_size": encoder.vocab_size, "seq_len": encoder.seq_len},
+      assets={"text_encoder": encoder.to_json(), "labels": names},
+  )
+
+
+def load(cfg) -> dataset.Dataset:
+  """`cfg` is `config.data`: data_dir, manual_dir, the text options (see `text.TextEncoder`),
+  validation_fraction (0.1) and split_seed (0)."""
+  builder = TwentyNewsgroups(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=builder_config(options(cfg)))
+  manual_dir = cfg.get("manual_dir", "") or None
+  if manual_dir and not builder.is_prepared() and not (epath.Path(manual_dir) / ARCHIVE).exists():
+    raise UserError(f"{ARCHIVE} not found in {manual_dir}; download it from {URL} into that folder, or fix "
+                    "--config.data.manual_dir")
+  return from_builder(dataset.prepare(builder, manual_dir))

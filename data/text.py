@@ -1,0 +1,199 @@
+"""Text to token ids, exactly as Keras' `Tokenizer` + `pad_sequences` do it, saved as JSON beside the checkpoint.
+
+`TextEncoder.fit(texts, ...)` builds a top-N word vocabulary from the training texts; `encode(texts)` maps any
+texts to an int32 [N, seq_len] array; `to_json()`/`from_json()` carry every option, so eval and predict
+apply exactly what training applied. Also: scikit-learn's newsgroup header/footer/quote stripping, label
+names <-> ids, and a seeded stratified hold-out split.
+"""
+import collections
+import dataclasses
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from trainer.errors import UserError
+
+KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+REMOVABLE = ("headers", "footers", "quotes")
+PADDING_SIDES = ("pre", "post")
+
+# scikit-learn's sklearn/datasets/_twenty_newsgroups.py, ported line for line.
+_QUOTE_RE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
+
+
+def strip_header(text: str) -> str:
+  """Drops everything before the first blank line."""
+  _, _, after = text.partition("\n\n")
+  return after
+
+
+def strip_footer(text: str) -> str:
+  """Drops the signature: everything after the last blank or all-hyphen line."""
+  lines = text.strip().split("\n")
+  for line_num in range(len(lines) - 1, -1, -1):
+    if lines[line_num].strip().strip("-") == "":
+      break
+  return "\n".join(lines[:line_num]) if line_num > 0 else text
+
+
+def strip_quoting(text: str) -> str:
+  """Drops lines that quote another post ('>' or '|') or introduce a quote ('... writes:')."""
+  return "\n".join(line for line in text.split("\n") if not _QUOTE_RE.search(line))
+
+
+_STRIPPERS = {"headers": strip_header, "footers": strip_footer, "quotes": strip_quoting}
+
+
+def parse_remove(remove) -> tuple[str, ...]:
+  """`remove` as config spells it ('headers,quotes', a tuple, or '') -> a tuple in canonical order."""
+  if isinstance(remove, str):
+    remove = [r.strip() for r in remove.split(",") if r.strip()]
+  unknown = sorted(set(remove) - set(REMOVABLE))
+  if unknown:
+    raise UserError(f"unknown data.remove value(s) {unknown}; use any of: {', '.join(REMOVABLE)}")
+  return tuple(r for r in REMOVABLE if r in remove)
+
+
+@dataclasses.dataclass
+class TextEncoder:
+  """Words -> ids. Id 0 is padding; with `oov`, id 1 stands for every word outside the vocabulary
+  (else such words are dropped, as Keras does without `oov_token`); words take the next ids in order
+  of training-set frequency, ties broken by first occurrence. All ids are < `num_words`."""
+  vocab: list[str]
+  seq_len: int = 100
+  num_words: int = 10000
+  lowercase: bool = True
+  filters: str = KERAS_FILTERS
+  remove: tuple[str, ...] = ()
+  oov: bool = False
+  bigrams: bool = False
+  padding: str = "pre"
+  truncating: str = "pre"
+
+  def __post_init__(self):
+    self.remove = parse_remove(self.remove)
+    for name in ("padding", "truncating"):
+      if getattr(self, name) not in PADDING_SIDES:
+        raise UserError(f"data.{name} must be 'pre' or 'post', not {getattr(self, name)!r}")
+    if self.seq_len < 1 or self.num_words < 2 + self.oov:
+      raise UserError(f"need data.seq_len >= 1 and data.num_words >= {2 + self.oov}; "
+                      f"got {self.seq_len} and {self.num_words}")
+    self._table = str.maketrans({c: " " for c in self.filters})
+    self._ids = {w: i + self.first_id for i, w in enumerate(self.vocab)}
+
+  @property
+  def first_id(self) -> int:
+    return 2 if self.oov else 1
+
+  @property
+  def vocab_size(self) -> int:
+    """Rows the embedding table needs: padding, OOV if any, and the kept words."""
+    return self.first_id + len(self.vocab)
+
+  @classmethod
+  def fit(cls, texts: Iterable[str], **options) -> "TextEncoder":
+    encoder = cls(vocab=[], **options)
+    counts = collections.Counter()
+    for text in texts:
+      counts.update(encoder.tokens(text))
+    # most_common sorts stably by count, so ties keep first-occurrence order, as Keras' Tokenizer does.
+    keep = encoder.num_words - encoder.first_id
+    return dataclasses.replace(encoder, vocab=[w for w, _ in counts.most_common(keep)])
+
+  def tokens(self, text: str) -> list[str]:
+    """Keras' `text_to_word_sequence`: lower-case, filter characters to spaces, split on single spaces."""
+    for part in self.remove:
+      text = _STRIPPERS[part](text)
+    if self.lowercase:
+      text = text.lower()
+    words = [w for w in text.translate(self._table).split(" ") if w]
+    if self.bigrams:  # each word followed by the bigram it starts, so bigrams stay next to their words
+      pairs = [f"{a} {b}" for a, b in zip(words, words[1:])]
+      words = [t for pair in zip(words, pairs) for t in pair] + words[-1:]
+    return words
+
+  def ids(self, text: str) -> list[int]:
+    get, oov = self._ids.get, (1 if self.oov else None)
+    ids = [get(w, oov) for w in self.tokens(text)]
+    return ids if self.oov else [i for i in ids if i is not None]
+
+  def encode(self, texts: Sequence[str]) -> np.ndarray:
+    """Keras `pad_sequences(..., maxlen=seq_len, padding=..., truncating=...)` of the texts' ids."""
+    out = np.zeros((len(texts), self.seq_len), np.int32)
+    for row, text in zip(out, texts):
+      ids = self.ids(text)
+      ids = ids[-self.seq_len:] if self.truncating == "pre" else ids[:self.seq_len]
+      if ids:
+        if self.padding == "pre":
+          row[self.seq_len - len(ids):] = ids
+        else:
+          row[:len(ids)] = ids
+    return out
+
+  def to_json(self) -> dict:
+    d = dataclasses.asdict(self)
+    d["remove"] = list(self.remove)
+    return {"type": "word_encoder", **d}
+
+  @classmethod
+  def from_json(cls, d: dict) -> "TextEncoder":
+    d = dict(d)
+    if d.pop("type", "word_encoder") != "word_encoder":
+      raise UserError(f"not a word encoder: type {d.get('type')!r}")
+    return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelEncoder:
+  """Label names <-> class ids; ids are positions in `names`."""
+  names: tuple[str, ...]
+
+  def encode(self, values: Iterable) -> np.ndarray:
+    index = {n: i for i, n in enumerate(self.names)}
+    try:
+      return np.array([index[str(v)] for v in values], np.int32)
+    except KeyError as e:
+      raise UserError(f"unknown label {e.args[0]!r}; known labels are: {', '.join(self.names)}") from None
+
+  def decode(self, ids: Iterable[int]) -> list[str]:
+    return [self.names[int(i)] for i in ids]
+
+  def to_json(self) -> list[str]:
+    return list(self.names)
+
+  @classmethod
+  def from_json(cls, names: Sequence[str]) -> "LabelEncoder":
+    return cls(tuple(names))
+
+
+def encoder_options(cfg) -> dict:
+  """The `TextEncoder` options in `config.data` (a ConfigDict or dict), with the encoder's defaults."""
+  options = {f.name: cfg.get(f.name, f.default) for f in dataclasses.fields(TextEncoder) if f.name != "vocab"}
+  options["remove"] = list(parse_remove(options["remove"]))
+  return options
+
+
+def label_encoder(values: Iterable) -> LabelEncoder:
+  """Names = the sorted distinct values as strings (numerically sorted when all are integers)."""
+  names = {str(v) for v in values}
+  numeric = all(re.fullmatch(r"[+-]?\d+", n) for n in names)
+  return LabelEncoder(tuple(sorted(names, key=int if numeric else None)))
+
+
+def holdout(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
+  """Seeded, stratified split of indices: one array per fraction, then the rest (sorted indices).
+
+  Each class gives round(fraction * its size) examples to each held-out part, so small classes may give none.
+  """
+  rng = np.random.default_rng(seed)
+  parts = [[] for _ in range(len(fractions) + 1)]
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    start = 0
+    for part, fraction in zip(parts, fractions):
+      n = int(round(fraction * len(idx)))
+      part.append(idx[start:start + n])
+      start += n
+    parts[-1].append(idx[start:])
+  return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]

@@ -1,0 +1,181 @@
+"""The user's own labelled texts (CSV, TSV or JSONL) as a TFDS array_record dataset of token ids.
+
+Label names are the sorted distinct values of the label column. Without a split column, a seeded,
+stratified validation and test part is held out of the rows; with one (values train/validation/test),
+a missing validation or test part is held out of the train rows. The prepared copy is keyed by the file's
+path, size and mtime and by every option, so an unchanged file is read once and later runs start at once.
+"""
+import csv
+import io
+import json
+import pathlib
+import re
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from data import dataset, newsgroups, text
+from trainer.errors import UserError
+
+SPLIT_VALUES = ("train", "validation", "test")
+_DELIMITERS = {".csv": ",", ".tsv": "\t"}
+_JSONL = (".jsonl", ".ndjson")
+_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
+             "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
+
+
+def _decode(path: pathlib.Path) -> str:
+  raw = path.read_bytes()
+  if not raw.strip():
+    raise UserError(f"{path.name} is empty; pass --config.data.path=A_FILE_WITH_A_HEADER_AND_ROWS")
+  try:
+    return raw.decode("utf-8-sig")
+  except UnicodeDecodeError as e:
+    row = raw[:e.start].count(b"\n") + 1
+    raise UserError(f"{path.name} row {row}: not UTF-8 (byte {raw[e.start]:#x}); save the file as UTF-8") from None
+
+
+def _missing(name: str, what: str, column: str, flag: str, present) -> UserError:
+  return UserError(f"{what} {column!r} not found in {name}; {what}s are: {', '.join(present)}; "
+                   f"pass --config.data.{flag}=...")
+
+
+def _csv_rows(name: str, content: str, delimiter: str, columns: dict):
+  reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
+  try:
+    header = next(reader)
+    for flag, column in columns.items():
+      if column not in header:
+        raise _missing(name, "column", column, flag, header)
+    where = [header.index(c) for c in columns.values()]
+    for row in reader:
+      if not row:
+        continue  # blank line
+      if len(row) != len(header):
+        raise UserError(f"{name} row {reader.line_num}: expected {len(header)} columns, found {len(row)}")
+      yield reader.line_num, [row[i] for i in where]
+  except csv.Error as e:
+    raise UserError(f"{name} row {reader.line_num}: unreadable CSV ({e})") from None
+
+
+def _jsonl_rows(name: str, content: str, columns: dict):
+  for line_num, line in enumerate(content.split("\n"), 1):
+    if not line.strip():
+      continue
+    try:
+      record = json.loads(line)
+    except json.JSONDecodeError as e:
+      raise UserError(f"{name} row {line_num}: not valid JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(record, dict):
+      raise UserError(f"{name} row {line_num}: expected a JSON object, found {type(record).__name__}")
+    for flag, column in columns.items():
+      if column not in record:
+        raise UserError(f"{name} row {line_num}: field {column!r} not found; fields are: "
+                        f"{', '.join(record)}; pass --config.data.{flag}=...")
+    yield line_num, [record[c] if isinstance(record[c], str) else json.dumps(record[c]) for c in columns.values()]
+
+
+def read_table(path, text_column: str, label_column: str, split_column: str = ""):
+  """(texts, labels, splits or None) from a .csv/.tsv (header row) or .jsonl file; UserError names the row."""
+  path = pathlib.Path(path)
+  suffix = path.suffix.lower()
+  if suffix not in _DELIMITERS and suffix not in _JSONL:
+    raise UserError(f"{path.name}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
+  columns = {"text_column": text_column, "label_column": label_column}
+  if split_column:
+    columns["split_column"] = split_column
+  content = _decode(path)
+  rows = (_jsonl_rows(path.name, content, columns) if suffix in _JSONL
+          else _csv_rows(path.name, content, _DELIMITERS[suffix], columns))
+  texts, labels, splits = [], [], []
+  for line_num, values in rows:
+    texts.append(values[0])
+    labels.append(values[1].strip())
+    if not labels[-1]:
+      raise UserError(f"{path.name} row {line_num}: empty label in {label_column!r}")
+    if split_column:
+      splits.append(values[2].strip().lower())
+      if splits[-1] not in SPLIT_VALUES:
+        raise UserError(f"{path.name} row {line_num}: {split_column!r} is {values[2]!r}; "
+                        f"use one of: {', '.join(SPLIT_VALUES)}")
+  if not texts:
+    raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
+  return texts, labels, (splits if split_column else None)
+
+
+def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_fraction: float,
+               seed: int) -> dict[str, np.ndarray]:
+  """Row indices per split: the split column's, and what it lacks held out of its train rows."""
+  given = {s: np.flatnonzero(np.asarray(splits) == s) for s in SPLIT_VALUES} if splits else {}
+  pool = given.get("train", np.arange(len(labels)))
+  wanted = [s for s in ("validation", "test") if not len(given.get(s, ()))]
+  fractions = {"validation": validation_fraction, "test": test_fraction}
+  *held, rest = text.holdout(labels[pool], [fractions[s] for s in wanted], seed)
+  out = {**given, **{s: pool[i] for s, i in zip(wanted, held)}, "train": pool[rest]}
+  return {s: out[s] for s in SPLIT_VALUES}
+
+
+class TextFile(tfds.core.GeneratorBasedBuilder):
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Labelled texts from a user's file, as token ids; options: " + self.builder_config.description,
+        # Label names come from the file, read after _info; they live in the metadata instead.
+        features=newsgroups.encoded_features(self.builder_config.options["seq_len"],
+                                             tfds.features.Tensor(shape=(), dtype=np.int64)),
+        supervised_keys=("inputs", "label"),
+        metadata=tfds.core.MetadataDict(),
+    )
+
+  def _split_generators(self, dl_manager):
+    options = dict(self.builder_config.options)
+    path = options.pop("path")
+    columns = [options.pop(k) for k in ("text_column", "label_column", "split_column")]
+    fractions = options.pop("validation_fraction"), options.pop("test_fraction")
+    seed = options.pop("split_seed")
+    for key in ("size", "mtime_ns"):
+      options.pop(key)
+    texts, labels, splits = read_table(path, *columns)
+    labeler = text.label_encoder(labels)
+    if len(labeler.names) < 2:
+      raise UserError(f"{pathlib.Path(path).name}: column {columns[1]!r} has the single value {labeler.names[0]!r}; "
+                      "a classifier needs at least 2 classes")
+    ids = labeler.encode(labels)
+    parts = split_rows(ids, splits, *fractions, seed)
+    for name, idx in parts.items():
+      if not len(idx):
+        raise UserError(f"{pathlib.Path(path).name}: the {name} split is empty ({len(texts)} rows); add rows or "
+                        f"raise --config.data.{name}_fraction")
+    encoder = text.TextEncoder.fit((texts[i] for i in parts["train"]), **options)
+    self.info.metadata["text_encoder"] = encoder.to_json()
+    self.info.metadata["label_names"] = labeler.to_json()
+    return {name: self._generate_examples(encoder.encode([texts[i] for i in idx]), ids[idx])
+            for name, idx in parts.items()}
+
+  def _generate_examples(self, inputs, labels):
+    for i, (row, label) in enumerate(zip(inputs, labels)):
+      yield i, {"inputs": row, "label": int(label)}
+
+
+def options(cfg) -> dict:
+  """Everything that shapes the prepared data, including the file's identity (path, size, mtime)."""
+  if not cfg.get("path", ""):
+    raise UserError("no input file; pass --config.data.path=FILE.csv (or .tsv, .jsonl)")
+  path = pathlib.Path(cfg.get("path")).expanduser().resolve()
+  if not path.is_file():
+    raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=AN_EXISTING_FILE")
+  stat = path.stat()
+  return {**text.encoder_options(cfg), **{k: cfg.get(k, v) for k, v in _DEFAULTS.items()},
+          "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def load(cfg) -> dataset.Dataset:
+  """`cfg` is `config.data`: path, text_column ('text'), label_column ('label'), split_column ('' = none),
+  validation_fraction (0.1), test_fraction (0.1), split_seed (0), data_dir and the text options."""
+  opts = options(cfg)
+  stem = re.sub(r"[^a-z0-9]+", "_", pathlib.Path(opts["path"]).stem.lower())[:24]
+  config = newsgroups.builder_config(opts, prefix=f"{stem}_")
+  builder = TextFile(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=config)
+  return newsgroups.from_builder(dataset.prepare(builder))

@@ -1,0 +1,23 @@
+"""The better 20 Newsgroups classifier: a bag of words over the first 1,000 tokens of each post.
+
+Same data path as the seed config (a top-N vocabulary fitted on the training texts, stored as token ids),
+with a larger vocabulary and longer sequences; the model pools the set of words instead of convolving.
+"""
+from launch.configs import base, text_options
+
+
+def get_config():
+  c = base.get_config()
+  c.data.name = "20newsgroups"
+  text_options.add(c.data, num_words=50000, seq_len=1000, padding="post", truncating="post")
+  c.data.batch_size = 64
+  c.model.name = "bag_of_words"
+  c.model.embed_dim = 128
+  c.model.hidden = 0
+  c.model.dropout = 0.5
+  c.optimizer.name = "adamw"
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.weight_decay = 1e-4
+  c.train.num_epochs = 8
+  c.train.log_every = 100
+  return c

@@ -1,0 +1,46 @@
+"""Sample text from a trained GPT run (key-value cache, temperature, top-k):
+
+  python -m launch.generate --workdir=runs/gpt --prompt="The space shuttle" --max_new_tokens=200 \
+      --temperature=0.8 --top_k=40
+"""
+import sys
+
+from absl import flags
+
+from launch import common
+
+PROMPT = flags.DEFINE_string("prompt", "", "Text to continue.")
+MAX_NEW = flags.DEFINE_integer("max_new_tokens", 200, "Tokens to sample after the prompt.")
+TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.")
+TOP_K = flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 = all.")
+SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+NUM = flags.DEFINE_integer("num_samples", 1, "How many continuations to sample.")
+STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+
+
+def main(argv):
+  del argv
+  workdir = common.require_workdir()
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+  from models import gpt  # pylint: disable=g-import-not-at-top
+  from trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+
+  run = restore.restore(workdir, step=STEP.value)
+  if run.config.model.name != "gpt":
+    raise common.UserError(f"{workdir} holds a {run.config.model.name!r} model; generation needs a gpt run")
+  tokenizer = workdir_lib.load_asset(run.workdir, "tokenizer")
+  if tokenizer.get("type") != "bytes":
+    raise common.UserError(f"tokenizer {tokenizer.get('type')!r} is not supported by launch.generate")
+  prompt = PROMPT.value.encode("utf-8") or bytes([tokenizer.get("separator", 0)])
+  model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
+  ids = np.tile(np.frombuffer(prompt, np.uint8).astype(np.int32), (NUM.value, 1))
+  out = gpt.generate(model, ids, MAX_NEW.value, temperature=TEMPERATURE.value, top_k=TOP_K.value,
+                     rng=jax.random.key(SEED.value))
+  for row in np.asarray(out):
+    sys.stdout.write(bytes(int(t) for t in row).decode("utf-8", errors="replace") + "\n\n")
+
+
+if __name__ == "__main__":
+  common.run(main)

@@ -1,0 +1,118 @@
+"""Damaged checkpoints: a truncated or bit-flipped newest step falls back (with a warning) to the newest
+intact one, a leftover unfinished save is ignored, and non-finite losses stop (or skip) as configured."""
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from trainer import checkpoint, restore
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
+  return env
+
+
+def _train(workdir, *overrides):
+  return subprocess.run([sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py",
+                         f"--workdir={workdir}", *overrides], cwd=REPO, env=_env(), capture_output=True,
+                        text=True, timeout=120)
+
+
+def _arrays(workdir, step=None):
+  run = restore.restore(str(workdir), step=step)
+  return run.step, [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+                    for x in jax.tree.leaves(run.state)]
+
+
+def _same(a, b):
+  return a[0] == b[0] and all(x.tobytes() == y.tobytes() for x, y in zip(a[1], b[1]))
+
+
+def _largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
+  files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and p.parent.name == "d"]
+  return max(files, key=lambda p: p.stat().st_size)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """tiny.py: 40 steps, checkpoints at 20 and 40."""
+  workdir = tmp_path_factory.mktemp("trained")
+  result = _train(workdir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_truncated_newest_step_falls_back_and_training_redoes_it(trained, tmp_path, capfd):
+  shutil.copytree(trained, tmp_path / "w")
+  w = tmp_path / "w"
+  victim = _largest_array_file(w / "checkpoints" / "40")
+  victim.write_bytes(victim.read_bytes()[:victim.stat().st_size // 2])
+
+  assert _arrays(w)[0] == 20  # read-only restore (eval): falls back, warns, moves nothing
+  assert "checkpoint step 40" in capfd.readouterr().err and (w / "checkpoints" / "40").exists()
+
+  result = _train(w)  # training: falls back to 20, moves 40 aside, redoes 21..40 exactly
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.search(r"warning: checkpoint step 40 .* is damaged .*falling back to step 20", result.stderr)
+  assert "resumed from the checkpoint at step 20" in result.stdout
+  assert (w / "checkpoints" / "40.damaged").exists()
+  assert _same(_arrays(w), _arrays(trained))
+
+
+def test_flipped_bit_is_caught_by_the_fingerprint(trained, tmp_path, capfd):
+  shutil.copytree(trained, tmp_path / "w")
+  victim = _largest_array_file(tmp_path / "w" / "checkpoints" / "40")
+  data = bytearray(victim.read_bytes())
+  data[len(data) // 2] ^= 0x40  # Orbax itself loads this silently (measured)
+  victim.write_bytes(bytes(data))
+  assert _same(_arrays(tmp_path / "w"), _arrays(trained, step=20))
+  assert "do not match the fingerprint" in capfd.readouterr().err
+
+
+def test_unfinished_save_is_ignored(trained, tmp_path):
+  shutil.copytree(trained, tmp_path / "w")
+  ckpts = tmp_path / "w" / "checkpoints"
+  shutil.copytree(ckpts / "40", ckpts / "60.orbax-checkpoint-tmp")  # a save killed before its commit
+  (ckpts / "60.orbax-checkpoint-tmp" / "commit_success.txt").unlink()
+  assert _same(_arrays(tmp_path / "w"), _arrays(trained))
+  writer = checkpoint.Checkpointer(ckpts)  # the trainer's (writable) manager
+  assert writer.steps() == [20, 40] and writer.latest_step() == 40
+  writer.close()
+
+
+def test_nonfinite_stop_names_step_and_last_good_checkpoint(trained, tmp_path):
+  w = tmp_path / "w"
+  shutil.copytree(trained, w)
+  shutil.rmtree(w / "checkpoints" / "40")
+  before = _arrays(w)
+  result = _train(w, "--config.train.num_steps=60", "--config.optimizer.learning_rate=1e30",
+                  "--config.checkpoint.every_steps=5")
+  assert result.returncode == 2, result.stderr[-3000:]
+  errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
+  assert len(errors) == 1 and "Traceback" not in result.stderr
+  match = re.search(r"non-finite loss or gradient at step (\d+); the last good checkpoint is step 20 in ", errors[0])
+  assert match and 20 <= int(match.group(1)) <= 22, errors[0]
+  assert "on_nonfinite=skip" in errors[0]
+  assert checkpoint.Checkpointer(w / "checkpoints", read_only=True).steps() == [20]  # nothing saved past it
+  assert _same(_arrays(w), before)  # and it is intact
+
+
+def test_nonfinite_skip_goes_on_and_counts(tmp_path):
+  result = _train(tmp_path, "--config.train.num_steps=20", "--config.optimizer.learning_rate=1e30",
+                  "--config.train.on_nonfinite=skip")
+  assert result.returncode == 0, result.stderr[-3000:]
+  records = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  skipped = sum(r.get("nonfinite_steps", 0) for r in records if r["split"] == "train")
+  assert 15 <= skipped <= 20  # lr=1e30: after the first update or two, every update is dropped
+  assert checkpoint.Checkpointer(tmp_path / "checkpoints", read_only=True).latest_step() == 20

@@ -1,0 +1,31 @@
+"""The train step compiles once per run: no recompilation after the first call, with and without
+several steps per call (a recompile per call would cost more than the steps themselves on small models)."""
+import collections
+
+import pytest
+from jax import monitoring
+
+from launch.configs import tiny
+from trainer import loop
+
+_COMPILES = collections.Counter()
+
+
+def _listen(event, duration, **kwargs):  # jax 0.10.2 tags each backend compile with the jitted function's name
+  del duration
+  if event == "/jax/core/compile/backend_compile_duration":
+    _COMPILES[kwargs.get("fun_name", "?")] += 1
+
+
+monitoring.register_event_duration_secs_listener(_listen)
+
+
+@pytest.mark.parametrize("steps_per_call, step_name", [(1, "jit(one_step)"), (5, "jit(fn)")])
+def test_train_step_compiles_once(tmp_path, steps_per_call, step_name):
+  config = tiny.get_config()
+  config.train.steps_per_call = steps_per_call  # 40 steps: 8 calls of 5, boundaries every 10 and 20
+  _COMPILES.clear()
+  loop.train(config, str(tmp_path / "run"))
+  assert _COMPILES[step_name] == 1, dict(_COMPILES)
+  # Metric accumulators are reset at every log interval (4 here): their init must not recompile each time.
+  assert _COMPILES["jit(zeros)"] <= 2, dict(_COMPILES)  # train and eval accumulators, once each (or cached)

@@ -1,0 +1,91 @@
+"""Analytic FLOP counts against hand derivations and XLA, peak lookup, MFU arithmetic."""
+import jax
+import jax.numpy as jnp
+import optax
+import pytest
+from flax import nnx
+
+from models import gpt
+from trainer import flops
+
+
+def test_seed_workloads_match_the_benchmark_counts():
+  # Text CNN (seq 100, emb 16): conv1 94 positions x 7 x 16 x 32, pool -> 13, conv2 7 x 7 x 32 x 64,
+  # dense 64x64 and 64x20: 336,896 + 100,352 + 4,096 + 1,280 = 442,624 MACs.
+  assert flops.text_cnn_flops_per_example(training=False) == 2 * 442_624
+  assert flops.text_cnn_flops_per_example() == 6 * 442_624
+  # MLP 784-512-512-10: 401,408 + 262,144 + 5,120 = 668,672 MACs; training drops the first layer's
+  # input gradient: 3 * 1,337,344 - 2 * 401,408.
+  assert flops.mlp_flops_per_example([784, 512, 512, 10], training=False) == 1_337_344
+  assert flops.mlp_flops_per_example([784, 512, 512, 10]) == 3_209_216
+  # Encoder classifier, 4 x 256, mlp 1024, seq 128, 20 classes: per layer 128 * (4*256^2 + 2*256*1024)
+  # + 2 * 128^2 * 256 = 109,051,904 MACs; x4 + 256*20 = 436,212,736 MACs.
+  assert flops.transformer_classifier_flops_per_example(4, 256, 1024, 128, 20, training=False) == 872_425_472
+
+
+def test_transformer_formula_gpt2_small():
+  # N = 12 * (4*768^2 + 2*768*3072) + 768*50257 = 123,532,032 matmul weights;
+  # training = 6N + 12 * 12 layers * 1024 tokens * 768 = 741,192,192 + 113,246,208.
+  assert flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257) == 854_438_400
+  assert flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257, training=False) == 854_438_400 / 3
+  causal = flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257, causal=True)
+  assert causal == 854_438_400 - 113_246_208 / 2
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:GPU leaves cuBLAS/cuDNN calls uncounted")
+def test_analytic_matches_xla_for_small_gpt_training():
+  batch, seq, vocab = 2, 64, 256
+  model = gpt.from_config({"size": "tiny"}, {"vocab_size": vocab, "seq_len": seq}, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+
+  def loss(params, x):
+    logits = nnx.merge(graphdef, params, rest)(x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, x).mean()
+
+  x = jnp.zeros((batch, seq), jnp.int32)
+  xla = flops.xla_flops(jax.jit(jax.grad(loss)).lower(params, x))
+  analytic = batch * seq * flops.transformer_flops_per_token(2, 64, 256, seq, vocab)
+  assert abs(xla / analytic - 1) < 0.15, (xla, analytic)
+
+
+def test_xla_flops_of_a_matmul_and_old_list_format():
+  compiled = jax.jit(jnp.matmul).lower(jnp.ones((64, 32)), jnp.ones((32, 16))).compile()
+  assert flops.xla_flops(compiled) == 2 * 64 * 32 * 16
+
+  class OldStyle:
+    def cost_analysis(self):
+      return [{"flops": 7.0}]
+
+  assert flops.xla_flops(OldStyle()) == 7.0
+
+
+@pytest.mark.parametrize("kind, dtype, peak", [
+    ("TPU v4", "bfloat16", 275e12),
+    ("TPU v5 lite", "bfloat16", 197e12),
+    ("TPU v5", "bfloat16", 459e12),
+    ("TPU v5p", "float32", 459e12),  # TPUs run float32 matmuls as bf16 passes by default
+    ("TPU v6 lite", "bfloat16", 918e12),
+    ("NVIDIA A100-SXM4-80GB", "bfloat16", 312e12),
+    ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),
+    ("NVIDIA H100 PCIe", "bfloat16", 756e12),
+    ("NVIDIA H200", "float32", 494.5e12),
+    ("some new chip", "bfloat16", None),
+])
+def test_device_peak_lookup(kind, dtype, peak):
+  assert flops.device_peak_flops(kind, dtype) == peak
+
+
+def test_mfu_arithmetic():
+  # GPT-2 small at 100k tokens/s on one H100: 854,438,400 * 1e5 / 989e12.
+  achieved = flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257) * 100_000
+  assert flops.mfu(achieved, 989e12) == pytest.approx(0.0863942, rel=1e-5)
+  assert flops.mfu(achieved, None) is None
+
+
+def test_measured_cpu_peak_is_cached_and_plausible(monkeypatch):
+  peak = flops.measured_cpu_peak(n=512, reps=3)
+  assert 1e8 < peak < 1e14
+  assert flops.measured_cpu_peak(n=512, reps=3) == peak
+  # Fake CPU devices share the host's cores: the system peak is the host's, not multiplied by 8.
+  monkeypatch.setattr(flops, "measured_cpu_peak", lambda: 123.0)
+  assert flops.system_peak_flops(devices=jax.devices("cpu")) == 123.0

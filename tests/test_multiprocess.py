@@ -1,0 +1,160 @@
+"""Several processes as one JAX cluster on localhost (one CPU device each), started the ways users start them:
+launch/local_multiprocess.sh, and launch/slurm.sh under an emulated srun. They train, resume and evaluate
+exactly like one process with the same device count; only process 0 writes logs; a failure stops them all."""
+import json
+import os
+import pathlib
+import random
+import re
+import subprocess
+import sys
+import time
+
+import jax
+import pytest
+
+from launch.configs import tiny
+from trainer import loop
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
+
+
+def _env(devices=1, **extra):
+  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+  return {**os.environ, "XLA_FLAGS": flags, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu",
+          "PYTHON": sys.executable, "FLAXFORGE_HEARTBEAT_S": "10", **extra}
+
+
+def _launch(num, *flags, timeout=150, **env):
+  return subprocess.run(["timeout", "-s", "KILL", str(timeout), "bash", str(LAUNCHER), str(num), *flags],
+                        cwd=REPO, env=_env(**env), capture_output=True, text=True)
+
+
+def _results(output: str, prefix=r"\[(\d)\] ") -> dict[int, dict]:
+  """The JSON result line of each process, by process index."""
+  found = {}
+  for line in output.splitlines():
+    m = re.match(prefix + r"(\{.*\})$", line)
+    if m:
+      found[int(m.group(1))] = json.loads(m.group(2))
+  return found
+
+
+def _records(workdir: pathlib.Path):
+  return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+  """2 processes x 1 device: train to step 20 (a checkpoint), stop, then resume to step 40 and test."""
+  workdir = tmp_path_factory.mktemp("mp")
+  first = _launch(2, "--config=launch/configs/tiny.py", f"--workdir={workdir}", "--config.train.num_steps=20")
+  assert first.returncode == 0, first.stdout + first.stderr
+  second = _launch(2, "--config=launch/configs/tiny.py", f"--workdir={workdir}")
+  assert second.returncode == 0, second.stdout + second.stderr
+  return workdir, second.stdout
+
+
+def test_two_processes_train_and_resume_like_one_process_with_two_devices(two_process_run, tmp_path):
+  workdir, output = two_process_run
+  assert "[0] resumed from the checkpoint at step 20" in output
+  results = _results(output)
+  assert results.keys() == {0, 1} and results[0] == results[1]  # both processes computed the same test metrics
+
+  reference = loop.train(tiny.get_config(), str(tmp_path), devices=jax.devices()[:2])  # 1 process x 2 devices
+  for key in ("loss", "accuracy", "macro_f1"):
+    assert results[0][key] == pytest.approx(reference[key], rel=1e-6, abs=1e-7), key
+  train = lambda records: [(r["step"], r["loss"]) for r in records if r["split"] == "train"]
+  got, want = train(_records(workdir)), train(_records(tmp_path))
+  assert [s for s, _ in got] == [s for s, _ in want] == [10, 20, 30, 40]
+  assert [l for _, l in got] == pytest.approx([l for _, l in want], rel=1e-6)
+
+
+def test_only_process_zero_writes_logs_and_all_write_checkpoints(two_process_run):
+  workdir, _ = two_process_run
+  keys = [(r["step"], r["split"]) for r in _records(workdir)]
+  assert len(keys) == len(set(keys))  # a second writer would duplicate every record
+  assert {(20, "validation"), (40, "validation"), (40, "test")} <= set(keys)
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir() if p.name.isdigit()) == ["20", "40"]
+  assert (workdir / "config.json").exists() and not list(workdir.glob(".write-test-*"))
+
+
+def test_a_two_process_checkpoint_evaluates_on_three_devices(two_process_run):
+  """Another process and device count, one that does not divide the eval batch (256): padding absorbs it."""
+  workdir, output = two_process_run
+  run = subprocess.run([sys.executable, "-m", "launch.eval", f"--workdir={workdir}"], cwd=REPO, env=_env(3),
+                       capture_output=True, text=True, timeout=120)
+  assert run.returncode == 0, run.stderr
+  alone, together = json.loads(run.stdout.strip().splitlines()[-1]), _results(output)[0]
+  assert alone["step"] == 40
+  assert alone["accuracy"] == together["accuracy"] and alone["loss"] == pytest.approx(together["loss"], rel=1e-5)
+
+
+def test_slurm_script_starts_one_cluster_through_srun(two_process_run, tmp_path):
+  """launch/slurm.sh under a stand-in srun that starts 2 tasks with SLURM's variables: JAX finds the cluster
+  from SLURM_* alone (no flags), and the tasks evaluate the 2-process checkpoint together."""
+  workdir, output = two_process_run
+  srun = tmp_path / "srun"
+  srun.write_text("""#!/usr/bin/env bash
+while [[ $1 == --* ]]; do echo "option $1"; shift; done
+for i in 0 1; do
+  SLURM_PROCID=$i SLURM_LOCALID=$i SLURM_STEP_NODELIST=localhost SLURM_STEP_NUM_NODES=1 "$@" 2>&1 | sed "s/^/$i: /" &
+done
+wait
+""")
+  srun.chmod(0o755)
+  env = _env(1, PATH=f"{tmp_path}:{os.environ['PATH']}", MODULE="launch.eval", SLURM_NTASKS="2",
+             SLURM_JOB_ID=str(random.randrange(1 << 20)), SLURM_SUBMIT_DIR=str(REPO))
+  run = subprocess.run(["timeout", "-s", "KILL", "120", "bash", "launch/slurm.sh", f"--workdir={workdir}"],
+                       cwd=REPO, env=env, capture_output=True, text=True)
+  assert run.returncode == 0, run.stdout + run.stderr
+  assert "option --kill-on-bad-exit=1" in run.stdout
+  results = _results(run.stdout, prefix=r"(\d): ")
+  assert results.keys() == {0, 1} and results[0] == results[1]
+  together = _results(output)[0]
+  assert results[0]["step"] == 40 and results[0]["accuracy"] == together["accuracy"]
+  assert results[0]["loss"] == pytest.approx(together["loss"], rel=1e-6)
+
+
+def test_launcher_stops_the_others_when_one_fails(tmp_path):
+  """Process 1 fails; process 0 would wait forever and ignores SIGTERM, as a rank blocked in a collective
+  does. The launcher kills it and exits with process 1's status."""
+  (tmp_path / "worker.py").write_text("""import signal, sys, time
+i = int([a for a in sys.argv if a.startswith("--process_id=")][0].split("=")[1])
+open(f"{sys.argv[-1]}/pid{i}", "w").write(str(__import__("os").getpid()))
+if i == 1:
+  time.sleep(0.5); print("boom", flush=True); sys.exit(3)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("waiting", flush=True)
+time.sleep(120)
+""")
+  start = time.monotonic()
+  run = _launch(2, str(tmp_path), timeout=60, MODULE="worker", PYTHONPATH=str(tmp_path))
+  assert run.returncode == 3, run.stdout + run.stderr
+  assert time.monotonic() - start < 30
+  assert "[1] boom" in run.stdout and "[0] waiting" in run.stdout
+  assert "process 1 exited with status 3" in run.stderr
+  with pytest.raises(ProcessLookupError):
+    os.kill(int((tmp_path / "pid0").read_text()), 0)
+
+
+def test_tpu_vm_script_runs_the_same_command_on_every_worker(tmp_path):
+  """launch/tpu_vm.sh against a stand-in gcloud: code copied to all workers, installed, then started on all."""
+  log = tmp_path / "gcloud.log"
+  gcloud = tmp_path / "gcloud"
+  gcloud.write_text(f'#!/usr/bin/env bash\nprintf "%s\\n" "$*" >> {log}\n'
+                    f'[[ $4 == scp ]] && tar -tzf "$5" > {tmp_path}/shipped\nexit 0\n')
+  gcloud.chmod(0o755)
+  run = subprocess.run(["bash", "launch/tpu_vm.sh", "my-tpu", "us-central2-b", "--config=launch/configs/tiny.py",
+                        "--workdir=gs://bucket/run"], cwd=REPO, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"})
+  assert run.returncode == 0, run.stderr
+  calls = log.read_text().splitlines()
+  assert len(calls) == 4 and all("--zone=us-central2-b --worker=all" in c for c in calls)
+  assert calls[0].startswith("compute tpus tpu-vm scp ") and "my-tpu:flaxforge.tar.gz" in calls[0]
+  assert "pip install -q -e '.[tpu]'" in calls[2]
+  assert calls[3].startswith("compute tpus tpu-vm ssh my-tpu --command=cd flaxforge && FLAXFORGE_DISTRIBUTED=1 "
+                             "python3 -m launch.train --config=launch/configs/tiny.py --workdir=gs://bucket/run")
+  shipped = (tmp_path / "shipped").read_text().splitlines()
+  assert "launch/train.py" in shipped and not any(p.startswith(".venv/") for p in shipped)

@@ -1,0 +1,72 @@
+"""SIGTERM/SIGINT end to end: the run stops after the step in flight with a checkpoint at the step it
+reports, exits 0, and resumes from it; a second signal aborts at once."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+from etils import epath
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LONG = ["--config.train.num_steps=100000", "--config.train.eval_every_steps=100000",
+        "--config.checkpoint.every_steps=10", "--config.train.log_every=10"]
+
+
+def _env():
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
+  return env
+
+
+def _cmd(workdir, *overrides):
+  return [sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}", *overrides]
+
+
+def _steps(workdir) -> list[int]:
+  d = epath.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def _start_and_wait_for_checkpoint(workdir):
+  proc = subprocess.Popen(_cmd(workdir, *LONG), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while not _steps(workdir):
+    assert proc.poll() is None, proc.communicate()
+    assert time.time() < deadline, "no checkpoint within 60 s"
+    time.sleep(0.05)
+  return proc
+
+
+def test_sigterm_checkpoints_the_step_it_reports_and_resumes(tmp_path):
+  proc = _start_and_wait_for_checkpoint(tmp_path)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=60)
+  assert proc.returncode == 0, err
+  match = re.search(r"stopped by SIGTERM after step (\d+); checkpoint saved in (\S+)\.", out)
+  assert match, out + err
+  stopped = int(match.group(1))
+  assert max(_steps(tmp_path)) == stopped  # saved synchronously at the step reported, nothing later
+  assert "Run the same command again to resume" in out
+
+  resumed = subprocess.run(_cmd(tmp_path, f"--config.train.num_steps={stopped + 5}"), cwd=REPO, env=_env(),
+                           capture_output=True, text=True, timeout=60)
+  assert resumed.returncode == 0, resumed.stderr
+  assert f"resumed from the checkpoint at step {stopped}" in resumed.stdout
+  assert max(_steps(tmp_path)) == stopped + 5
+
+
+def test_second_signal_aborts_at_once(tmp_path):
+  proc = _start_and_wait_for_checkpoint(tmp_path)
+  before = _steps(tmp_path)
+  proc.send_signal(signal.SIGTERM)
+  proc.send_signal(signal.SIGINT)  # a different signal, so the two cannot coalesce into one
+  t = time.time()
+  out, err = proc.communicate(timeout=30)
+  assert proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM), (proc.returncode, err)  # handlers run in signal-number order
+  assert time.time() - t < 10
+  assert "aborting without a checkpoint" in err
+  assert "stopped by" not in out
+  assert _steps(tmp_path)[:len(before)] == before  # earlier checkpoints untouched

@@ -1,0 +1,95 @@
+"""Resuming is exact: N steps + stop + N more, and a run SIGKILLed at random moments three times then
+resumed, both end with parameters, optimizer and RNG state bit-identical to an uninterrupted run."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from etils import epath
+
+from trainer import restore
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOTAL = 80
+# tiny.py has dropout 0.1, so the RNG state matters; checkpoints every 10 steps, validation at 40 and 80.
+FLAGS = ["--config.checkpoint.every_steps=10", "--config.train.log_every=10", "--config.train.eval_every_steps=40"]
+
+
+def _env():
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
+  return env
+
+
+def _cmd(workdir, steps):
+  return [sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}",
+          f"--config.train.num_steps={steps}", *FLAGS]
+
+
+def _train(workdir, steps):
+  result = subprocess.run(_cmd(workdir, steps), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def _steps(workdir) -> list[int]:
+  d = epath.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def _arrays(workdir) -> tuple[int, list[np.ndarray]]:
+  run = restore.restore(str(workdir))
+  leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+            for x in jax.tree.leaves(run.state)]
+  return run.step, [np.asarray(x) for x in leaves]
+
+
+def _assert_bit_identical(a, b):
+  (step_a, arrays_a), (step_b, arrays_b) = a, b
+  assert step_a == step_b == TOTAL
+  assert len(arrays_a) == len(arrays_b)
+  for x, y in zip(arrays_a, arrays_b):
+    assert x.dtype == y.dtype and x.shape == y.shape
+    assert x.tobytes() == y.tobytes()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  _train(workdir, TOTAL)
+  return _arrays(workdir)
+
+
+def test_stop_and_resume_equals_uninterrupted(tmp_path, uninterrupted):
+  _train(tmp_path, TOTAL // 2)
+  assert max(_steps(tmp_path)) == TOTAL // 2
+  resumed = _train(tmp_path, TOTAL)
+  assert f"resumed from the checkpoint at step {TOTAL // 2}" in resumed.stdout
+  _assert_bit_identical(_arrays(tmp_path), uninterrupted)
+
+
+def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
+  seed = random.randrange(1 << 30)
+  rng = random.Random(seed)
+  seen = 0
+  for target in sorted(rng.sample(range(20, 70, 10), 3)):
+    proc = subprocess.Popen(_cmd(tmp_path, TOTAL), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not _steps(tmp_path) or max(_steps(tmp_path)) < max(target, seen + 1):
+      assert proc.poll() is None, f"seed {seed}: finished before the kill: {proc.stderr.read()[-2000:]}"
+      assert time.time() < deadline, f"seed {seed}: no checkpoint {target} within 120 s"
+      time.sleep(0.01)
+    time.sleep(rng.uniform(0, 0.3))  # anywhere: mid-step, mid-save, mid-validation
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL, f"seed {seed}"
+    seen = max(_steps(tmp_path))
+  _train(tmp_path, TOTAL)
+  _assert_bit_identical(_arrays(tmp_path), uninterrupted)

@@ -1,0 +1,136 @@
+"""data/text_files.py: the user's CSV/TSV/JSONL files, splits, caching, and one-line errors for bad input."""
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from data import text, text_files
+from trainer.errors import UserError
+
+
+def write_csv(path, rows, header=("text", "label")):
+  with open(path, "w", newline="", encoding="utf-8") as f:
+    writer = csv.writer(f)
+    writer.writerow(header)
+    writer.writerows(rows)
+  return path
+
+
+def reviews(n=200):
+  rng = np.random.default_rng(0)
+  words = {"pos": "great fine lovely", "neg": "awful bad, poor", "meh": "okay so-so"}
+  labels = [["pos", "neg", "meh"][i] for i in rng.choice(3, n, p=[0.5, 0.3, 0.2])]
+  return [(f"Review {i}: {words[y]}, \"quoted\", multi\nline", y) for i, y in enumerate(labels)]
+
+
+def config(tmp_path, path, **overrides):
+  return {"data_dir": str(tmp_path / "tfds"), "path": str(path), "seq_len": 10, **overrides}
+
+
+def test_csv_splits_labels_and_encoding(tmp_path):
+  rows = reviews()
+  ds = text_files.load(config(tmp_path, write_csv(tmp_path / "reviews.csv", rows)))
+  assert ds.info["label_names"] == ["meh", "neg", "pos"] and ds.info["num_classes"] == 3
+  assert ds.assets["labels"] == ["meh", "neg", "pos"] and ds.info["seq_len"] == 10
+  counts = {name: np.bincount([src[i]["label"] for i in range(len(src))], minlength=3)
+            for name, src in ds.splits.items()}
+  total = np.bincount(text.label_encoder([y for _, y in rows]).encode([y for _, y in rows]))
+  np.testing.assert_array_equal(sum(counts.values()), total)
+  np.testing.assert_array_equal(counts["validation"], np.round(total * 0.1))  # stratified
+  np.testing.assert_array_equal(counts["test"], np.round(total * 0.1))
+  encoder = text.TextEncoder.from_json(ds.assets["text_encoder"])
+  ex = ds.splits["train"][0]
+  assert ex["inputs"].dtype == np.int32 and ex["inputs"].shape == (10,)
+  assert ex["inputs"].tolist() in encoder.encode([t for t, _ in rows]).tolist()
+
+
+def test_prepared_once_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+  path = write_csv(tmp_path / "reviews.csv", reviews())
+  first = text_files.load(config(tmp_path, path))
+  calls = []
+  read_table = text_files.read_table
+  monkeypatch.setattr(text_files, "read_table", lambda *a: calls.append(a) or read_table(*a))
+  assert text_files.load(config(tmp_path, path)).assets == first.assets and not calls
+  stat = os.stat(path)
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+  text_files.load(config(tmp_path, path))
+  assert len(calls) == 1
+  text_files.load(config(tmp_path, path, num_words=50))  # another option, another prepared copy
+  assert len(calls) == 2
+
+
+def test_split_column_and_missing_parts_held_out(tmp_path):
+  rows = [(f"{y} text {i}", y, "test" if i < 6 else "TRAIN") for i, y in enumerate(["a", "b"] * 30)]
+  path = write_csv(tmp_path / "split.csv", rows, header=("body", "y", "part"))
+  ds = text_files.load(config(tmp_path, path, text_column="body", label_column="y", split_column="part",
+                              validation_fraction=0.2))
+  assert {k: len(v) for k, v in ds.splits.items()} == {"train": 44, "validation": 10, "test": 6}
+
+
+def test_jsonl_and_tsv(tmp_path):
+  path = tmp_path / "data.jsonl"
+  rows = [json.dumps({"text": f"doc {i}", "label": i % 3 * 5, "x": None}) for i in range(60)]
+  path.write_text("\n".join(rows) + "\n\n")
+  ds = text_files.load(config(tmp_path, path))
+  assert ds.info["label_names"] == ["0", "5", "10"]
+  assert sum(len(s) for s in ds.splits.values()) == 60
+  tsv = tmp_path / "data.tsv"
+  tsv.write_text("label\ttext\n" + "".join(f"{i % 2}\tword, {i}\n" for i in range(40)))
+  texts, labels, splits = text_files.read_table(tsv, "text", "label")
+  assert texts[3] == "word, 3" and labels[:2] == ["0", "1"] and splits is None
+
+
+@pytest.mark.parametrize("content,columns,message", [
+    ("text,label\na,1\nb,2\n" + "c,1\n" * 13 + "d,2,extra\n", ("text", "label"),
+     "bad.csv row 17: expected 2 columns, found 3"),
+    ("text,label\na,1\n", ("txt", "label"),
+     "column 'txt' not found in bad.csv; columns are: text, label; pass --config.data.text_column=..."),
+    ("text,label\na,1\n", ("text", "class"), "pass --config.data.label_column="),
+    ("", ("text", "label"), "bad.csv is empty"),
+    ("text,label\n", ("text", "label"), "bad.csv has no data rows"),
+    ("text,label\na,1\nb,\n", ("text", "label"), "bad.csv row 3: empty label"),
+    ('text,label\n"never closed,1\n', ("text", "label"), "bad.csv row 2: unreadable CSV"),
+])
+def test_csv_errors_name_the_problem_and_row(tmp_path, content, columns, message):
+  path = tmp_path / "bad.csv"
+  path.write_text(content)
+  with pytest.raises(UserError) as e:
+    text_files.read_table(path, *columns)
+  assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_other_bad_inputs(tmp_path):
+  bad = tmp_path / "bad.csv"
+  bad.write_bytes(b"text,label\nok,1\ncaf\xe9,2\n")
+  with pytest.raises(UserError, match="bad.csv row 3: not UTF-8"):
+    text_files.read_table(bad, "text", "label")
+  jsonl = tmp_path / "bad.jsonl"
+  jsonl.write_text('{"text": "a", "label": 1}\n{"text": "b"\n')
+  with pytest.raises(UserError, match="bad.jsonl row 2: not valid JSON"):
+    text_files.read_table(jsonl, "text", "label")
+  jsonl.write_text('{"text": "a", "label": 1}\n["a", 1]\n')
+  with pytest.raises(UserError, match="row 2: expected a JSON object"):
+    text_files.read_table(jsonl, "text", "label")
+  jsonl.write_text('{"text": "a", "label": 1}\n{"body": "b", "label": 2}\n')
+  with pytest.raises(UserError, match="row 2: field 'text' not found; fields are: body, label"):
+    text_files.read_table(jsonl, "text", "label")
+  split = write_csv(tmp_path / "s.csv", [("a", "1", "train"), ("b", "2", "dev")], header=("text", "label", "s"))
+  with pytest.raises(UserError, match="s.csv row 3: 's' is 'dev'; use one of: train, validation, test"):
+    text_files.read_table(split, "text", "label", "s")
+  with pytest.raises(UserError, match="unknown file type '.xlsx'"):
+    text_files.read_table(tmp_path / "x.xlsx", "text", "label")
+
+
+def test_load_errors(tmp_path):
+  with pytest.raises(UserError, match="missing.csv not found; pass --config.data.path="):
+    text_files.load(config(tmp_path, tmp_path / "missing.csv"))
+  with pytest.raises(UserError, match="pass --config.data.path="):
+    text_files.load(config(tmp_path, ""))
+  one = write_csv(tmp_path / "one.csv", [(f"t{i}", "pos") for i in range(20)])
+  with pytest.raises(UserError, match="one.csv: column 'label' has the single value 'pos'"):
+    text_files.load(config(tmp_path, one))
+  few = write_csv(tmp_path / "few.csv", [("a", "x"), ("b", "y"), ("c", "x")])
+  with pytest.raises(UserError, match="few.csv: the validation split is empty"):
+    text_files.load(config(tmp_path, few))

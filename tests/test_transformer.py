@@ -1,0 +1,177 @@
+"""BERT and GPT on CPU: shapes, parameter counts, masking, the KV cache, bf16, dropout modes, sharding."""
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+from models import bert, gpt
+from models.transformer import PRESETS
+from trainer.errors import UserError
+
+LM_INFO = {"vocab_size": 256, "seq_len": 32}
+CLS_INFO = {"vocab_size": 500, "seq_len": 16, "num_classes": 5}
+
+
+@functools.cache
+def _build(module, items):
+  info = LM_INFO if module is gpt else CLS_INFO
+  return module.from_config({"size": "tiny", **dict(items)}, info, rngs=nnx.Rngs(params=0, dropout=1))
+
+
+# Built once per config and shared (so compiled once); only the dropout test changes a model's mode.
+def make_gpt(**cfg):
+  return _build(gpt, tuple(sorted(cfg.items())))
+
+
+def make_bert(**cfg):
+  return _build(bert, tuple(sorted(cfg.items())))
+
+
+# Jitted calls: eager op-by-op execution of these models is several times slower on CPU.
+forward = nnx.jit(lambda model, x: model(x))
+decode = nnx.jit(lambda model, x, cache, index: model.decode(x, cache, index))
+
+
+def tokens(shape, vocab, seed=0, low=1):
+  return jax.random.randint(jax.random.key(seed), shape, low, vocab, dtype=jnp.int32)
+
+
+def n_params(module_fn):
+  return sum(x.size for x in jax.tree.leaves(nnx.state(nnx.eval_shape(module_fn), nnx.Param)))
+
+
+def test_output_shapes_and_dtypes():
+  x = tokens((3, 16), 256)
+  out = forward(make_gpt(), x)
+  assert out.shape == (3, 16, 256) and out.dtype == jnp.float32
+  out = forward(make_bert(), x)
+  assert out.shape == (3, 5) and out.dtype == jnp.float32
+
+
+def test_explicit_fields_override_preset():
+  cfg = {"size": "tiny", "num_layers": 3, "embed_dim": 32, "num_heads": 4, "mlp_dim": 0}
+  model = nnx.eval_shape(lambda: gpt.from_config(cfg, LM_INFO, rngs=nnx.Rngs(0)))
+  assert (model.arch.num_layers, model.arch.embed_dim, model.arch.num_heads, model.arch.mlp_dim) == (3, 32, 4, 256)
+  with pytest.raises(UserError):
+    gpt.from_config({"size": "huge"}, LM_INFO, rngs=nnx.Rngs(0))
+
+
+@pytest.mark.parametrize("size", list(PRESETS))
+def test_preset_parameter_counts(size):
+  layers, d, _, m = PRESETS[size]
+  # Defaults: LayerNorm, biases, rope (no position table), tied embeddings, vocab 50257 padded to 50304 rows.
+  # Per layer: q, k, v, out 4d^2 + 4d; MLP 2dm + m + d; two LayerNorms 4d. Then embedding and final norm 2d.
+  # (125m: 12 * 7,087,872 + 50304 * 768 + 1,536 = 123,689,472.)
+  expected = layers * (4 * d * d + 2 * d * m + 9 * d + m) + 50304 * d + 2 * d
+  info = {"vocab_size": 50257, "seq_len": 1024}
+  assert n_params(lambda: gpt.from_config({"size": size}, info, rngs=nnx.Rngs(0))) == expected
+
+
+def test_125m_matches_gpt2_small():
+  # 12 x 768, LayerNorm with bias, biases everywhere, learned positions (1024), tied unpadded embeddings.
+  # Per layer: attention 4*768^2 + 4*768, MLP 2*768*3072 + 3072 + 768, two LayerNorms 4*768 = 7,087,872;
+  # x12 = 85,054,464, + tokens 50257*768 = 38,597,376 + positions 1024*768 = 786,432 + final norm 1,536.
+  cfg = {"size": "125m", "position": "learned", "vocab_multiple": 1}
+  info = {"vocab_size": 50257, "seq_len": 1024}
+  assert n_params(lambda: gpt.from_config(cfg, info, rngs=nnx.Rngs(0))) == 124_439_808
+
+
+# The defaults (rope, LayerNorm, biases, tied embeddings) and every alternative at once.
+VARIANTS = [{}, {"position": "learned", "norm": "rms", "use_bias": False, "tie_embeddings": False}]
+
+
+@pytest.mark.parametrize("cfg", VARIANTS)
+def test_gpt_is_causal(cfg):
+  model = make_gpt(**cfg)
+  x = tokens((2, 12), 256)
+  y = x.at[:, 7].set((x[:, 7] + 1) % 256)
+  a, b = forward(model, x), forward(model, y)
+  np.testing.assert_array_equal(a[:, :7], b[:, :7])  # the past cannot see the change
+  assert not np.allclose(a[:, 7:], b[:, 7:])
+
+
+@pytest.mark.parametrize("pool", ["cls", "mean"])
+def test_bert_ignores_trailing_padding(pool):
+  # Real tokens keep their positions and padding is masked as a key, so how much padding follows the text
+  # must not change the prediction; a real token in the padded slot must.
+  model = make_bert(pool=pool)
+  text = tokens((2, 6), 500)
+  short = jnp.pad(text, ((0, 0), (0, 2)))
+  long = jnp.pad(text, ((0, 0), (0, 10)))
+  np.testing.assert_allclose(forward(model, short), forward(model, long), atol=1e-5)
+  assert not np.allclose(forward(model, short), forward(model, short.at[:, 7].set(3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("cfg", VARIANTS)
+def test_decode_with_cache_matches_full_forward(cfg):
+  model = make_gpt(**cfg)
+  x = tokens((2, 10), 256)
+  full = forward(model, x)
+  cache = model.init_cache(2, 10)
+  logits, cache = decode(model, x[:, :4], cache, 0)  # prefill
+  steps = [logits]
+  for t in range(4, 10):
+    logits, cache = decode(model, x[:, t:t + 1], cache, jnp.int32(t))
+    steps.append(logits)
+  np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_greedy_generation_same_with_and_without_cache():
+  model = make_gpt()
+  prompt = tokens((2, 5), 256)
+  with_cache = gpt.generate(model, prompt, 12, temperature=0.0, use_cache=True)
+  without = gpt.generate(model, prompt, 12, temperature=0.0, use_cache=False)
+  assert with_cache.shape == (2, 17)
+  np.testing.assert_array_equal(with_cache[:, :5], prompt)
+  np.testing.assert_array_equal(with_cache, without)
+
+
+def test_sampling_is_seeded_and_in_range():
+  model = make_gpt()
+  prompt = tokens((5,), 256)
+  a = gpt.generate(model, prompt, 8, temperature=1.0, top_k=5, rng=jax.random.key(1))
+  b = gpt.generate(model, prompt, 8, temperature=1.0, top_k=5, rng=jax.random.key(1))
+  assert a.shape == (1, 13) and ((a >= 0) & (a < 256)).all()
+  np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_compute_float32_params_and_logits():
+  x = tokens((2, 16), 256)
+  f32, bf16 = make_gpt(), make_gpt(dtype="bfloat16")
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(bf16, nnx.Param)))
+  a, b = forward(f32, x), forward(bf16, x)  # same seed, so the same parameters
+  assert b.dtype == jnp.float32 and bool(jnp.isfinite(b).all())
+  assert 0 < float(jnp.abs(a - b).max()) < 0.05  # rounded, but the same function
+  assert forward(make_bert(dtype="bfloat16"), x).dtype == jnp.float32
+
+
+def test_dropout_follows_train_and_eval():
+  model = make_bert(dropout=0.3)
+  x = tokens((2, 16), 500)
+  model.eval()
+  np.testing.assert_array_equal(forward(model, x), forward(model, x))
+  model.train()
+  assert not np.allclose(forward(model, x), forward(model, x))
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
+@pytest.mark.parametrize("make", [make_gpt, make_bert])
+def test_fsdp_tensor_sharded_forward_matches_single_device(make):
+  from trainer.mesh import RULES
+  mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
+  model = make()
+  graphdef, state = nnx.split(model)
+  with nnx.logical_axis_rules(RULES):
+    specs = nnx.get_partition_spec(state)
+  shardings = jax.tree.map(lambda s: NamedSharding(mesh, s), specs, is_leaf=lambda s: isinstance(s, P))
+  sharded = jax.device_put(state, shardings)
+  kernel = sharded["transformer"]["blocks"][0]["mlp"]["up"]["kernel"]
+  assert kernel[...].sharding.spec == P("fsdp", "tensor")
+  x = tokens((8, 16), 256)
+  with jax.set_mesh(mesh):
+    out = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x))(sharded, jax.device_put(x, P(("data", "fsdp"))))
+  np.testing.assert_allclose(out, forward(model, x), atol=1e-5)
