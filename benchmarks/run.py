@@ -1,11 +1,14 @@
-"""flaxforge's training throughput beside the PyTorch reference, alternating, one process per measurement.
+"""flaxforge's training throughput beside the PyTorch and Keras references, alternating, one process per run.
 
-  .venv/bin/python -m benchmarks.run --rounds 3 --out /tmp/bench.jsonl [--workloads mlp,text_cnn,transformer]
-      [--torch_python /work/venvs/torch/bin/python] [--bench_dir /work/shared/bench] [--jemalloc]
+  PYTHONPATH=. .venv/bin/python -m benchmarks.run --rounds 3 --out /tmp/bench.jsonl
+      [--workloads mlp,text_cnn,transformer,text_cnn_20ng] [--impls trainer,bare step,...] [--jemalloc]
+      [--torch_python /work/venvs/torch/bin/python] [--keras_python /work/venvs/tf/bin/python]
+      [--bench_dir /work/shared/bench] [--no_pipeline] [--no_peak]
 
 Per workload and round it measures, in a rotating order: the trainer through `launch.train` (steps_per_call 1
-and, for the small models, 8), the bare jitted step on device-resident data, the input pipeline alone and
-the PyTorch eager reference; once per round the machine's matmul peak. Then it prints the markdown table
+and, for the small models, 8), the bare jitted step on device-resident data, the input pipeline alone, the
+PyTorch eager and Keras `fit` references (with --jemalloc also trainer, step and torch under jemalloc);
+once per round the machine's matmul peak. Then it prints the markdown table
 (benchmarks/report.py) for BENCHMARKS.md. Compare ratios within one run only: the machine is shared.
 """
 import argparse
@@ -19,9 +22,11 @@ SCAN = {"mlp": 8, "text_cnn": 8, "transformer": 0, "text_cnn_20ng": 8}  # steps_
 
 
 def impls(name, args):
+  w = workloads.WORKLOADS[name]
   out = {"trainer": lambda: runner.trainer(name),
-         "bare step": lambda: runner.module("benchmarks.bare_step", "--workload", name),
-         "input pipeline": lambda: runner.module("benchmarks.pipeline_speed", "--workload", name)}
+         "bare step": lambda: runner.module("benchmarks.bare_step", "--workload", name)}
+  if not args.no_pipeline:
+    out["input pipeline"] = lambda: runner.module("benchmarks.pipeline_speed", "--workload", name)
   if SCAN.get(name):
     k = SCAN[name]
     out[f"trainer spc={k}"] = lambda: runner.trainer(name, steps_per_call=k)
@@ -30,8 +35,15 @@ def impls(name, args):
   if args.jemalloc:
     out["trainer +jemalloc"] = lambda: runner.trainer(name, jemalloc=True)
     out["bare step +jemalloc"] = lambda: runner.module("benchmarks.bare_step", "--workload", name, jemalloc=True)
-  if workloads.WORKLOADS[name]["torch"] and os.path.exists(args.torch_python):
-    out["torch eager"] = lambda: runner.torch(name, args.torch_python, args.bench_dir)
+  if w.get("torch") and os.path.exists(args.torch_python):
+    out["torch eager"] = lambda: runner.reference(name, "torch", args.torch_python, args.bench_dir)
+    if args.jemalloc:
+      out["torch eager +jemalloc"] = lambda: runner.reference(name, "torch", args.torch_python, args.bench_dir,
+                                                              jemalloc=True)
+  if w.get("keras") and os.path.exists(args.keras_python):
+    out["keras fit"] = lambda: runner.reference(name, "keras", args.keras_python, args.bench_dir)
+  if args.impls:
+    out = {k: v for k, v in out.items() if k in args.impls.split(",")}
   return out
 
 
@@ -41,7 +53,11 @@ def main():
   p.add_argument("--workloads", default="mlp,text_cnn,transformer")
   p.add_argument("--out", default="/tmp/flaxforge-bench.jsonl")
   p.add_argument("--torch_python", default="/work/venvs/torch/bin/python")
+  p.add_argument("--keras_python", default="/work/venvs/tf/bin/python")
   p.add_argument("--bench_dir", default="/work/shared/bench")
+  p.add_argument("--impls", default="", help="comma-separated subset of the implementations, e.g. 'trainer,bare step'")
+  p.add_argument("--no_pipeline", action="store_true", help="skip the input-pipeline-alone rows")
+  p.add_argument("--no_peak", action="store_true", help="skip the matmul peak")
   p.add_argument("--jemalloc", action="store_true", help="also run trainer and step under jemalloc (retaining)")
   args = p.parse_args()
   names = [n for n in args.workloads.split(",") if n in workloads.WORKLOADS]
@@ -50,10 +66,11 @@ def main():
       out.write(json.dumps(r) + "\n")
       out.flush()
       print(json.dumps(r), flush=True)
-    record({"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+    record({"machine": _cpu_model(), "cpus": os.cpu_count(),
             "python": platform.python_version()})
     for rnd in range(args.rounds):
-      record({"round": rnd, "workload": "peak", "impl": "matmul 2048", **runner.peak()})
+      if not args.no_peak:
+        record({"round": rnd, "workload": "peak", "impl": "matmul 2048", **runner.peak()})
       for name in names:
         todo = list(impls(name, args).items())
         shift = rnd % len(todo)
@@ -63,6 +80,13 @@ def main():
           except Exception as e:  # pylint: disable=broad-except  (one failed run must not lose the others)
             record({"round": rnd, "workload": name, "impl": impl, "error": str(e)[-500:]})
   print(report.table(args.out))
+  print()
+  print(report.epochs(args.out))
+
+
+def _cpu_model():
+  with open("/proc/cpuinfo") as f:
+    return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.machine())
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import time
 
 from benchmarks import workloads
 
-JEMALLOC = {"LD_PRELOAD": "libjemalloc.so.2", "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
+JEMALLOC = {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
 
 
 def _busy_jiffies():
@@ -38,20 +38,30 @@ def json_line(stdout):
   return json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
 
 
-def trainer(name, steps_per_call=1, jemalloc=False):
-  """`python -m launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded."""
+def trainer(name, steps_per_call=1, jemalloc=False, **overrides):
+  """`python -m launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded.
+  `wall_s`: the whole process; `first_epoch_s`: training time (no validation) up to the first epoch's end,
+  compilation included; `epoch_s`: an epoch at the steady throughput."""
   w = workloads.WORKLOADS[name]
   with tempfile.TemporaryDirectory() as workdir:
     cmd = [sys.executable, "-m", "launch.train", f"--config={w['config']}", f"--workdir={workdir}",
-           f"--config.train.steps_per_call={steps_per_call}", "--config.train.progress_bar=False"]
+           f"--config.train.steps_per_call={steps_per_call}", "--config.train.progress_bar=False",
+           *workloads.flags(name, **overrides)]
+    t = time.time()
     out, err, foreign = run(cmd, JEMALLOC if jemalloc else None)
+    wall = time.time() - t
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       recs = [json.loads(l) for l in f if '"split": "train"' in l]
-  steps = [b["step"] - a["step"] for a, b in zip(recs, recs[1:])]
-  recs = recs[1:]
+  steps = [b["step"] - a["step"] for a, b in zip([{"step": 0}] + recs, recs)]
   secs = [n * w["batch"] / r["examples_per_second"] for n, r in zip(steps, recs)]
+  epoch_end = next((i for i, r in enumerate(recs) if r["epoch"] >= 1.0 - 1e-9), None)
+  first_epoch = sum(secs[:epoch_end + 1]) if epoch_end is not None else None
+  steps, recs, secs = steps[1:], recs[1:], secs[1:]
   total = sum(secs)
-  result = dict(examples_per_s=sum(steps) * w["batch"] / total,
+  eps = sum(steps) * w["batch"] / total if total else None
+  spe = recs[0]["step"] / recs[0]["epoch"] if recs else None  # steps per epoch
+  result = dict(examples_per_s=eps, wall_s=wall, first_epoch_s=first_epoch,
+                epoch_s=spe * w["batch"] / eps if eps else None,
                 input_wait=sum(r["input_wait_fraction"] * s for r, s in zip(recs, secs)) / total,
                 ckpt_block=sum(r["checkpoint_block_seconds"] for r in recs) / total,
                 foreign=foreign)  # compile time: the bare step's row (the same jitted function)
@@ -67,11 +77,15 @@ def module(mod, *args, jemalloc=False):
   return {**r, "foreign": foreign}
 
 
-def torch(name, python, bench_dir):
-  args = workloads.WORKLOADS[name]["torch"]
-  out, _, foreign = run([python, args[0], *args[1:]], cwd=bench_dir)
+def reference(name, kind, python, bench_dir, jemalloc=False):
+  """A /work/shared/bench script (kind 'torch' or 'keras'); `first_epoch_s` = its warm-up epoch."""
+  args = workloads.WORKLOADS[name][kind]
+  out, _, foreign = run([python, args[0], *args[1:]], JEMALLOC if jemalloc else None, cwd=bench_dir)
   r = json_line(out)
-  return dict(examples_per_s=r["examples_per_s"], compile_s=r["compile_s"], foreign=foreign)
+  steady = sorted(r["epoch_s"])[len(r["epoch_s"]) // 2]
+  return dict(examples_per_s=r["examples_per_s"], compile_s=r["compile_s"], foreign=foreign,
+              epoch_s=steady, examples_per_epoch=r["examples_per_epoch"],
+              first_epoch_s=steady + (r["compile_s"] or 0.0))
 
 
 def peak():

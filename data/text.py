@@ -67,6 +67,7 @@ class TextEncoder:
   filters: str = KERAS_FILTERS
   remove: tuple[str, ...] = ()
   oov: bool = False
+  cls_token: bool = False  # position 0 of every row holds a [CLS] id (the id after padding and OOV)
   bigrams: bool = False
   padding: str = "pre"
   truncating: str = "pre"
@@ -84,7 +85,11 @@ class TextEncoder:
 
   @property
   def first_id(self) -> int:
-    return 2 if self.oov else 1
+    return 1 + self.oov + self.cls_token
+
+  @property
+  def cls_id(self) -> int | None:
+    return 1 + self.oov if self.cls_token else None
 
   @property
   def vocab_size(self) -> int:
@@ -121,12 +126,14 @@ class TextEncoder:
   def encode(self, texts: Sequence[str]) -> np.ndarray:
     """Keras `pad_sequences(..., maxlen=seq_len, padding=..., truncating=...)` of the texts' ids."""
     out = np.zeros((len(texts), self.seq_len), np.int32)
-    for row, text in zip(out, texts):
-      ids = self.ids(text)
-      ids = ids[-self.seq_len:] if self.truncating == "pre" else ids[:self.seq_len]
+    if self.cls_token:  # [CLS] first, the words after it in the remaining seq_len - 1 positions
+      out[:, 0] = self.cls_id
+    for row, text in zip(out[:, 1:] if self.cls_token else out, texts):
+      ids, width = self.ids(text), len(row)
+      ids = ids[-width:] if self.truncating == "pre" else ids[:width]
       if ids:
         if self.padding == "pre":
-          row[self.seq_len - len(ids):] = ids
+          row[width - len(ids):] = ids
         else:
           row[:len(ids)] = ids
     return out

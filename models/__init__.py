@@ -24,3 +24,10 @@ def build(cfg, info, *, rngs):
   if cfg.name not in _MODULES:
     raise UserError(f"unknown model {cfg.name!r}; set --config.model.name to one of: {', '.join(_MODULES)}")
   return importlib.import_module(_MODULES[cfg.name]).from_config(cfg, info, rngs=rngs)
+
+
+def flops_per_example(cfg, info) -> float | None:
+  """The model's analytic training FLOPs per example (trainer/flops.py conventions), if it declares them."""
+  module = importlib.import_module(_MODULES[cfg.name])
+  count = getattr(module, "flops_per_example", None)
+  return float(count(cfg, info)) if count else None

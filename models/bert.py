@@ -7,6 +7,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models.transformer import Arch, Transformer, arch_from_config, normal, zeros
+from trainer import flops
 from trainer.errors import UserError
 
 
@@ -33,6 +34,12 @@ class BertClassifier(nnx.Module):
       weights = real[..., None].astype(jnp.float32)
       pooled = (h * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
     return self.head(self.dropout(pooled))
+
+
+def flops_per_example(cfg, info) -> float:
+  a = arch_from_config(cfg, info)
+  return flops.transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim,
+                                                        int(info["seq_len"]), int(info["num_classes"]))
 
 
 def from_config(cfg, info, *, rngs) -> BertClassifier:

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models.transformer import Arch, Transformer, arch_from_config, normal
+from trainer import flops
 from trainer.errors import UserError
 
 
@@ -45,6 +46,12 @@ class GPT(nnx.Module):
     mask = jnp.arange(cache[0]["k"].shape[1])[None, :] <= positions[:, None]  # [S, L]
     h, cache = self.transformer(tokens, positions, caches=cache, index=index, mask=mask[None, None])
     return self._logits(h), cache
+
+
+def flops_per_example(cfg, info) -> float:
+  a = arch_from_config(cfg, info)
+  per_token = flops.transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab)
+  return per_token * int(info["seq_len"])
 
 
 def from_config(cfg, info, *, rngs) -> GPT:

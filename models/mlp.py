@@ -5,6 +5,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models import initializers
+from trainer import flops
 
 
 class MLP(nnx.Module):
@@ -35,3 +36,7 @@ def from_config(cfg, info, *, rngs: nnx.Rngs) -> MLP:
   return MLP(math.prod(info["input_shape"]), tuple(cfg.hidden), info["num_classes"],
              activation=cfg.activation, kernel_init=cfg.kernel_init, bias_init=cfg.bias_init,
              init_std=cfg.init_std, init_limit=cfg.init_limit, dropout=cfg.dropout, rngs=rngs)
+
+
+def flops_per_example(cfg, info) -> float:
+  return flops.mlp_flops_per_example([math.prod(info["input_shape"]), *cfg.hidden, info["num_classes"]])

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from trainer import flops
 from trainer.errors import UserError
 
 _glorot = nnx.initializers.glorot_uniform()
@@ -70,3 +71,10 @@ def from_config(cfg, info, *, rngs: nnx.Rngs) -> TextCNN:
                dense=64, dropout=0.0)
   return TextCNN(info["vocab_size"], info["num_classes"], info["seq_len"],
                  **{k: cfg.get(k, v) for k, v in sizes.items()}, rngs=rngs)
+
+
+def flops_per_example(cfg, info) -> float:
+  return flops.text_cnn_flops_per_example(
+      info["seq_len"], cfg.get("embed_dim", 16), info["num_classes"],
+      conv_features=(cfg.get("conv1_filters", 32), cfg.get("conv2_filters", 64)),
+      kernel_size=cfg.get("conv1_kernel", 7), pool=cfg.get("pool", 7), dense=cfg.get("dense", 64))

@@ -177,3 +177,14 @@ def test_encoding_is_fast():
   enc = text.TextEncoder.fit(docs)
   enc.encode(docs)
   assert time.perf_counter() - start < 5.0  # 1.8M tokens; about 1 s on 2 cores
+
+
+def test_cls_token_leads_every_row_and_words_fill_the_rest():
+  from data.text import TextEncoder  # pylint: disable=g-import-not-at-top
+  enc = TextEncoder.fit(["a b c d", "a b"], seq_len=4, num_words=10, cls_token=True, padding="post", truncating="post")
+  assert enc.cls_id == 1 and enc.first_id == 2 and enc.vocab_size == 2 + 4
+  rows = enc.encode(["a b c d", "b"])
+  assert rows[:, 0].tolist() == [1, 1]
+  assert rows[0, 1:].tolist() == [enc.ids("a")[0], enc.ids("b")[0], enc.ids("c")[0]]
+  assert rows[1, 1:].tolist() == [enc.ids("b")[0], 0, 0]
+  assert TextEncoder.from_json(enc.to_json()).encode(["b"]).tolist() == rows[1:].tolist()

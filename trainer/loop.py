@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 import data as data_lib
+import models
 from data import pipeline, preprocess
 from trainer import checkpoint, evaluate, feed
 from trainer import flops as flops_lib
@@ -89,11 +90,13 @@ def train(config, workdir: str, devices=None) -> dict:
     progress.print(f"run in {workdir} already finished at step {step}; evaluating the final state")
   else:
     try:
-      state = _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform, data_state,
-                   ckpt, writer, progress, run_eval, workdir)
+      state, step = _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform,
+                         data_state, ckpt, writer, progress, run_eval, workdir)
     finally:
       ckpt.wait()  # an error or exit must not abandon a save in flight
-    step = total
+    if step < total:
+      progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
+                     f"{total}; the same command continues from there")
   ckpt.wait()
   progress.close()
   results = {}
@@ -125,6 +128,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   stop = preemption.StopRequest()
   prof = profiler.Profiler(config.profile, workdir)
   last_log_step, last_log_time = step, time.perf_counter()
+  deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None
   last_good = ckpt.latest_step()
   waited, blocked = [0.0], 0.0  # seconds spent in next(batches) and in ckpt.save since the last record
   flops_per_step = peak = None
@@ -136,6 +140,8 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
     prof.maybe_stop(step, state)
     progress.update(n)
     at_log = step % tc.log_every == 0 or step == total
+    if at_log and deadline and preemption.any_process(time.monotonic() > deadline):
+      total = step  # the time budget is spent: finish here as if this were the last step
     at_eval = step % eval_every == 0 or step == total
     at_ckpt = at_eval or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)
     stopping = stop.should_stop(at_sync_point=at_log or at_eval, step=step)
@@ -154,11 +160,9 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       record["checkpoint_block_seconds"] = blocked
       waited[0], blocked = 0.0, 0.0
       if flops_per_step is None:  # once, after `now`: its cost stays out of every interval
-        one = train_step if per_call == 1 else steps_lib.make_train_step(
-            structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
-            accum_steps=tc.grad_accum_steps)
-        flops_per_step = steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(per_call > 1))
+        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, batch, per_call)
         peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
+        ckpt.warm_up(state)  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
       if peak and np.isfinite(flops_per_step):
         record["mfu"] = flops_per_step * (step - last_log_step) / (now - last_log_time) / peak
       record["epoch"] = step / steps_per_epoch
@@ -184,8 +188,20 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       progress.print(f"stopped by {stop.signal_name} after step {step}; checkpoint saved in {ckpt.directory}. "
                      "Run the same command again to resume.")
       raise SystemExit(0)
+    if step >= total:
+      break
   stop.restore_default()
-  return state
+  return state, step
+
+
+def _flops_per_step(config, info, structure, mesh, sums, batch, per_call: int) -> float:
+  """Model FLOPs of one step: the model's analytic count if it declares one, else XLA's count of the step."""
+  per_example = models.flops_per_example(config.model, info)
+  if per_example:
+    return per_example * config.data.batch_size
+  one = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss,
+                                  accum_steps=config.train.grad_accum_steps)  # traced only, never compiled
+  return steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(per_call > 1))
 
 
 def _timed(items, waited: list):

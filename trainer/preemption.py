@@ -44,15 +44,22 @@ class StopRequest:
       return True
     if not at_sync_point:
       return False
-    flags = multihost_utils.process_allgather(np.asarray(self.requested, np.int32))
-    if np.any(flags) and not self.requested:
+    stop = any_process(self.requested)
+    if stop and not self.requested:
       self.signal_name = "a signal to another process"
-    return bool(np.any(flags))
+    return stop
 
   def restore_default(self):
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, signal.SIG_DFL)
+
+
+def any_process(flag: bool) -> bool:
+  """True on every process if `flag` is true on any (a collective: call it at the same step everywhere)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag, np.int32))))
 
 
 def _preemption_notice(step: int) -> bool:

@@ -11,6 +11,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from trainer import flops
 from trainer import losses
 from trainer import mesh as mesh_lib
 from trainer.state import Structure
@@ -38,15 +39,11 @@ def step_flops(one_step, structure: Structure, metrics: dict, batch: dict, leadi
   `batch`'s shapes (dropping `leading_axes`), NaN if unknown. It reads the lowered, unpartitioned program,
   so it counts all devices together and needs no compile (a scan's body would be counted only once)."""
   spec = lambda x: jax.ShapeDtypeStruct(x.shape[leading_axes:], x.dtype)
-  batch_spec = jax.tree.map(spec, batch)
   metric_spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), metrics)
   try:
-    cost = one_step.lower(structure.abstract, metric_spec, batch_spec).cost_analysis()
+    return flops.xla_flops(one_step.lower(structure.abstract, metric_spec, jax.tree.map(spec, batch)))
   except Exception:  # pylint: disable=broad-except  (an estimate must never stop training)
     return float("nan")
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else None
-  return float(cost.get("flops", float("nan"))) if cost else float("nan")
 
 
 def eval_metrics_init(mesh: Mesh, num_classes: int) -> dict:

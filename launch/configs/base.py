@@ -39,6 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train = ml_collections.ConfigDict()
   c.train.num_epochs = 10
   c.train.num_steps = 0  # > 0 overrides num_epochs
+  c.train.time_limit_minutes = 0.0  # > 0: end training (validate, checkpoint, test) once this much has passed
   c.train.log_every = 50
   c.train.eval_every_steps = 0  # 0 = once per epoch
   c.train.steps_per_call = 1  # > 1 runs that many steps in one jitted lax.scan

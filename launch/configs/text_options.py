@@ -4,7 +4,7 @@ KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 
 
 def add(data, *, num_words=10000, seq_len=100, padding="pre", truncating="pre", lowercase=True,
-        filters=KERAS_FILTERS, remove="", oov=False, bigrams=False, validation_fraction=0.1, split_seed=0):
+        filters=KERAS_FILTERS, remove="", oov=False, cls_token=False, bigrams=False, validation_fraction=0.1, split_seed=0):
   """Adds the fields to `config.data` so each can be overridden from the command line."""
   data.num_words = num_words  # the top-N training words (ids below N)
   data.seq_len = seq_len
@@ -14,6 +14,7 @@ def add(data, *, num_words=10000, seq_len=100, padding="pre", truncating="pre", 
   data.filters = filters  # characters turned into spaces before splitting
   data.remove = remove  # comma-separated: headers, footers, quotes (as scikit-learn's fetch_20newsgroups)
   data.oov = oov  # True: unknown words map to id 1 instead of being dropped
+  data.cls_token = cls_token  # True: a [CLS] id at position 0 (for encoder classifiers that pool it)
   data.bigrams = bigrams
   data.validation_fraction = validation_fraction  # held out of the training set
   data.split_seed = split_seed
