@@ -1,7 +1,7 @@
 """The ceiling for a workload: the trainer's own jitted step (trainer.state + trainer.steps) looped over
 batches already on the devices, no input pipeline, metrics or checkpoints. Prints one JSON line.
 
-python -m benchmarks.bare_step --workload mlp [--steps_per_call 4] [--epochs 3]
+python -m benchmarks.bare_step --workload mlp [--steps_per_call 4] [--epochs 3] [--steps 100]
 """
 import argparse
 import json
@@ -22,6 +22,7 @@ def main():
   p.add_argument("--workload", required=True)
   p.add_argument("--steps_per_call", type=int, default=1)
   p.add_argument("--epochs", type=int, default=2)
+  p.add_argument("--steps", type=int, default=0, help="steps per timed 'epoch' (default: the workload's)")
   args = p.parse_args()
   w = workloads.WORKLOADS[args.workload]
   spc = args.steps_per_call
@@ -30,7 +31,7 @@ def main():
   ds = data_lib.load(config.data)
   rows = pipeline.Rows(ds.splits["train"])
   transform = preprocess.make_transform(ds.info, config.data.label_encoding)
-  batch, n_steps = w["batch"], w["epoch_steps"] // spc * spc
+  batch, n_steps = w["batch"], (args.steps or w["epoch_steps"]) // spc * spc
   structure, create = state_lib.structure(config, ds.info, mesh, 10**6)
   state, sums = create(), steps_lib.train_metrics_init(mesh)
   step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, steps_per_call=spc)

@@ -83,3 +83,14 @@ def test_unwritable_workdir_is_refused(tmp_path):
   blocker.write_text("not a directory")
   out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={blocker}/run")
   assert out.returncode == 2 and "pass a writable --workdir" in out.stderr
+
+
+def test_a_relative_workdir_works_for_train_and_eval(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                                  capture_output=True, text=True, timeout=240)
+  trained = run("launch.train", f"--config={REPO}/launch/configs/tiny.py", "--workdir=runs/rel")
+  assert trained.returncode == 0, trained.stderr[-2000:]
+  assert (tmp_path / "runs" / "rel" / "checkpoints" / "40").is_dir()
+  evaluated = run("launch.eval", "--workdir=runs/rel")
+  assert evaluated.returncode == 0 and json.loads(evaluated.stdout.strip().splitlines()[-1])["step"] == 40

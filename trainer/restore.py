@@ -7,7 +7,6 @@ import dataclasses
 
 import jax
 import ml_collections
-from etils import epath
 
 import data as data_lib
 from data import pipeline, preprocess
@@ -27,7 +26,7 @@ class Restored:
 
 
 def restore(workdir: str, *, step: int | None = None, best: bool = False, mesh_cfg=None) -> Restored:
-  workdir = epath.Path(workdir)
+  workdir = workdir_lib.resolve(workdir)
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
   mesh = mesh_lib.make_mesh(mesh_cfg or {"data": -1, "fsdp": 1, "tensor": 1})

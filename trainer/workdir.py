@@ -1,6 +1,7 @@
 """The work directory's JSON files: the resolved config, the dataset info and the assets beside the
 checkpoints. Everything a later eval or predict needs is here as JSON; nothing is pickled."""
 import json
+import os
 import uuid
 
 import jax
@@ -12,9 +13,14 @@ from trainer.errors import UserError
 CHECKPOINTS = "checkpoints"
 
 
+def resolve(path: str) -> epath.Path:
+  """A local path made absolute (Orbax refuses relative ones); gs:// and other URIs as given."""
+  return epath.Path(path if "://" in str(path) else os.path.abspath(os.path.expanduser(str(path))))
+
+
 def prepare(path: str) -> epath.Path:
   """Creates the work directory and proves it is writable (process 0), or says how to fix it."""
-  workdir = epath.Path(path)
+  workdir = resolve(path)
   if jax.process_index() == 0:
     probe = workdir / f".write-test-{uuid.uuid4().hex}"
     try:
