@@ -149,23 +149,16 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       host_sums = jax.device_get(sums)
       sums = steps_lib.train_metrics_init(mesh)
       _check_finite(host_sums, last_log_step, tc.on_nonfinite, last_good, ckpt)
-      now = time.perf_counter()
-      record = metrics_lib.derive(host_sums, info)
-      record["grad_norm"] = float(host_sums["grad_norm_sum"]) / max(float(host_sums["steps"]), 1.0)
-      record["nonfinite_steps"] = int(host_sums["nonfinite"])
-      record["examples_per_second"] = (step - last_log_step) * config.data.batch_size / (now - last_log_time)
-      if info.get("seq_len"):
-        record["tokens_per_second"] = record["examples_per_second"] * info["seq_len"]
-      record["input_wait_fraction"] = waited[0] / (now - last_log_time)
-      record["checkpoint_block_seconds"] = blocked
-      waited[0], blocked = 0.0, 0.0
-      if flops_per_step is None:  # once, after `now`: its cost stays out of every interval
+      seconds = time.perf_counter() - last_log_time
+      if flops_per_step is None:  # once, after the interval's end: its cost stays out of every interval
         flops_per_step = _flops_per_step(config, info, structure, mesh, sums, batch, per_call)
         peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
         ckpt.warm_up(state)  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
-      if peak and np.isfinite(flops_per_step):
-        record["mfu"] = flops_per_step * (step - last_log_step) / (now - last_log_time) / peak
-      record["epoch"] = step / steps_per_epoch
+      record = _train_record(host_sums, info, steps=step - last_log_step, seconds=seconds,
+                             batch_size=config.data.batch_size, flops_per_step=flops_per_step, peak=peak)
+      record.update(input_wait_fraction=waited[0] / seconds, checkpoint_block_seconds=blocked,
+                    epoch=step / steps_per_epoch)
+      waited[0], blocked = 0.0, 0.0
       writer.write(step, "train", record)
       progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
       last_log_step, last_log_time = step, time.perf_counter()
@@ -192,6 +185,19 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       break
   stop.restore_default()
   return state, step
+
+
+def _train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step, peak) -> dict:
+  """Means over the logging interval from the step's metric sums, and its throughput."""
+  record = metrics_lib.derive(host_sums, info)
+  record["grad_norm"] = float(host_sums["grad_norm_sum"]) / max(float(host_sums["steps"]), 1.0)
+  record["nonfinite_steps"] = int(host_sums["nonfinite"])
+  record["examples_per_second"] = steps * batch_size / seconds
+  if info.get("seq_len"):
+    record["tokens_per_second"] = record["examples_per_second"] * info["seq_len"]
+  if peak and np.isfinite(flops_per_step):
+    record["mfu"] = flops_per_step * steps / seconds / peak
+  return record
 
 
 def _flops_per_step(config, info, structure, mesh, sums, batch, per_call: int) -> float:

@@ -1,7 +1,7 @@
 """A BERT-style encoder classifier trained from scratch on 20 Newsgroups, pooling a [CLS] token.
 
 Word vocabulary fitted on the training texts (the same data path as the text CNN), a [CLS] id at
-position 0, the first 256 tokens of each post (headers included), pre-norm blocks with learned positions.
+position 0, the first 128 tokens of each post (headers included), pre-norm blocks with learned positions.
 """
 from launch.configs import base, text_options
 
@@ -9,7 +9,7 @@ from launch.configs import base, text_options
 def get_config():
   c = base.get_config()
   c.data.name = "20newsgroups"
-  text_options.add(c.data, num_words=20000, seq_len=256, padding="post", truncating="post", cls_token=True)
+  text_options.add(c.data, num_words=20000, seq_len=128, padding="post", truncating="post", cls_token=True)
   c.data.batch_size = 32
   c.data.eval_batch_size = 64
   c.model.name = "bert"
@@ -29,6 +29,6 @@ def get_config():
   c.optimizer.schedule = "warmup_cosine"
   c.optimizer.warmup_steps = 300
   c.optimizer.grad_clip_norm = 1.0
-  c.train.num_epochs = 5
+  c.train.num_epochs = 3
   c.train.log_every = 50
   return c
