@@ -29,3 +29,11 @@ def test_train_step_compiles_once(tmp_path, steps_per_call, step_name):
   assert _COMPILES[step_name] == 1, dict(_COMPILES)
   # Metric accumulators are reset at every log interval (4 here): their init must not recompile each time.
   assert _COMPILES["jit(zeros)"] <= 2, dict(_COMPILES)  # train and eval accumulators, once each (or cached)
+
+
+def test_remainder_steps_reuse_the_single_step(tmp_path):
+  config = tiny.get_config()
+  config.train.steps_per_call = 8  # boundaries every 10 steps: calls of 8, then 2 single steps
+  _COMPILES.clear()
+  loop.train(config, str(tmp_path / "run"))
+  assert _COMPILES["jit(fn)"] == 1 and _COMPILES["jit(one_step)"] == 1, dict(_COMPILES)

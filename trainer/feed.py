@@ -30,7 +30,7 @@ def stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
   return {k: np.stack([b[k] for b in batches]) for k in batches[0]}
 
 
-def _items(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | None):
+def _items(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | None, stacked: NamedSharding | None):
   while True:
     size = 1 if call_sizes is None else next(call_sizes, 0)
     batches = []
@@ -42,18 +42,18 @@ def _items(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | None)
     if not batches:
       return
     state = host_iter.get_state() if hasattr(host_iter, "get_state") else None
-    if call_sizes is None:
+    if size == 1:
       yield to_device(batches[0], sharding), state, 1
     else:
-      yield to_device(stack(batches), sharding, batch_axis=1), state, len(batches)
+      yield to_device(stack(batches), stacked, batch_axis=1), state, len(batches)
 
 
 def prefetch(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | None = None,
-             depth: int = 2) -> Iterator:
+             stacked: NamedSharding | None = None, depth: int = 2) -> Iterator:
   """Yields (device_batch, data_state, num_steps), with up to `depth` items transferred ahead.
 
-  Without `call_sizes` each item is one batch. With it, item i stacks the next `call_sizes[i]` batches on
-  a new leading axis (several steps per call). `data_state` is the host iterator's position just after the
+  Without `call_sizes` each item is one batch. With it, item i of size > 1 stacks the next `call_sizes[i]`
+  batches on a new leading axis, placed with `stacked` (several steps per call); size 1 is a plain batch. `data_state` is the host iterator's position just after the
   item, the one to checkpoint once the item has been trained on. Errors in the producer are raised here.
   """
   items: queue.Queue = queue.Queue(maxsize=depth)
@@ -61,7 +61,7 @@ def prefetch(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | Non
 
   def produce():
     try:
-      for item in _items(host_iter, sharding, call_sizes):
+      for item in _items(host_iter, sharding, call_sizes, stacked):
         while not closed.is_set():
           try:
             items.put(item, timeout=0.1)

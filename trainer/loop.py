@@ -44,11 +44,15 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
 
 
 def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
-  """Steps per call: `per_call` at most, never crossing a logging, validation or checkpoint boundary."""
+  """Steps per call, never crossing a logging, validation or checkpoint boundary: `per_call` while a whole
+  call fits before the next boundary, single steps for the rest. Only two call sizes, so two compiles."""
   step = start
   while step < total:
-    stop = min([total, step + per_call] + [(step // b + 1) * b for b in boundaries if b > 0])
-    yield stop - step
+    stop = min([total] + [(step // b + 1) * b for b in boundaries if b > 0])
+    for _ in range((stop - step) // per_call):
+      yield per_call
+    for _ in range((stop - step) % per_call):
+      yield 1
     step = stop
 
 
@@ -115,15 +119,15 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   per_call = max(1, tc.steps_per_call)
   eval_every = tc.eval_every_steps or steps_per_epoch
   boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
-  train_step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
-                                         accum_steps=tc.grad_accum_steps, steps_per_call=per_call)
+  step_fns = {n: steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
+                                          accum_steps=tc.grad_accum_steps, steps_per_call=n) for n in {1, per_call}}
   host = pipeline.train_batches(rows["train"], config.data.batch_size, total, seed=config.data.seed,
                                 process_index=jax.process_index(), process_count=jax.process_count(),
                                 transform=transform, threads=config.data.threads, prefetch=config.data.prefetch)
   if data_state:
     host.set_state(data_state)
   sizes = _call_sizes(step, total, per_call, boundaries) if per_call > 1 else None
-  batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh, leading_axes=int(per_call > 1)), sizes)
+  batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh), sizes, mesh_lib.batch_sharding(mesh, leading_axes=1))
   sums = steps_lib.train_metrics_init(mesh)
   stop = preemption.StopRequest()
   prof = profiler.Profiler(config.profile, workdir)
@@ -135,7 +139,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
 
   for batch, data_state, n in _timed(batches, waited):
     prof.maybe_start(step)
-    state, sums = train_step(state, sums, batch)
+    state, sums = step_fns[n](state, sums, batch)
     step += n
     prof.maybe_stop(step, state)
     progress.update(n)
@@ -151,7 +155,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       _check_finite(host_sums, last_log_step, tc.on_nonfinite, last_good, ckpt)
       seconds = time.perf_counter() - last_log_time
       if flops_per_step is None:  # once, after the interval's end: its cost stays out of every interval
-        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, batch, per_call)
+        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, batch, n)
         peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
         ckpt.warm_up(state)  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
       record = _train_record(host_sums, info, steps=step - last_log_step, seconds=seconds,
@@ -200,14 +204,14 @@ def _train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step
   return record
 
 
-def _flops_per_step(config, info, structure, mesh, sums, batch, per_call: int) -> float:
+def _flops_per_step(config, info, structure, mesh, sums, batch, steps_in_batch: int) -> float:
   """Model FLOPs of one step: the model's analytic count if it declares one, else XLA's count of the step."""
   per_example = models.flops_per_example(config.model, info)
   if per_example:
     return per_example * config.data.batch_size
   one = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss,
                                   accum_steps=config.train.grad_accum_steps)  # traced only, never compiled
-  return steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(per_call > 1))
+  return steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(steps_in_batch > 1))
 
 
 def _timed(items, waited: list):
