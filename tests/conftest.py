@@ -5,6 +5,8 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds"))
 
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
+import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -12,6 +14,15 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; tests run outside absl.app.run
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+
+
+def run_module(*args, timeout=1200) -> subprocess.CompletedProcess:
+  """`python -m MODULE ARGS` from the repository as a user runs it (one CPU device), which must succeed."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return proc
 
 
 @pytest.fixture

@@ -1,18 +1,10 @@
 """The language-model path as a user runs it: train a tiny byte-level GPT on a text file, then generate."""
 import json
-import os
-import subprocess
-import sys
 
-from conftest import REPO
+from conftest import run_module
 
 
-def _run(*args, timeout=600):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
+_run = run_module
 
 
 def test_tiny_gpt_trains_on_a_text_file_and_generates(tmp_path):

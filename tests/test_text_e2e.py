@@ -4,22 +4,13 @@ The CSV run uses a file made here; the 20 Newsgroups runs use the real archive (
 """
 import csv
 import json
-import os
 import random
-import subprocess
-import sys
-
-import pytest
-
-from conftest import REPO
 
 
-def _run(*args, timeout=1200):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  return proc
+from conftest import run_module
+
+
+_run = run_module
 
 
 def _last_json(proc):
