@@ -31,7 +31,6 @@ def table(path: str) -> str:
   for (name, impl), rs in sorted(runs.items(), key=lambda kv: (kv[0][0], kv[0][1])):
     w = workloads.WORKLOADS.get(name, {})
     eps = _med([r["examples_per_s"] for r in rs])
-    base = _med([r["examples_per_s"] for r in runs.get((name, "bare step"), [])])
     ratio = _paired_ratio(rs, runs.get((name, "bare step"), []))
     is_train = impl != "input pipeline"
     cells = [name, impl, str(len(rs)), f"{eps:,.0f}",

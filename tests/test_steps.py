@@ -1,7 +1,6 @@
 """The pure train step: it learns, accumulation equals the big batch, several steps per call equal
 single steps, and a non-finite update never reaches the state."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -20,7 +19,7 @@ def _setup(mutate=None, devices=None):
   return config, mesh, structure, create
 
 
-def _batch(n=32, seed=0, stacked=None):
+def _batch(n=32, seed=0):
   rng = np.random.default_rng(seed)
   b = {"inputs": rng.random((n, 8, 8), np.float32), "label": rng.integers(0, 10, n),
        "mask": np.ones(n, np.float32)}
