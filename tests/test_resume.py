@@ -15,8 +15,8 @@ from etils import epath
 from trainer import restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOTAL = 80
-# tiny.py has dropout 0.1, so the RNG state matters; checkpoints every 10 steps, validation at 40 and 80.
+TOTAL = 120
+# tiny.py has dropout 0.1, so the RNG state matters; checkpoints every 10 steps, validation every 40.
 FLAGS = ["--config.checkpoint.every_steps=10", "--config.train.log_every=10", "--config.train.eval_every_steps=40"]
 
 
@@ -74,22 +74,29 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, uninterrupted):
 
 
 def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path, uninterrupted):
+  # tiny.py runs 10 steps in ~50 ms, so a kill is aimed at a checkpoint and lands at most 0.1 s after it;
+  # every kill leaves at least 30 steps, a validation and the test evaluation still to run.
   seed = random.randrange(1 << 30)
   rng = random.Random(seed)
-  seen = 0
-  for target in sorted(rng.sample(range(20, 70, 10), 3)):
+  seen, kills = 0, []
+  for target in sorted(rng.sample(range(20, 90, 10), 3)):
+    want = max(target, seen + 10)
+    if want > TOTAL - 30:
+      break
     proc = subprocess.Popen(_cmd(tmp_path, TOTAL), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     deadline = time.time() + 120
-    while not _steps(tmp_path) or max(_steps(tmp_path)) < max(target, seen + 1):
+    while not _steps(tmp_path) or max(_steps(tmp_path)) < want:
       assert proc.poll() is None, f"seed {seed}: finished before the kill: {proc.stderr.read()[-2000:]}"
-      assert time.time() < deadline, f"seed {seed}: no checkpoint {target} within 120 s"
+      assert time.time() < deadline, f"seed {seed}: no checkpoint {want} within 120 s"
       time.sleep(0.01)
-    time.sleep(rng.uniform(0, 0.3))  # anywhere: mid-step, mid-save, mid-validation
+    time.sleep(rng.uniform(0, 0.1))  # anywhere: mid-step, mid-save, mid-validation
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL, f"seed {seed}"
+    assert proc.returncode == -signal.SIGKILL, f"seed {seed}: the run ended before the kill at {want}"
     seen = max(_steps(tmp_path))
+    kills.append(seen)
+  assert len(kills) >= 2, f"seed {seed}: only {kills}"
   _train(tmp_path, TOTAL)
   _assert_bit_identical(_arrays(tmp_path), uninterrupted)
