@@ -1,17 +1,18 @@
 """flaxforge's training throughput beside the PyTorch and Keras references, alternating, one process per run.
 
   PYTHONPATH=. .venv/bin/python -m benchmarks.run --rounds 3 --out /tmp/bench.jsonl
-      [--workloads mlp,text_cnn,transformer,text_cnn_20ng] [--impls trainer,bare step,...] [--jemalloc]
+      [--workloads mlp,text_cnn,transformer,text_cnn_20ng] [--impls trainer,bare step,...] [--malloc system,hugetlb]
       [--torch_python /work/venvs/torch/bin/python] [--keras_python /work/venvs/tf/bin/python]
       [--bench_dir /work/shared/bench] [--no_pipeline] [--no_peak]
 
 Per workload and round it measures, in a rotating order: the trainer through `launch.train` (steps_per_call 1
 and, for the small models, 8), the bare jitted step on device-resident data, the input pipeline alone, the
-PyTorch eager and Keras `fit` references (with --jemalloc also trainer, step and torch under jemalloc);
+PyTorch eager and Keras `fit` references (with --malloc also trainer and step pinned to those mallocs);
 once per round the machine's matmul peak. Then it prints the markdown table
 (benchmarks/report.py) for BENCHMARKS.md. Compare ratios within one run only: the machine is shared.
 """
 import argparse
+import functools
 import json
 import os
 import platform
@@ -35,14 +36,15 @@ def impls(name, args):
                                                       "--steps_per_call", str(k))
   if name == "text_cnn_20ng":  # issue 3: one epoch as a user runs it (validation, checkpoint and test included)
     out["trainer 1 epoch"] = lambda: runner.trainer(name, **{"train.num_steps": 0, "train.num_epochs": 1})
-  if args.jemalloc:
-    out["trainer +jemalloc"] = lambda: runner.trainer(name, jemalloc=True)
-    out["bare step +jemalloc"] = lambda: runner.module("benchmarks.bare_step", "--workload", name, jemalloc=True)
+  for m in args.malloc.split(",") if args.malloc else []:
+    out[f"trainer malloc={m}"] = functools.partial(runner.trainer, name, malloc=m)
+    out[f"bare step malloc={m}"] = functools.partial(runner.module, "benchmarks.bare_step", "--workload", name,
+                                                     malloc=m)
   if w.get("torch") and os.path.exists(args.torch_python):
     out["torch eager"] = lambda: runner.reference(name, "torch", args.torch_python, args.bench_dir)
-    if args.jemalloc:
-      out["torch eager +jemalloc"] = lambda: runner.reference(name, "torch", args.torch_python, args.bench_dir,
-                                                              jemalloc=True)
+    if "jemalloc" in args.malloc.split(","):
+      out["torch eager malloc=jemalloc"] = lambda: runner.reference(name, "torch", args.torch_python,
+                                                                    args.bench_dir, malloc="jemalloc")
   if w.get("keras") and os.path.exists(args.keras_python):
     out["keras fit"] = lambda: runner.reference(name, "keras", args.keras_python, args.bench_dir)
   if args.impls:
@@ -61,7 +63,8 @@ def main():
   p.add_argument("--impls", default="", help="comma-separated subset of the implementations, e.g. 'trainer,bare step'")
   p.add_argument("--no_pipeline", action="store_true", help="skip the input-pipeline-alone rows")
   p.add_argument("--no_peak", action="store_true", help="skip the matmul peak")
-  p.add_argument("--jemalloc", action="store_true", help="also run trainer and step under jemalloc (retaining)")
+  p.add_argument("--malloc", default="", help="also run trainer and step pinned to these of runner.MALLOC, "
+                 "e.g. 'system,hugetlb' (by default they pick one themselves: launch/allocator.py)")
   args = p.parse_args()
   names = [n for n in args.workloads.split(",") if n in workloads.WORKLOADS]
   with open(args.out, "a") as out:

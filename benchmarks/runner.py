@@ -9,7 +9,14 @@ import time
 
 from benchmarks import workloads
 
-JEMALLOC = {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"}
+# Our processes pick their malloc themselves (launch/allocator.py: jemalloc if installed, else glibc huge
+# pages); these environments pin one for a comparison. "jemalloc" is also applied to the references.
+MALLOC = {
+    "system": {"FLAXFORGE_MALLOC": "system"},
+    "hugetlb": {"FLAXFORGE_MALLOC": "system", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},
+    "jemalloc": {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2",
+                 "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1"},
+}
 
 
 def _busy_jiffies():
@@ -38,7 +45,7 @@ def json_line(stdout):
   return json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
 
 
-def trainer(name, steps_per_call=1, jemalloc=False, **overrides):
+def trainer(name, steps_per_call=1, malloc=None, **overrides):
   """`python -m launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded.
   `wall_s`: the whole process; `first_epoch_s`: training time (no validation) up to the first epoch's end,
   compilation included; `epoch_s`: an epoch at the steady throughput."""
@@ -48,7 +55,7 @@ def trainer(name, steps_per_call=1, jemalloc=False, **overrides):
            f"--config.train.steps_per_call={steps_per_call}", "--config.train.progress_bar=False",
            *workloads.flags(name, **overrides)]
     t = time.time()
-    out, err, foreign = run(cmd, JEMALLOC if jemalloc else None)
+    out, err, foreign = run(cmd, MALLOC.get(malloc))
     wall = time.time() - t
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       recs = [json.loads(l) for l in f if '"split": "train"' in l]
@@ -70,17 +77,17 @@ def trainer(name, steps_per_call=1, jemalloc=False, **overrides):
   return result
 
 
-def module(mod, *args, jemalloc=False):
-  out, _, foreign = run([sys.executable, "-m", mod, *args], JEMALLOC if jemalloc else None)
+def module(mod, *args, malloc=None):
+  out, _, foreign = run([sys.executable, "-m", mod, *args], MALLOC.get(malloc))
   r = json_line(out)
   r.pop("impl", None)
   return {**r, "foreign": foreign}
 
 
-def reference(name, kind, python, bench_dir, jemalloc=False):
+def reference(name, kind, python, bench_dir, malloc=None):
   """A /work/shared/bench script (kind 'torch' or 'keras'); `first_epoch_s` = its warm-up epoch."""
   args = workloads.WORKLOADS[name][kind]
-  out, _, foreign = run([python, args[0], *args[1:]], JEMALLOC if jemalloc else None, cwd=bench_dir)
+  out, _, foreign = run([python, args[0], *args[1:]], MALLOC.get(malloc), cwd=bench_dir)
   r = json_line(out)
   steady = sorted(r["epoch_s"])[len(r["epoch_s"]) // 2]
   return dict(examples_per_s=r["examples_per_s"], compile_s=r["compile_s"], foreign=foreign,

@@ -27,6 +27,10 @@ class Rows:
     else:
       self._arrays = None
 
+  @property
+  def in_memory(self) -> bool:
+    return self._arrays is not None
+
   def __len__(self):
     return len(self._source)
 
@@ -78,12 +82,14 @@ class _BatchAt:
 
 
 def _dataset(batch_at: _BatchAt, start: int, stop: int, threads: int, prefetch: int):
+  if threads < 0:  # auto. Rows in memory need no reader threads: on a 2-core CPU, Grain's pool only took
+    threads = 0 if batch_at.rows.in_memory else 2  # cycles from XLA (text CNN 17.8k vs 13.1k examples/s)
   ds = grain.MapDataset.range(start, stop).map(batch_at)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch))
 
 
 def train_batches(rows: Rows, global_batch: int, num_steps: int, *, seed: int, process_index: int = 0,
-                  process_count: int = 1, transform=None, threads: int = 2, prefetch: int = 8):
+                  process_count: int = 1, transform=None, threads: int = -1, prefetch: int = 8):
   """A checkpointable Grain iterator over global batches 0..num_steps-1 (this process's rows of each)."""
   batch_at = _BatchAt(rows, global_batch, seed=seed, shuffle=True, repeat=True,
                       process_index=process_index, process_count=process_count, transform=transform)
@@ -91,7 +97,7 @@ def train_batches(rows: Rows, global_batch: int, num_steps: int, *, seed: int, p
 
 
 def eval_batches(rows: Rows, global_batch: int, *, process_index: int = 0, process_count: int = 1,
-                 transform=None, threads: int = 2, prefetch: int = 4):
+                 transform=None, threads: int = -1, prefetch: int = 4):
   """One ordered pass over the split; the last batch is padded and its pads have mask 0."""
   batch_at = _BatchAt(rows, global_batch, seed=0, shuffle=False, repeat=False,
                       process_index=process_index, process_count=process_count, transform=transform)

@@ -8,6 +8,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
+from launch import allocator
 from trainer.errors import UserError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py")
@@ -74,6 +75,7 @@ def init_distributed():
 
 def run(main):
   """Runs an absl main: a UserError (or a bad flag) prints one line naming the fix and exits 2."""
+  allocator.reexec_once()  # before JAX starts: the malloc set-up is read from the environment
 
   def wrapped(argv):
     if not VERBOSE.value:

@@ -128,9 +128,9 @@ class Attention(nnx.Module):
   def __init__(self, arch: Arch, *, rngs):
     d, n, h = arch.embed_dim, arch.num_heads, arch.head_dim
     kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, rngs=rngs)
-    proj = lambda: nnx.LinearGeneral(d, (n, h), kernel_init=normal(0.02, ("embed", "heads", "kv")),
-                                     bias_init=zeros(("heads", "kv")), **kw)
-    self.query, self.key, self.value = proj(), proj(), proj()
+    # One [d, 3, N, H] projection: a single wide matmul runs faster on CPUs than three narrow ones.
+    self.qkv = nnx.LinearGeneral(d, (3, n, h), kernel_init=normal(0.02, ("embed", "qkv", "heads", "kv")),
+                                 bias_init=zeros(("qkv", "heads", "kv")), **kw)
     self.out = nnx.LinearGeneral((n, h), d, axis=(-2, -1), bias_init=zeros(("embed",)),
                                  kernel_init=normal(_residual_std(arch), ("heads", "kv", "embed")), **kw)
     self.use_rope = arch.position == "rope"
@@ -141,7 +141,7 @@ class Attention(nnx.Module):
     """x [B, T, d] -> ([B, T, d], cache). With a cache ({'k', 'v'}: [B, L, N, H]) the new keys and values
     are written at [index, index + T) and the queries attend over all L slots, so `mask` must hide the
     slots after each query's position."""
-    q, k, v = self.query(x), self.key(x), self.value(x)
+    q, k, v = (y[:, :, 0] for y in jnp.split(self.qkv(x), 3, axis=2))
     if self.use_rope:
       q, k = rope(q, positions), rope(k, positions)
     if cache is not None:

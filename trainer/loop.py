@@ -137,11 +137,13 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   waited, blocked = [0.0], 0.0  # seconds spent in next(batches) and in ckpt.save since the last record
   flops_per_step = peak = None
 
+  treedef = jax.tree.structure(state)
+  leaves = jax.tree.leaves(state)
   for batch, data_state, n in _timed(batches, waited):
     prof.maybe_start(step)
-    state, sums = step_fns[n](state, sums, batch)
+    leaves, sums = step_fns[n].on_leaves(leaves, sums, batch)
     step += n
-    prof.maybe_stop(step, state)
+    prof.maybe_stop(step, leaves)
     progress.update(n)
     at_log = step % tc.log_every == 0 or step == total
     if at_log and deadline and preemption.any_process(time.monotonic() > deadline):
@@ -157,7 +159,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       if flops_per_step is None:  # once, after the interval's end: its cost stays out of every interval
         flops_per_step = _flops_per_step(config, info, structure, mesh, sums, batch, n)
         peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
-        ckpt.warm_up(state)  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
+        ckpt.warm_up(treedef.unflatten(leaves))  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
       record = _train_record(host_sums, info, steps=step - last_log_step, seconds=seconds,
                              batch_size=config.data.batch_size, flops_per_step=flops_per_step, peak=peak)
       record.update(input_wait_fraction=waited[0] / seconds, checkpoint_block_seconds=blocked,
@@ -166,6 +168,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       writer.write(step, "train", record)
       progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
       last_log_step, last_log_time = step, time.perf_counter()
+    state = treedef.unflatten(leaves) if at_eval or at_ckpt or stopping or step >= total else None
     validation = None
     if at_eval and "validation" in rows:
       validation = run_eval(state, "validation")
@@ -188,7 +191,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
     if step >= total:
       break
   stop.restore_default()
-  return state, step
+  return treedef.unflatten(leaves), step
 
 
 def _train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step, peak) -> dict:

@@ -18,6 +18,7 @@ RULES = (
     ("mlp", "tensor"),
     ("heads", "tensor"),
     ("kv", None),
+    ("qkv", None),
     ("vocab", "tensor"),
     ("classes", None),
     ("length", None),

@@ -127,10 +127,34 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
       (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, b), None), (state, metrics), batches)
       return state, metrics
 
+  treedef = jax.tree.structure(structure.abstract)
+
+  def over_leaves(leaves, metrics, batch):
+    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch)
+    return jax.tree.leaves(state), metrics
+
+  over_leaves.__name__ = fn.__name__  # what compile logs and profiles call it
   batch_sharding = mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1))
   metric_sharding = mesh_lib.replicated(mesh)
-  return jax.jit(fn, in_shardings=(structure.shardings, metric_sharding, batch_sharding),
-                 out_shardings=(structure.shardings, metric_sharding), donate_argnums=(0, 1))
+  leaf_shardings = jax.tree.leaves(structure.shardings)
+  return TrainStep(jax.jit(over_leaves, in_shardings=(leaf_shardings, metric_sharding, batch_sharding),
+                           out_shardings=(leaf_shardings, metric_sharding), donate_argnums=(0, 1)), treedef)
+
+
+class TrainStep:
+  """The jitted step, taking the state as its list of leaves. JAX flattens a list in C++ (~2 us), where an
+  nnx.State's Python flatten and unflatten cost ~120 us a call, 8% of the text CNN's step on a CPU: the loop
+  carries the leaves and calls `on_leaves`; calling the step itself takes and returns a State."""
+
+  def __init__(self, on_leaves, treedef):
+    self.on_leaves, self.treedef = on_leaves, treedef
+
+  def __call__(self, state, metrics, batch):
+    leaves, metrics = self.on_leaves(jax.tree.leaves(state), metrics, batch)
+    return self.treedef.unflatten(leaves), metrics
+
+  def lower(self, state, metrics, batch):
+    return self.on_leaves.lower(jax.tree.leaves(state), metrics, batch)
 
 
 def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_classes: int):

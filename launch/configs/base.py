@@ -16,7 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.seed = 0  # data order; the split itself is fixed by the dataset
   c.data.in_memory = True  # read each split into host memory once; False streams from array_record
   c.data.label_encoding = "index"  # or "one_hot"
-  c.data.threads = 2
+  c.data.threads = -1  # Grain reader threads; -1 = auto: none for in-memory rows, 2 when streaming
   c.data.prefetch = 8
 
   c.model = ml_collections.ConfigDict()

@@ -1,0 +1,44 @@
+"""A malloc set-up that suits XLA:CPU, applied by re-executing the entry point once at start-up.
+
+XLA:CPU allocates each execution's temporaries afresh, and glibc serves and frees blocks that large with
+mmap/munmap, so every step pays page faults on fresh memory: about 6.5 million minor faults in 40 steps of
+the 4x256 transformer, and a fifth of its throughput (BENCHMARKS.md, "Allocator"). jemalloc told to keep
+freed memory removes them; without jemalloc, glibc's transparent-huge-page option cuts them 40-fold.
+Both are read from the environment when a process starts, hence the re-exec (same PID, same arguments).
+
+FLAXFORGE_MALLOC=system keeps the process as it is.
+"""
+import os
+import platform
+import sys
+
+MARK = "FLAXFORGE_MALLOC"
+JEMALLOC = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
+            "/usr/lib64/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
+RETAIN = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # jemalloc: never hand freed pages back to the OS
+HUGE_PAGES = "glibc.malloc.hugetlb=1"  # glibc >= 2.35: madvise(MADV_HUGEPAGE) on the heap and mmap'd blocks
+
+
+def environment(env, exists=os.path.exists, linux_glibc=None) -> dict | None:
+  """The environment to re-execute with, or None to leave this process as it is."""
+  if linux_glibc is None:
+    linux_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
+  if env.get(MARK) or not linux_glibc:
+    return None
+  new = dict(env, **{MARK: "jemalloc"})
+  jemalloc = next((path for path in JEMALLOC if exists(path)), None)
+  if jemalloc and not env.get("LD_PRELOAD"):
+    new.update(LD_PRELOAD=jemalloc, MALLOC_CONF=env.get("MALLOC_CONF") or RETAIN)
+  else:
+    new.update({MARK: "glibc-hugetlb", "GLIBC_TUNABLES": ":".join(filter(None, (env.get("GLIBC_TUNABLES"),
+                                                                                   HUGE_PAGES)))})
+  return new
+
+
+def reexec_once():
+  """Replaces this process by itself under `environment()`; returns only if nothing needs changing."""
+  new = environment(os.environ)
+  if new is not None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], new)
