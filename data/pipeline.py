@@ -31,6 +31,10 @@ class Rows:
   def in_memory(self) -> bool:
     return self._arrays is not None
 
+  def arrays(self) -> Batch:
+    """Every row, as the in-memory arrays (only when in_memory)."""
+    return dict(self._arrays)
+
   def __len__(self):
     return len(self._source)
 
@@ -49,6 +53,12 @@ def _stack(examples: list[dict[str, Any]]) -> Batch:
   return {k: np.stack([np.asarray(e[k]) for e in examples]) for k in examples[0]}
 
 
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+  """The order of the n training rows in `epoch`: global batch k holds positions [k*B, (k+1)*B) of the
+  epochs' orders laid end to end."""
+  return np.random.default_rng([seed, epoch]).permutation(n)
+
+
 class _BatchAt:
   """Maps a batch index to this process's rows of that global batch (picklable for Grain workers)."""
 
@@ -62,8 +72,7 @@ class _BatchAt:
 
   @functools.lru_cache(maxsize=2)
   def _order(self, epoch: int) -> np.ndarray:
-    n = len(self.rows)
-    return np.random.default_rng([self.seed, epoch]).permutation(n) if self.shuffle else np.arange(n)
+    return epoch_order(len(self.rows), self.seed, epoch) if self.shuffle else np.arange(len(self.rows))
 
   def __call__(self, k: int) -> Batch:
     n = len(self.rows)

@@ -60,3 +60,4 @@ def test_normalisation_and_one_hot():
   out = transform({"inputs": np.array([[0, 8, 16]], np.uint8), "label": np.array([2])})
   np.testing.assert_allclose(out["inputs"], [[0.0, 0.5, 1.0]])
   np.testing.assert_array_equal(out["label"], [[0, 0, 1, 0]])
+

@@ -119,15 +119,25 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   per_call = max(1, tc.steps_per_call)
   eval_every = tc.eval_every_steps or steps_per_epoch
   boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
+  on_device = feed.resident(rows["train"], transform, mesh, config.data.get("on_device", "auto"))
+  data = () if on_device is None else (on_device,)
+  resident_batch = config.data.batch_size if data else 0
   step_fns = {n: steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
-                                          accum_steps=tc.grad_accum_steps, steps_per_call=n) for n in {1, per_call}}
-  host = pipeline.train_batches(rows["train"], config.data.batch_size, total, seed=config.data.seed,
-                                process_index=jax.process_index(), process_count=jax.process_count(),
-                                transform=transform, threads=config.data.threads, prefetch=config.data.prefetch)
-  if data_state:
-    host.set_state(data_state)
-  sizes = _call_sizes(step, total, per_call, boundaries) if per_call > 1 else None
-  batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh), sizes, mesh_lib.batch_sharding(mesh, leading_axes=1))
+                                          accum_steps=tc.grad_accum_steps, steps_per_call=n,
+                                          resident_batch=resident_batch) for n in {1, per_call}}
+  sizes = _call_sizes(step, total, per_call, boundaries)
+  if data:
+    start = data_state["next_index"] if data_state else step
+    batches = feed.resident_positions(len(rows["train"]), resident_batch, config.data.seed, start, sizes,
+                                      mesh_lib.replicated(mesh))
+  else:
+    host = pipeline.train_batches(rows["train"], config.data.batch_size, total, seed=config.data.seed,
+                                  process_index=jax.process_index(), process_count=jax.process_count(),
+                                  transform=transform, threads=config.data.threads, prefetch=config.data.prefetch)
+    if data_state:
+      host.set_state(data_state)
+    batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh), sizes if per_call > 1 else None,
+                            mesh_lib.batch_sharding(mesh, leading_axes=1))
   sums = steps_lib.train_metrics_init(mesh)
   stop = preemption.StopRequest()
   prof = profiler.Profiler(config.profile, workdir)
@@ -141,7 +151,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   leaves = jax.tree.leaves(state)
   for batch, data_state, n in _timed(batches, waited):
     prof.maybe_start(step)
-    leaves, sums = step_fns[n].on_leaves(leaves, sums, batch)
+    leaves, sums = step_fns[n].on_leaves(leaves, sums, batch, *data)
     step += n
     prof.maybe_stop(step, leaves)
     progress.update(n)
@@ -157,7 +167,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       _check_finite(host_sums, last_log_step, tc.on_nonfinite, last_good, ckpt)
       seconds = time.perf_counter() - last_log_time
       if flops_per_step is None:  # once, after the interval's end: its cost stays out of every interval
-        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, batch, n)
+        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, _full_batch(batch, data, config.data.batch_size), n)
         peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
         ckpt.warm_up(treedef.unflatten(leaves))  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
       record = _train_record(host_sums, info, steps=step - last_log_step, seconds=seconds,
@@ -215,6 +225,15 @@ def _flops_per_step(config, info, structure, mesh, sums, batch, steps_in_batch: 
   one = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss,
                                   accum_steps=config.train.grad_accum_steps)  # traced only, never compiled
   return steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(steps_in_batch > 1))
+
+
+def _full_batch(batch, data, global_batch: int):
+  """The shapes of the batch the step trains on (the gathered rows when the split lies on the devices)."""
+  if not data:
+    return batch
+  lead = np.shape(batch["step"]) + (global_batch,)
+  return {**{k: jax.ShapeDtypeStruct(lead + v.shape[1:], v.dtype) for k, v in data[0].items()},
+          "mask": jax.ShapeDtypeStruct(lead, np.float32)}
 
 
 def _timed(items, waited: list):

@@ -90,9 +90,14 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps):
 
 
 def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_smoothing: float = 0.0,
-                    accum_steps: int = 1, steps_per_call: int = 1):
+                    accum_steps: int = 1, steps_per_call: int = 1, resident_batch: int = 0):
   """`step(state, metrics, batch) -> (state, metrics)`; with steps_per_call > 1 the batch has a leading
-  axis of that many steps, run in one `lax.scan`."""
+  axis of that many steps, run in one `lax.scan`.
+
+  `resident_batch` > 0: the training split lies on the devices (trainer/feed.py `resident`) and the step,
+  `step(state, metrics, position, rows)`, gathers its own global batch of that size there. `position`
+  (feed.resident_positions) holds the step number(s) and the row orders of the epochs they fall in."""
+  batch_sharding = mesh_lib.batch_sharding(mesh)
 
   def one_step(state, metrics, batch):
     # Merging hands the state's own Variables to the model, which the update then mutates: keep the
@@ -120,25 +125,48 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     }
     return new_state, metrics
 
-  if steps_per_call == 1:
-    fn = one_step
+  def batch_at(k, position, rows):
+    """Global batch k: positions [k*B, (k+1)*B) of the epochs' row orders laid end to end."""
+    n, b = next(iter(rows.values())).shape[0], resident_batch
+    at = k * b + jnp.arange(b)
+    index = position["orders"][at // n - position["first_epoch"], at % n]
+    batch = {name: jax.lax.with_sharding_constraint(v[index], batch_sharding) for name, v in rows.items()}
+    return {**batch, "mask": jnp.ones((b,), jnp.float32)}
+
+  if resident_batch:
+    if steps_per_call == 1:
+      def fn(state, metrics, position, rows):
+        return one_step(state, metrics, batch_at(position["step"], position, rows))
+      fn.__name__ = "one_step"
+    else:
+      def fn(state, metrics, position, rows):
+        body = lambda carry, k: (one_step(*carry, batch_at(k, position, rows)), None)
+        (state, metrics), _ = jax.lax.scan(body, (state, metrics), position["step"])
+        return state, metrics
+  elif steps_per_call == 1:
+    def fn(state, metrics, batch, rows):
+      del rows
+      return one_step(state, metrics, batch)
+    fn.__name__ = "one_step"
   else:
-    def fn(state, metrics, batches):
+    def fn(state, metrics, batches, rows):
+      del rows
       (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, b), None), (state, metrics), batches)
       return state, metrics
 
   treedef = jax.tree.structure(structure.abstract)
 
-  def over_leaves(leaves, metrics, batch):
-    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch)
+  def over_leaves(leaves, metrics, batch, data=None):
+    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, data)
     return jax.tree.leaves(state), metrics
 
   over_leaves.__name__ = fn.__name__  # what compile logs and profiles call it
-  batch_sharding = mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1))
-  metric_sharding = mesh_lib.replicated(mesh)
+  replicated = mesh_lib.replicated(mesh)
+  in_batch = (replicated, replicated) if resident_batch else (
+      mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1)),)
   leaf_shardings = jax.tree.leaves(structure.shardings)
-  return TrainStep(jax.jit(over_leaves, in_shardings=(leaf_shardings, metric_sharding, batch_sharding),
-                           out_shardings=(leaf_shardings, metric_sharding), donate_argnums=(0, 1)), treedef)
+  return TrainStep(jax.jit(over_leaves, in_shardings=(leaf_shardings, replicated, *in_batch),
+                           out_shardings=(leaf_shardings, replicated), donate_argnums=(0, 1)), treedef)
 
 
 class TrainStep:
@@ -149,12 +177,12 @@ class TrainStep:
   def __init__(self, on_leaves, treedef):
     self.on_leaves, self.treedef = on_leaves, treedef
 
-  def __call__(self, state, metrics, batch):
-    leaves, metrics = self.on_leaves(jax.tree.leaves(state), metrics, batch)
+  def __call__(self, state, metrics, batch, *data):
+    leaves, metrics = self.on_leaves(jax.tree.leaves(state), metrics, batch, *data)
     return self.treedef.unflatten(leaves), metrics
 
-  def lower(self, state, metrics, batch):
-    return self.on_leaves.lower(jax.tree.leaves(state), metrics, batch)
+  def lower(self, state, metrics, batch, *data):
+    return self.on_leaves.lower(jax.tree.leaves(state), metrics, batch, *data)
 
 
 def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_classes: int):

@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.seed = 0  # data order; the split itself is fixed by the dataset
   c.data.in_memory = True  # read each split into host memory once; False streams from array_record
   c.data.label_encoding = "index"  # or "one_hot"
+  c.data.on_device = "auto"  # keep the training split on the devices: auto (one process, in memory, < 256 MiB), yes, no
   c.data.threads = -1  # Grain reader threads; -1 = auto: none for in-memory rows, 2 when streaming
   c.data.prefetch = 8
 
