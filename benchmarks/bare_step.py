@@ -14,7 +14,7 @@ import numpy as np
 import data as data_lib
 from benchmarks import workloads
 from data import pipeline, preprocess
-from launch import allocator
+from launch import allocator, common
 from trainer import mesh as mesh_lib, state as state_lib, steps as steps_lib
 
 
@@ -29,6 +29,7 @@ def main():
   w = workloads.WORKLOADS[args.workload]
   spc = args.steps_per_call
   config = workloads.config(args.workload)
+  common.use_xla_flags(config.get("xla_flags", ""))  # as launch.train does, before JAX starts
   mesh = mesh_lib.make_mesh(config.mesh)
   ds = data_lib.load(config.data)
   rows = pipeline.Rows(ds.splits["train"])

@@ -56,6 +56,25 @@ def _parse(argv):
     _fail(_flag_error_line(e))
 
 
+def use_xla_flags(flags: str):
+  """Appends a config's `xla_flags` to XLA_FLAGS. XLA reads them when JAX starts its backends, so this
+  runs before anything touches a device."""
+  current = os.environ.get("XLA_FLAGS", "")
+  missing = [f for f in (flags or "").split() if f not in current.split()]
+  if missing:
+    os.environ["XLA_FLAGS"] = " ".join([current, *missing]).strip()
+
+
+def use_workdir_xla_flags(workdir: str):
+  """The run's own `xla_flags` (from its config.json), so eval and predict compile the model as training did."""
+  from trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  try:
+    flags = workdir_lib.load_config(workdir_lib.resolve(workdir)).get("xla_flags", "")
+  except Exception:  # pylint: disable=broad-except  (a missing or bad workdir is reported by the restore)
+    return
+  use_xla_flags(flags)
+
+
 def init_distributed():
   """Joins the JAX cluster when this is one of several processes; a no-op for a single process."""
   import jax  # pylint: disable=g-import-not-at-top

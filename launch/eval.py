@@ -16,6 +16,7 @@ SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 def main(argv):
   del argv
   workdir = common.require_workdir()
+  common.use_workdir_xla_flags(workdir)
   common.init_distributed()
   from trainer import restore  # pylint: disable=g-import-not-at-top
   result = restore.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value)

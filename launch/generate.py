@@ -21,6 +21,7 @@ STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest)
 def main(argv):
   del argv
   workdir = common.require_workdir()
+  common.use_workdir_xla_flags(workdir)
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top

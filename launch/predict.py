@@ -31,6 +31,7 @@ def _texts(argv) -> list[str]:
 
 def main(argv):
   workdir = common.require_workdir()
+  common.use_workdir_xla_flags(workdir)
   texts = _texts(argv)
   from trainer import predict  # pylint: disable=g-import-not-at-top
   predictor = predict.TextClassifier.from_workdir(workdir, step=STEP.value, best=BEST.value)

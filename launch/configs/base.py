@@ -5,6 +5,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Appended to XLA_FLAGS before JAX starts (train, and eval/predict from the run's config.json).
+  c.xla_flags = ""
   c.loss = "cross_entropy"  # or "mse"
 
   c.data = ml_collections.ConfigDict()
