@@ -9,8 +9,8 @@ import time
 
 from benchmarks import workloads
 
-# Our processes pick their malloc themselves (launch/allocator.py: jemalloc if installed, else glibc huge
-# pages); these environments pin one for a comparison. "jemalloc" is also applied to the references.
+# Our processes pick their malloc themselves (launch/allocator.py: glibc huge pages unless FLAXFORGE_MALLOC
+# says otherwise); these environments pin one for a comparison. "jemalloc" also works for the references.
 MALLOC = {
     "system": {"FLAXFORGE_MALLOC": "system"},
     "hugetlb": {"FLAXFORGE_MALLOC": "system", "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"},

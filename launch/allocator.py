@@ -2,17 +2,20 @@
 
 XLA:CPU allocates each execution's temporaries afresh, and glibc serves and frees blocks that large with
 mmap/munmap, so every step pays page faults on fresh memory: about 6.5 million minor faults in 40 steps of
-the 4x256 transformer, and a fifth of its throughput (BENCHMARKS.md, "Allocator"). jemalloc told to keep
-freed memory removes them; without jemalloc, glibc's transparent-huge-page option cuts them 40-fold.
+the 4x256 transformer, and a fifth of its throughput (BENCHMARKS.md, "Allocator"). glibc's transparent-huge-
+page option cuts the faults 47-fold (+13% for that transformer, nothing lost on small models); jemalloc told
+to keep freed memory gains +25% there but costs small models 2-5% and made the text CNN's runs erratic.
 Both are read from the environment when a process starts, hence the re-exec (same PID, same arguments).
 
-FLAXFORGE_MALLOC=system keeps the process as it is.
+FLAXFORGE_MALLOC: unset or "auto" = glibc huge pages; "jemalloc" (when libjemalloc.so.2 is installed);
+"system" = leave the process as it is.
 """
 import os
 import platform
 import sys
 
-MARK = "FLAXFORGE_MALLOC"
+CHOICE = "FLAXFORGE_MALLOC"
+APPLIED = "FLAXFORGE_MALLOC_APPLIED"
 JEMALLOC = ("/usr/lib/x86_64-linux-gnu/libjemalloc.so.2", "/usr/lib/aarch64-linux-gnu/libjemalloc.so.2",
             "/usr/lib64/libjemalloc.so.2", "/usr/local/lib/libjemalloc.so.2")
 RETAIN = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # jemalloc: never hand freed pages back to the OS
@@ -23,16 +26,14 @@ def environment(env, exists=os.path.exists, linux_glibc=None) -> dict | None:
   """The environment to re-execute with, or None to leave this process as it is."""
   if linux_glibc is None:
     linux_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
-  if env.get(MARK) or not linux_glibc:
+  choice = env.get(CHOICE) or "auto"
+  if env.get(APPLIED) or not linux_glibc or choice == "system":
     return None
-  new = dict(env, **{MARK: "jemalloc"})
   jemalloc = next((path for path in JEMALLOC if exists(path)), None)
-  if jemalloc and not env.get("LD_PRELOAD"):
-    new.update(LD_PRELOAD=jemalloc, MALLOC_CONF=env.get("MALLOC_CONF") or RETAIN)
-  else:
-    new.update({MARK: "glibc-hugetlb", "GLIBC_TUNABLES": ":".join(filter(None, (env.get("GLIBC_TUNABLES"),
-                                                                                   HUGE_PAGES)))})
-  return new
+  if choice == "jemalloc" and jemalloc and not env.get("LD_PRELOAD"):
+    return dict(env, **{APPLIED: "jemalloc", "LD_PRELOAD": jemalloc, "MALLOC_CONF": env.get("MALLOC_CONF") or RETAIN})
+  tunables = ":".join(filter(None, (env.get("GLIBC_TUNABLES"), HUGE_PAGES)))
+  return dict(env, **{APPLIED: "glibc-hugetlb", "GLIBC_TUNABLES": tunables})
 
 
 def reexec_once():

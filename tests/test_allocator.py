@@ -8,32 +8,35 @@ from launch import allocator
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_prefers_jemalloc_with_retention():
-  env = allocator.environment({"PATH": "/bin"}, exists=lambda p: p == allocator.JEMALLOC[0], linux_glibc=True)
-  assert env["LD_PRELOAD"] == allocator.JEMALLOC[0] and env["MALLOC_CONF"] == allocator.RETAIN
-  assert env["PATH"] == "/bin" and env[allocator.MARK] == "jemalloc" and "GLIBC_TUNABLES" not in env
-
-
-def test_falls_back_to_glibc_huge_pages_keeping_the_users_tunables():
-  env = allocator.environment({"GLIBC_TUNABLES": "glibc.malloc.arena_max=2"}, exists=lambda p: False,
-                              linux_glibc=True)
+def test_default_is_glibc_huge_pages_keeping_the_users_tunables():
+  env = allocator.environment({"PATH": "/bin", "GLIBC_TUNABLES": "glibc.malloc.arena_max=2"},
+                              exists=lambda p: True, linux_glibc=True)
   assert env["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + allocator.HUGE_PAGES
-  assert "LD_PRELOAD" not in env
-  # a preload of the user's own wins over jemalloc
-  env = allocator.environment({"LD_PRELOAD": "/x/tcmalloc.so"}, exists=lambda p: True, linux_glibc=True)
-  assert env["LD_PRELOAD"] == "/x/tcmalloc.so" and env["GLIBC_TUNABLES"] == allocator.HUGE_PAGES
+  assert env["PATH"] == "/bin" and env[allocator.APPLIED] == "glibc-hugetlb" and "LD_PRELOAD" not in env
 
 
-def test_leaves_the_process_alone_once_set_opted_out_or_not_glibc():
-  assert allocator.environment({allocator.MARK: "jemalloc"}, linux_glibc=True) is None
-  assert allocator.environment({allocator.MARK: "system"}, linux_glibc=True) is None
+def test_jemalloc_on_request_with_retention_else_huge_pages():
+  env = allocator.environment({allocator.CHOICE: "jemalloc"}, exists=lambda p: p == allocator.JEMALLOC[0],
+                              linux_glibc=True)
+  assert env["LD_PRELOAD"] == allocator.JEMALLOC[0] and env["MALLOC_CONF"] == allocator.RETAIN
+  assert env[allocator.APPLIED] == "jemalloc" and "GLIBC_TUNABLES" not in env
+  missing = allocator.environment({allocator.CHOICE: "jemalloc"}, exists=lambda p: False, linux_glibc=True)
+  assert missing["GLIBC_TUNABLES"] == allocator.HUGE_PAGES and "LD_PRELOAD" not in missing
+  own = allocator.environment({allocator.CHOICE: "jemalloc", "LD_PRELOAD": "/x/tcmalloc.so"},
+                              exists=lambda p: True, linux_glibc=True)
+  assert own["LD_PRELOAD"] == "/x/tcmalloc.so"  # a preload of the user's own wins
+
+
+def test_leaves_the_process_alone_once_applied_opted_out_or_not_glibc():
+  assert allocator.environment({allocator.APPLIED: "glibc-hugetlb"}, linux_glibc=True) is None
+  assert allocator.environment({allocator.CHOICE: "system"}, linux_glibc=True) is None
   assert allocator.environment({}, linux_glibc=False) is None
 
 
 def test_an_entry_point_runs_under_it():
-  env = {k: v for k, v in os.environ.items() if k not in (allocator.MARK, "LD_PRELOAD")}
+  env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
   code = ("import os, sys; sys.argv = ['x', '--helpshort']; from launch import common; "
-          "common.allocator.reexec_once(); print('MARK=' + os.environ.get('FLAXFORGE_MALLOC', ''))")
+          "common.allocator.reexec_once(); print('APPLIED=' + os.environ.get('FLAXFORGE_MALLOC_APPLIED', ''))")
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
   assert out.returncode == 0, out.stderr
-  assert out.stdout.strip() in ("MARK=jemalloc", "MARK=glibc-hugetlb"), out.stdout
+  assert out.stdout.strip() == "APPLIED=glibc-hugetlb", out.stdout
