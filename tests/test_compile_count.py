@@ -20,7 +20,7 @@ def _listen(event, duration, **kwargs):  # jax 0.10.2 tags each backend compile 
 monitoring.register_event_duration_secs_listener(_listen)
 
 
-@pytest.mark.parametrize("steps_per_call, step_name", [(1, "jit(one_step)"), (5, "jit(fn)")])
+@pytest.mark.parametrize("steps_per_call, step_name", [(1, "jit(train_step)"), (5, "jit(train_5_steps)")])
 def test_train_step_compiles_once(tmp_path, steps_per_call, step_name):
   config = tiny.get_config()
   config.train.steps_per_call = steps_per_call  # 40 steps: 8 calls of 5, boundaries every 10 and 20
@@ -36,4 +36,4 @@ def test_remainder_steps_reuse_the_single_step(tmp_path):
   config.train.steps_per_call = 8  # boundaries every 10 steps: calls of 8, then 2 single steps
   _COMPILES.clear()
   loop.train(config, str(tmp_path / "run"))
-  assert _COMPILES["jit(fn)"] == 1 and _COMPILES["jit(one_step)"] == 1, dict(_COMPILES)
+  assert _COMPILES["jit(train_8_steps)"] == 1 and _COMPILES["jit(train_step)"] == 1, dict(_COMPILES)

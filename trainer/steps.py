@@ -133,34 +133,23 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     batch = {name: jax.lax.with_sharding_constraint(v[index], batch_sharding) for name, v in rows.items()}
     return {**batch, "mask": jnp.ones((b,), jnp.float32)}
 
-  if resident_batch:
+  def fn(state, metrics, batch, rows=None):
+    # Resident: scan over the step numbers and gather each step's batch; else over the stacked batches.
+    xs = batch["step"] if resident_batch else batch
+    take = (lambda k: batch_at(k, batch, rows)) if resident_batch else (lambda b: b)
     if steps_per_call == 1:
-      def fn(state, metrics, position, rows):
-        return one_step(state, metrics, batch_at(position["step"], position, rows))
-      fn.__name__ = "one_step"
-    else:
-      def fn(state, metrics, position, rows):
-        body = lambda carry, k: (one_step(*carry, batch_at(k, position, rows)), None)
-        (state, metrics), _ = jax.lax.scan(body, (state, metrics), position["step"])
-        return state, metrics
-  elif steps_per_call == 1:
-    def fn(state, metrics, batch, rows):
-      del rows
-      return one_step(state, metrics, batch)
-    fn.__name__ = "one_step"
-  else:
-    def fn(state, metrics, batches, rows):
-      del rows
-      (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, b), None), (state, metrics), batches)
-      return state, metrics
+      return one_step(state, metrics, take(xs))
+    (state, metrics), _ = jax.lax.scan(lambda carry, x: (one_step(*carry, take(x)), None), (state, metrics), xs)
+    return state, metrics
 
   treedef = jax.tree.structure(structure.abstract)
 
-  def over_leaves(leaves, metrics, batch, data=None):
-    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, data)
+  def over_leaves(leaves, metrics, batch, rows=None):
+    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, rows)
     return jax.tree.leaves(state), metrics
 
-  over_leaves.__name__ = fn.__name__  # what compile logs and profiles call it
+  # What compile logs and profiles call it.
+  over_leaves.__name__ = "train_step" if steps_per_call == 1 else f"train_{steps_per_call}_steps"
   replicated = mesh_lib.replicated(mesh)
   in_batch = (replicated, replicated) if resident_batch else (
       mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1)),)
