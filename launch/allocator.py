@@ -27,6 +27,8 @@ def environment(env, exists=os.path.exists, linux_glibc=None) -> dict | None:
   if linux_glibc is None:
     linux_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
   choice = env.get(CHOICE) or "auto"
+  if choice not in ("auto", "jemalloc", "system"):
+    raise ValueError(f"{CHOICE} must be auto, jemalloc or system, not {choice!r}; unset it for the default")
   if env.get(APPLIED) or not linux_glibc or choice == "system":
     return None
   jemalloc = next((path for path in JEMALLOC if exists(path)), None)
@@ -38,7 +40,11 @@ def environment(env, exists=os.path.exists, linux_glibc=None) -> dict | None:
 
 def reexec_once():
   """Replaces this process by itself under `environment()`; returns only if nothing needs changing."""
-  new = environment(os.environ)
+  try:
+    new = environment(os.environ)
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
   if new is not None:
     sys.stdout.flush()
     sys.stderr.flush()

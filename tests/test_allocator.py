@@ -33,6 +33,15 @@ def test_leaves_the_process_alone_once_applied_opted_out_or_not_glibc():
   assert allocator.environment({}, linux_glibc=False) is None
 
 
+def test_an_unknown_choice_is_one_line_naming_the_values():
+  env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
+  out = subprocess.run([sys.executable, "-m", "launch.train", "--helpshort"], cwd=REPO, capture_output=True,
+                       text=True, timeout=60, env={**env, allocator.CHOICE: "jemaloc"})
+  assert out.returncode == 2
+  assert out.stderr.strip() == ("error: FLAXFORGE_MALLOC must be auto, jemalloc or system, not 'jemaloc'; "
+                                "unset it for the default")
+
+
 def test_an_entry_point_runs_under_it():
   env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
   code = ("import os, sys; sys.argv = ['x', '--helpshort']; from launch import common; "

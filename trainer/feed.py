@@ -95,8 +95,9 @@ def prefetch(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | Non
   """Yields (device_batch, data_state, num_steps), with up to `depth` items transferred ahead.
 
   Without `call_sizes` each item is one batch. With it, item i of size > 1 stacks the next `call_sizes[i]`
-  batches on a new leading axis, placed with `stacked` (several steps per call); size 1 is a plain batch. `data_state` is the host iterator's position just after the
-  item, the one to checkpoint once the item has been trained on. Errors in the producer are raised here.
+  batches on a new leading axis, placed with `stacked` (several steps per call); size 1 is a plain batch.
+  `data_state` is the host iterator's position just after the item, the one to checkpoint once the item
+  has been trained on. Errors in the producer are raised here.
   """
   items: queue.Queue = queue.Queue(maxsize=depth)
   closed = threading.Event()

@@ -167,9 +167,10 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
       _check_finite(host_sums, last_log_step, tc.on_nonfinite, last_good, ckpt)
       seconds = time.perf_counter() - last_log_time
       if flops_per_step is None:  # once, after the interval's end: its cost stays out of every interval
-        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, _full_batch(batch, data, config.data.batch_size), n)
+        trained_batch = _full_batch(batch, data, config.data.batch_size)
+        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, trained_batch, n)
         peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
-        ckpt.warm_up(treedef.unflatten(leaves))  # compiles the save's fingerprint here, not inside the first checkpoint's blocking
+        ckpt.warm_up(treedef.unflatten(leaves))  # the save's fingerprint compiles here, not in the first save
       record = _train_record(host_sums, info, steps=step - last_log_step, seconds=seconds,
                              batch_size=config.data.batch_size, flops_per_step=flops_per_step, peak=peak)
       record.update(input_wait_fraction=waited[0] / seconds, checkpoint_block_seconds=blocked,
