@@ -118,6 +118,24 @@ def attention_implementation(setting: str, dtype, head_dim: int):
   return None if setting == "xla" else setting
 
 
+def attention_per_head(q, k, v, *, mask=None, is_causal=False):
+  """jax.nn.dot_product_attention's XLA math, one head at a time: XLA:CPU runs N matmuls batched over B
+  twice as fast as one batched over [B, N] (fwd+bwd of 4 heads of [32, 128, 64]: 15.6 ms against 23.5)."""
+  if is_causal:
+    causal = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))
+    mask = causal if mask is None else mask & causal
+  scale = 1.0 / math.sqrt(q.shape[-1])
+  heads = []
+  # unstack, not q[:, :, n]: its gradient is one concatenate rather than N zero-padded copies to add up
+  for n, (qn, kn, vn) in enumerate(zip(*(jnp.unstack(a, axis=2) for a in (q, k, v)))):
+    logits = jnp.einsum("bth,bsh->bts", qn, kn, preferred_element_type=jnp.float32) * scale
+    if mask is not None:
+      logits = jnp.where(mask[:, min(n, mask.shape[1] - 1)] if mask.ndim == 4 else mask, logits,
+                         jnp.finfo(jnp.float32).min)
+    heads.append(jnp.einsum("bts,bsh->bth", jax.nn.softmax(logits, axis=-1).astype(vn.dtype), vn))
+  return jnp.stack(heads, axis=2)
+
+
 def _residual_std(arch: Arch):
   # GPT-2: projections that write into the residual stream start at 0.02 / sqrt(2 * layers).
   return 0.02 / math.sqrt(2 * arch.num_layers)
@@ -153,7 +171,10 @@ class Attention(nnx.Module):
     impl = attention_implementation(self.impl, q.dtype, self.head_dim) if cache is None else None
     if impl == "cudnn" and mask is not None:  # cuDNN takes a mask only as a full [.., T, S] bias
       mask = jnp.broadcast_to(mask, mask.shape[:2] + (q.shape[1], k.shape[1]))
-    y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=impl)
+    if impl is None and cache is None and jax.devices()[0].platform == "cpu":
+      y = attention_per_head(q, k, v, mask=mask, is_causal=is_causal)
+    else:
+      y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=impl)
     return self.out(y), cache
 
 

@@ -9,7 +9,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from models import bert, gpt
-from models.transformer import PRESETS
+from models.transformer import PRESETS, attention_per_head
 from trainer.errors import UserError
 
 LM_INFO = {"vocab_size": 256, "seq_len": 32}
@@ -92,6 +92,21 @@ def test_gpt_is_causal(cfg):
   a, b = forward(model, x), forward(model, y)
   np.testing.assert_array_equal(a[:, :7], b[:, :7])  # the past cannot see the change
   assert not np.allclose(a[:, 7:], b[:, 7:])
+
+
+@pytest.mark.parametrize("masks", [dict(), dict(mask="padding"), dict(is_causal=True),
+                                   dict(mask="padding", is_causal=True)])
+def test_cpu_attention_per_head_equals_library(masks):
+  # The CPU path (one head at a time) must be jax.nn.dot_product_attention's math, values and gradients.
+  q, k, v = (jax.random.normal(jax.random.key(i), (3, 16, 4, 8)) for i in range(3))
+  if masks.get("mask"):
+    lengths = jnp.array([16, 9, 3])
+    masks = dict(masks, mask=(jnp.arange(16)[None, :] < lengths[:, None])[:, None, None, :])
+  loss = lambda f: lambda q, k, v: jnp.sum(jnp.sin(f(q, k, v, **masks)))
+  want = jax.value_and_grad(loss(jax.nn.dot_product_attention), argnums=(0, 1, 2))(q, k, v)
+  got = jax.value_and_grad(loss(attention_per_head), argnums=(0, 1, 2))(q, k, v)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("pool", ["cls", "mean"])
