@@ -45,14 +45,15 @@ def json_line(stdout):
   return json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
 
 
-def trainer(name, steps_per_call=1, malloc=None, **overrides):
+def trainer(name, steps_per_call=None, malloc=None, **overrides):
   """`python -m launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded.
   `wall_s`: the whole process; `first_epoch_s`: training time (no validation) up to the first epoch's end,
-  compilation included; `epoch_s`: an epoch at the steady throughput."""
+  compilation included; `epoch_s`: an epoch at the steady throughput. steps_per_call: the config's unless given."""
   w = workloads.WORKLOADS[name]
+  spc = [] if steps_per_call is None else [f"--config.train.steps_per_call={steps_per_call}"]
   with tempfile.TemporaryDirectory() as workdir:
     cmd = [sys.executable, "-m", "launch.train", f"--config={w['config']}", f"--workdir={workdir}",
-           f"--config.train.steps_per_call={steps_per_call}", "--config.train.progress_bar=False",
+           *spc, "--config.train.progress_bar=False",
            *workloads.flags(name, **overrides)]
     t = time.time()
     out, err, foreign = run(cmd, MALLOC.get(malloc))

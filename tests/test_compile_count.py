@@ -9,12 +9,14 @@ from launch.configs import tiny
 from trainer import loop
 
 _COMPILES = collections.Counter()
+_ORDER = []
 
 
 def _listen(event, duration, **kwargs):  # jax 0.10.2 tags each backend compile with the jitted function's name
   del duration
   if event == "/jax/core/compile/backend_compile_duration":
     _COMPILES[kwargs.get("fun_name", "?")] += 1
+    _ORDER.append(kwargs.get("fun_name", "?"))
 
 
 monitoring.register_event_duration_secs_listener(_listen)
@@ -35,5 +37,9 @@ def test_remainder_steps_reuse_the_single_step(tmp_path):
   config = tiny.get_config()
   config.train.steps_per_call = 8  # boundaries every 10 steps: calls of 8, then 2 single steps
   _COMPILES.clear()
+  _ORDER.clear()
   loop.train(config, str(tmp_path / "run"))
   assert _COMPILES["jit(train_8_steps)"] == 1 and _COMPILES["jit(train_step)"] == 1, dict(_COMPILES)
+  # ... before the first call, so that compile never lands inside a logged interval mid-run
+  steps = [name for name in _ORDER if name.startswith("jit(train_")]
+  assert steps == ["jit(train_step)", "jit(train_8_steps)"], _ORDER

@@ -17,6 +17,7 @@ from trainer import mesh as mesh_lib
 from trainer.state import Structure
 
 NO_STEP = jnp.iinfo(jnp.int32).max
+MAX_UNROLL = 8  # steps_per_call above this runs as a loop over bodies of 8 unrolled steps
 
 
 def train_metrics_init(mesh: Mesh) -> dict:
@@ -139,7 +140,10 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     take = (lambda k: batch_at(k, batch, rows)) if resident_batch else (lambda b: b)
     if steps_per_call == 1:
       return one_step(state, metrics, take(xs))
-    (state, metrics), _ = jax.lax.scan(lambda carry, x: (one_step(*carry, take(x)), None), (state, metrics), xs)
+    # Unrolled (up to 8 steps a loop iteration): inside a rolled scan XLA:CPU runs the text CNN's backward
+    # pass 20% slower than the same step called alone; unrolled, 4 steps a call are 13% faster than 1.
+    (state, metrics), _ = jax.lax.scan(lambda carry, x: (one_step(*carry, take(x)), None), (state, metrics), xs,
+                                      unroll=min(steps_per_call, MAX_UNROLL))
     return state, metrics
 
   treedef = jax.tree.structure(structure.abstract)

@@ -27,6 +27,7 @@ def get_config():
   c.optimizer.learning_rate = 1e-3
   c.train.num_epochs = 10
   c.train.log_every = 100
+  c.train.steps_per_call = 4  # 4 unrolled steps a call: +12-22% for this ~1.3 ms step (BENCHMARKS.md)
   # Every dot through Eigen rather than YNNPACK: +12-40% for this model's skinny im2col matmuls on a CPU
   # (BENCHMARKS.md); the MLP and the transformer are faster with YNNPACK, so it is this config's choice.
   c.xla_flags = "--xla_cpu_experimental_ynn_fusion_type="
