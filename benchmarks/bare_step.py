@@ -29,7 +29,8 @@ def main():
   w = workloads.WORKLOADS[args.workload]
   spc = args.steps_per_call
   config = workloads.config(args.workload)
-  common.use_xla_flags(config.get("xla_flags", ""))  # as launch.train does, before JAX starts
+  allocator.reexec_once(config.get("malloc", "auto"))  # as launch.train does, before JAX starts
+  common.use_xla_flags(config.get("xla_flags", ""))
   mesh = mesh_lib.make_mesh(config.mesh)
   ds = data_lib.load(config.data)
   rows = pipeline.Rows(ds.splits["train"])

@@ -8,7 +8,8 @@ to keep freed memory gains +25% there but costs small models 2-5% and made the t
 Both are read from the environment when a process starts, hence the re-exec (same PID, same arguments).
 
 FLAXFORGE_MALLOC: unset or "auto" = glibc huge pages; "jemalloc" (when libjemalloc.so.2 is installed);
-"system" = leave the process as it is.
+"system" = leave the process as it is. Unset, a config's own `malloc` field decides: launch.train re-executes
+a second time when its config asks for what the first one did not apply (the transformer configs: jemalloc).
 """
 import os
 import platform
@@ -22,26 +23,31 @@ RETAIN = "dirty_decay_ms:-1,muzzy_decay_ms:-1"  # jemalloc: never hand freed pag
 HUGE_PAGES = "glibc.malloc.hugetlb=1"  # glibc >= 2.35: madvise(MADV_HUGEPAGE) on the heap and mmap'd blocks
 
 
-def environment(env, exists=os.path.exists, linux_glibc=None) -> dict | None:
-  """The environment to re-execute with, or None to leave this process as it is."""
+def environment(env, exists=os.path.exists, linux_glibc=None, config_choice: str = "auto") -> dict | None:
+  """The environment to re-execute with, or None to leave this process as it is. FLAXFORGE_MALLOC, when
+  set, overrides `config_choice`."""
   if linux_glibc is None:
     linux_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
-  choice = env.get(CHOICE) or "auto"
+  choice = env.get(CHOICE) or config_choice or "auto"
   if choice not in ("auto", "jemalloc", "system"):
-    raise ValueError(f"{CHOICE} must be auto, jemalloc or system, not {choice!r}; unset it for the default")
-  if env.get(APPLIED) or not linux_glibc or choice == "system":
+    where = CHOICE if env.get(CHOICE) else "config.malloc"
+    raise ValueError(f"{where} must be auto, jemalloc or system, not {choice!r}; unset it for the default")
+  if not linux_glibc or choice == "system":
     return None
   jemalloc = next((path for path in JEMALLOC if exists(path)), None)
   if choice == "jemalloc" and jemalloc and not env.get("LD_PRELOAD"):
-    return dict(env, **{APPLIED: "jemalloc", "LD_PRELOAD": jemalloc, "MALLOC_CONF": env.get("MALLOC_CONF") or RETAIN})
-  tunables = ":".join(filter(None, (env.get("GLIBC_TUNABLES"), HUGE_PAGES)))
-  return dict(env, **{APPLIED: "glibc-hugetlb", "GLIBC_TUNABLES": tunables})
+    new = dict(env, **{APPLIED: "jemalloc", "LD_PRELOAD": jemalloc, "MALLOC_CONF": env.get("MALLOC_CONF") or RETAIN})
+  else:
+    tunables = ":".join(filter(None, (env.get("GLIBC_TUNABLES"), HUGE_PAGES)))
+    new = dict(env, **{APPLIED: "glibc-hugetlb", "GLIBC_TUNABLES": tunables})
+  # Applied already: only a config asking for jemalloc where the first pass put huge pages changes it.
+  return None if env.get(APPLIED) in (new[APPLIED], "jemalloc") else new
 
 
-def reexec_once():
+def reexec_once(config_choice: str = "auto"):
   """Replaces this process by itself under `environment()`; returns only if nothing needs changing."""
   try:
-    new = environment(os.environ)
+    new = environment(os.environ, config_choice=config_choice)
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -10,6 +10,7 @@ def main(argv):
   if len(argv) > 1:
     raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
   workdir = common.require_workdir()
+  common.allocator.reexec_once(CONFIG.value.get("malloc", "auto"))  # the config's own choice, if it has one
   common.use_xla_flags(CONFIG.value.get("xla_flags", ""))
   common.init_distributed()
   from trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)

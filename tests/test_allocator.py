@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from launch import allocator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,3 +51,18 @@ def test_an_entry_point_runs_under_it():
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == "APPLIED=glibc-hugetlb", out.stdout
+
+
+def test_a_config_asking_for_jemalloc_re_executes_once_more():
+  installed = lambda p: p == allocator.JEMALLOC[0]
+  first = allocator.environment({}, exists=installed, linux_glibc=True)  # common.run, before the config is read
+  second = allocator.environment(first, exists=installed, linux_glibc=True, config_choice="jemalloc")
+  assert second[allocator.APPLIED] == "jemalloc" and second["LD_PRELOAD"] == allocator.JEMALLOC[0]
+  assert allocator.environment(second, exists=installed, linux_glibc=True, config_choice="jemalloc") is None
+  assert allocator.environment(second, exists=installed, linux_glibc=True) is None  # no flip-flop back
+  # not installed: huge pages stay; the user's FLAXFORGE_MALLOC wins over the config
+  assert allocator.environment(first, exists=lambda p: False, linux_glibc=True, config_choice="jemalloc") is None
+  assert allocator.environment({allocator.CHOICE: "system"}, exists=installed, linux_glibc=True,
+                               config_choice="jemalloc") is None
+  with pytest.raises(ValueError, match="config.malloc must be auto, jemalloc or system"):
+    allocator.environment({}, linux_glibc=True, config_choice="tcmalloc")

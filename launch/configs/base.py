@@ -7,6 +7,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   # Appended to XLA_FLAGS before JAX starts (train, and eval/predict from the run's config.json).
   c.xla_flags = ""
+  # The process's malloc (launch/allocator.py): auto = glibc huge pages | jemalloc (if installed) | system.
+  # FLAXFORGE_MALLOC, when set, overrides it.
+  c.malloc = "auto"
   c.loss = "cross_entropy"  # or "mse"
 
   c.data = ml_collections.ConfigDict()

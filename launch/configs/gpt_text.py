@@ -22,6 +22,9 @@ def get_config():
   c.data.batch_size = 16
   c.data.eval_batch_size = 16
   c.model.name = "gpt"
+  # XLA:CPU allocates each step's large temporaries afresh; jemalloc keeps and reuses them (the 4x256
+  # transformer +7% over glibc huge pages, BENCHMARKS.md). Where it is not installed: huge pages.
+  c.malloc = "jemalloc"
   c.model.size = "small"
   c.model.num_layers = 0  # > 0 overrides the preset
   c.model.embed_dim = 0
