@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models import matmul
 from trainer import flops
 from trainer.errors import UserError
 
@@ -31,7 +32,8 @@ class Conv1D(nnx.Module):
   def __call__(self, x):  # [B, L, cin] -> [B, L - k + 1, cout]
     k, out_len = self.kernel_size, x.shape[1] - self.kernel_size + 1
     patches = jnp.concatenate([x[:, i:i + out_len] for i in range(k)], axis=-1)
-    return patches @ self.kernel[...].reshape(-1, self.kernel.shape[-1]) + self.bias[...]
+    kernel = self.kernel[...].reshape(-1, self.kernel.shape[-1])
+    return matmul.dot_general(patches, kernel, (((2,), (0,)), ((), ()))) + self.bias[...]
 
 
 class TextCNN(nnx.Module):
@@ -48,10 +50,10 @@ class TextCNN(nnx.Module):
                            embedding_init=nnx.with_partitioning(_keras_embedding_init, ("vocab", "embed")))
     self.conv1 = Conv1D(embed_dim, conv1_filters, conv1_kernel, rngs=rngs)
     self.conv2 = Conv1D(conv1_filters, conv2_filters, conv2_kernel, rngs=rngs)
-    self.hidden = nnx.Linear(conv2_filters, dense, rngs=rngs,
+    self.hidden = nnx.Linear(conv2_filters, dense, rngs=rngs, dot_general=matmul.dot_general,
                              kernel_init=nnx.with_partitioning(_glorot, ("embed", "mlp")),
                              bias_init=nnx.with_partitioning(_zeros, ("mlp",)))
-    self.out = nnx.Linear(dense, num_classes, rngs=rngs,
+    self.out = nnx.Linear(dense, num_classes, rngs=rngs, dot_general=matmul.dot_general,
                           kernel_init=nnx.with_partitioning(_glorot, ("mlp", "classes")),
                           bias_init=nnx.with_partitioning(_zeros, ("classes",)))
     self.dropout = nnx.Dropout(dropout, rngs=rngs)

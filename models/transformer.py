@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from models import matmul
+
 from trainer.errors import UserError
 
 # (num_layers, embed_dim, num_heads, mlp_dim). 125m and 350m are GPT-2 small and medium, 1b is GPT-3 XL
@@ -145,7 +147,7 @@ class Attention(nnx.Module):
 
   def __init__(self, arch: Arch, *, rngs):
     d, n, h = arch.embed_dim, arch.num_heads, arch.head_dim
-    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, rngs=rngs)
+    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
     # One [d, 3, N, H] projection: a single wide matmul runs faster on CPUs than three narrow ones.
     self.qkv = nnx.LinearGeneral(d, (3, n, h), kernel_init=normal(0.02, ("embed", "qkv", "heads", "kv")),
                                  bias_init=zeros(("qkv", "heads", "kv")), **kw)
@@ -181,7 +183,7 @@ class Attention(nnx.Module):
 class MLP(nnx.Module):
 
   def __init__(self, arch: Arch, *, rngs):
-    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, rngs=rngs)
+    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
     self.up = nnx.Linear(arch.embed_dim, arch.mlp_dim, kernel_init=normal(0.02, ("embed", "mlp")),
                          bias_init=zeros(("mlp",)), **kw)
     self.down = nnx.Linear(arch.mlp_dim, arch.embed_dim, bias_init=zeros(("embed",)),
