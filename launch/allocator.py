@@ -30,8 +30,9 @@ def environment(env, exists=os.path.exists, linux_glibc=None, config_choice: str
     linux_glibc = sys.platform == "linux" and platform.libc_ver()[0] == "glibc"
   choice = env.get(CHOICE) or config_choice or "auto"
   if choice not in ("auto", "jemalloc", "system"):
+    fix = "unset it for the default" if env.get(CHOICE) else "--config.malloc=auto is the default"
     where = CHOICE if env.get(CHOICE) else "config.malloc"
-    raise ValueError(f"{where} must be auto, jemalloc or system, not {choice!r}; unset it for the default")
+    raise ValueError(f"{where} must be auto, jemalloc or system, not {choice!r}; {fix}")
   if not linux_glibc or choice == "system":
     return None
   jemalloc = next((path for path in JEMALLOC if exists(path)), None)

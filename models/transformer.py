@@ -12,7 +12,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from models import matmul
-
 from trainer.errors import UserError
 
 # (num_layers, embed_dim, num_heads, mlp_dim). 125m and 350m are GPT-2 small and medium, 1b is GPT-3 XL
@@ -173,7 +172,7 @@ class Attention(nnx.Module):
     impl = attention_implementation(self.impl, q.dtype, self.head_dim) if cache is None else None
     if impl == "cudnn" and mask is not None:  # cuDNN takes a mask only as a full [.., T, S] bias
       mask = jnp.broadcast_to(mask, mask.shape[:2] + (q.shape[1], k.shape[1]))
-    if impl is None and cache is None and jax.devices()[0].platform == "cpu":
+    if impl is None and cache is None and jax.default_backend() == "cpu":
       y = attention_per_head(q, k, v, mask=mask, is_causal=is_causal)
     else:
       y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=impl)

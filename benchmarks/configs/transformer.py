@@ -7,15 +7,13 @@ from launch.configs import base
 
 def get_config():
   c = base.get_config()
+  c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.data.name = "synthetic"
   c.data.synthetic = ml_collections.ConfigDict(dict(kind="tokens", num_train=640, seq_len=128,
                                                     vocab_size=10_000, num_classes=20))
   c.data.batch_size = 32
   c.model = ml_collections.ConfigDict(dict(name="bert", num_layers=4, embed_dim=256, num_heads=4, mlp_dim=1024,
                                            norm="layer", position="learned", pool="cls", dropout=0.0))
-  # XLA:CPU allocates each step's large temporaries afresh; jemalloc keeps and reuses them (the 4x256
-  # transformer +7% over glibc huge pages, BENCHMARKS.md). Where it is not installed: huge pages.
-  c.malloc = "jemalloc"
   c.optimizer.name = "adamw"
   c.optimizer.weight_decay = 0.01
   c.train.num_steps = 40

@@ -8,14 +8,12 @@ from launch.configs import base, text_options
 
 def get_config():
   c = base.get_config()
+  c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.data.name = "20newsgroups"
   text_options.add(c.data, num_words=20000, seq_len=128, padding="post", truncating="post", cls_token=True)
   c.data.batch_size = 32
   c.data.eval_batch_size = 64
   c.model.name = "bert"
-  # XLA:CPU allocates each step's large temporaries afresh; jemalloc keeps and reuses them (the 4x256
-  # transformer +7% over glibc huge pages, BENCHMARKS.md). Where it is not installed: huge pages.
-  c.malloc = "jemalloc"
   c.model.size = "small"  # tiny, small, 125m, 350m, 1b
   c.model.num_layers = 2  # > 0 overrides the preset: 2 x 128 trains in minutes on a CPU
   c.model.embed_dim = 128

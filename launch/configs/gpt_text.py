@@ -9,6 +9,7 @@ from launch.configs import base
 
 def get_config():
   c = base.get_config()
+  c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.loss = "cross_entropy"
   c.data.name = "lm_text"
   c.data.path = ""  # "" = 20 Newsgroups (needs manual_dir offline)
@@ -22,9 +23,6 @@ def get_config():
   c.data.batch_size = 16
   c.data.eval_batch_size = 16
   c.model.name = "gpt"
-  # XLA:CPU allocates each step's large temporaries afresh; jemalloc keeps and reuses them (the 4x256
-  # transformer +7% over glibc huge pages, BENCHMARKS.md). Where it is not installed: huge pages.
-  c.malloc = "jemalloc"
   c.model.size = "small"
   c.model.num_layers = 0  # > 0 overrides the preset
   c.model.embed_dim = 0
