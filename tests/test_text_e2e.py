@@ -51,7 +51,8 @@ def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
               f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
               f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false")
   result = _last_json(proc)
-  assert result["accuracy"] >= 0.49, result  # the seed's Keras recipe: 0.49-0.54 over three seeds
+  # Keras: 0.49 / 0.53 / 0.54 over three seeds; the target is every seed >= 0.49 and a median >= 0.52.
+  assert result["accuracy"] >= 0.52, result  # seed 0 measures 0.560; eight seeds 0.553-0.571
 
 
 def test_better_config_on_real_20_newsgroups_and_predict(real_datasets, tmp_path):
