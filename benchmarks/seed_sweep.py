@@ -1,5 +1,6 @@
 """Accuracy over random seeds, and over the values of one config field: how a config's hyperparameter is chosen
-(on the validation accuracy) and how its test accuracy spreads. One `launch.train` process per run.
+(on the validation accuracy) and how its test accuracy spreads. One `launch.train` process per run
+(benchmarks/runner.py `run`: from the repository root; a failed run raises with its stderr).
 
   PYTHONPATH=. .venv/bin/python -m benchmarks.seed_sweep --config=launch/configs/text_cnn_20ng.py \
       --seeds=0,1,2,3,4,5,6,7 --field=optimizer.learning_rate --values=1e-3,4e-3 \
@@ -11,17 +12,15 @@ import argparse
 import json
 import pathlib
 import statistics
-import subprocess
 import sys
 import tempfile
 
+from benchmarks import runner
+
 
 def run(config: str, overrides: dict, workdir: pathlib.Path) -> dict:
-  args = [sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={workdir}",
-          "--config.train.progress_bar=false", *[f"--config.{k}={v}" for k, v in overrides.items()]]
-  proc = subprocess.run(args, capture_output=True, text=True)
-  if proc.returncode:
-    sys.exit(f"run failed ({' '.join(args)}):\n{proc.stderr[-2000:]}")
+  runner.run([sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={workdir}",
+              "--config.train.progress_bar=false", *[f"--config.{k}={v}" for k, v in overrides.items()]])
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   last = {r["split"]: r for r in records}
   return {"validation": last["validation"]["accuracy"], "test": last["test"]["accuracy"]}
