@@ -11,15 +11,15 @@ import time
 import jax
 import numpy as np
 
-import data as data_lib
+from flaxforge import data as data_lib
 from benchmarks import workloads
-from data import pipeline, preprocess
-from launch import allocator, common
-from trainer import mesh as mesh_lib, state as state_lib, steps as steps_lib
+from flaxforge.data import pipeline, preprocess
+from flaxforge.launch import allocator, common
+from flaxforge.trainer import mesh as mesh_lib, state as state_lib, steps as steps_lib
 
 
 def main():
-  allocator.reexec_once()  # the trainer's malloc set-up, as launch.train has it
+  allocator.reexec_once()  # the trainer's malloc set-up, as flaxforge.launch.train has it
   p = argparse.ArgumentParser()
   p.add_argument("--workload", required=True)
   p.add_argument("--steps_per_call", type=int, default=1)
@@ -29,7 +29,7 @@ def main():
   w = workloads.WORKLOADS[args.workload]
   spc = args.steps_per_call
   config = workloads.config(args.workload)
-  allocator.reexec_once(config.get("malloc", "auto"))  # as launch.train does, before JAX starts
+  allocator.reexec_once(config.get("malloc", "auto"))  # as flaxforge.launch.train does, before JAX starts
   common.use_xla_flags(config.get("xla_flags", ""))
   mesh = mesh_lib.make_mesh(config.mesh)
   ds = data_lib.load(config.data)

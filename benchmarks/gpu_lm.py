@@ -12,8 +12,9 @@ import time
 import jax
 import numpy as np
 
-from models import transformer
-from trainer import flops, mesh as mesh_lib, state as state_lib, steps
+from flaxforge.models import transformer
+from flaxforge.models.transformer import transformer_flops_per_token
+from flaxforge.trainer import flops, mesh as mesh_lib, state as state_lib, steps
 
 
 class Cfg(dict):
@@ -55,7 +56,7 @@ def run(preset: str, args) -> dict:
   loss = float(jax.device_get(sums)["loss_sum"])  # waits for the last step
   seconds = time.perf_counter() - t0
   arch = transformer.arch_from_config(cfg.model, info)
-  per_token = flops.transformer_flops_per_token(arch.num_layers, arch.embed_dim, arch.mlp_dim, args.seq,
+  per_token = transformer_flops_per_token(arch.num_layers, arch.embed_dim, arch.mlp_dim, args.seq,
                                                 arch.padded_vocab, causal=False)
   tokens_s = args.steps * args.batch * args.seq / seconds
   peak = flops.system_peak_flops("bfloat16")

@@ -6,9 +6,9 @@ import time
 
 from absl import flags
 
-import data as data_lib
+from flaxforge import data as data_lib
 from benchmarks import workloads
-from data import pipeline, preprocess
+from flaxforge.data import pipeline, preprocess
 
 
 def main():

@@ -52,7 +52,7 @@ def table(path: str) -> str:
 
 def epochs(path: str) -> str:
   """Seconds per epoch: steady (examples per epoch / steady throughput) and the first epoch (compile
-  included); for the trainer also the whole `launch.train` process."""
+  included); for the trainer also the whole `flaxforge.launch.train` process."""
   rows = [json.loads(l) for l in open(path)]
   runs = collections.defaultdict(list)
   for r in rows:

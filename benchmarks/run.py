@@ -5,7 +5,7 @@
       [--torch_python /work/venvs/torch/bin/python] [--keras_python /work/venvs/tf/bin/python]
       [--bench_dir /work/shared/bench] [--no_pipeline] [--no_peak]
 
-Per workload and round it measures, in a rotating order: the trainer through `launch.train` (steps_per_call 1
+Per workload and round it measures, in a rotating order: the trainer through `flaxforge.launch.train` (steps_per_call 1
 and, for the small models, 8), the bare jitted step on device-resident data, the input pipeline alone, the
 PyTorch eager and Keras `fit` references (with --malloc also trainer and step pinned to those mallocs);
 once per round the machine's matmul peak. Then it prints the markdown table

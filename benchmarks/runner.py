@@ -46,13 +46,13 @@ def json_line(stdout):
 
 
 def trainer(name, steps_per_call=None, malloc=None, **overrides):
-  """`python -m launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded.
+  """`python -m flaxforge.launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded.
   `wall_s`: the whole process; `first_epoch_s`: training time (no validation) up to the first epoch's end,
   compilation included; `epoch_s`: an epoch at the steady throughput. steps_per_call: the config's unless given."""
   w = workloads.WORKLOADS[name]
   spc = [] if steps_per_call is None else [f"--config.train.steps_per_call={steps_per_call}"]
   with tempfile.TemporaryDirectory() as workdir:
-    cmd = [sys.executable, "-m", "launch.train", f"--config={w['config']}", f"--workdir={workdir}",
+    cmd = [sys.executable, "-m", "flaxforge.launch.train", f"--config={w['config']}", f"--workdir={workdir}",
            *spc, "--config.train.progress_bar=False",
            *workloads.flags(name, **overrides)]
     t = time.time()
@@ -97,5 +97,5 @@ def reference(name, kind, python, bench_dir, malloc=None):
 
 
 def peak():
-  out, _, foreign = run([sys.executable, "-c", "from trainer import flops; print(flops.measured_cpu_peak())"])
+  out, _, foreign = run([sys.executable, "-c", "from flaxforge.trainer import flops; print(flops.measured_cpu_peak())"])
   return dict(flops=float(out.split()[-1]), foreign=foreign)

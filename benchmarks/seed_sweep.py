@@ -1,5 +1,5 @@
 """Accuracy over random seeds, and over the values of one config field: how a config's hyperparameter is chosen
-(on the validation accuracy) and how its test accuracy spreads. One `launch.train` process per run
+(on the validation accuracy) and how its test accuracy spreads. One `flaxforge.launch.train` process per run
 (benchmarks/runner.py `run`: from the repository root; a failed run raises with its stderr).
 
   PYTHONPATH=. .venv/bin/python -m benchmarks.seed_sweep --config=launch/configs/text_cnn_20ng.py \
@@ -19,7 +19,7 @@ from benchmarks import runner
 
 
 def run(config: str, overrides: dict, workdir: pathlib.Path) -> dict:
-  runner.run([sys.executable, "-m", "launch.train", f"--config={config}", f"--workdir={workdir}",
+  runner.run([sys.executable, "-m", "flaxforge.launch.train", f"--config={config}", f"--workdir={workdir}",
               "--config.train.progress_bar=false", *[f"--config.{k}={v}" for k, v in overrides.items()]])
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   last = {r["split"]: r for r in records}
@@ -40,10 +40,10 @@ def main():
   values = a.values.split(",") if a.field else [None]
   rows = []
   with tempfile.TemporaryDirectory() as tmp, open(a.out, "a") as out:
-    fixed.setdefault("data.data_dir", f"{tmp}/tfds")  # prepared once, shared by the runs
+    fixed.setdefault("flaxforge.data.data_dir", f"{tmp}/tfds")  # prepared once, shared by the runs
     for value in values:
       for seed in map(int, a.seeds.split(",")):
-        overrides = {**fixed, "seed": seed, "data.seed": seed if a.data_seed is None else a.data_seed}
+        overrides = {**fixed, "seed": seed, "flaxforge.data.seed": seed if a.data_seed is None else a.data_seed}
         if a.field:
           overrides[a.field] = value
         result = {"config": a.config, "field": a.field, "value": value, "seed": seed,

@@ -3,7 +3,9 @@
 import importlib
 import os
 
-from trainer import flops
+from flaxforge.models.mlp import mlp_flops_per_example
+from flaxforge.models.text_cnn import text_cnn_flops_per_example
+from flaxforge.models.transformer import transformer_classifier_flops_per_example
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NG_DIR = os.environ.get("BENCH_20NG_DIR", "/work/shared/datasets/20newsgroups")  # holds 20news-bydate.tar.gz
@@ -15,21 +17,21 @@ WORKLOADS = {
     "mlp": dict(config="benchmarks/configs/mlp.py", batch=128, epoch_steps=468,
                 torch=["mlp_torch.py", "--variant", "eager", "--batch", "128", "--opt", "adam", "--epochs", "3"],
                 keras=["mlp_keras.py", "--variant", "fit", "--batch", "128", "--opt", "adam", "--epochs", "3"],
-                flops=flops.mlp_flops_per_example([784, 512, 512, 10]), seq_len=0),
+                flops=mlp_flops_per_example([784, 512, 512, 10]), seq_len=0),
     "text_cnn": dict(config="benchmarks/configs/text_cnn.py", batch=32, epoch_steps=312, **_TEXT_CNN_REFS,
-                     flops=flops.text_cnn_flops_per_example(), seq_len=100),
+                     flops=text_cnn_flops_per_example(), seq_len=100),
     "transformer": dict(config="benchmarks/configs/transformer.py", batch=32, epoch_steps=20,
                         torch=["transformer_torch.py", "--variant", "eager", "--batch", "32", "--epochs", "2",
                                "--steps", "20"],
-                        flops=flops.transformer_classifier_flops_per_example(4, 256, 1024, 128, 20), seq_len=128),
+                        flops=transformer_classifier_flops_per_example(4, 256, 1024, 128, 20), seq_len=128),
 }
 # The seed text CNN on the real 20 Newsgroups data (launch/configs/text_cnn_20ng.py), 4 epochs of 318 steps,
 # validation + checkpoint once per epoch as the seed recipe does. References: the same model on synthetic data.
 if os.path.exists(os.path.join(REPO, "launch/configs/text_cnn_20ng.py")):
   WORKLOADS["text_cnn_20ng"] = dict(
       config="launch/configs/text_cnn_20ng.py", batch=32, epoch_steps=300, **_TEXT_CNN_REFS,
-      flops=flops.text_cnn_flops_per_example(), seq_len=100,
-      overrides={"data.manual_dir": NG_DIR, "data.data_dir": TFDS_DIR, "train.num_steps": 1272})
+      flops=text_cnn_flops_per_example(), seq_len=100,
+      overrides={"flaxforge.data.manual_dir": NG_DIR, "flaxforge.data.data_dir": TFDS_DIR, "train.num_steps": 1272})
 
 
 def config(name: str, **overrides):
@@ -47,5 +49,5 @@ def config(name: str, **overrides):
 
 
 def flags(name: str, **overrides) -> list:
-  """The same overrides as launch.train flags."""
+  """The same overrides as flaxforge.launch.train flags."""
   return [f"--config.{k}={v}" for k, v in {**WORKLOADS[name].get("overrides", {}), **overrides}.items()]

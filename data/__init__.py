@@ -1,14 +1,14 @@
 """Datasets by name. Each loader returns a `data.dataset.Dataset` built from TFDS array_record files."""
 import importlib
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 _LOADERS = {
-    "digits": "data.digits",
-    "20newsgroups": "data.newsgroups",
-    "text_file": "data.text_files",
-    "lm_text": "data.lm_text",
-    "synthetic": "data.synthetic",
+    "digits": "flaxforge.data.digits",
+    "20newsgroups": "flaxforge.data.newsgroups",
+    "text_file": "flaxforge.data.text_files",
+    "lm_text": "flaxforge.data.lm_text",
+    "synthetic": "flaxforge.data.synthetic",
 }
 
 

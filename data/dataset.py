@@ -8,7 +8,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from jax.experimental import multihost_utils
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 
 @dataclasses.dataclass

@@ -6,7 +6,7 @@ permutation: 1,257 train, 180 validation, 360 test, the same on every machine an
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data import dataset
+from flaxforge.data import dataset
 
 _SPLIT_SIZES = {"validation": 180, "test": 360}  # train takes the rest
 _PIXEL_MAX = 16

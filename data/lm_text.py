@@ -13,8 +13,8 @@ from typing import Iterable
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data import dataset, newsgroups
-from trainer.errors import UserError
+from flaxforge.data import dataset, newsgroups
+from flaxforge.core.errors import UserError
 
 VOCAB_SIZE = 256
 

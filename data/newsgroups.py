@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from data import dataset, text
-from trainer.errors import UserError
+from flaxforge.data import dataset, text
+from flaxforge.core.errors import UserError
 
 URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
 SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"

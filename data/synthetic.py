@@ -6,7 +6,7 @@ same sizes (numpy RandomState(seed), features then labels), so the harness train
 """
 import numpy as np
 
-from data import dataset
+from flaxforge.data import dataset
 
 DEFAULTS = dict(kind="dense", num_train=60_000, num_test=0, features=784, seq_len=100, vocab_size=10_000,
                 num_classes=10, seed=0)

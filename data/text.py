@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 REMOVABLE = ("headers", "footers", "quotes")

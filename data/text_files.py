@@ -14,8 +14,8 @@ import re
 import numpy as np
 import tensorflow_datasets as tfds
 
-from data import dataset, newsgroups, text
-from trainer.errors import UserError
+from flaxforge.data import dataset, newsgroups, text
+from flaxforge.core.errors import UserError
 
 SPLIT_VALUES = ("train", "validation", "test")
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}

@@ -8,7 +8,7 @@ to keep freed memory gains +25% there but costs small models 2-5% and made the t
 Both are read from the environment when a process starts, hence the re-exec (same PID, same arguments).
 
 FLAXFORGE_MALLOC: unset or "auto" = glibc huge pages; "jemalloc" (when libjemalloc.so.2 is installed);
-"system" = leave the process as it is. Unset, a config's own `malloc` field decides: launch.train re-executes
+"system" = leave the process as it is. Unset, a config's own `malloc` field decides: flaxforge.launch.train re-executes
 a second time when its config asks for what the first one did not apply (the transformer configs: jemalloc).
 """
 import os

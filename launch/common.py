@@ -8,8 +8,8 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from launch import allocator
-from trainer.errors import UserError
+from flaxforge.launch import allocator
+from flaxforge.core.errors import UserError
 
 _DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py")
 
@@ -67,7 +67,7 @@ def use_xla_flags(flags: str):
 
 def use_workdir_xla_flags(workdir: str):
   """The run's own `xla_flags` (from its config.json), so eval and predict compile the model as training did."""
-  from trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   try:
     flags = workdir_lib.load_config(workdir_lib.resolve(workdir)).get("xla_flags", "")
   except Exception:  # pylint: disable=broad-except  (a missing or bad workdir is reported by the restore)

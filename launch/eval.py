@@ -1,4 +1,4 @@
-"""Evaluate a checkpoint without retraining: python -m launch.eval --workdir=runs/digits [--step=N|--best]
+"""Evaluate a checkpoint without retraining: python -m flaxforge.launch.eval --workdir=runs/digits [--step=N|--best]
 
 Prints the metrics as one JSON object on the last line of output.
 """
@@ -6,7 +6,7 @@ import json
 
 from absl import flags
 
-from launch import common
+from flaxforge.launch import common
 
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
 BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
@@ -18,7 +18,7 @@ def main(argv):
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
-  from trainer import restore  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top
   result = restore.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value)
   print(json.dumps(result))
 

@@ -1,13 +1,13 @@
 """Sample text from a trained GPT run (key-value cache, temperature, top-k):
 
-  python -m launch.generate --workdir=runs/gpt --prompt="The space shuttle" --max_new_tokens=200 \
+  python -m flaxforge.launch.generate --workdir=runs/gpt --prompt="The space shuttle" --max_new_tokens=200 \
       --temperature=0.8 --top_k=40
 """
 import sys
 
 from absl import flags
 
-from launch import common
+from flaxforge.launch import common
 
 PROMPT = flags.DEFINE_string("prompt", "", "Text to continue.")
 MAX_NEW = flags.DEFINE_integer("max_new_tokens", 200, "Tokens to sample after the prompt.")
@@ -25,15 +25,15 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
-  from models import gpt  # pylint: disable=g-import-not-at-top
-  from trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from flaxforge.models import gpt  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
   run = restore.restore(workdir, step=STEP.value)
   if run.config.model.name != "gpt":
     raise common.UserError(f"{workdir} holds a {run.config.model.name!r} model; generation needs a gpt run")
   tokenizer = workdir_lib.load_asset(run.workdir, "tokenizer")
   if tokenizer.get("type") != "bytes":
-    raise common.UserError(f"tokenizer {tokenizer.get('type')!r} is not supported by launch.generate")
+    raise common.UserError(f"tokenizer {tokenizer.get('type')!r} is not supported by flaxforge.launch.generate")
   prompt = PROMPT.value.encode("utf-8") or bytes([tokenizer.get("separator", 0)])
   model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
   ids = np.tile(np.frombuffer(prompt, np.uint8).astype(np.int32), (NUM.value, 1))

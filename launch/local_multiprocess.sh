@@ -2,24 +2,24 @@
 # N CPU processes on this machine as one JAX cluster (one CPU device each): a stand-in for a multi-host slice.
 #
 #   bash launch/local_multiprocess.sh 2 --config=launch/configs/tiny.py --workdir=/tmp/mp
-#   MODULE=launch.eval bash launch/local_multiprocess.sh 2 --workdir=/tmp/mp
+#   MODULE=flaxforge.launch.eval bash launch/local_multiprocess.sh 2 --workdir=/tmp/mp
 #
 # Each line of output is prefixed with its process index. The script waits for all processes; when one
 # fails it kills the others and exits with the first failure's status.
 # It runs in the repository root, so relative paths in the flags are relative to that.
-# Environment: PYTHON (default .venv/bin/python, else python), MODULE (default launch.train),
+# Environment: PYTHON (default .venv/bin/python, else python), MODULE (default flaxforge.launch.train),
 # PORT (coordinator port, default a free one), FLAXFORGE_HEARTBEAT_S (default 10: a dead peer is noticed fast).
 set -u
 
 if [[ $# -lt 1 || ! "$1" =~ ^[1-9][0-9]*$ ]]; then
-  echo "usage: $0 NUM_PROCESSES [flags for python -m \${MODULE:-launch.train}...]" >&2
+  echo "usage: $0 NUM_PROCESSES [flags for python -m \${MODULE:-flaxforge.launch.train}...]" >&2
   exit 2
 fi
 num=$1
 shift
 cd "$(dirname "$0")/.." || exit 2
 python=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python)}
-module=${MODULE:-launch.train}
+module=${MODULE:-flaxforge.launch.train}
 port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')}
 
 # One CPU device per process (more per process can deadlock gloo with deep queues): drop any forced count.

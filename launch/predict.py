@@ -1,15 +1,15 @@
 """Classify texts with a trained run: the vocabulary and label names come from the work directory.
 
-  python -m launch.predict --workdir=runs/20ng "text to classify" "another text"
-  python -m launch.predict --workdir=runs/20ng --input=texts.txt --json      # one text per line
-  cat texts.txt | python -m launch.predict --workdir=runs/20ng
+  python -m flaxforge.launch.predict --workdir=runs/20ng "text to classify" "another text"
+  python -m flaxforge.launch.predict --workdir=runs/20ng --input=texts.txt --json      # one text per line
+  cat texts.txt | python -m flaxforge.launch.predict --workdir=runs/20ng
 """
 import json
 import sys
 
 from absl import flags
 
-from launch import common
+from flaxforge.launch import common
 
 INPUT = flags.DEFINE_string("input", None, "File with one text per line ('-' for stdin).")
 TOP_K = flags.DEFINE_integer("top_k", 3, "How many labels to show per text.")
@@ -33,7 +33,7 @@ def main(argv):
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   texts = _texts(argv)
-  from trainer import predict  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
   predictor = predict.TextClassifier.from_workdir(workdir, step=STEP.value, best=BEST.value)
   for text, top in zip(texts, predictor.top_k(texts, TOP_K.value)):
     if JSON.value:

@@ -8,7 +8,7 @@
 # (pip install -e '.[gpu]'); --workdir must be shared too (NFS, Lustre or gs://): all processes write
 # their part of each checkpoint into it. JAX reads SLURM_* and gives each process the GPU of its
 # SLURM_LOCALID, which is why there is one task per GPU. Environment: PYTHON (default .venv/bin/python
-# if present, else python), MODULE (default launch.train; launch.eval evaluates the same way).
+# if present, else python), MODULE (default flaxforge.launch.train; flaxforge.launch.eval evaluates the same way).
 #
 #SBATCH --job-name=flaxforge
 #SBATCH --nodes=2
@@ -24,4 +24,4 @@ python=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo py
 
 # --kill-on-bad-exit: when one process fails the others stop instead of waiting in a collective.
 # --label prefixes each output line with its task number.
-exec srun --kill-on-bad-exit=1 --label "$python" -m "${MODULE:-launch.train}" "$@"
+exec srun --kill-on-bad-exit=1 --label "$python" -m "${MODULE:-flaxforge.launch.train}" "$@"

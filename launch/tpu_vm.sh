@@ -7,16 +7,16 @@
 #   1. the code: this checkout (tracked and untracked files, not .venv) copied with `tpu-vm scp`, or, with
 #      REPO=URL [REF=branch], cloned/pulled by git on every worker;
 #   2. `pip install -e '.[tpu]'` (skip with SKIP_INSTALL=1);
-#   3. `python3 -m launch.train FLAGS` on all hosts at once. FLAXFORGE_DISTRIBUTED=1 makes each process call
+#   3. `python3 -m flaxforge.launch.train FLAGS` on all hosts at once. FLAXFORGE_DISTRIBUTED=1 makes each process call
 #      jax.distributed.initialize(), which finds the slice's hosts in the TPU metadata.
 # Each host reads only its rows of every batch; process 0 writes logs and metrics; every host writes its
 # part of each checkpoint, so --workdir must be on storage all hosts share (gs://).
 # Environment: PROJECT (gcloud --project), REMOTE_DIR (default flaxforge, under the remote home),
-# MODULE (default launch.train), DRY_RUN=1 (print the gcloud commands instead of running them).
+# MODULE (default flaxforge.launch.train), DRY_RUN=1 (print the gcloud commands instead of running them).
 set -euo pipefail
 
 if [[ $# -lt 2 ]]; then
-  echo "usage: $0 TPU_NAME ZONE [flags for python -m \${MODULE:-launch.train}...]" >&2
+  echo "usage: $0 TPU_NAME ZONE [flags for python -m \${MODULE:-flaxforge.launch.train}...]" >&2
   exit 2
 fi
 name=$1 zone=$2
@@ -57,5 +57,5 @@ if [[ ${SKIP_INSTALL:-0} != 1 ]]; then
   gcloud_tpu ssh "$name" --command="cd $remote_dir && python3 -m pip install -q -e '.[tpu]'"
 fi
 
-run=$(printf '%q ' python3 -m "${MODULE:-launch.train}" "$@")
+run=$(printf '%q ' python3 -m "${MODULE:-flaxforge.launch.train}" "$@")
 gcloud_tpu ssh "$name" --command="cd $remote_dir && FLAXFORGE_DISTRIBUTED=1 $run"

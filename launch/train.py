@@ -1,7 +1,7 @@
-"""Train (or resume) a run: python -m launch.train --config=launch/configs/mlp_digits.py --workdir=runs/digits"""
+"""Train (or resume) a run: python -m flaxforge.launch.train --config=launch/configs/mlp_digits.py --workdir=runs/digits"""
 import json
 
-from launch import common
+from flaxforge.launch import common
 
 CONFIG = common.define_config_flag()
 
@@ -13,7 +13,7 @@ def main(argv):
   common.allocator.reexec_once(CONFIG.value.get("malloc", "auto"))  # the config's own choice, if it has one
   common.use_xla_flags(CONFIG.value.get("xla_flags", ""))
   common.init_distributed()
-  from trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
+  from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
   results = loop.train(CONFIG.value, workdir)
   print(json.dumps({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}}))
 

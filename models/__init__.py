@@ -4,18 +4,18 @@ import importlib
 
 import flax
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 # Parameters get their shardings from the trainer's jitted init (`out_shardings`), so a model can also be
 # built outside a mesh (tests, notebooks); Flax's eager sharding would demand a mesh at construction.
 flax.config.update("flax_always_shard_variable", False)
 
 _MODULES = {
-    "mlp": "models.mlp",
-    "text_cnn": "models.text_cnn",
-    "bag_of_words": "models.bag_of_words",
-    "bert": "models.bert",
-    "gpt": "models.gpt",
+    "mlp": "flaxforge.models.mlp",
+    "text_cnn": "flaxforge.models.text_cnn",
+    "bag_of_words": "flaxforge.models.bag_of_words",
+    "bert": "flaxforge.models.bert",
+    "gpt": "flaxforge.models.gpt",
 }
 
 

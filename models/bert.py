@@ -6,9 +6,9 @@ data pipeline prepends; 'mean' averages the hidden states of the non-padding tok
 import jax.numpy as jnp
 from flax import nnx
 
-from models.transformer import Arch, Transformer, arch_from_config, normal, zeros
-from trainer import flops
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
+from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal,
+                                          transformer_classifier_flops_per_example, zeros)
 
 
 class BertClassifier(nnx.Module):
@@ -38,7 +38,7 @@ class BertClassifier(nnx.Module):
 
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
-  return flops.transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim,
+  return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim,
                                                         int(info["seq_len"]), int(info["num_classes"]))
 
 

@@ -5,9 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models.transformer import Arch, Transformer, arch_from_config, normal
-from trainer import flops
-from trainer.errors import UserError
+from flaxforge.models.transformer import Arch, Transformer, arch_from_config, normal, transformer_flops_per_token
+from flaxforge.core.errors import UserError
 
 
 class GPT(nnx.Module):
@@ -50,7 +49,7 @@ class GPT(nnx.Module):
 
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
-  per_token = flops.transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab)
+  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab)
   return per_token * int(info["seq_len"])
 
 

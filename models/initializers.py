@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,

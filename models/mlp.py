@@ -4,8 +4,7 @@ import math
 import jax.numpy as jnp
 from flax import nnx
 
-from models import initializers
-from trainer import flops
+from flaxforge.models import initializers
 
 
 class MLP(nnx.Module):
@@ -39,4 +38,16 @@ def from_config(cfg, info, *, rngs: nnx.Rngs) -> MLP:
 
 
 def flops_per_example(cfg, info) -> float:
-  return flops.mlp_flops_per_example([math.prod(info["input_shape"]), *cfg.hidden, info["num_classes"]])
+  return mlp_flops_per_example([math.prod(info["input_shape"]), *cfg.hidden, info["num_classes"]])
+
+
+# FLOP convention (as in shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
+# convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
+# step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
+def mlp_flops_per_example(layer_sizes, *, training=True):
+  """Dense stack, layer_sizes = [in, hidden..., out]."""
+  forward = 2 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+  if not training:
+    return forward
+  # No framework computes the input gradient of the first layer (its input is data).
+  return 3 * forward - 2 * layer_sizes[0] * layer_sizes[1]

@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models import matmul
-from trainer import flops
-from trainer.errors import UserError
+from flaxforge.models import matmul
+from flaxforge.core.errors import UserError
 
 _glorot = nnx.initializers.glorot_uniform()
 _zeros = nnx.initializers.zeros_init()
@@ -76,7 +75,22 @@ def from_config(cfg, info, *, rngs: nnx.Rngs) -> TextCNN:
 
 
 def flops_per_example(cfg, info) -> float:
-  return flops.text_cnn_flops_per_example(
+  return text_cnn_flops_per_example(
       info["seq_len"], cfg.get("embed_dim", 16), info["num_classes"],
       conv_features=(cfg.get("conv1_filters", 32), cfg.get("conv2_filters", 64)),
       kernel_size=cfg.get("conv1_kernel", 7), pool=cfg.get("pool", 7), dense=cfg.get("dense", 64))
+
+
+# FLOP convention (as in shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
+# convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
+# step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
+def text_cnn_flops_per_example(seq_len=100, embed_dim=16, num_classes=20, *, conv_features=(32, 64),
+                               kernel_size=7, pool=7, dense=64, training=True):
+  """Seed text CNN: Embedding -> Conv1D(k, 'valid') -> MaxPool(pool) -> Conv1D(k) -> GlobalMaxPool ->
+  Dense(dense) -> Dense(classes). Training = 3 x forward: the embedding output needs its gradient, so the
+  first convolution's input gradient counts."""
+  c1, c2 = conv_features
+  l1 = seq_len - kernel_size + 1
+  l2 = l1 // pool - kernel_size + 1
+  macs = l1 * kernel_size * embed_dim * c1 + l2 * kernel_size * c1 * c2 + c2 * dense + dense * num_classes
+  return 3 * 2 * macs if training else 2 * macs

@@ -11,8 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from models import matmul
-from trainer.errors import UserError
+from flaxforge.models import matmul
+from flaxforge.core.errors import UserError
 
 # (num_layers, embed_dim, num_heads, mlp_dim). 125m and 350m are GPT-2 small and medium, 1b is GPT-3 XL
 # (1.3B). 'small' is the CPU preset, 'tiny' the test one.
@@ -236,3 +236,34 @@ class Transformer(nnx.Module):
       x, cache = block(x, positions, cache=None if caches is None else caches[i], **attention_kwargs)
       new_caches.append(cache)
     return self.final_norm(x), (new_caches if caches is not None else None)
+
+
+# FLOP convention (as in shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
+# convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
+# step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
+def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,
+                                training=True, causal=False):
+  """FLOPs per token of a transformer (GPT/BERT body, plus an LM head if vocab_size > 0).
+
+  With a = qkv_dim (num_heads * head_dim, default embed_dim), d = embed_dim, T = seq_len:
+    N        = L * (4*d*a + 2*d*mlp) + d*vocab   matmul weights (q, k, v, out; mlp up, down; LM head)
+    attn     = 4 * L * T * a                     QK^T and AV: 2*T*a FLOPs each, per token and layer
+    forward  = 2*N + attn
+    training = 3 * forward = 6*N + 12*L*T*a      (the PaLM paper's formula)
+  causal=True halves the attention term (a query needs only the keys before it); leave it False for
+  jax.nn.dot_product_attention's XLA path, which computes all T x T scores and masks them.
+  """
+  a = qkv_dim or embed_dim
+  n_matmul = num_layers * (4 * embed_dim * a + 2 * embed_dim * mlp_dim) + embed_dim * vocab_size
+  attn = 4 * num_layers * seq_len * a * (0.5 if causal else 1.0)
+  forward = 2 * n_matmul + attn
+  return 3 * forward if training else forward
+
+
+def transformer_classifier_flops_per_example(num_layers, embed_dim, mlp_dim, seq_len, num_classes, *,
+                                             qkv_dim=None, training=True):
+  """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py)."""
+  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, qkv_dim=qkv_dim,
+                                               training=False)
+  forward = body + 2 * embed_dim * num_classes
+  return 3 * forward if training else forward

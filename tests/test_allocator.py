@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from launch import allocator
+from flaxforge.launch import allocator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,7 +37,7 @@ def test_leaves_the_process_alone_once_applied_opted_out_or_not_glibc():
 
 def test_an_unknown_choice_is_one_line_naming_the_values():
   env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
-  out = subprocess.run([sys.executable, "-m", "launch.train", "--helpshort"], cwd=REPO, capture_output=True,
+  out = subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--helpshort"], cwd=REPO, capture_output=True,
                        text=True, timeout=60, env={**env, allocator.CHOICE: "jemaloc"})
   assert out.returncode == 2
   assert out.stderr.strip() == ("error: FLAXFORGE_MALLOC must be auto, jemalloc or system, not 'jemaloc'; "

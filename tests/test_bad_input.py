@@ -17,7 +17,7 @@ def _env():
 
 
 def _run(module, *args, config="launch/configs/tiny.py"):
-  return subprocess.run([sys.executable, "-m", module, f"--config={config}", *args] if module == "launch.train"
+  return subprocess.run([sys.executable, "-m", module, f"--config={config}", *args] if module == "flaxforge.launch.train"
                         else [sys.executable, "-m", module, *args], cwd=REPO, env=_env(), capture_output=True,
                         text=True, timeout=120)
 
@@ -33,36 +33,36 @@ def _one_line_error(result) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("trained")
-  result = _run("launch.train", f"--workdir={workdir}", "--config.train.num_steps=10")
+  result = _run("flaxforge.launch.train", f"--workdir={workdir}", "--config.train.num_steps=10")
   assert result.returncode == 0, result.stderr[-3000:]
   return workdir
 
 
 def test_unknown_config_field(tmp_path):
-  line = _one_line_error(_run("launch.train", f"--workdir={tmp_path}", "--config.train.num_stepz=3"))
+  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={tmp_path}", "--config.train.num_stepz=3"))
   assert "unknown config field" in line and "num_stepz" in line
 
 
 def test_mistyped_config_value(tmp_path):
-  line = _one_line_error(_run("launch.train", f"--workdir={tmp_path}", "--config.train.num_steps=many"))
+  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={tmp_path}", "--config.train.num_steps=many"))
   assert "num_steps" in line
 
 
 def test_unknown_dataset(tmp_path):
-  line = _one_line_error(_run("launch.train", f"--workdir={tmp_path}", "--config.data.name=nope"))
+  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={tmp_path}", "--config.data.name=nope"))
   assert "unknown dataset 'nope'" in line and "--config.data.name" in line
 
 
 def test_missing_manual_download_dir(tmp_path):
   missing = tmp_path / "no_such_folder"
-  line = _one_line_error(_run("launch.train", f"--workdir={tmp_path / 'w'}", f"--config.data.manual_dir={missing}",
+  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={tmp_path / 'w'}", f"--config.data.manual_dir={missing}",
                               f"--config.data.data_dir={tmp_path / 'tfds'}",
                               config="launch/configs/text_bow_20ng.py"))
   assert "not found in" in line and str(missing) in line and "--config.data.manual_dir" in line
 
 
 def test_checkpoint_of_another_model_lists_the_differences(trained):
-  line = _one_line_error(_run("launch.train", f"--workdir={trained}", "--config.model.hidden=(7,)",
+  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={trained}", "--config.model.hidden=(7,)",
                               "--config.train.num_steps=20"))
   assert "does not fit this model/config" in line and "new --workdir" in line
   assert re.search(r"layers\.0\.kernel: checkpoint \(64, \d+\) vs model \(64, 7\)", line), line
@@ -72,10 +72,10 @@ def test_checkpoint_of_another_model_lists_the_differences(trained):
 def test_unwritable_workdir(tmp_path):
   blocker = tmp_path / "a_file"
   blocker.write_text("")
-  line = _one_line_error(_run("launch.train", f"--workdir={blocker / 'run'}"))
+  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={blocker / 'run'}"))
   assert "cannot write the work directory" in line and "writable --workdir" in line
 
 
 def test_step_that_does_not_exist(trained):
-  line = _one_line_error(_run("launch.eval", f"--workdir={trained}", "--step=999"))
+  line = _one_line_error(_run("flaxforge.launch.eval", f"--workdir={trained}", "--step=999"))
   assert "no checkpoint at step 999" in line and "available steps: 10" in line

@@ -3,8 +3,8 @@ checkpoint reproduces the training run's test metrics."""
 import jax
 import numpy as np
 
-from launch.configs import tiny
-from trainer import checkpoint, loop, mesh as mesh_lib, restore, state as state_lib
+from flaxforge.launch.configs import tiny
+from flaxforge.trainer import checkpoint, loop, mesh as mesh_lib, restore, state as state_lib
 
 
 def _leaves(state):

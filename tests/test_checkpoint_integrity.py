@@ -12,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from trainer import checkpoint, restore
+from flaxforge.trainer import checkpoint, restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -24,7 +24,7 @@ def _env():
 
 
 def _train(workdir, *overrides):
-  return subprocess.run([sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py",
+  return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py",
                          f"--workdir={workdir}", *overrides], cwd=REPO, env=_env(), capture_output=True,
                         text=True, timeout=120)
 

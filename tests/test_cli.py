@@ -19,7 +19,7 @@ def _run(*args, env_extra=None, timeout=240):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("run")
-  proc = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}")
+  proc = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}")
   assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir, proc
 
@@ -47,16 +47,16 @@ def test_tensorboard_events_are_readable_without_tensorflow(trained):
 def test_eval_reports_the_training_test_metrics(trained):
   workdir, proc = trained
   train_result = json.loads(proc.stdout.strip().splitlines()[-1])
-  out = _run("launch.eval", f"--workdir={workdir}")
+  out = _run("flaxforge.launch.eval", f"--workdir={workdir}")
   assert out.returncode == 0, out.stderr[-2000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["step"] == 40 and result["accuracy"] == train_result["accuracy"]
-  best = json.loads(_run("launch.eval", f"--workdir={workdir}", "--best").stdout.strip().splitlines()[-1])
+  best = json.loads(_run("flaxforge.launch.eval", f"--workdir={workdir}", "--best").stdout.strip().splitlines()[-1])
   assert best["step"] in (20, 40)
 
 
 def test_rerun_of_a_finished_run_says_so(trained):
-  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={trained[0]}")
+  out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={trained[0]}")
   assert out.returncode == 0 and "already finished at step 40" in out.stdout
 
 
@@ -66,13 +66,13 @@ def test_rerun_of_a_finished_run_says_so(trained):
     ("--config.optimizer.name=adamax", "unknown optimizer 'adamax'"),
 ])
 def test_config_mistakes_end_in_one_line_and_exit_2(tmp_path, flag, message):
-  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}", flag)
+  out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}", flag)
   assert out.returncode == 2
   assert message in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
 def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
-  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}",
+  out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}",
              "--config.data.batch_size=12", env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
   assert out.returncode == 2 and "batch size 12 does not divide over 8" in out.stderr
   assert len(out.stderr.strip().splitlines()) == 1
@@ -81,7 +81,7 @@ def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
 def test_unwritable_workdir_is_refused(tmp_path):
   blocker = tmp_path / "file"
   blocker.write_text("not a directory")
-  out = _run("launch.train", "--config=launch/configs/tiny.py", f"--workdir={blocker}/run")
+  out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={blocker}/run")
   assert out.returncode == 2 and "pass a writable --workdir" in out.stderr
 
 
@@ -89,8 +89,8 @@ def test_a_relative_workdir_works_for_train_and_eval(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
                                   capture_output=True, text=True, timeout=240)
-  trained = run("launch.train", f"--config={REPO}/launch/configs/tiny.py", "--workdir=runs/rel")
+  trained = run("flaxforge.launch.train", f"--config={REPO}/launch/configs/tiny.py", "--workdir=runs/rel")
   assert trained.returncode == 0, trained.stderr[-2000:]
   assert (tmp_path / "runs" / "rel" / "checkpoints" / "40").is_dir()
-  evaluated = run("launch.eval", "--workdir=runs/rel")
+  evaluated = run("flaxforge.launch.eval", "--workdir=runs/rel")
   assert evaluated.returncode == 0 and json.loads(evaluated.stdout.strip().splitlines()[-1])["step"] == 40

@@ -5,8 +5,8 @@ import collections
 import pytest
 from jax import monitoring
 
-from launch.configs import tiny
-from trainer import loop
+from flaxforge.launch.configs import tiny
+from flaxforge.trainer import loop
 
 _COMPILES = collections.Counter()
 _ORDER = []

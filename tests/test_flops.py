@@ -5,30 +5,33 @@ import optax
 import pytest
 from flax import nnx
 
-from models import gpt
-from trainer import flops
+from flaxforge.models import gpt
+from flaxforge.models.mlp import mlp_flops_per_example
+from flaxforge.models.text_cnn import text_cnn_flops_per_example
+from flaxforge.models.transformer import transformer_classifier_flops_per_example, transformer_flops_per_token
+from flaxforge.trainer import flops
 
 
 def test_seed_workloads_match_the_benchmark_counts():
   # Text CNN (seq 100, emb 16): conv1 94 positions x 7 x 16 x 32, pool -> 13, conv2 7 x 7 x 32 x 64,
   # dense 64x64 and 64x20: 336,896 + 100,352 + 4,096 + 1,280 = 442,624 MACs.
-  assert flops.text_cnn_flops_per_example(training=False) == 2 * 442_624
-  assert flops.text_cnn_flops_per_example() == 6 * 442_624
+  assert text_cnn_flops_per_example(training=False) == 2 * 442_624
+  assert text_cnn_flops_per_example() == 6 * 442_624
   # MLP 784-512-512-10: 401,408 + 262,144 + 5,120 = 668,672 MACs; training drops the first layer's
   # input gradient: 3 * 1,337,344 - 2 * 401,408.
-  assert flops.mlp_flops_per_example([784, 512, 512, 10], training=False) == 1_337_344
-  assert flops.mlp_flops_per_example([784, 512, 512, 10]) == 3_209_216
+  assert mlp_flops_per_example([784, 512, 512, 10], training=False) == 1_337_344
+  assert mlp_flops_per_example([784, 512, 512, 10]) == 3_209_216
   # Encoder classifier, 4 x 256, mlp 1024, seq 128, 20 classes: per layer 128 * (4*256^2 + 2*256*1024)
   # + 2 * 128^2 * 256 = 109,051,904 MACs; x4 + 256*20 = 436,212,736 MACs.
-  assert flops.transformer_classifier_flops_per_example(4, 256, 1024, 128, 20, training=False) == 872_425_472
+  assert transformer_classifier_flops_per_example(4, 256, 1024, 128, 20, training=False) == 872_425_472
 
 
 def test_transformer_formula_gpt2_small():
   # N = 12 * (4*768^2 + 2*768*3072) + 768*50257 = 123,532,032 matmul weights;
   # training = 6N + 12 * 12 layers * 1024 tokens * 768 = 741,192,192 + 113,246,208.
-  assert flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257) == 854_438_400
-  assert flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257, training=False) == 854_438_400 / 3
-  causal = flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257, causal=True)
+  assert transformer_flops_per_token(12, 768, 3072, 1024, 50257) == 854_438_400
+  assert transformer_flops_per_token(12, 768, 3072, 1024, 50257, training=False) == 854_438_400 / 3
+  causal = transformer_flops_per_token(12, 768, 3072, 1024, 50257, causal=True)
   assert causal == 854_438_400 - 113_246_208 / 2
 
 
@@ -44,7 +47,7 @@ def test_analytic_matches_xla_for_small_gpt_training():
 
   x = jnp.zeros((batch, seq), jnp.int32)
   xla = flops.xla_flops(jax.jit(jax.grad(loss)).lower(params, x))
-  analytic = batch * seq * flops.transformer_flops_per_token(2, 64, 256, seq, vocab)
+  analytic = batch * seq * transformer_flops_per_token(2, 64, 256, seq, vocab)
   assert abs(xla / analytic - 1) < 0.15, (xla, analytic)
 
 
@@ -77,7 +80,7 @@ def test_device_peak_lookup(kind, dtype, peak):
 
 def test_mfu_arithmetic():
   # GPT-2 small at 100k tokens/s on one H100: 854,438,400 * 1e5 / 989e12.
-  achieved = flops.transformer_flops_per_token(12, 768, 3072, 1024, 50257) * 100_000
+  achieved = transformer_flops_per_token(12, 768, 3072, 1024, 50257) * 100_000
   assert flops.mfu(achieved, 989e12) == pytest.approx(0.0863942, rel=1e-5)
   assert flops.mfu(achieved, None) is None
 

@@ -11,7 +11,7 @@ def test_tiny_gpt_trains_on_a_text_file_and_generates(tmp_path):
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("the cat sat on the mat. " * 400)
   workdir = tmp_path / "run"
-  trained = _run("launch.train", "--config=launch/configs/gpt_text.py", f"--workdir={workdir}",
+  trained = _run("flaxforge.launch.train", "--config=launch/configs/gpt_text.py", f"--workdir={workdir}",
                  f"--config.data.path={corpus}", "--config.data.seq_len=32", "--config.model.size=tiny",
                  "--config.train.num_steps=150", "--config.train.eval_every_steps=75", "--config.train.log_every=25",
                  "--config.optimizer.warmup_steps=10", "--config.train.progress_bar=false")
@@ -20,7 +20,7 @@ def test_tiny_gpt_trains_on_a_text_file_and_generates(tmp_path):
   records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   train = [r for r in records if r["split"] == "train"]
   assert train[-1]["loss"] < train[0]["loss"] and all("tokens_per_second" in r and "mfu" in r for r in train)
-  out = _run("launch.generate", f"--workdir={workdir}", "--prompt=the cat", "--max_new_tokens=40",
+  out = _run("flaxforge.launch.generate", f"--workdir={workdir}", "--prompt=the cat", "--max_new_tokens=40",
              "--temperature=0")
   text = out.stdout.strip()
   assert text.startswith("the cat") and "sat on the mat" in text, text

@@ -6,8 +6,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from data import lm_text, newsgroups
-from trainer.errors import UserError
+from flaxforge.data import lm_text, newsgroups
+from flaxforge.core.errors import UserError
 
 
 def test_windows_shift_labels_by_one():

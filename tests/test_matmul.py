@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from models import matmul
+from flaxforge.models import matmul
 
 
 @pytest.mark.parametrize("x_shape, w_shape, n", [((6, 5), (5, 3), 1), ((2, 4, 5), (5, 3, 2, 4), 1),

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-import models
-from models import initializers
-from models.mlp import MLP
-from trainer.errors import UserError
+from flaxforge import models
+from flaxforge.models import initializers
+from flaxforge.models.mlp import MLP
+from flaxforge.core.errors import UserError
 
 
 def test_shapes_and_parameter_count():

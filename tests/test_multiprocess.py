@@ -13,8 +13,8 @@ import time
 import jax
 import pytest
 
-from launch.configs import tiny
-from trainer import loop
+from flaxforge.launch.configs import tiny
+from flaxforge.trainer import loop
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
@@ -83,7 +83,7 @@ def test_only_process_zero_writes_logs_and_all_write_checkpoints(two_process_run
 def test_a_two_process_checkpoint_evaluates_on_three_devices(two_process_run):
   """Another process and device count, one that does not divide the eval batch (256): padding absorbs it."""
   workdir, output = two_process_run
-  run = subprocess.run([sys.executable, "-m", "launch.eval", f"--workdir={workdir}"], cwd=REPO, env=_env(3),
+  run = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={workdir}"], cwd=REPO, env=_env(3),
                        capture_output=True, text=True, timeout=120)
   assert run.returncode == 0, run.stderr
   alone, together = json.loads(run.stdout.strip().splitlines()[-1]), _results(output)[0]
@@ -104,7 +104,7 @@ done
 wait
 """)
   srun.chmod(0o755)
-  env = _env(1, PATH=f"{tmp_path}:{os.environ['PATH']}", MODULE="launch.eval", SLURM_NTASKS="2",
+  env = _env(1, PATH=f"{tmp_path}:{os.environ['PATH']}", MODULE="flaxforge.launch.eval", SLURM_NTASKS="2",
              SLURM_JOB_ID=str(random.randrange(1 << 20)), SLURM_SUBMIT_DIR=str(REPO))
   run = subprocess.run(["timeout", "-s", "KILL", "120", "bash", "launch/slurm.sh", f"--workdir={workdir}"],
                        cwd=REPO, env=env, capture_output=True, text=True)
@@ -155,6 +155,6 @@ def test_tpu_vm_script_runs_the_same_command_on_every_worker(tmp_path):
   assert calls[0].startswith("compute tpus tpu-vm scp ") and "my-tpu:flaxforge.tar.gz" in calls[0]
   assert "pip install -q -e '.[tpu]'" in calls[2]
   assert calls[3].startswith("compute tpus tpu-vm ssh my-tpu --command=cd flaxforge && FLAXFORGE_DISTRIBUTED=1 "
-                             "python3 -m launch.train --config=launch/configs/tiny.py --workdir=gs://bucket/run")
+                             "python3 -m flaxforge.launch.train --config=launch/configs/tiny.py --workdir=gs://bucket/run")
   shipped = (tmp_path / "shipped").read_text().splitlines()
   assert "launch/train.py" in shipped and not any(p.startswith(".venv/") for p in shipped)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from data import newsgroups, text
-from trainer.errors import UserError
+from flaxforge.data import newsgroups, text
+from flaxforge.core.errors import UserError
 
 GROUPS = {"alt.atheism": 0, "sci.space": 14, "talk.religion.misc": 19}
 TRAIN_PER_GROUP, TEST_PER_GROUP = 8, 3

@@ -4,9 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from launch.configs import tiny
-from trainer import loop, restore
-from trainer.errors import UserError
+from flaxforge.launch.configs import tiny
+from flaxforge.trainer import loop, restore
+from flaxforge.core.errors import UserError
 
 
 def _config(on_device, steps_per_call=1, num_steps=100):

@@ -1,7 +1,7 @@
 """The input pipeline: batches are a pure function of (seed, step), split by process, resumable."""
 import numpy as np
 
-from data import pipeline, preprocess
+from flaxforge.data import pipeline, preprocess
 
 
 def _rows(n=50):

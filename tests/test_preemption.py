@@ -21,7 +21,7 @@ def _env():
 
 
 def _cmd(workdir, *overrides):
-  return [sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}", *overrides]
+  return [sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}", *overrides]
 
 
 def _steps(workdir) -> list[int]:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from etils import epath
 
-from trainer import restore
+from flaxforge.trainer import restore
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL = 120
@@ -27,7 +27,7 @@ def _env():
 
 
 def _cmd(workdir, steps):
-  return [sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}",
+  return [sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={workdir}",
           f"--config.train.num_steps={steps}", *FLAGS]
 
 

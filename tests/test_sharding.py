@@ -10,10 +10,10 @@ import jax
 import numpy as np
 import pytest
 
-import data as data_lib
-from data import pipeline, preprocess
-from launch.configs import mlp_digits
-from trainer import feed, mesh as mesh_lib, state as state_lib, steps
+from flaxforge import data as data_lib
+from flaxforge.data import pipeline, preprocess
+from flaxforge.launch.configs import mlp_digits
+from flaxforge.trainer import feed, mesh as mesh_lib, state as state_lib, steps
 
 STEPS = 20
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ def test_parameters_are_sharded_as_the_rules_say(digits, layout):
 def _cli(args, devices=2):
   env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")}
-  return subprocess.run([sys.executable, "-m", "launch.train", "--config=launch/configs/tiny.py", *args],
+  return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py", *args],
                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -115,14 +115,14 @@ def test_a_mesh_that_cannot_fit_is_refused_in_one_line(tmp_path, flags, says):
 
 def test_an_fsdp_checkpoint_evaluates_on_one_device(tmp_path):
   """Saved from 8 devices with every weight split 8 ways, restored whole onto 1 device: same metrics."""
-  from launch.configs import tiny  # pylint: disable=g-import-not-at-top
-  from trainer import loop  # pylint: disable=g-import-not-at-top
+  from flaxforge.launch.configs import tiny  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
   config = tiny.get_config()
   config.mesh.data, config.mesh.fsdp = 1, 8
   on_eight = loop.train(config, str(tmp_path))
   env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu",
          "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")}
-  run = subprocess.run([sys.executable, "-m", "launch.eval", f"--workdir={tmp_path}"], cwd=REPO, env=env,
+  run = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={tmp_path}"], cwd=REPO, env=env,
                        capture_output=True, text=True, timeout=120)
   assert run.returncode == 0, run.stderr
   on_one = json.loads(run.stdout.strip().splitlines()[-1])

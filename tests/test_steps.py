@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from launch.configs import tiny
-from trainer import mesh as mesh_lib, state as state_lib, steps
+from flaxforge.launch.configs import tiny
+from flaxforge.trainer import mesh as mesh_lib, state as state_lib, steps
 
 
 def _setup(mutate=None, devices=None):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import _twenty_newsgroups as sk
 
-from data import text
-from trainer.errors import UserError
+from flaxforge.data import text
+from flaxforge.core.errors import UserError
 
 
 # ---- a literal port of keras_preprocessing's Tokenizer and pad_sequences, the behaviour to match ----
@@ -180,7 +180,7 @@ def test_encoding_is_fast():
 
 
 def test_cls_token_leads_every_row_and_words_fill_the_rest():
-  from data.text import TextEncoder  # pylint: disable=g-import-not-at-top
+  from flaxforge.data.text import TextEncoder  # pylint: disable=g-import-not-at-top
   enc = TextEncoder.fit(["a b c d", "a b"], seq_len=4, num_words=10, cls_token=True, padding="post", truncating="post")
   assert enc.cls_id == 1 and enc.first_id == 2 and enc.vocab_size == 2 + 4
   rows = enc.encode(["a b c d", "b"])

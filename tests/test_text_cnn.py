@@ -6,9 +6,9 @@ import optax
 import pytest
 from flax import nnx
 
-import models  # noqa: F401  (sets Flax's config for models built outside a mesh)
-from models import text_cnn
-from trainer.errors import UserError
+from flaxforge import models  # noqa: F401  (sets Flax's config for models built outside a mesh)
+from flaxforge.models import text_cnn
+from flaxforge.core.errors import UserError
 
 SEED_INFO = {"vocab_size": 10000, "num_classes": 20, "seq_len": 100}
 ALLOWED_AXES = {None, "batch", "embed", "mlp", "heads", "kv", "vocab", "classes", "length", "norm"}

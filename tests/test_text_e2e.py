@@ -32,14 +32,14 @@ def test_own_csv_trains_predicts_and_reports(tmp_path):
             "--config.data.text_column=body", "--config.data.label_column=topic",
             f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.num_epochs=4",
             "--config.train.progress_bar=false"]
-  trained = _last_json(_run("launch.train", "--config=launch/configs/text_csv.py", *common))
+  trained = _last_json(_run("flaxforge.launch.train", "--config=launch/configs/text_csv.py", *common))
   assert trained["accuracy"] > 0.9
-  out = _run("launch.predict", f"--workdir={workdir}", "--json", "--top_k=2", "bake the flour in the oven",
+  out = _run("flaxforge.launch.predict", f"--workdir={workdir}", "--json", "--top_k=2", "bake the flour in the oven",
              "the coach said the team played the match well")
   rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
   assert [r["top"][0]["label"] for r in rows] == ["cooking", "sports"]
   assert all(len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in rows)
-  evaluated = _last_json(_run("launch.eval", f"--workdir={workdir}"))
+  evaluated = _last_json(_run("flaxforge.launch.eval", f"--workdir={workdir}"))
   assert evaluated["accuracy"] == trained["accuracy"]
   report = json.loads((workdir / "report" / "test_report.json").read_text())
   assert sorted(report["per_class"]) == ["cooking", "sports", "travel"] and "macro_f1" in report
@@ -47,7 +47,7 @@ def test_own_csv_trains_predicts_and_reports(tmp_path):
 
 
 def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
-  proc = _run("launch.train", "--config=launch/configs/text_cnn_20ng.py", f"--workdir={tmp_path / 'run'}",
+  proc = _run("flaxforge.launch.train", "--config=launch/configs/text_cnn_20ng.py", f"--workdir={tmp_path / 'run'}",
               f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
               f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false")
   result = _last_json(proc)
@@ -57,11 +57,11 @@ def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
 
 def test_better_config_on_real_20_newsgroups_and_predict(real_datasets, tmp_path):
   workdir = tmp_path / "run"
-  result = _last_json(_run("launch.train", "--config=launch/configs/text_bow_20ng.py", f"--workdir={workdir}",
+  result = _last_json(_run("flaxforge.launch.train", "--config=launch/configs/text_bow_20ng.py", f"--workdir={workdir}",
                            f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
                            f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false"))
   assert result["accuracy"] >= 0.85, result
-  out = _run("launch.predict", f"--workdir={workdir}", "--json",
+  out = _run("flaxforge.launch.predict", f"--workdir={workdir}", "--json",
              "NASA launched the satellite into orbit on a rocket yesterday.",
              "The hockey playoff game went to overtime before the home team scored.")
   top = [json.loads(line)["top"][0]["label"] for line in out.stdout.strip().splitlines()]
@@ -69,7 +69,7 @@ def test_better_config_on_real_20_newsgroups_and_predict(real_datasets, tmp_path
 
 
 def test_bert_beats_the_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
-  result = _last_json(_run("launch.train", "--config=launch/configs/bert_20ng.py", f"--workdir={tmp_path / 'run'}",
+  result = _last_json(_run("flaxforge.launch.train", "--config=launch/configs/bert_20ng.py", f"--workdir={tmp_path / 'run'}",
                            f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
                            f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false"))
   assert result["accuracy"] >= 0.54, result  # the best of the seed recipe's three Keras seeds

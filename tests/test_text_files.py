@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from data import text, text_files
-from trainer.errors import UserError
+from flaxforge.data import text, text_files
+from flaxforge.core.errors import UserError
 
 
 def write_csv(path, rows, header=("text", "label")):
@@ -70,13 +70,13 @@ def test_split_column_and_missing_parts_held_out(tmp_path):
 
 
 def test_jsonl_and_tsv(tmp_path):
-  path = tmp_path / "data.jsonl"
+  path = tmp_path / "flaxforge.data.jsonl"
   rows = [json.dumps({"text": f"doc {i}", "label": i % 3 * 5, "x": None}) for i in range(60)]
   path.write_text("\n".join(rows) + "\n\n")
   ds = text_files.load(config(tmp_path, path))
   assert ds.info["label_names"] == ["0", "5", "10"]
   assert sum(len(s) for s in ds.splits.values()) == 60
-  tsv = tmp_path / "data.tsv"
+  tsv = tmp_path / "flaxforge.data.tsv"
   tsv.write_text("label\ttext\n" + "".join(f"{i % 2}\tword, {i}\n" for i in range(40)))
   texts, labels, splits = text_files.read_table(tsv, "text", "label")
   assert texts[3] == "word, 3" and labels[:2] == ["0", "1"] and splits is None

@@ -8,9 +8,9 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from models import bert, gpt
-from models.transformer import PRESETS, attention_per_head
-from trainer.errors import UserError
+from flaxforge.models import bert, gpt
+from flaxforge.models.transformer import PRESETS, attention_per_head
+from flaxforge.core.errors import UserError
 
 LM_INFO = {"vocab_size": 256, "seq_len": 32}
 CLS_INFO = {"vocab_size": 500, "seq_len": 16, "num_classes": 5}
@@ -176,7 +176,7 @@ def test_dropout_follows_train_and_eval():
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
 @pytest.mark.parametrize("make", [make_gpt, make_bert])
 def test_fsdp_tensor_sharded_forward_matches_single_device(make):
-  from trainer.mesh import RULES
+  from flaxforge.trainer.mesh import RULES
   mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(jax.sharding.AxisType.Auto,) * 3)
   model = make()
   graphdef, state = nnx.split(model)

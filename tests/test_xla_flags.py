@@ -3,7 +3,7 @@ from the run's config.json (launch/common.py)."""
 import json
 import os
 
-from launch import common
+from flaxforge.launch import common
 
 
 def test_appends_without_repeating(monkeypatch):

@@ -18,7 +18,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 
 class Damaged(Exception):
@@ -107,7 +107,7 @@ class Checkpointer:
       if i and not self.read_only:
         self._quarantine(candidates[:i])
       return restored.state, restored.meta, candidate
-    raise UserError(f"no checkpoint in {self.directory}; train first with launch.train --workdir=...")
+    raise UserError(f"no checkpoint in {self.directory}; train first with flaxforge.launch.train --workdir=...")
 
   def _check_fits(self, step: int, abstract_state):
     """Compares the saved tree (names, shapes) with the model's before reading any array."""

@@ -3,11 +3,11 @@ import math
 
 import jax
 
-from data import pipeline
-from trainer import feed
-from trainer import mesh as mesh_lib
-from trainer import metrics as metrics_lib
-from trainer import steps
+from flaxforge.data import pipeline
+from flaxforge.trainer import feed
+from flaxforge.trainer import mesh as mesh_lib
+from flaxforge.trainer import metrics as metrics_lib
+from flaxforge.trainer import steps
 
 
 def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,

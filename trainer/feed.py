@@ -11,8 +11,8 @@ import jax
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from data import pipeline
-from trainer.errors import UserError
+from flaxforge.data import pipeline
+from flaxforge.core.errors import UserError
 
 _END = object()
 

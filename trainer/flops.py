@@ -1,9 +1,8 @@
-"""Analytic FLOP counts, device peak FLOP/s and model FLOP utilisation (MFU).
+"""Device peak FLOP/s, XLA's FLOP count of a step, and model FLOP utilisation (MFU).
 
-Convention (as in /work/shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
-convolutions; embedding lookups, activations, softmax, norms, pooling and the optimizer update are not
-counted. A training step costs 3 x forward (forward, input-gradient and weight-gradient matmuls), except
-where an input gradient is never needed (a first layer fed directly by data).
+A model may declare its own analytic count (`flops_per_example` beside it in models/; convention: FLOPs =
+2 x the multiply-accumulates of matmuls and convolutions, a training step 3 x forward, as in
+shared/bench/common.py); otherwise the trainer uses XLA's count of the compiled step.
 """
 import functools
 import statistics
@@ -11,55 +10,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-
-
-def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,
-                                training=True, causal=False):
-  """FLOPs per token of a transformer (GPT/BERT body, plus an LM head if vocab_size > 0).
-
-  With a = qkv_dim (num_heads * head_dim, default embed_dim), d = embed_dim, T = seq_len:
-    N        = L * (4*d*a + 2*d*mlp) + d*vocab   matmul weights (q, k, v, out; mlp up, down; LM head)
-    attn     = 4 * L * T * a                     QK^T and AV: 2*T*a FLOPs each, per token and layer
-    forward  = 2*N + attn
-    training = 3 * forward = 6*N + 12*L*T*a      (the PaLM paper's formula)
-  causal=True halves the attention term (a query needs only the keys before it); leave it False for
-  jax.nn.dot_product_attention's XLA path, which computes all T x T scores and masks them.
-  """
-  a = qkv_dim or embed_dim
-  n_matmul = num_layers * (4 * embed_dim * a + 2 * embed_dim * mlp_dim) + embed_dim * vocab_size
-  attn = 4 * num_layers * seq_len * a * (0.5 if causal else 1.0)
-  forward = 2 * n_matmul + attn
-  return 3 * forward if training else forward
-
-
-def transformer_classifier_flops_per_example(num_layers, embed_dim, mlp_dim, seq_len, num_classes, *,
-                                             qkv_dim=None, training=True):
-  """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py)."""
-  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, qkv_dim=qkv_dim,
-                                               training=False)
-  forward = body + 2 * embed_dim * num_classes
-  return 3 * forward if training else forward
-
-
-def mlp_flops_per_example(layer_sizes, *, training=True):
-  """Dense stack, layer_sizes = [in, hidden..., out]."""
-  forward = 2 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
-  if not training:
-    return forward
-  # No framework computes the input gradient of the first layer (its input is data).
-  return 3 * forward - 2 * layer_sizes[0] * layer_sizes[1]
-
-
-def text_cnn_flops_per_example(seq_len=100, embed_dim=16, num_classes=20, *, conv_features=(32, 64),
-                               kernel_size=7, pool=7, dense=64, training=True):
-  """Seed text CNN: Embedding -> Conv1D(k, 'valid') -> MaxPool(pool) -> Conv1D(k) -> GlobalMaxPool ->
-  Dense(dense) -> Dense(classes). Training = 3 x forward: the embedding output needs its gradient, so the
-  first convolution's input gradient counts."""
-  c1, c2 = conv_features
-  l1 = seq_len - kernel_size + 1
-  l2 = l1 // pool - kernel_size + 1
-  macs = l1 * kernel_size * embed_dim * c1 + l2 * kernel_size * c1 * c2 + c2 * dense + dense * num_classes
-  return 3 * 2 * macs if training else 2 * macs
 
 
 # Dense (no sparsity) peak FLOP/s per chip, keyed by a substring of jax.devices()[0].device_kind; the first

@@ -8,15 +8,15 @@ import time
 import jax
 import numpy as np
 
-import data as data_lib
-import models
-from data import pipeline, preprocess
-from trainer import checkpoint, evaluate, feed
-from trainer import flops as flops_lib
-from trainer import mesh as mesh_lib
-from trainer import metrics as metrics_lib
-from trainer import preemption, profiler, state as state_lib, steps as steps_lib, workdir as workdir_lib
-from trainer.errors import UserError
+from flaxforge import data as data_lib
+from flaxforge import models
+from flaxforge.data import pipeline, preprocess
+from flaxforge.trainer import checkpoint, evaluate, feed
+from flaxforge.trainer import flops as flops_lib
+from flaxforge.trainer import mesh as mesh_lib
+from flaxforge.trainer import metrics as metrics_lib
+from flaxforge.trainer import preemption, profiler, state as state_lib, steps as steps_lib, workdir as workdir_lib
+from flaxforge.core.errors import UserError
 
 
 class NonFiniteLoss(UserError):

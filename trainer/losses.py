@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 LOSSES = ("cross_entropy", "mse")
 

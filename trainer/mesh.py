@@ -6,7 +6,7 @@ import numpy as np
 from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 AXES = ("data", "fsdp", "tensor")
 

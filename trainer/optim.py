@@ -2,7 +2,7 @@
 import jax
 import optax
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 OPTIMIZERS = ("sgd", "momentum", "adam", "adamw")
 SCHEDULES = ("constant", "warmup_cosine", "warmup_linear")

@@ -2,9 +2,9 @@
 import jax
 import numpy as np
 
-from data import text as text_lib
-from trainer import mesh as mesh_lib, restore, steps, workdir as workdir_lib
-from trainer.errors import UserError
+from flaxforge.data import text as text_lib
+from flaxforge.trainer import mesh as mesh_lib, restore, steps, workdir as workdir_lib
+from flaxforge.core.errors import UserError
 
 
 class TextClassifier:

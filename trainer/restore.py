@@ -8,10 +8,10 @@ import dataclasses
 import jax
 import ml_collections
 
-import data as data_lib
-from data import pipeline, preprocess
-from trainer import checkpoint, evaluate, mesh as mesh_lib, report, state as state_lib, workdir as workdir_lib
-from trainer.errors import UserError
+from flaxforge import data as data_lib
+from flaxforge.data import pipeline, preprocess
+from flaxforge.trainer import checkpoint, evaluate, mesh as mesh_lib, report, state as state_lib, workdir as workdir_lib
+from flaxforge.core.errors import UserError
 
 
 @dataclasses.dataclass

@@ -10,9 +10,9 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-import models
-from trainer import mesh as mesh_lib
-from trainer import optim
+from flaxforge import models
+from flaxforge.trainer import mesh as mesh_lib
+from flaxforge.trainer import optim
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,10 +11,10 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
-from trainer import flops
-from trainer import losses
-from trainer import mesh as mesh_lib
-from trainer.state import Structure
+from flaxforge.trainer import flops
+from flaxforge.trainer import losses
+from flaxforge.trainer import mesh as mesh_lib
+from flaxforge.trainer.state import Structure
 
 NO_STEP = jnp.iinfo(jnp.int32).max
 MAX_UNROLL = 8  # steps_per_call above this runs as a loop over bodies of 8 unrolled steps

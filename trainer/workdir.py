@@ -8,7 +8,7 @@ import jax
 import ml_collections
 from etils import epath
 
-from trainer.errors import UserError
+from flaxforge.core.errors import UserError
 
 CHECKPOINTS = "checkpoints"
 
@@ -41,7 +41,7 @@ def write_json(path: epath.Path, value) -> None:
 
 def read_json(path: epath.Path):
   if not path.exists():
-    raise UserError(f"{path} not found: is --workdir a directory that launch.train wrote?")
+    raise UserError(f"{path} not found: is --workdir a directory that flaxforge.launch.train wrote?")
   return json.loads(path.read_text())
 
 

@@ -1,7 +1,7 @@
 """Workload B of /work/shared/bench: MLP 784-512-512-10, batch 128, Adam 1e-3, on 60,000 synthetic rows."""
 import ml_collections
 
-from launch.configs import mlp_digits
+from flaxforge.launch.configs import mlp_digits
 
 
 def get_config():

@@ -2,7 +2,7 @@
 20 classes, batch 32, Adam 1e-3 (like for like with text_cnn_torch.py). The real-data run is text_cnn_20ng."""
 import ml_collections
 
-from launch.configs import base
+from flaxforge.launch.configs import base
 
 
 def get_config():

@@ -2,7 +2,7 @@
 positions, LayerNorm) over 128 synthetic ids, vocab 10,000, 20 classes, batch 32, AdamW(1e-3, wd 0.01)."""
 import ml_collections
 
-from launch.configs import base
+from flaxforge.launch.configs import base
 
 
 def get_config():

@@ -5,7 +5,7 @@ PYTHONPATH=. .venv/bin/python benchmarks/keras_compare/export_20ng.py   # -> /tm
 import os
 import numpy as np, data as data_lib
 from benchmarks import workloads
-from data import pipeline
+from flaxforge.data import pipeline
 c = workloads.config("text_cnn_20ng")
 ds = data_lib.load(c.data)
 out = {}

@@ -3,7 +3,7 @@
 Word vocabulary fitted on the training texts (the same data path as the text CNN), a [CLS] id at
 position 0, the first 128 tokens of each post (headers included), pre-norm blocks with learned positions.
 """
-from launch.configs import base, text_options
+from flaxforge.launch.configs import base, text_options
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """The default job: the seed's MLP on scikit-learn's bundled digits."""
-from launch.configs import mlp_digits
+from flaxforge.launch.configs import mlp_digits
 
 
 def get_config():

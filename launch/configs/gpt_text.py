@@ -4,7 +4,7 @@ Default corpus: the 20 Newsgroups texts (train split for training and validation
 of the test split for test bits per byte). Your own: --config.data.path=corpus.txt (or .jsonl with a
 "text" field). Sizes: --config.model.size=tiny|small|125m|350m|1b.
 """
-from launch.configs import base
+from flaxforge.launch.configs import base
 
 
 def get_config():

@@ -1,5 +1,5 @@
 """The seed's MLP (sections 3-4) on scikit-learn's bundled digits: the default job."""
-from launch.configs import base
+from flaxforge.launch.configs import base
 
 
 def get_config():

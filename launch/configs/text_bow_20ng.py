@@ -3,7 +3,7 @@
 Same data path as the seed config (a top-N vocabulary fitted on the training texts, stored as token ids),
 with a larger vocabulary and longer sequences; the model pools the set of words instead of convolving.
 """
-from launch.configs import base, text_options
+from flaxforge.launch.configs import base, text_options
 
 
 def get_config():

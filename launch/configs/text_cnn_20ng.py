@@ -12,7 +12,7 @@ gradient as per-occurrence sparse slices, and it reaches 0.52-0.54 test accuracy
 with the gradient densified all land at 0.46-0.54. 4e-3 has the best validation accuracy over 8 seeds
 among 1e-3 to 8e-3 (benchmarks/seed_sweep.py; BENCHMARKS.md, "Issue 3: accuracy").
 """
-from launch.configs import base, text_options
+from flaxforge.launch.configs import base, text_options
 
 
 def get_config():

@@ -1,6 +1,6 @@
 """Train a text classifier on your own CSV, TSV or JSONL file:
 
-  python -m launch.train --config=launch/configs/text_csv.py --workdir=runs/reviews \
+  python -m flaxforge.launch.train --config=launch/configs/text_csv.py --workdir=runs/reviews \
       --config.data.path=reviews.csv --config.data.text_column=text --config.data.label_column=label
 
 Label names are read from the data. Without a split column, a seeded, stratified validation and test
@@ -8,7 +8,7 @@ split is held out; with one (values train/validation/test) it is used as given. 
 cached in the data directory, keyed by the file's name, size and time and the preprocessing options.
 The model is the bag-of-words classifier; --config.model.name=text_cnn (with its fields) also works.
 """
-from launch.configs import base, text_options
+from flaxforge.launch.configs import base, text_options
 
 
 def get_config():

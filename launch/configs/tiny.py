@@ -1,5 +1,5 @@
 """A seconds-long digits MLP run for smoke tests and trying the CLI: a few steps, no progress bar."""
-from launch.configs import mlp_digits
+from flaxforge.launch.configs import mlp_digits
 
 
 def get_config():
