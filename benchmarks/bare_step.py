@@ -11,11 +11,9 @@ import time
 import jax
 import numpy as np
 
-from flaxforge import data as data_lib
 from benchmarks import workloads
-from flaxforge.data import pipeline, preprocess
 from flaxforge.launch import allocator, common
-from flaxforge.trainer import mesh as mesh_lib, state as state_lib, steps as steps_lib
+from flaxforge.trainer import mesh as mesh_lib, setup, state as state_lib, steps as steps_lib
 
 
 def main():
@@ -32,11 +30,10 @@ def main():
   allocator.reexec_once(config.get("malloc", "auto"))  # as flaxforge.launch.train does, before JAX starts
   common.use_xla_flags(config.get("xla_flags", ""))
   mesh = mesh_lib.make_mesh(config.mesh)
-  ds = data_lib.load(config.data)
-  rows = pipeline.Rows(ds.splits["train"])
-  transform = preprocess.make_transform(ds.info, config.data.label_encoding)
+  data = setup.load_data(config)
+  rows, transform = data.rows["train"], data.transform
   batch, n_steps = w["batch"], (args.steps or w["epoch_steps"]) // spc * spc
-  structure, create = state_lib.structure(config, ds.info, mesh, 10**6)
+  structure, create = state_lib.structure(config, data.info, mesh, 10**6)
   state, sums = create(), steps_lib.train_metrics_init(mesh)
   step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, steps_per_call=spc)
 
@@ -58,7 +55,7 @@ def main():
     nonlocal leaves, sums
     t = time.perf_counter()
     for b in calls:
-      leaves, sums = step.on_leaves(leaves, sums, b)
+      leaves, sums = step.on_leaves(leaves, sums, b, {})
     jax.block_until_ready(sums)
     return time.perf_counter() - t
 

@@ -6,9 +6,9 @@ import time
 
 from absl import flags
 
-from flaxforge import data as data_lib
 from benchmarks import workloads
-from flaxforge.data import pipeline, preprocess
+from flaxforge.data import pipeline
+from flaxforge.trainer import setup
 
 
 def main():
@@ -18,10 +18,8 @@ def main():
   args = p.parse_args()
   flags.FLAGS.mark_as_parsed()  # Grain reads absl flags
   config = workloads.config(args.workload)
-  ds = data_lib.load(config.data)
-  rows = pipeline.Rows(ds.splits["train"], in_memory=config.data.in_memory)
-  transform = preprocess.make_transform(ds.info, config.data.label_encoding)
-  it = pipeline.train_batches(rows, config.data.batch_size, args.batches + 200, seed=0, transform=transform,
+  data = setup.load_data(config)
+  it = pipeline.train_batches(data.rows["train"], config.data.batch_size, args.batches + 200, seed=0, transform=data.transform,
                               threads=config.data.threads, prefetch=config.data.prefetch)
   for _ in range(200):  # start-up: threads, first permutation
     next(it)

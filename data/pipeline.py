@@ -54,9 +54,16 @@ def _stack(examples: list[dict[str, Any]]) -> Batch:
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
-  """The order of the n training rows in `epoch`: global batch k holds positions [k*B, (k+1)*B) of the
-  epochs' orders laid end to end."""
+  """The order of the n training rows in `epoch`, a seeded permutation."""
   return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def rows_at(positions, n: int, orders, first_epoch=0):
+  """The row indices at `positions` of the epochs' row orders laid end to end: position p is row
+  `orders[p // n - first_epoch][p % n]`, where `orders[i]` is epoch `first_epoch + i`'s order. Global batch
+  k is positions [k*B, (k+1)*B). The one statement of which rows form a batch: the host pipeline calls it on
+  numpy arrays, the device-resident step (trainer/feed.py) on traced ones."""
+  return orders[positions // n - first_epoch, positions % n]
 
 
 class _BatchAt:
@@ -71,21 +78,20 @@ class _BatchAt:
     self._lock = threading.Lock()
 
   @functools.lru_cache(maxsize=2)
-  def _order(self, epoch: int) -> np.ndarray:
-    return epoch_order(len(self.rows), self.seed, epoch) if self.shuffle else np.arange(len(self.rows))
+  def _orders(self, first: int, last: int) -> np.ndarray:
+    """The row orders of epochs first..last, stacked (cached: a batch rarely leaves its epoch)."""
+    n = len(self.rows)
+    return np.stack([epoch_order(n, self.seed, e) if self.shuffle else np.arange(n) for e in range(first, last + 1)])
 
   def __call__(self, k: int) -> Batch:
     n = len(self.rows)
     positions = k * self.global_batch + self.offset + np.arange(self.local_batch)
     valid = positions < n if not self.repeat else np.ones(self.local_batch, bool)
-    epochs, offsets = np.divmod(np.where(valid, positions, 0), n)
+    positions = np.where(valid, positions, 0)
+    first, last = int(positions.min()) // n, int(positions.max()) // n
     with self._lock:
-      orders = {int(e): self._order(int(e)) for e in np.unique(epochs)}
-    indices = np.empty(self.local_batch, np.int64)
-    for e, order in orders.items():
-      at = epochs == e
-      indices[at] = order[offsets[at]]
-    batch = self.rows.take(indices)
+      orders = self._orders(first, last)
+    batch = self.rows.take(rows_at(positions, n, orders, first))
     batch["mask"] = valid.astype(np.float32)
     return self.transform(batch) if self.transform else batch
 

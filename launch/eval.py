@@ -18,8 +18,8 @@ def main(argv):
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
-  from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top
-  result = restore.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value)
+  from flaxforge.trainer import evaluate  # pylint: disable=g-import-not-at-top
+  result = evaluate.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value)
   print(json.dumps(result))
 
 

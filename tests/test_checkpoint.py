@@ -4,7 +4,7 @@ import jax
 import numpy as np
 
 from flaxforge.launch.configs import tiny
-from flaxforge.trainer import checkpoint, loop, mesh as mesh_lib, restore, state as state_lib
+from flaxforge.trainer import checkpoint, evaluate, loop, mesh as mesh_lib, state as state_lib
 
 
 def _leaves(state):
@@ -46,7 +46,7 @@ def test_retention_keeps_the_newest_and_the_best(tmp_path):
 def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path):
   config = tiny.get_config()
   trained = loop.train(config, str(tmp_path))
-  evaluated = restore.evaluate_workdir(str(tmp_path))
+  evaluated = evaluate.evaluate_workdir(str(tmp_path))
   assert evaluated["step"] == config.train.num_steps
   assert evaluated["accuracy"] == trained["accuracy"] and evaluated["loss"] == trained["loss"]
   assert (tmp_path / "report" / "test_confusion.png").exists()

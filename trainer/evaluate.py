@@ -1,4 +1,4 @@
-"""Evaluation over a whole split: ordered, padded batches through the jitted eval step."""
+"""Evaluation: metrics of a state over a whole split, and the eval job for a trained work directory."""
 import math
 
 import jax
@@ -7,12 +7,13 @@ from flaxforge.data import pipeline
 from flaxforge.trainer import feed
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import steps
+from flaxforge.trainer import report, restore, setup, steps
 
 
 def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,
              transform=None) -> dict:
-  """Derived metrics (loss, accuracy, and per-class figures for classifiers) of `state` on `rows`."""
+  """Derived metrics (loss, accuracy, and per-class figures for classifiers) of `state` on `rows`:
+  ordered, padded batches through the jitted eval step."""
   # Pads mark the extra rows, so rounding the batch up to what the devices and processes split is free.
   divisor = math.lcm(mesh_lib.batch_divisor(mesh), jax.process_count())
   global_batch = -(-global_batch // divisor) * divisor
@@ -30,3 +31,18 @@ def _num_classes(info: dict) -> int:
 
 def make_eval_step(structure, mesh, config, info):
   return steps.make_eval_step(structure, mesh, loss_kind=config.loss, num_classes=_num_classes(info))
+
+
+def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test") -> dict:
+  """The eval job: metrics of a run's checkpoint on a split; classifiers also get a report (JSON and the
+  confusion matrix as PNG) in the work directory."""
+  run = restore.restore(workdir, step=step, best=best)
+  data = setup.load_data(run.config, info=run.info)
+  rows = data.split(split)
+  results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
+                     global_batch=run.config.data.eval_batch_size, mesh=run.mesh, info=run.info,
+                     transform=data.transform)
+  summary = {k: v for k, v in results.items() if isinstance(v, (int, float))}
+  if "confusion" in results and jax.process_index() == 0:
+    report.write(run.workdir / "report", split, run.step, results, run.info.get("label_names"))
+  return {"split": split, "step": run.step, **summary}

@@ -1,17 +1,22 @@
-"""Host batches to global device arrays, put on the devices by a background thread ahead of the step.
+"""The loop's one data door (`batches`): the training split as the train step's inputs, call by call.
 
-Reading, stacking and transferring a batch costs the host a fraction of a small model's step; done in the
-loop's own thread it would add to every step, so a producer thread does it while the devices compute.
+Two paths, one contract (`Feed`): a split small enough stays on the devices and the step gathers its own
+rows; anything else is read by a Grain pipeline, and a background thread puts each process's rows on the
+devices ahead of the step (reading, stacking and transferring a batch in the loop's own thread would add
+to every step). Both pick rows by the one rule in data/pipeline.py `rows_at`, so they train identically.
 """
+import dataclasses
 import queue
 import threading
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from flaxforge.data import pipeline
+from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.core.errors import UserError
 
 _END = object()
@@ -27,6 +32,62 @@ def to_device(local_batch: dict[str, np.ndarray], sharding: NamedSharding, batch
     shape[batch_axis] *= jax.process_count()
     return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
   return {k: put(v) for k, v in local_batch.items()}
+
+
+@dataclasses.dataclass
+class Feed:
+  """What the loop trains on, whichever path the rows take (see `batches`).
+
+  `items` yields `(batch, shared, data_state, num_steps)` per call of the train step: `batch` holds that
+  many steps' worth (a leading step axis when num_steps > 1), `shared` what all of the call's steps read
+  (the resident rows), `data_state` the position to checkpoint once the call has run. Inside the jitted
+  step, `take(batch_k, shared)` turns one step's slice of `batch` into the global batch the model sees.
+  """
+  items: Iterator
+  take: Callable
+  batch_shardings: Callable[[int], Any]  # num_steps -> in_shardings of `batch` for a call of that size
+  shared_shardings: Any
+
+  def one_step_spec(self, batch, num_steps: int):
+    """Shapes of a one-step call's `batch`, from a call of `num_steps`."""
+    drop, sharding = int(num_steps > 1), self.batch_shardings(1)
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x)[drop:], x.dtype, sharding=sharding), batch)
+
+  def trained_batch_spec(self, batch, shared, num_steps: int):
+    """Shapes of the global batch one step trains on (the gathered rows when the split is resident)."""
+    return jax.eval_shape(self.take, self.one_step_spec(batch, num_steps), shared)
+
+
+def _identity(batch, shared):
+  del shared
+  return batch
+
+
+def batches(rows, transform, mesh, cfg, *, start_step: int, data_state, call_sizes: Iterator[int],
+            num_steps: int, per_call: int) -> Feed:
+  """The loop's one data door: the training split as a `Feed`, from `start_step` (or the checkpointed
+  `data_state`), in calls of `call_sizes` steps. `cfg` is `config.data`.
+
+  The split lies on the devices when `cfg.on_device` allows it (`resident`); then the host sends only step
+  numbers, and the step gathers its rows by the row-order rule of data/pipeline.py `rows_at`. Otherwise a
+  Grain pipeline reads each process's rows and a background thread puts them on the devices ahead."""
+  arrays = resident(rows, transform, mesh, cfg.get("on_device", "auto"))
+  replicated = mesh_lib.replicated(mesh)
+  if arrays is not None:
+    start = data_state["next_index"] if data_state else start_step
+    items = _resident_positions(arrays, cfg.batch_size, cfg.seed, start, call_sizes, replicated)
+    return Feed(items=items, take=_gather(cfg.batch_size, mesh), batch_shardings=lambda n: replicated,
+                shared_shardings=replicated)
+  host = pipeline.train_batches(rows, cfg.batch_size, num_steps, seed=cfg.seed,
+                                process_index=jax.process_index(), process_count=jax.process_count(),
+                                transform=transform, threads=cfg.threads, prefetch=cfg.prefetch)
+  if data_state:
+    host.set_state(data_state)
+  items = prefetch(host, mesh_lib.batch_sharding(mesh), call_sizes if per_call > 1 else None,
+                   mesh_lib.batch_sharding(mesh, leading_axes=1))
+  return Feed(items=((batch, {}, state, n) for batch, state, n in items), take=_identity,
+              batch_shardings=lambda n: mesh_lib.batch_sharding(mesh, leading_axes=int(n > 1)),
+              shared_shardings=replicated)
 
 
 def resident(rows, transform, mesh, setting, limit_bytes: int = 256 << 20) -> dict | None:
@@ -48,24 +109,39 @@ def resident(rows, transform, mesh, setting, limit_bytes: int = 256 << 20) -> di
   return jax.device_put(arrays, NamedSharding(mesh, P()))
 
 
-def resident_positions(num_rows: int, global_batch: int, seed: int, start: int, call_sizes: Iterator[int],
-                       sharding: NamedSharding):
-  """For steps over a resident split: yields (position, data_state, num_steps) per call, where position
-  holds the call's step number(s) and the row orders (data/pipeline.py `epoch_order`) of the epochs those
-  steps reach, put on the devices once per epoch. data_state is what the Grain iterator of the host path
-  would report, so a run resumes on either path. Per step the host sends nothing but the step number.
-  `sharding`: replicated over the mesh."""
+def _resident_positions(arrays: dict, global_batch: int, seed: int, start: int, call_sizes: Iterator[int],
+                        sharding: NamedSharding):
+  """Per call over a resident split: ({"step": step number(s)}, shared, data_state, num_steps), where
+  shared holds the rows and the orders of the epochs the call reaches (orders[i] is epoch first_epoch + i),
+  put on the devices once per epoch. data_state is what the host path's Grain iterator would report, so a
+  run resumes on either path. Per step the host sends nothing but the step number."""
+  num_rows = len(next(iter(arrays.values())))
   k, placed, orders = start, None, None
   for size in call_sizes:
     first = k * global_batch // num_rows
     count = size * global_batch // num_rows + 2  # covers every epoch the call reaches; fixed per call size
     if placed != (first, count):
-      orders = jax.device_put(np.stack([pipeline.epoch_order(num_rows, seed, e)
-                                        for e in range(first, first + count)]).astype(np.int32), sharding)
+      stacked = np.stack([pipeline.epoch_order(num_rows, seed, e) for e in range(first, first + count)])
+      orders = jax.device_put({"orders": stacked.astype(np.int32), "first_epoch": np.int32(first)}, sharding)
       placed = (first, count)
-    steps = np.int32(k) if size == 1 else np.arange(k, k + size, dtype=np.int32)
+    steps = jax.device_put(np.int32(k) if size == 1 else np.arange(k, k + size, dtype=np.int32), sharding)
     k += size
-    yield {"step": steps, "first_epoch": np.int32(first), "orders": orders}, {"next_index": k}, size
+    yield {"step": steps}, {"rows": arrays, **orders}, {"next_index": k}, size
+
+
+def _gather(global_batch: int, mesh):
+  """`take` for a resident split: global batch k is rows `rows_at(k*B + [0, B))` of the epochs' orders."""
+  batch_sharding = mesh_lib.batch_sharding(mesh)
+
+  def take(batch, shared):
+    rows = shared["rows"]
+    n = next(iter(rows.values())).shape[0]
+    index = pipeline.rows_at(batch["step"] * global_batch + jnp.arange(global_batch), n, shared["orders"],
+                             shared["first_epoch"])
+    gathered = {name: jax.lax.with_sharding_constraint(v[index], batch_sharding) for name, v in rows.items()}
+    return {**gathered, "mask": jnp.ones((global_batch,), jnp.float32)}
+
+  return take
 
 
 def stack(batches: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:

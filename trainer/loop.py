@@ -1,26 +1,48 @@
 """The training loop: restore or create the state, then step, log, validate, checkpoint, and test.
 
 The loop never waits on the devices inside a step: metric sums stay on the devices and come back only at
-logging intervals, validation and checkpoints, so host dispatch runs ahead of the computation.
+logging intervals, validation and checkpoints, so host dispatch runs ahead of the computation. Between
+those points the loop runs with implicit host<->device transfers disallowed (`jax.transfer_guard`), so a
+stray sync inside the step loop is an error rather than a silent slowdown.
 """
+import dataclasses
 import time
 
 import jax
 import numpy as np
 
-from flaxforge import data as data_lib
 from flaxforge import models
-from flaxforge.data import pipeline, preprocess
-from flaxforge.trainer import checkpoint, evaluate, feed
+from flaxforge.core.errors import UserError
+from flaxforge.trainer import checkpoint, evaluate, feed as feed_lib
 from flaxforge.trainer import flops as flops_lib
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import preemption, profiler, state as state_lib, steps as steps_lib, workdir as workdir_lib
-from flaxforge.core.errors import UserError
+from flaxforge.trainer import optim, preemption, profiler, setup, state as state_lib, steps as steps_lib
+from flaxforge.trainer import workdir as workdir_lib
 
 
 class NonFiniteLoss(UserError):
   pass
+
+
+@dataclasses.dataclass
+class Run:
+  """What one training run is built from, fixed once it starts."""
+  config: object
+  workdir: object
+  mesh: object
+  data: setup.Data
+  structure: state_lib.Structure
+  ckpt: checkpoint.Checkpointer
+  writer: metrics_lib.MetricWriter
+  progress: metrics_lib.Progress
+  steps_per_epoch: int
+  total: int
+
+  def evaluate(self, state, split: str) -> dict:
+    eval_step = evaluate.make_eval_step(self.structure, self.mesh, self.config, self.data.info)
+    return evaluate.evaluate(state, eval_step, self.data.rows[split], global_batch=self.config.data.eval_batch_size,
+                             mesh=self.mesh, info=self.data.info, transform=self.data.transform)
 
 
 def plan(config, num_train: int, mesh) -> tuple[int, int]:
@@ -43,6 +65,160 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
   return steps_per_epoch, total
 
 
+def train(config, workdir: str, devices=None) -> dict:
+  """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
+  workdir = workdir_lib.prepare(workdir)
+  mesh = mesh_lib.make_mesh(config.mesh, devices)
+  data = setup.load_data(config)
+  steps_per_epoch, total = plan(config, len(data.rows["train"]), mesh)
+  structure, create = state_lib.structure(config, data.info, mesh, total)
+  ckpt = setup.checkpointer(config, workdir)
+  step, data_state = 0, None
+  if ckpt.latest_step() is not None:
+    state, meta, step = ckpt.restore(None, structure.abstract)
+    data_state = meta.get("data")
+  else:
+    state = create()
+  workdir_lib.save_run(workdir, config, data.info, data.assets)  # after restore: a refused config must not replace it
+  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
+  run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress,
+            steps_per_epoch, total)
+  if step:
+    progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
+  progress.print(f"{config.model.name}: {state_lib.parameter_count(structure.abstract):,} parameters; {total} "
+                 f"steps ({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
+
+  finished = step >= total
+  if finished:
+    progress.print(f"run in {workdir} already finished at step {step}; evaluating the final state")
+  else:
+    try:
+      state, step = _fit(run, state, step, data_state)
+    finally:
+      ckpt.wait()  # an error or exit must not abandon a save in flight
+    if step < total:
+      progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
+                     f"{total}; the same command continues from there")
+  progress.close()
+  results = {}
+  if "test" in data.rows:
+    results = run.evaluate(state, "test")
+    # A finished run evaluated again is marked, so readers of metrics.jsonl can tell it from the first test.
+    run.writer.write(step, "test", {**results, "reevaluation": True} if finished else results)
+    progress.print(f"test: {_summary(results)}")
+  run.writer.close()
+  ckpt.close()
+  return results
+
+
+@dataclasses.dataclass
+class _Interval:
+  """The logging interval in progress: where it started and what the host spent waiting in it."""
+  step: int
+  start: float = dataclasses.field(default_factory=time.perf_counter)
+  input_wait: float = 0.0  # seconds in next(batches)
+  checkpoint_block: float = 0.0  # seconds in ckpt.save
+
+  def restart(self, step: int):
+    self.step, self.start, self.input_wait, self.checkpoint_block = step, time.perf_counter(), 0.0, 0.0
+
+
+def _fit(run: Run, state, step: int, data_state):
+  """Steps from `step` to the end (or the time limit, or a stop signal); returns (state, last step)."""
+  config, tc = run.config, run.config.train
+  per_call = max(1, tc.steps_per_call)
+  eval_every = tc.eval_every_steps or run.steps_per_epoch
+  boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
+  feed = feed_lib.batches(run.data.rows["train"], run.data.transform, run.mesh, config.data, start_step=step,
+                          data_state=data_state, num_steps=run.total, per_call=per_call,
+                          call_sizes=_call_sizes(step, run.total, per_call, boundaries))
+  step_fns = {n: steps_lib.make_train_step(
+      run.structure, run.mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
+      accum_steps=tc.grad_accum_steps, steps_per_call=n, take=feed.take, batch_sharding=feed.batch_shardings(n),
+      shared_sharding=feed.shared_shardings) for n in {1, per_call}}
+  sums = steps_lib.train_metrics_init(run.mesh)
+  stop = preemption.StopRequest()
+  prof = profiler.Profiler(config.profile, run.workdir)
+  interval = _Interval(step)
+  deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None
+  end, last_good, flops = run.total, run.ckpt.latest_step(), None
+  treedef, leaves = jax.tree.structure(state), jax.tree.leaves(state)
+  items = _timed(feed.items, interval)
+  if per_call > 1:
+    items = _single_step_compiled_first(items, step_fns[1], leaves, sums, feed)
+
+  for batch, shared, data_state, n in items:
+    with jax.transfer_guard("disallow"):  # the step loop proper: no implicit transfer, so no hidden sync
+      prof.maybe_start(step)
+      leaves, sums = step_fns[n].on_leaves(leaves, sums, batch, shared)
+      step += n
+      prof.maybe_stop(step, leaves)
+      run.progress.update(n)
+    at_log = step % tc.log_every == 0 or step == end
+    if at_log and deadline and preemption.any_process(time.monotonic() > deadline):
+      end = step  # the time budget is spent: finish here as if this were the last step
+    at_eval = step % eval_every == 0 or step == end
+    at_ckpt = at_eval or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)
+    stopping = stop.should_stop(at_sync_point=at_log or at_eval, step=step)
+    if at_log or at_eval or stopping:
+      if flops is None:  # once, after the interval's end: its cost stays out of every interval
+        flops = _flops_per_step(run, feed.trained_batch_spec(batch, shared, n), sums)
+        run.ckpt.warm_up(treedef.unflatten(leaves))  # the save's fingerprint compiles here, not in the first save
+      sums = _log(run, sums, step, interval, flops, last_good)
+    state = treedef.unflatten(leaves) if at_eval or at_ckpt or stopping or step >= end else None
+    validation = _validate(run, state, step) if at_eval and "validation" in run.data.rows else None
+    if validation is not None:
+      interval.start = time.perf_counter()  # validation time is not training time
+    if at_ckpt or stopping:
+      _check_finite(jax.device_get(sums), interval.step, tc.on_nonfinite, last_good, run.ckpt)  # never save past a bad step
+      t = time.perf_counter()
+      _save(run, state, step, data_state, validation)
+      interval.checkpoint_block += time.perf_counter() - t
+      last_good = step
+    if stopping:
+      run.ckpt.wait()
+      run.progress.print(f"stopped by {stop.signal_name} after step {step}; checkpoint saved in "
+                         f"{run.ckpt.directory}. Run the same command again to resume.")
+      raise SystemExit(0)
+    if step >= end:
+      break
+  stop.restore_default()
+  return treedef.unflatten(leaves), step
+
+
+def _log(run: Run, sums, step: int, interval: _Interval, flops: tuple, last_good):
+  """Writes the interval's train record (means, throughput, learning rate); returns fresh sums."""
+  host_sums = jax.device_get(sums)
+  _check_finite(host_sums, interval.step, run.config.train.on_nonfinite, last_good, run.ckpt)
+  seconds = time.perf_counter() - interval.start
+  record = _train_record(host_sums, run.data.info, steps=step - interval.step, seconds=seconds,
+                         batch_size=run.config.data.batch_size, flops_per_step=flops[0], peak=flops[1])
+  # The rate of the interval's last update (optax counts updates from 0).
+  record.update(learning_rate=float(optim.schedule(run.config.optimizer, run.total)(max(step - 1, 0))),
+                input_wait_fraction=interval.input_wait / seconds,
+                checkpoint_block_seconds=interval.checkpoint_block, epoch=step / run.steps_per_epoch)
+  run.writer.write(step, "train", record)
+  run.progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
+  interval.restart(step)
+  return steps_lib.train_metrics_init(run.mesh)
+
+
+def _validate(run: Run, state, step: int) -> dict:
+  validation = run.evaluate(state, "validation")
+  run.writer.write(step, "validation", validation)
+  run.progress.print(f"step {step} (epoch {step / run.steps_per_epoch:.2f}) validation: {_summary(validation)}")
+  return validation
+
+
+def _save(run: Run, state, step: int, data_state, validation: dict | None):
+  """Starts the checkpoint of `step`: the state, the data position, and the validation metrics (which
+  rank it for the best-N policy)."""
+  scalars = _scalars(validation)
+  best = run.config.checkpoint.best_metric
+  run.ckpt.save(step, state, {"step": step, "data": data_state, "validation": scalars},
+                metrics=scalars if scalars and best in scalars else None)
+
+
 def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
   """Steps per call, never crossing a logging, validation or checkpoint boundary: `per_call` while a whole
   call fits before the next boundary, single steps for the rest. Only two call sizes, so two compiles."""
@@ -54,157 +230,6 @@ def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
     for _ in range((stop - step) % per_call):
       yield 1
     step = stop
-
-
-def train(config, workdir: str, devices=None) -> dict:
-  """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
-  workdir = workdir_lib.prepare(workdir)
-  mesh = mesh_lib.make_mesh(config.mesh, devices)
-  dataset = data_lib.load(config.data)
-  info = dataset.info
-  rows = {name: pipeline.Rows(src, in_memory=config.data.in_memory) for name, src in dataset.splits.items()}
-  steps_per_epoch, total = plan(config, len(rows["train"]), mesh)
-  structure, create = state_lib.structure(config, info, mesh, total)
-  transform = preprocess.make_transform(info, config.data.label_encoding)
-
-  ckpt = checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=config.checkpoint.keep,
-                                 best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode,
-                                 keep_best=config.checkpoint.keep_best, async_save=config.checkpoint.async_save)
-  writer = metrics_lib.MetricWriter(workdir)
-  step, data_state = 0, None
-  if ckpt.latest_step() is not None:
-    state, meta, step = ckpt.restore(None, structure.abstract)
-    data_state = meta.get("data")
-  else:
-    state = create()
-  workdir_lib.save_run(workdir, config, info, dataset.assets)  # after restore: a refused config must not replace it
-  n_params = state_lib.parameter_count(structure.abstract)
-  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
-  if step:
-    progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
-  progress.print(f"{config.model.name}: {n_params:,} parameters; {total} steps "
-                 f"({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
-
-  eval_step = evaluate.make_eval_step(structure, mesh, config, info)
-  def run_eval(state, split):
-    return evaluate.evaluate(state, eval_step, rows[split], global_batch=config.data.eval_batch_size, mesh=mesh,
-                             info=info, transform=transform)
-
-  if step >= total:
-    progress.print(f"run in {workdir} already finished at step {step}; evaluating the final state")
-  else:
-    try:
-      state, step = _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform,
-                         data_state, ckpt, writer, progress, run_eval, workdir)
-    finally:
-      ckpt.wait()  # an error or exit must not abandon a save in flight
-    if step < total:
-      progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
-                     f"{total}; the same command continues from there")
-  ckpt.wait()
-  progress.close()
-  results = {}
-  if "test" in rows:
-    results = run_eval(state, "test")
-    writer.write(step, "test", results)
-    progress.print(f"test: {_summary(results)}")
-  writer.close()
-  ckpt.close()
-  return results
-
-
-def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, info, transform, data_state, ckpt,
-         writer, progress, run_eval, workdir):
-  tc = config.train
-  per_call = max(1, tc.steps_per_call)
-  eval_every = tc.eval_every_steps or steps_per_epoch
-  boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
-  on_device = feed.resident(rows["train"], transform, mesh, config.data.get("on_device", "auto"))
-  data = () if on_device is None else (on_device,)
-  resident_batch = config.data.batch_size if data else 0
-  step_fns = {n: steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
-                                          accum_steps=tc.grad_accum_steps, steps_per_call=n,
-                                          resident_batch=resident_batch) for n in {1, per_call}}
-  sizes = _call_sizes(step, total, per_call, boundaries)
-  if data:
-    start = data_state["next_index"] if data_state else step
-    batches = feed.resident_positions(len(rows["train"]), resident_batch, config.data.seed, start, sizes,
-                                      mesh_lib.replicated(mesh))
-  else:
-    host = pipeline.train_batches(rows["train"], config.data.batch_size, total, seed=config.data.seed,
-                                  process_index=jax.process_index(), process_count=jax.process_count(),
-                                  transform=transform, threads=config.data.threads, prefetch=config.data.prefetch)
-    if data_state:
-      host.set_state(data_state)
-    batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh), sizes if per_call > 1 else None,
-                            mesh_lib.batch_sharding(mesh, leading_axes=1))
-  sums = steps_lib.train_metrics_init(mesh)
-  stop = preemption.StopRequest()
-  prof = profiler.Profiler(config.profile, workdir)
-  last_log_step, last_log_time = step, time.perf_counter()
-  deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None
-  last_good = ckpt.latest_step()
-  waited, blocked = [0.0], 0.0  # seconds spent in next(batches) and in ckpt.save since the last record
-  flops_per_step = peak = None
-
-  treedef = jax.tree.structure(state)
-  leaves = jax.tree.leaves(state)
-  if per_call > 1:
-    batches = _single_step_compiled_first(batches, step_fns[1], leaves, sums, data, mesh)
-  for batch, data_state, n in _timed(batches, waited):
-    prof.maybe_start(step)
-    leaves, sums = step_fns[n].on_leaves(leaves, sums, batch, *data)
-    step += n
-    prof.maybe_stop(step, leaves)
-    progress.update(n)
-    at_log = step % tc.log_every == 0 or step == total
-    if at_log and deadline and preemption.any_process(time.monotonic() > deadline):
-      total = step  # the time budget is spent: finish here as if this were the last step
-    at_eval = step % eval_every == 0 or step == total
-    at_ckpt = at_eval or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)
-    stopping = stop.should_stop(at_sync_point=at_log or at_eval, step=step)
-    if at_log or at_eval or stopping:
-      host_sums = jax.device_get(sums)
-      sums = steps_lib.train_metrics_init(mesh)
-      _check_finite(host_sums, last_log_step, tc.on_nonfinite, last_good, ckpt)
-      seconds = time.perf_counter() - last_log_time
-      if flops_per_step is None:  # once, after the interval's end: its cost stays out of every interval
-        trained_batch = _full_batch(batch, data, config.data.batch_size)
-        flops_per_step = _flops_per_step(config, info, structure, mesh, sums, trained_batch, n)
-        peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(mesh.devices.flat))
-        ckpt.warm_up(treedef.unflatten(leaves))  # the save's fingerprint compiles here, not in the first save
-      record = _train_record(host_sums, info, steps=step - last_log_step, seconds=seconds,
-                             batch_size=config.data.batch_size, flops_per_step=flops_per_step, peak=peak)
-      record.update(input_wait_fraction=waited[0] / seconds, checkpoint_block_seconds=blocked,
-                    epoch=step / steps_per_epoch)
-      waited[0], blocked = 0.0, 0.0
-      writer.write(step, "train", record)
-      progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
-      last_log_step, last_log_time = step, time.perf_counter()
-    state = treedef.unflatten(leaves) if at_eval or at_ckpt or stopping or step >= total else None
-    validation = None
-    if at_eval and "validation" in rows:
-      validation = run_eval(state, "validation")
-      writer.write(step, "validation", validation)
-      progress.print(f"step {step} (epoch {step / steps_per_epoch:.2f}) validation: {_summary(validation)}")
-      last_log_time = time.perf_counter()
-    if at_ckpt or stopping:
-      _check_finite(jax.device_get(sums), last_log_step, tc.on_nonfinite, last_good, ckpt)  # never checkpoint past a bad step
-      meta = {"step": step, "data": data_state, "validation": _scalars(validation)}
-      best = config.checkpoint.best_metric
-      t = time.perf_counter()
-      ckpt.save(step, state, meta, metrics=_scalars(validation) if validation and best in validation else None)
-      blocked += time.perf_counter() - t
-      last_good = step
-    if stopping:
-      ckpt.wait()
-      progress.print(f"stopped by {stop.signal_name} after step {step}; checkpoint saved in {ckpt.directory}. "
-                     "Run the same command again to resume.")
-      raise SystemExit(0)
-    if step >= total:
-      break
-  stop.restore_default()
-  return treedef.unflatten(leaves), step
 
 
 def _train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step, peak) -> dict:
@@ -220,46 +245,36 @@ def _train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step
   return record
 
 
-def _flops_per_step(config, info, structure, mesh, sums, batch, steps_in_batch: int) -> float:
-  """Model FLOPs of one step: the model's analytic count if it declares one, else XLA's count of the step."""
-  per_example = models.flops_per_example(config.model, info)
+def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, float | None]:
+  """(model FLOPs of one step, the devices' peak FLOP/s): the model's analytic count if it declares one,
+  else XLA's count of the step for `batch_spec`, the shapes of one step's global batch."""
+  config = run.config
+  per_example = models.flops_per_example(config.model, run.data.info)
   if per_example:
-    return per_example * config.data.batch_size
-  one = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss,
-                                  accum_steps=config.train.grad_accum_steps)  # traced only, never compiled
-  return steps_lib.step_flops(one, structure, sums, batch, leading_axes=int(steps_in_batch > 1))
+    per_step = per_example * config.data.batch_size
+  else:
+    one = steps_lib.make_train_step(run.structure, run.mesh, loss_kind=config.loss,
+                                    accum_steps=config.train.grad_accum_steps)  # traced only, never compiled
+    per_step = steps_lib.step_flops(one, run.structure, sums, batch_spec)
+  peak = flops_lib.system_peak_flops(config.model.get("dtype", "float32"), list(run.mesh.devices.flat))
+  return per_step, peak
 
 
-def _full_batch(batch, data, global_batch: int):
-  """The shapes of the batch the step trains on (the gathered rows when the split lies on the devices)."""
-  if not data:
-    return batch
-  lead = np.shape(batch["step"]) + (global_batch,)
-  return {**{k: jax.ShapeDtypeStruct(lead + v.shape[1:], v.dtype) for k, v in data[0].items()},
-          "mask": jax.ShapeDtypeStruct(lead, np.float32)}
-
-
-def _single_step_compiled_first(items, step_fn, leaves, sums, data, mesh):
+def _single_step_compiled_first(items, step_fn, leaves, sums, feed: feed_lib.Feed):
   """With steps_per_call > 1, one-step calls still come at epoch, eval and checkpoint boundaries. Compiles
   that executable before the first call, so its compile time does not land inside a logged interval."""
-  items = iter(items)
   first = next(items, None)
   if first is None:
     return
-  batch, _, n = first
+  batch, shared, _, n = first
   if n > 1:
-    if data:  # resident: the position's step numbers become one
-      one = dict(batch, step=jax.ShapeDtypeStruct((), np.int32))
-    else:
-      one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype,
-                                                         sharding=mesh_lib.batch_sharding(mesh)), batch)
-    step_fn.lower(leaves, sums, one, *data).compile()  # jit reuses this executable
+    step_fn.on_leaves.lower(leaves, sums, feed.one_step_spec(batch, n), shared).compile()  # jit reuses it
   yield first
   yield from items
 
 
-def _timed(items, waited: list):
-  """Yields from `items`, adding the seconds each fetch took to waited[0]: the time the loop waited for input."""
+def _timed(items, interval: _Interval):
+  """Yields from `items`, adding the seconds each fetch took to the interval's input wait."""
   items = iter(items)
   while True:
     t = time.perf_counter()
@@ -267,7 +282,7 @@ def _timed(items, waited: list):
       item = next(items)
     except StopIteration:
       return
-    waited[0] += time.perf_counter() - t
+    interval.input_wait += time.perf_counter() - t
     yield item
 
 
@@ -276,8 +291,8 @@ def _check_finite(host_sums, sums_since: int, on_nonfinite, last_good, ckpt):
   if host_sums["nonfinite"] and on_nonfinite == "stop":
     ckpt.wait()  # the last good checkpoint may still be writing
     where = f"step {last_good} in {ckpt.directory}" if last_good is not None else "none (no checkpoint yet)"
-    raise NonFiniteLoss(f"non-finite loss or gradient at step {sums_since + int(host_sums['first_nonfinite_step'])}; the last "
-                        f"good checkpoint is {where}. Lower the learning rate or set "
+    raise NonFiniteLoss(f"non-finite loss or gradient at step {sums_since + int(host_sums['first_nonfinite_step'])}; "
+                        f"the last good checkpoint is {where}. Lower the learning rate or set "
                         "--config.train.on_nonfinite=skip to drop such updates and go on")
 
 

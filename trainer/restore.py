@@ -1,17 +1,15 @@
 """Restoring a trained run from its work directory, for evaluation, prediction and generation.
 
-The run's own config.json and info.json rebuild the model, and the state is restored onto the mesh of
-this process (whatever device count it has), so no dataset or training code is needed to load it.
+The run's own config.json and info.json rebuild the model, and the state is restored onto the run's own
+mesh when this machine's devices allow it (else onto all of them, data-parallel), so no dataset or
+training code is needed to load it.
 """
 import dataclasses
 
-import jax
 import ml_collections
 
-from flaxforge import data as data_lib
-from flaxforge.data import pipeline, preprocess
-from flaxforge.trainer import checkpoint, evaluate, mesh as mesh_lib, report, state as state_lib, workdir as workdir_lib
 from flaxforge.core.errors import UserError
+from flaxforge.trainer import setup, state as state_lib, workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -25,14 +23,14 @@ class Restored:
   workdir: object
 
 
-def restore(workdir: str, *, step: int | None = None, best: bool = False, mesh_cfg=None) -> Restored:
+def restore(workdir: str, *, step: int | None = None, best: bool = False, devices=None) -> Restored:
+  """The checkpoint at `step` (default the latest; `best`: the best by the run's validation metric)."""
   workdir = workdir_lib.resolve(workdir)
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
-  mesh = mesh_lib.make_mesh(mesh_cfg or {"data": -1, "fsdp": 1, "tensor": 1})
+  mesh = setup.mesh_for(config, devices)
   structure, _ = state_lib.structure(config, info, mesh, total_steps=1)
-  ckpt = checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, best_metric=config.checkpoint.best_metric,
-                                 best_mode=config.checkpoint.best_mode, read_only=True)
+  ckpt = setup.checkpointer(config, workdir, read_only=True)
   if best:
     step = ckpt.best_step()
     if step is None:
@@ -41,20 +39,3 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, mesh_c
   state, _, step = ckpt.restore(step, structure.abstract)
   ckpt.close()
   return Restored(config, info, mesh, structure, state, step, workdir)
-
-
-def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test") -> dict:
-  """Metrics of a checkpoint on a split; classifiers also get a report (JSON + confusion matrix PNG)."""
-  run = restore(workdir, step=step, best=best)
-  dataset = data_lib.load(run.config.data)
-  if split not in dataset.splits:
-    raise UserError(f"split {split!r} not in the dataset; choose one of: {', '.join(dataset.splits)}")
-  rows = pipeline.Rows(dataset.splits[split], in_memory=run.config.data.in_memory)
-  eval_step = evaluate.make_eval_step(run.structure, run.mesh, run.config, run.info)
-  transform = preprocess.make_transform(run.info, run.config.data.label_encoding)
-  results = evaluate.evaluate(run.state, eval_step, rows, global_batch=run.config.data.eval_batch_size,
-                              mesh=run.mesh, info=run.info, transform=transform)
-  summary = {k: v for k, v in results.items() if isinstance(v, (int, float))}
-  if "confusion" in results and jax.process_index() == 0:
-    report.write(run.workdir / "report", split, run.step, results, run.info.get("label_names"))
-  return {"split": split, "step": run.step, **summary}

@@ -35,14 +35,13 @@ def _train_metrics_zeros(mesh: Mesh):
   return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
-def step_flops(one_step, structure: Structure, metrics: dict, batch: dict, leading_axes: int = 0) -> float:
-  """XLA's FLOP count of one train step (`one_step` from make_train_step with steps_per_call=1) for
-  `batch`'s shapes (dropping `leading_axes`), NaN if unknown. It reads the lowered, unpartitioned program,
-  so it counts all devices together and needs no compile (a scan's body would be counted only once)."""
-  spec = lambda x: jax.ShapeDtypeStruct(x.shape[leading_axes:], x.dtype)
-  metric_spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), metrics)
+def step_flops(one_step, structure: Structure, metrics: dict, batch_spec: dict) -> float:
+  """XLA's FLOP count of one train step (`one_step` from make_train_step with steps_per_call=1) for a global
+  batch of `batch_spec`'s shapes, NaN if unknown. It reads the lowered, unpartitioned program, so it counts
+  all devices together and needs no compile (a scan's body would be counted only once)."""
+  spec = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype)
   try:
-    return flops.xla_flops(one_step.lower(structure.abstract, metric_spec, jax.tree.map(spec, batch)))
+    return flops.xla_flops(one_step.lower(structure.abstract, jax.tree.map(spec, metrics), jax.tree.map(spec, batch_spec)))
   except Exception:  # pylint: disable=broad-except  (an estimate must never stop training)
     return float("nan")
 
@@ -91,14 +90,17 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps):
 
 
 def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_smoothing: float = 0.0,
-                    accum_steps: int = 1, steps_per_call: int = 1, resident_batch: int = 0):
-  """`step(state, metrics, batch) -> (state, metrics)`; with steps_per_call > 1 the batch has a leading
-  axis of that many steps, run in one `lax.scan`.
+                    accum_steps: int = 1, steps_per_call: int = 1, take=None, batch_sharding=None,
+                    shared_sharding=None):
+  """`step(state, metrics, batch, shared={}) -> (state, metrics)`; with steps_per_call > 1 every leaf of
+  `batch` has a leading axis of that many steps, run in one `lax.scan`.
 
-  `resident_batch` > 0: the training split lies on the devices (trainer/feed.py `resident`) and the step,
-  `step(state, metrics, position, rows)`, gathers its own global batch of that size there. `position`
-  (feed.resident_positions) holds the step number(s) and the row orders of the epochs they fall in."""
-  batch_sharding = mesh_lib.batch_sharding(mesh)
+  `take(batch_k, shared)` (traced) makes one step's global batch from its slice of `batch` and from
+  `shared`, what every step of the call reads; by default the batch is the global batch itself. The feed
+  (trainer/feed.py `Feed`) supplies `take` and both shardings; the step knows nothing of epochs or rows."""
+  take = take or (lambda batch, shared: batch)
+  batch_sharding = batch_sharding or mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1))
+  replicated = mesh_lib.replicated(mesh)
 
   def one_step(state, metrics, batch):
     # Merging hands the state's own Variables to the model, which the update then mutates: keep the
@@ -126,40 +128,27 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     }
     return new_state, metrics
 
-  def batch_at(k, position, rows):
-    """Global batch k: positions [k*B, (k+1)*B) of the epochs' row orders laid end to end."""
-    n, b = next(iter(rows.values())).shape[0], resident_batch
-    at = k * b + jnp.arange(b)
-    index = position["orders"][at // n - position["first_epoch"], at % n]
-    batch = {name: jax.lax.with_sharding_constraint(v[index], batch_sharding) for name, v in rows.items()}
-    return {**batch, "mask": jnp.ones((b,), jnp.float32)}
-
-  def fn(state, metrics, batch, rows=None):
-    # Resident: scan over the step numbers and gather each step's batch; else over the stacked batches.
-    xs = batch["step"] if resident_batch else batch
-    take = (lambda k: batch_at(k, batch, rows)) if resident_batch else (lambda b: b)
+  def fn(state, metrics, batch, shared):
     if steps_per_call == 1:
-      return one_step(state, metrics, take(xs))
+      return one_step(state, metrics, take(batch, shared))
     # Unrolled (up to 8 steps a loop iteration): inside a rolled scan XLA:CPU runs the text CNN's backward
     # pass 20% slower than the same step called alone; unrolled, 4 steps a call are 13% faster than 1.
-    (state, metrics), _ = jax.lax.scan(lambda carry, x: (one_step(*carry, take(x)), None), (state, metrics), xs,
-                                      unroll=min(steps_per_call, MAX_UNROLL))
+    (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, take(b, shared)), None),
+                                      (state, metrics), batch, unroll=min(steps_per_call, MAX_UNROLL))
     return state, metrics
 
   treedef = jax.tree.structure(structure.abstract)
 
-  def over_leaves(leaves, metrics, batch, rows=None):
-    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, rows)
+  def over_leaves(leaves, metrics, batch, shared):
+    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, shared)
     return jax.tree.leaves(state), metrics
 
   # What compile logs and profiles call it.
   over_leaves.__name__ = "train_step" if steps_per_call == 1 else f"train_{steps_per_call}_steps"
-  replicated = mesh_lib.replicated(mesh)
-  in_batch = (replicated, replicated) if resident_batch else (
-      mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1)),)
   leaf_shardings = jax.tree.leaves(structure.shardings)
-  return TrainStep(jax.jit(over_leaves, in_shardings=(leaf_shardings, replicated, *in_batch),
-                           out_shardings=(leaf_shardings, replicated), donate_argnums=(0, 1)), treedef)
+  in_shardings = (leaf_shardings, replicated, batch_sharding, shared_sharding or replicated)
+  return TrainStep(jax.jit(over_leaves, in_shardings=in_shardings, out_shardings=(leaf_shardings, replicated),
+                           donate_argnums=(0, 1)), treedef)
 
 
 class TrainStep:
@@ -170,12 +159,12 @@ class TrainStep:
   def __init__(self, on_leaves, treedef):
     self.on_leaves, self.treedef = on_leaves, treedef
 
-  def __call__(self, state, metrics, batch, *data):
-    leaves, metrics = self.on_leaves(jax.tree.leaves(state), metrics, batch, *data)
+  def __call__(self, state, metrics, batch, shared=None):
+    leaves, metrics = self.on_leaves(jax.tree.leaves(state), metrics, batch, shared or {})
     return self.treedef.unflatten(leaves), metrics
 
-  def lower(self, state, metrics, batch, *data):
-    return self.on_leaves.lower(jax.tree.leaves(state), metrics, batch, *data)
+  def lower(self, state, metrics, batch, shared=None):
+    return self.on_leaves.lower(jax.tree.leaves(state), metrics, batch, shared or {})
 
 
 def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_classes: int):

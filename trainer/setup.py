@@ -1,0 +1,53 @@
+"""What training and evaluation both build from a config: the data as rows, and the checkpointer."""
+import dataclasses
+
+import jax
+
+from flaxforge import data as data_lib
+from flaxforge.core.errors import UserError
+from flaxforge.data import pipeline, preprocess
+from flaxforge.trainer import checkpoint, mesh as mesh_lib
+from flaxforge.trainer import workdir as workdir_lib
+
+
+@dataclasses.dataclass
+class Data:
+  """A dataset as the trainer reads it: each split's rows, the JSON metadata and assets, and the
+  host-side transform (label encoding) applied to every batch."""
+  info: dict
+  assets: dict
+  rows: dict[str, pipeline.Rows]
+  transform: object
+
+  def split(self, name: str) -> pipeline.Rows:
+    if name not in self.rows:
+      raise UserError(f"split {name!r} not in the dataset; choose one of: {', '.join(self.rows)}")
+    return self.rows[name]
+
+
+def load_data(config, info: dict | None = None) -> Data:
+  """`config.data`'s dataset as rows. `info`: a trained run's own metadata, which the label transform
+  then follows (so eval treats labels exactly as training did)."""
+  dataset = data_lib.load(config.data)
+  info = info or dataset.info
+  rows = {name: pipeline.Rows(source, in_memory=config.data.in_memory) for name, source in dataset.splits.items()}
+  return Data(info, dataset.assets, rows, preprocess.make_transform(info, config.data.label_encoding))
+
+
+def checkpointer(config, workdir, *, read_only: bool = False) -> checkpoint.Checkpointer:
+  """The run's checkpointer, from `config.checkpoint` (the one place it is built)."""
+  c = config.checkpoint
+  if read_only:
+    return checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, best_metric=c.best_metric,
+                                   best_mode=c.best_mode, read_only=True)
+  return checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=c.keep, best_metric=c.best_metric,
+                                 best_mode=c.best_mode, keep_best=c.keep_best, async_save=c.async_save)
+
+
+def mesh_for(config, devices=None):
+  """The run's own mesh when this machine's devices allow it, else data parallelism over them all (a
+  checkpoint restores onto any layout, so eval on a laptop still works for a run trained on a slice)."""
+  try:
+    return mesh_lib.make_mesh(config.mesh, devices)
+  except UserError:
+    return mesh_lib.make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, devices if devices is not None else jax.devices())
