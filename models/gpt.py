@@ -28,11 +28,11 @@ class GPT(nnx.Module):
     return self._logits(h)
 
   def init_cache(self, batch, max_len, dtype=None):
-    """An empty cache: per layer, {'k', 'v'} zeros of [batch, max_len, heads, head_dim]."""
+    """An empty cache: per layer, {'k', 'v'} zeros of [batch, max_len, key/value heads, head_dim]."""
     a = self.arch
     if a.position == "learned" and max_len > a.max_len:
       raise UserError(f"cache length {max_len} exceeds model.max_len {a.max_len} (learned positions)")
-    shape = (batch, max_len, a.num_heads, a.head_dim)
+    shape = (batch, max_len, a.kv_heads, a.head_dim)
     return [{"k": jnp.zeros(shape, dtype or a.dtype), "v": jnp.zeros(shape, dtype or a.dtype)}
             for _ in range(a.num_layers)]
 
