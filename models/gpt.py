@@ -49,12 +49,20 @@ class GPT(nnx.Module):
 
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
-  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab)
+  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab,
+                                          **a.flops_shape())
   return per_token * int(info["seq_len"])
 
 
 def from_config(cfg, info, *, rngs) -> GPT:
-  return GPT(arch_from_config(cfg, info), tie_embeddings=bool(cfg.get("tie_embeddings", True)), rngs=rngs)
+  """With cfg.pretrained, the Hugging Face directory's architecture (its weights are loaded separately, by
+  models.hf.load_params)."""
+  if cfg.get("pretrained", None):
+    from flaxforge.models import hf  # pylint: disable=import-outside-toplevel (hf imports this module)
+    tie = hf.read_config(cfg.get("pretrained")).tie_embeddings
+  else:
+    tie = bool(cfg.get("tie_embeddings", True))
+  return GPT(arch_from_config(cfg, info), tie_embeddings=tie, rngs=rngs)
 
 
 def _sample(logits, key, temperature, top_k, greedy):

@@ -62,6 +62,10 @@ class Arch:
   def kv_heads(self):
     return self.num_kv_heads or self.num_heads
 
+  def flops_shape(self) -> dict:
+    """transformer_flops_per_token's keyword arguments for this architecture."""
+    return {"kv_dim": self.kv_heads * self.head_dim, "gated": self.gated_mlp}
+
 
 def arch_from_config(cfg, info) -> Arch:
   """The cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it; or,
@@ -336,11 +340,13 @@ class Transformer(nnx.Module):
 # convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
 # step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
 def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,
-                                training=True, causal=False):
+                                kv_dim=None, gated=False, training=True, causal=False):
   """FLOPs per token of a transformer (GPT/BERT body, plus an LM head if vocab_size > 0).
 
   With a = qkv_dim (num_heads * head_dim, default embed_dim), d = embed_dim, T = seq_len:
     N        = L * (4*d*a + 2*d*mlp) + d*vocab   matmul weights (q, k, v, out; mlp up, down; LM head)
+  (grouped-query attention: k and v are d x kv_dim, kv_dim = kv heads * head_dim; a gated MLP has a third
+  d x mlp matrix.)
     attn     = 4 * L * T * a                     QK^T and AV: 2*T*a FLOPs each, per token and layer
     forward  = 2*N + attn
     training = 3 * forward = 6*N + 12*L*T*a      (the PaLM paper's formula)
@@ -348,16 +354,18 @@ def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_s
   jax.nn.dot_product_attention's XLA path, which computes all T x T scores and masks them.
   """
   a = qkv_dim or embed_dim
-  n_matmul = num_layers * (4 * embed_dim * a + 2 * embed_dim * mlp_dim) + embed_dim * vocab_size
+  attention = 2 * embed_dim * a + 2 * embed_dim * (kv_dim or a)
+  n_matmul = num_layers * (attention + (3 if gated else 2) * embed_dim * mlp_dim) + embed_dim * vocab_size
   attn = 4 * num_layers * seq_len * a * (0.5 if causal else 1.0)
   forward = 2 * n_matmul + attn
   return 3 * forward if training else forward
 
 
 def transformer_classifier_flops_per_example(num_layers, embed_dim, mlp_dim, seq_len, num_classes, *,
-                                             qkv_dim=None, training=True):
-  """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py)."""
-  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, qkv_dim=qkv_dim,
-                                               training=False)
+                                             training=True, **shape):
+  """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py); `shape` takes
+  transformer_flops_per_token's qkv_dim, kv_dim and gated."""
+  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, training=False,
+                                               **shape)
   forward = body + 2 * embed_dim * num_classes
   return 3 * forward if training else forward

@@ -21,6 +21,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import gpt
 from flaxforge.models.hf import bert, gpt2, layout, llama
 from flaxforge.models.transformer import Arch
 
@@ -128,7 +129,7 @@ def export(model: nnx.Module, out, *, files=()) -> str:
   layouts), plus copies of `files` (e.g. tokenizer.json). Returns `out`. Gathers each parameter to this
   host; raises UserError when the architecture has no Hugging Face equivalent."""
   arch = model.transformer.arch
-  tie = getattr(model, "lm_head", 1) is None
+  tie = isinstance(model, gpt.GPT) and model.lm_head is None
   family = next((f for f in FAMILIES if f.matches(arch, tie)), None)
   if family is None:
     raise UserError("this model has no Hugging Face equivalent (export supports BERT encoders, GPT-2 and "
