@@ -13,7 +13,7 @@ from jax.sharding import PartitionSpec as P
 from safetensors import safe_open
 
 from flaxforge.core.errors import UserError
-from flaxforge.models import hf
+from flaxforge.models import bert, gpt, hf
 from flaxforge.models.hf import layout
 from flaxforge.trainer import mesh as mesh_lib
 
@@ -70,7 +70,8 @@ def saved(request, tmp_path_factory):
       p.copy_(torch.randn_like(p) * 0.2 + (1.0 if norm_scale else 0.0))
   path = str(tmp_path_factory.mktemp(request.param))
   # Llama is saved in shards, so model.safetensors.index.json is read too.
-  model.save_pretrained(path, safe_serialization=True, max_shard_size="20KB" if request.param == "llama" else "1GB")
+  shard = "20KB" if request.param == "llama" else "1GB"
+  model.save_pretrained(path, safe_serialization=True, max_shard_size=shard)
   return request.param, model, path
 
 
@@ -139,7 +140,8 @@ def test_sharded_load_reads_each_element_once_and_matches(saved, monkeypatch):
   sharded = hf.load(path, shardings=lambda state: mesh_lib.state_shardings(state, mesh))
   # Each device's block is read from the file slices that hold it, replicas once: nothing twice.
   pretrained = hf.read_config(path)
-  assert CountingCheckpoint.read == sum(int(np.prod(t.shape)) * len(t.names) for t in pretrained.tensors().values())
+  stored = sum(int(np.prod(t.shape)) * len(t.names) for t in pretrained.tensors().values())
+  assert CountingCheckpoint.read == stored
   up = sharded.transformer.blocks[0].mlp.up.kernel.get_value()
   assert up.sharding.spec == P("fsdp", "tensor")
   assert up.addressable_shards[0].data.shape == (up.shape[0] // 2, up.shape[1] // 2)
@@ -161,6 +163,24 @@ def test_minilm_matches_transformers():
   want = torch_out(transformers.AutoModel.from_pretrained(MINILM).eval(), ids, mask)
   got = ours_out(hf.load(MINILM), ids)
   assert np.abs(want - got)[mask.astype(bool)].max() <= 1e-4
+
+
+def test_pretrained_config_builds_the_architecture_and_load_params_fills_it(saved):
+  # The trainer's path: models' from_config with model.pretrained, then load_params over its state; a new
+  # classification head is left as initialised.
+  family, _, path = saved
+  module = bert if family == "bert" else gpt
+  info = {"vocab_size": VOCAB, "seq_len": 12, "num_classes": 3}
+  model = module.from_config({"pretrained": path, "pool": "mean"}, info, rngs=nnx.Rngs(0))
+  head = None if family != "bert" else np.asarray(model.head.kernel.get_value())
+  nnx.update(model, hf.load_params(path, nnx.state(model, nnx.Param)))
+  ids = np.concatenate([tokens()[0], tokens()[0][:, ::-1]])
+  body = bert.Encoder.__call__ if family == "bert" else gpt.GPT.__call__
+  got = np.asarray(nnx.jit(lambda m, x: body(m, x))(model, jnp.asarray(ids, jnp.int32)))
+  np.testing.assert_array_equal(got, ours_out(hf.load(path), ids))
+  if head is not None:
+    np.testing.assert_array_equal(model.head.kernel.get_value(), head)
+    assert ours_out(model, ids).shape == (4, 3)
 
 
 def test_config_mistakes_are_user_errors(tmp_path):

@@ -60,7 +60,8 @@ def byte_bpe(tmp_path_factory):
                                                       initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
   bpe.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
   path = str(tmp_path_factory.mktemp("bpe"))
-  transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>").save_pretrained(path)
+  fast = transformers.PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>")
+  fast.save_pretrained(path)
   return path
 
 

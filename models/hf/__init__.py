@@ -137,7 +137,8 @@ def export(model: nnx.Module, out, *, files=()) -> str:
   flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
   tensors = {}
   for key, tensor in family.tensors(arch, tie).items():
-    for name, value in layout.write(tensor, np.asarray(jax.device_get(flat[key].get_value()), np.float32)).items():
+    value = np.asarray(jax.device_get(flat[key].get_value()), np.float32)
+    for name, value in layout.write(tensor, value).items():
       tensors[name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name] = value
   os.makedirs(out, exist_ok=True)
   save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})

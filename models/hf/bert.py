@@ -1,7 +1,7 @@
 """BERT-family encoders (`BertModel`, e.g. MiniLM): post-norm blocks, learned positions, token types."""
 from flaxforge.core.errors import UserError
 from flaxforge.models import bert
-from flaxforge.models.hf.layout import heads_in, heads_out, linear, table, vector
+from flaxforge.models.hf.layout import dense, heads_in, heads_out, layer_norm, table, vector
 from flaxforge.models.transformer import Arch
 
 MODEL_TYPES = ("bert",)
@@ -40,13 +40,11 @@ def build(a: Arch, tie: bool, *, rngs):
 
 def tensors(a: Arch, tie: bool) -> dict:
   d, n, h, m = a.embed_dim, a.num_heads, a.head_dim, a.mlp_dim
-  norm = lambda ours, theirs: {ours + ("scale",): vector(theirs + ".weight", d),
-                               ours + ("bias",): vector(theirs + ".bias", d)}
   t = {("transformer", "embed", "embedding"): table("embeddings.word_embeddings.weight", a.vocab_size, d),
        ("transformer", "pos_embed", "embedding"): table("embeddings.position_embeddings.weight", a.max_len, d),
        ("transformer", "type_embed", "embedding"): table("embeddings.token_type_embeddings.weight",
                                                          a.token_types, d),
-       **norm(("transformer", "embed_norm"), "embeddings.LayerNorm")}
+       **layer_norm(("transformer", "embed_norm"), "embeddings.LayerNorm", d)}
   for i in range(a.num_layers):
     ours, theirs = ("transformer", "blocks", i), f"encoder.layer.{i}."
     qkv = [f"{theirs}attention.self.{x}" for x in ("query", "key", "value")]
@@ -55,11 +53,9 @@ def tensors(a: Arch, tie: bool) -> dict:
         ours + ("attn", "qkv", "bias"): heads_in([x + ".bias" for x in qkv], n, h, d, bias=True),
         ours + ("attn", "out", "kernel"): heads_out(theirs + "attention.output.dense.weight", n, h, d),
         ours + ("attn", "out", "bias"): vector(theirs + "attention.output.dense.bias", d),
-        **norm(ours + ("attn_norm",), theirs + "attention.output.LayerNorm"),
-        ours + ("mlp", "up", "kernel"): linear(theirs + "intermediate.dense.weight", d, m),
-        ours + ("mlp", "up", "bias"): vector(theirs + "intermediate.dense.bias", m),
-        ours + ("mlp", "down", "kernel"): linear(theirs + "output.dense.weight", m, d),
-        ours + ("mlp", "down", "bias"): vector(theirs + "output.dense.bias", d),
-        **norm(ours + ("mlp_norm",), theirs + "output.LayerNorm"),
+        **layer_norm(ours + ("attn_norm",), theirs + "attention.output.LayerNorm", d),
+        **dense(ours + ("mlp", "up"), theirs + "intermediate.dense", d, m),
+        **dense(ours + ("mlp", "down"), theirs + "output.dense", m, d),
+        **layer_norm(ours + ("mlp_norm",), theirs + "output.LayerNorm", d),
     })
   return t

@@ -2,7 +2,7 @@
 transposition), one fused c_attn [d, 3d] for q, k and v."""
 from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
-from flaxforge.models.hf.layout import Tensor, conv1d, table, vector
+from flaxforge.models.hf.layout import Tensor, conv1d, dense, layer_norm, linear, table, vector
 from flaxforge.models.transformer import Arch
 
 MODEL_TYPES = ("gpt2",)
@@ -41,26 +41,22 @@ def build(a: Arch, tie: bool, *, rngs):
 
 def tensors(a: Arch, tie: bool) -> dict:
   d, n, h, m = a.embed_dim, a.num_heads, a.head_dim, a.mlp_dim
-  norm = lambda ours, theirs: {ours + ("scale",): vector(theirs + ".weight", d),
-                               ours + ("bias",): vector(theirs + ".bias", d)}
   t = {("transformer", "embed", "embedding"): table("wte.weight", a.vocab_size, d),
        ("transformer", "pos_embed", "embedding"): table("wpe.weight", a.max_len, d),
-       **norm(("transformer", "final_norm"), "ln_f")}
+       **layer_norm(("transformer", "final_norm"), "ln_f", d)}
   if not tie:
-    t[("lm_head", "kernel")] = Tensor(("lm_head.weight",), (a.vocab_size, d), ((1,), (0,)))
+    t[("lm_head", "kernel")] = linear("lm_head.weight", d, a.vocab_size)
   for i in range(a.num_layers):
     ours, theirs = ("transformer", "blocks", i), f"h.{i}."
     t.update({
-        **norm(ours + ("attn_norm",), theirs + "ln_1"),
+        **layer_norm(ours + ("attn_norm",), theirs + "ln_1", d),
         # c_attn [d, 3 * N * H] -> [d, 3, N, H]; its bias [3 * N * H] -> [3, N, H]
         ours + ("attn", "qkv", "kernel"): Tensor((theirs + "attn.c_attn.weight",), (d, 3 * d), ((0,), (1, 2, 3))),
         ours + ("attn", "qkv", "bias"): Tensor((theirs + "attn.c_attn.bias",), (3 * d,), ((0, 1, 2),)),
         ours + ("attn", "out", "kernel"): Tensor((theirs + "attn.c_proj.weight",), (n * h, d), ((0, 1), (2,))),
         ours + ("attn", "out", "bias"): vector(theirs + "attn.c_proj.bias", d),
-        **norm(ours + ("mlp_norm",), theirs + "ln_2"),
-        ours + ("mlp", "up", "kernel"): conv1d(theirs + "mlp.c_fc.weight", d, m),
-        ours + ("mlp", "up", "bias"): vector(theirs + "mlp.c_fc.bias", m),
-        ours + ("mlp", "down", "kernel"): conv1d(theirs + "mlp.c_proj.weight", m, d),
-        ours + ("mlp", "down", "bias"): vector(theirs + "mlp.c_proj.bias", d),
+        **layer_norm(ours + ("mlp_norm",), theirs + "ln_2", d),
+        **dense(ours + ("mlp", "up"), theirs + "mlp.c_fc", d, m, kernel=conv1d),
+        **dense(ours + ("mlp", "down"), theirs + "mlp.c_proj", m, d, kernel=conv1d),
     })
   return t

@@ -51,6 +51,17 @@ def conv1d(name, d_in, d_out):
   return Tensor((name,), (d_in, d_out), ((0,), (1,)))
 
 
+def layer_norm(ours: tuple, theirs: str, dim: int) -> dict:
+  """A LayerNorm's weight and bias as our scale and bias: {path: Tensor}."""
+  return {ours + ("scale",): vector(theirs + ".weight", dim), ours + ("bias",): vector(theirs + ".bias", dim)}
+
+
+def dense(ours: tuple, theirs: str, d_in: int, d_out: int, kernel=linear) -> dict:
+  """A dense layer's weight (laid out as `kernel` says: linear or conv1d) and bias: {path: Tensor}."""
+  return {ours + ("kernel",): kernel(theirs + ".weight", d_in, d_out),
+          ours + ("bias",): vector(theirs + ".bias", d_out)}
+
+
 def heads_in(names, heads, head_dim, dim, bias=False):
   """PyTorch Linear weights [heads * head_dim, dim] (q, k or v) as our kernel [dim, (len(names),) heads,
   head_dim], several stacked on axis 1; their biases [heads * head_dim] as [(len(names),) heads, head_dim]."""

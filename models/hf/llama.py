@@ -4,7 +4,7 @@ biases. PyTorch Linear weights [out, in] are transposed; Hugging Face's q/k weig
 half-split rotary layout that ours uses, so heads need no permutation."""
 from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
-from flaxforge.models.hf.layout import Tensor, heads_in, heads_out, linear, table, vector
+from flaxforge.models.hf.layout import heads_in, heads_out, linear, table, vector
 from flaxforge.models.transformer import Arch
 
 MODEL_TYPES = ("llama", "mistral", "qwen2")
@@ -65,7 +65,7 @@ def tensors(a: Arch, tie: bool) -> dict:
   t = {("transformer", "embed", "embedding"): table("embed_tokens.weight", a.vocab_size, d),
        ("transformer", "final_norm", "scale"): vector("norm.weight", d)}
   if not tie:
-    t[("lm_head", "kernel")] = Tensor(("lm_head.weight",), (a.vocab_size, d), ((1,), (0,)))
+    t[("lm_head", "kernel")] = linear("lm_head.weight", d, a.vocab_size)
   for i in range(a.num_layers):
     ours, theirs = ("transformer", "blocks", i), f"layers.{i}."
     q, k, v, o = (f"{theirs}self_attn.{x}_proj" for x in "qkvo")
