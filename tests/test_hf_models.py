@@ -4,22 +4,22 @@ trip, and loading straight into an 8-device FSDP x tensor mesh."""
 import json
 import os
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-import pytest
-from flax import nnx
-from jax.sharding import PartitionSpec as P
-from safetensors import safe_open
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported
 
-from flaxforge.core.errors import UserError
-from flaxforge.models import bert, gpt, hf
-from flaxforge.models.hf import layout
-from flaxforge.trainer import mesh as mesh_lib
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+import torch  # pylint: disable=wrong-import-position
+import transformers  # pylint: disable=wrong-import-position
+from flax import nnx  # pylint: disable=wrong-import-position
+from jax.sharding import PartitionSpec as P  # pylint: disable=wrong-import-position
+from safetensors import safe_open  # pylint: disable=wrong-import-position
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
+from flaxforge.models import bert, gpt, hf  # pylint: disable=wrong-import-position
+from flaxforge.models.hf import layout  # pylint: disable=wrong-import-position
+from flaxforge.trainer import mesh as mesh_lib  # pylint: disable=wrong-import-position
 
 MINILM = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "all-MiniLM-L6-v2")
 VOCAB = 99  # not a multiple of 128: the embedding rows are padded, and the padding must never show
@@ -181,6 +181,16 @@ def test_pretrained_config_builds_the_architecture_and_load_params_fills_it(save
   if head is not None:
     np.testing.assert_array_equal(model.head.kernel.get_value(), head)
     assert ours_out(model, ids).shape == (4, 3)
+
+
+def test_bfloat16_checkpoint_loads_as_float32(tmp_path):
+  torch.manual_seed(1)
+  model = CONFIGS["llama"]().to(torch.bfloat16)
+  model.save_pretrained(str(tmp_path), safe_serialization=True)
+  ours = hf.load(str(tmp_path))
+  kernel = ours.transformer.blocks[0].mlp.gate.kernel.get_value()
+  assert kernel.dtype == jnp.float32
+  np.testing.assert_array_equal(kernel, model.model.layers[0].mlp.gate_proj.weight.detach().float().numpy().T)
 
 
 def test_config_mistakes_are_user_errors(tmp_path):

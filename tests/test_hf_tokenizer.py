@@ -3,16 +3,16 @@ accents, CJK) and a byte-level BPE with a Llama-style BOS, truncated and padded 
 asset encodes the same."""
 import os
 
-import numpy as np
-import pytest
-import tokenizers
-from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported
 
-from flaxforge.core.errors import UserError
-from flaxforge.data.hf_tokenizer import HFTokenizer
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+import tokenizers  # pylint: disable=wrong-import-position
+import transformers  # pylint: disable=wrong-import-position
+from tokenizers import decoders, models, pre_tokenizers, processors, trainers  # pylint: disable=wrong-import-position
 
-os.environ["HF_HUB_OFFLINE"] = "1"
-transformers = pytest.importorskip("transformers")
+from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
+from flaxforge.data.hf_tokenizer import HFTokenizer  # pylint: disable=wrong-import-position
 
 MINILM = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "all-MiniLM-L6-v2")
 TEXTS = ["The space shuttle reached orbit on Tuesday.", "ok", "",

@@ -18,6 +18,7 @@ import shutil
 import jax
 import numpy as np
 from flax import nnx
+from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
 from flaxforge.core.errors import UserError
@@ -126,8 +127,9 @@ def load(path, *, shardings=None, dtype="float32") -> nnx.Module:
 def export(model: nnx.Module, out, *, files=()) -> str:
   """Writes `model` (a `bert.Encoder` or `gpt.GPT` of a supported family) as a Hugging Face directory that
   `transformers` loads: config.json and model.safetensors (float32, the family's own tensor names and
-  layouts), plus copies of `files` (e.g. tokenizer.json). Returns `out`. Gathers each parameter to this
-  host; raises UserError when the architecture has no Hugging Face equivalent."""
+  layouts), plus copies of `files` (e.g. tokenizer.json). Returns `out`. Every process gathers each
+  parameter whole (a collective: call it on all processes; let one of them write). Raises UserError when
+  the architecture has no Hugging Face equivalent."""
   arch = model.transformer.arch
   tie = isinstance(model, gpt.GPT) and model.lm_head is None
   family = next((f for f in FAMILIES if f.matches(arch, tie)), None)
@@ -137,7 +139,7 @@ def export(model: nnx.Module, out, *, files=()) -> str:
   flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
   tensors = {}
   for key, tensor in family.tensors(arch, tie).items():
-    value = np.asarray(jax.device_get(flat[key].get_value()), np.float32)
+    value = np.asarray(multihost_utils.process_allgather(flat[key].get_value(), tiled=True), np.float32)
     for name, value in layout.write(tensor, value).items():
       tensors[name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name] = value
   os.makedirs(out, exist_ok=True)

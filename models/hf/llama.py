@@ -1,7 +1,8 @@
 """Llama-family decoders (Llama 2/3, Mistral, Qwen2): pre-norm with RMSNorm, RoPE (with its scaling
 options), grouped-query attention, SwiGLU, an untied head unless tie_word_embeddings; Qwen2's q/k/v
 biases. PyTorch Linear weights [out, in] are transposed; Hugging Face's q/k weights are already in the
-half-split rotary layout that ours uses, so heads need no permutation."""
+half-split rotary layout that ours uses, so heads need no permutation. Mistral's sliding window is not
+applied: outputs agree for sequences up to the window (4,096 tokens)."""
 from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
 from flaxforge.models.hf.layout import heads_in, heads_out, linear, table, vector
