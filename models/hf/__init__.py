@@ -16,6 +16,7 @@ import os
 import shutil
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 from jax.experimental import multihost_utils
@@ -113,7 +114,7 @@ def load(path, *, shardings=None, dtype="float32") -> nnx.Module:
   `lambda s: mesh.state_shardings(s, mesh)`). dtype is the compute dtype; parameters stay float32.
   """
   pretrained = read_config(path)
-  pretrained = dataclasses.replace(pretrained, arch=dataclasses.replace(pretrained.arch, dtype=np.dtype(dtype)))
+  pretrained = dataclasses.replace(pretrained, arch=dataclasses.replace(pretrained.arch, dtype=jnp.dtype(dtype)))
   create = lambda: pretrained.build(rngs=nnx.Rngs(0))
   graphdef, params, rest = nnx.split(nnx.eval_shape(create), nnx.Param, ...)
   missing = set(k for k, _ in nnx.to_flat_state(params)) - set(pretrained.tensors())
