@@ -1,4 +1,5 @@
-"""Bidirectional encoder classifier. Token id 0 is padding and is hidden from attention as a key.
+"""Bidirectional encoder (BERT's `BertModel` when built from a Hugging Face directory) and a classifier on
+it. Token id 0 is padding and is hidden from attention as a key.
 
 Pooling (cfg.pool): 'cls' (default) takes the hidden state at position 0, which must hold a CLS token the
 data pipeline prepends; 'mean' averages the hidden states of the non-padding tokens.
@@ -11,13 +12,25 @@ from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, n
                                           transformer_classifier_flops_per_example, zeros)
 
 
-class BertClassifier(nnx.Module):
+class Encoder(nnx.Module):
+
+  def __init__(self, arch: Arch, *, rngs):
+    self.transformer = Transformer(arch, rngs=rngs)
+
+  def __call__(self, tokens, token_types=None):
+    """tokens int [B, T] (0 = padding), token_types int [B, T] or None -> float32 hidden states [B, T, d]."""
+    h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), token_types=token_types,
+                            mask=(tokens != 0)[:, None, None, :])
+    return h.astype(jnp.float32)
+
+
+class BertClassifier(Encoder):
 
   def __init__(self, arch: Arch, num_classes: int, *, pool="cls", rngs):
     if pool not in ("cls", "mean"):
       raise UserError(f"model.pool must be 'cls' or 'mean', not {pool!r}")
+    super().__init__(arch, rngs=rngs)
     self.pool = pool
-    self.transformer = Transformer(arch, rngs=rngs)
     self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
     # The head is tiny, so it runs in float32 whatever the compute dtype.
     self.head = nnx.Linear(arch.embed_dim, num_classes, kernel_init=normal(0.02, ("embed", "classes")),
@@ -25,21 +38,19 @@ class BertClassifier(nnx.Module):
 
   def __call__(self, tokens):
     """tokens int [B, T] -> float32 logits [B, classes]."""
-    real = tokens != 0
-    h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), mask=real[:, None, None, :])
-    h = h.astype(jnp.float32)
+    h = super().__call__(tokens)
     if self.pool == "cls":
       pooled = h[:, 0]
     else:
-      weights = real[..., None].astype(jnp.float32)
+      weights = (tokens != 0)[..., None].astype(jnp.float32)
       pooled = (h * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
     return self.head(self.dropout(pooled))
 
 
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
-  return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim,
-                                                        int(info["seq_len"]), int(info["num_classes"]))
+  return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim, int(info["seq_len"]),
+                                                  int(info["num_classes"]), **a.flops_shape())
 
 
 def from_config(cfg, info, *, rngs) -> BertClassifier:

@@ -28,11 +28,11 @@ class GPT(nnx.Module):
     return self._logits(h)
 
   def init_cache(self, batch, max_len, dtype=None):
-    """An empty cache: per layer, {'k', 'v'} zeros of [batch, max_len, heads, head_dim]."""
+    """An empty cache: per layer, {'k', 'v'} zeros of [batch, max_len, key/value heads, head_dim]."""
     a = self.arch
     if a.position == "learned" and max_len > a.max_len:
       raise UserError(f"cache length {max_len} exceeds model.max_len {a.max_len} (learned positions)")
-    shape = (batch, max_len, a.num_heads, a.head_dim)
+    shape = (batch, max_len, a.kv_heads, a.head_dim)
     return [{"k": jnp.zeros(shape, dtype or a.dtype), "v": jnp.zeros(shape, dtype or a.dtype)}
             for _ in range(a.num_layers)]
 
@@ -49,12 +49,20 @@ class GPT(nnx.Module):
 
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
-  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab)
+  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab,
+                                          **a.flops_shape())
   return per_token * int(info["seq_len"])
 
 
 def from_config(cfg, info, *, rngs) -> GPT:
-  return GPT(arch_from_config(cfg, info), tie_embeddings=bool(cfg.get("tie_embeddings", True)), rngs=rngs)
+  """With cfg.pretrained, the Hugging Face directory's architecture (its weights are loaded separately, by
+  models.hf.load_params)."""
+  if cfg.get("pretrained", None):
+    from flaxforge.models import hf  # pylint: disable=import-outside-toplevel (hf imports this module)
+    tie = hf.read_config(cfg.get("pretrained")).tie_embeddings
+  else:
+    tie = bool(cfg.get("tie_embeddings", True))
+  return GPT(arch_from_config(cfg, info), tie_embeddings=tie, rngs=rngs)
 
 
 def _sample(logits, key, temperature, top_k, greedy):

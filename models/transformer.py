@@ -1,14 +1,17 @@
-"""Shared transformer pieces for BERT and GPT: size presets, attention, MLP, pre-norm blocks and the
-embedding + block stack.
+"""The one transformer of flaxforge, for BERT and GPT and for the Hugging Face families they load (BERT,
+GPT-2, Llama/Qwen2/Mistral): size presets, attention (multi-head or grouped-query), a plain or gated MLP,
+pre- or post-norm blocks, and the embedding + block stack.
 
 Every parameter carries logical axis names (trainer/mesh.py maps them to mesh axes); parameters are
 float32 and activations use `Arch.dtype`.
 """
 import dataclasses
+import functools
 import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from flaxforge.models import matmul
@@ -38,16 +41,42 @@ class Arch:
   dtype: jnp.dtype = jnp.dtype("float32")
   norm: str = "layer"  # layer | rms
   position: str = "rope"  # rope | learned
-  use_bias: bool = True
+  use_bias: bool = True  # on every dense layer but q/k/v, which follow qkv_bias
   attention_impl: str = "auto"  # auto | xla | cudnn (see attention_implementation)
+  # What pretrained families need; the defaults are flaxforge's own from-scratch models.
+  qkv_bias: bool = True
+  num_kv_heads: int = 0  # grouped-query attention (Llama): key/value heads, 0 = num_heads
+  block: str = "pre"  # pre: x + f(norm(x)), then a final norm | post (BERT): norm(x + f(x)), embeddings normed
+  activation: str = "gelu_tanh"  # gelu_tanh (GPT-2's gelu_new) | gelu (exact erf, BERT's) | silu
+  gated_mlp: bool = False  # down(act(gate(x)) * up(x)), SwiGLU with silu (Llama)
+  norm_eps: float = 1e-6
+  token_types: int = 0  # rows of a token-type (segment) embedding added to the input (BERT), 0 = none
+  rope_base: float = 10000.0
+  rope_scaling: tuple = ()  # Hugging Face's rope_parameters as sorted (key, value) pairs (rope_frequencies)
 
   @property
   def head_dim(self):
     return self.embed_dim // self.num_heads
 
+  @property
+  def kv_heads(self):
+    return self.num_kv_heads or self.num_heads
+
+  def flops_shape(self) -> dict:
+    """transformer_flops_per_token's keyword arguments for this architecture."""
+    return {"kv_dim": self.kv_heads * self.head_dim, "gated": self.gated_mlp}
+
 
 def arch_from_config(cfg, info) -> Arch:
-  """The cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it."""
+  """The cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it; or,
+  with cfg.pretrained set, the architecture of that Hugging Face directory (its compute dtype, dropout and
+  attention_impl from cfg)."""
+  if cfg.get("pretrained", None):
+    from flaxforge.models import hf  # pylint: disable=import-outside-toplevel (hf imports this module)
+    arch = hf.read_config(cfg.get("pretrained")).arch
+    return dataclasses.replace(arch, dtype=jnp.dtype(cfg.get("dtype", None) or "float32"),
+                               dropout=float(cfg.get("dropout", 0.0)),
+                               attention_impl=cfg.get("attention_impl", None) or "auto")
   size = cfg.get("size", "small")
   if size not in PRESETS:
     raise UserError(f"unknown model.size {size!r}; use one of: {', '.join(PRESETS)}")
@@ -58,8 +87,11 @@ def arch_from_config(cfg, info) -> Arch:
   if fields["embed_dim"] % fields["num_heads"]:
     raise UserError(f"model.embed_dim {fields['embed_dim']} must be a multiple of model.num_heads "
                     f"{fields['num_heads']}")
+  kv_heads = int(cfg.get("num_kv_heads", 0) or 0)
+  if kv_heads and fields["num_heads"] % kv_heads:
+    raise UserError(f"model.num_heads {fields['num_heads']} must be a multiple of model.num_kv_heads {kv_heads}")
   choices = {"norm": ("layer", "rms"), "position": ("rope", "learned"), "dtype": ("float32", "bfloat16"),
-             "attention_impl": ("auto", "xla", "cudnn")}
+             "attention_impl": ("auto", "xla", "cudnn"), "mlp_activation": ("gelu_tanh", "gelu", "silu")}
   picked = {name: cfg.get(name, None) or options[0] for name, options in choices.items()}
   for name, value in picked.items():
     if value not in choices[name]:
@@ -77,7 +109,11 @@ def arch_from_config(cfg, info) -> Arch:
       # Biases are on by default (GPT-2/BERT style) also for speed: XLA:CPU ran the 'small' train step
       # 17-25% slower without them (a slower layout for the bias-free MLP backward).
       use_bias=bool(cfg.get("use_bias", True)),
+      qkv_bias=bool(cfg.get("use_bias", True)),
       attention_impl=picked["attention_impl"],
+      num_kv_heads=kv_heads,
+      activation=picked["mlp_activation"],
+      gated_mlp=bool(cfg.get("gated_mlp", False)),
   )
 
 
@@ -92,16 +128,40 @@ def zeros(names):
 def make_norm(arch: Arch, *, rngs):
   scale = nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",))
   if arch.norm == "rms":
-    return nnx.RMSNorm(arch.embed_dim, dtype=arch.dtype, scale_init=scale, rngs=rngs)
-  return nnx.LayerNorm(arch.embed_dim, dtype=arch.dtype, scale_init=scale, bias_init=zeros(("norm",)),
-                       rngs=rngs)
+    return nnx.RMSNorm(arch.embed_dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale, rngs=rngs)
+  return nnx.LayerNorm(arch.embed_dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale,
+                       bias_init=zeros(("norm",)), rngs=rngs)
 
 
-def rope(x, positions, base=10000.0):
-  """Rotary position embedding, half-split layout. x: [B, T, N, H]; positions: int [T]."""
-  half = x.shape[-1] // 2
-  freq = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
-  angle = (positions.astype(jnp.float32)[:, None] * freq)[:, None, :]  # [T, 1, half]
+ACTIVATIONS = {"gelu_tanh": jax.nn.gelu, "gelu": functools.partial(jax.nn.gelu, approximate=False),
+               "silu": jax.nn.silu}
+
+
+def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: tuple = ()) -> np.ndarray:
+  """float32 [head_dim / 2] inverse frequencies, base^(-2i / head_dim), rescaled as Hugging Face's
+  rope_parameters say: rope_type 'default', 'linear' (all divided by factor) or 'llama3' (low frequencies
+  divided by factor, high ones kept, a smooth blend between; Llama 3.1's long-context scaling)."""
+  inv = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
+  params = dict(scaling)
+  kind = params.get("rope_type", params.get("type", "default"))
+  if kind == "linear":
+    inv = inv / params["factor"]
+  elif kind == "llama3":
+    factor, low, high = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
+    old_len = params["original_max_position_embeddings"]
+    wavelen = 2 * np.pi / inv
+    smooth = (old_len / wavelen - low) / (high - low)
+    blended = (1 - smooth) * inv / factor + smooth * inv
+    inv = np.where(wavelen > old_len / low, inv / factor, np.where(wavelen < old_len / high, inv, blended))
+  elif kind != "default":
+    raise UserError(f"rope_type {kind!r} is not supported; use a model with rope_type default, linear or llama3")
+  return inv.astype(np.float32)
+
+
+def rope(x, positions, inv_freq):
+  """Rotary position embedding, half-split layout (Hugging Face's rotate_half). x: [B, T, N, H];
+  positions: int [T]; inv_freq: float32 [H / 2] (rope_frequencies)."""
+  angle = (positions.astype(jnp.float32)[:, None] * inv_freq)[:, None, :]  # [T, 1, half]
   sin, cos = jnp.sin(angle), jnp.cos(angle)
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
@@ -121,14 +181,18 @@ def attention_implementation(setting: str, dtype, head_dim: int):
 
 def attention_per_head(q, k, v, *, mask=None, is_causal=False):
   """jax.nn.dot_product_attention's XLA math, one head at a time: XLA:CPU runs N matmuls batched over B
-  twice as fast as one batched over [B, N] (fwd+bwd of 4 heads of [32, 128, 64]: 15.6 ms against 23.5)."""
+  twice as fast as one batched over [B, N] (fwd+bwd of 4 heads of [32, 128, 64]: 15.6 ms against 23.5).
+  k and v may have fewer heads than q (grouped-query attention): query head n reads key head n // group."""
   if is_causal:
     causal = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))
     mask = causal if mask is None else mask & causal
   scale = 1.0 / math.sqrt(q.shape[-1])
+  group = q.shape[2] // k.shape[2]
   heads = []
   # unstack, not q[:, :, n]: its gradient is one concatenate rather than N zero-padded copies to add up
-  for n, (qn, kn, vn) in enumerate(zip(*(jnp.unstack(a, axis=2) for a in (q, k, v)))):
+  ks, vs = jnp.unstack(k, axis=2), jnp.unstack(v, axis=2)
+  for n, qn in enumerate(jnp.unstack(q, axis=2)):
+    kn, vn = ks[n // group], vs[n // group]
     logits = jnp.einsum("bth,bsh->bts", qn, kn, preferred_element_type=jnp.float32) * scale
     if mask is not None:
       logits = jnp.where(mask[:, min(n, mask.shape[1] - 1)] if mask.ndim == 4 else mask, logits,
@@ -143,16 +207,25 @@ def _residual_std(arch: Arch):
 
 
 class Attention(nnx.Module):
+  """Multi-head attention with one [d, 3, N, H] q/k/v projection (a single wide matmul runs faster on CPUs
+  than three narrow ones); with fewer key/value heads K than query heads (GQA), a [d, N, H] query and a
+  [d, 2, K, H] key/value projection instead."""
 
   def __init__(self, arch: Arch, *, rngs):
-    d, n, h = arch.embed_dim, arch.num_heads, arch.head_dim
-    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
-    # One [d, 3, N, H] projection: a single wide matmul runs faster on CPUs than three narrow ones.
-    self.qkv = nnx.LinearGeneral(d, (3, n, h), kernel_init=normal(0.02, ("embed", "qkv", "heads", "kv")),
-                                 bias_init=zeros(("qkv", "heads", "kv")), **kw)
-    self.out = nnx.LinearGeneral((n, h), d, axis=(-2, -1), bias_init=zeros(("embed",)),
+    d, n, h, kv = arch.embed_dim, arch.num_heads, arch.head_dim, arch.kv_heads
+    kw = dict(dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
+    project = lambda shape, names: nnx.LinearGeneral(
+        d, shape, kernel_init=normal(0.02, ("embed",) + names), bias_init=zeros(names), use_bias=arch.qkv_bias,
+        **kw)
+    if kv == n:
+      self.qkv = project((3, n, h), ("qkv", "heads", "kv"))
+    else:
+      self.q = project((n, h), ("heads", "kv"))
+      self.kv = project((2, kv, h), ("qkv", "heads", "kv"))
+    self.out = nnx.LinearGeneral((n, h), d, axis=(-2, -1), bias_init=zeros(("embed",)), use_bias=arch.use_bias,
                                  kernel_init=normal(_residual_std(arch), ("heads", "kv", "embed")), **kw)
-    self.use_rope = arch.position == "rope"
+    self.inv_freq = (tuple(rope_frequencies(h, arch.rope_base, arch.rope_scaling).tolist())
+                     if arch.position == "rope" else None)
     self.impl = arch.attention_impl
     self.head_dim = h
 
@@ -160,9 +233,13 @@ class Attention(nnx.Module):
     """x [B, T, d] -> ([B, T, d], cache). With a cache ({'k', 'v'}: [B, L, N, H]) the new keys and values
     are written at [index, index + T) and the queries attend over all L slots, so `mask` must hide the
     slots after each query's position."""
-    q, k, v = (y[:, :, 0] for y in jnp.split(self.qkv(x), 3, axis=2))
-    if self.use_rope:
-      q, k = rope(q, positions), rope(k, positions)
+    if hasattr(self, "qkv"):
+      q, k, v = (y[:, :, 0] for y in jnp.split(self.qkv(x), 3, axis=2))
+    else:
+      q, (k, v) = self.q(x), (y[:, :, 0] for y in jnp.split(self.kv(x), 2, axis=2))
+    if self.inv_freq is not None:
+      inv_freq = jnp.asarray(self.inv_freq, jnp.float32)
+      q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
     if cache is not None:
       k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
       v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
@@ -180,20 +257,27 @@ class Attention(nnx.Module):
 
 
 class MLP(nnx.Module):
+  """down(act(up(x))), or gated: down(act(gate(x)) * up(x))."""
 
   def __init__(self, arch: Arch, *, rngs):
     kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
-    self.up = nnx.Linear(arch.embed_dim, arch.mlp_dim, kernel_init=normal(0.02, ("embed", "mlp")),
-                         bias_init=zeros(("mlp",)), **kw)
+    widen = lambda: nnx.Linear(arch.embed_dim, arch.mlp_dim, kernel_init=normal(0.02, ("embed", "mlp")),
+                               bias_init=zeros(("mlp",)), **kw)
+    self.gate = widen() if arch.gated_mlp else None
+    self.up = widen()
     self.down = nnx.Linear(arch.mlp_dim, arch.embed_dim, bias_init=zeros(("embed",)),
                            kernel_init=normal(_residual_std(arch), ("mlp", "embed")), **kw)
+    self.activation = arch.activation
 
   def __call__(self, x):
-    return self.down(jax.nn.gelu(self.up(x)))
+    act = ACTIVATIONS[self.activation]
+    h = act(self.up(x)) if self.gate is None else act(self.gate(x)) * self.up(x)
+    return self.down(h)
 
 
 class Block(nnx.Module):
-  """Pre-norm: x + attention(norm(x)), then x + mlp(norm(x))."""
+  """Pre-norm: x + attention(norm(x)), then x + mlp(norm(x)). Post-norm (BERT): norm(x + attention(x)),
+  then norm(x + mlp(x))."""
 
   def __init__(self, arch: Arch, *, rngs):
     self.attn_norm = make_norm(arch, rngs=rngs)
@@ -201,52 +285,68 @@ class Block(nnx.Module):
     self.mlp_norm = make_norm(arch, rngs=rngs)
     self.mlp = MLP(arch, rngs=rngs)
     self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
+    self.post_norm = arch.block == "post"
 
   def __call__(self, x, positions, **attention_kwargs):
+    if self.post_norm:
+      h, cache = self.attn(x, positions, **attention_kwargs)
+      x = self.attn_norm(x + self.dropout(h))
+      return self.mlp_norm(x + self.dropout(self.mlp(x))), cache
     h, cache = self.attn(self.attn_norm(x), positions, **attention_kwargs)
     x = x + self.dropout(h)
     return x + self.dropout(self.mlp(self.mlp_norm(x))), cache
 
 
 class Transformer(nnx.Module):
-  """Token (+ learned position) embedding -> blocks -> final norm."""
+  """Token (+ learned position, + token type) embedding -> blocks -> final norm (pre-norm); post-norm
+  normalises the embeddings instead."""
 
   def __init__(self, arch: Arch, *, rngs):
     self.arch = arch
-    self.embed = nnx.Embed(arch.padded_vocab, arch.embed_dim, dtype=arch.dtype,
-                           embedding_init=normal(0.02, ("vocab", "embed")), rngs=rngs)
-    self.pos_embed = (nnx.Embed(arch.max_len, arch.embed_dim, dtype=arch.dtype,
-                                embedding_init=normal(0.02, ("length", "embed")), rngs=rngs)
-                      if arch.position == "learned" else None)
+    table = lambda rows, names: nnx.Embed(rows, arch.embed_dim, dtype=arch.dtype,
+                                          embedding_init=normal(0.02, names), rngs=rngs)
+    self.embed = table(arch.padded_vocab, ("vocab", "embed"))
+    self.pos_embed = table(arch.max_len, ("length", "embed")) if arch.position == "learned" else None
+    self.type_embed = table(arch.token_types, ("length", "embed")) if arch.token_types else None
+    self.embed_norm = make_norm(arch, rngs=rngs) if arch.block == "post" else None
     self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
     self.blocks = nnx.List([Block(arch, rngs=rngs) for _ in range(arch.num_layers)])
-    self.final_norm = make_norm(arch, rngs=rngs)
+    self.final_norm = make_norm(arch, rngs=rngs) if arch.block == "pre" else None
 
-  def __call__(self, tokens, positions, *, caches=None, **attention_kwargs):
-    """tokens int [B, T], positions int [T] -> (hidden [B, T, d], updated caches or None)."""
+  def __call__(self, tokens, positions, *, token_types=None, caches=None, **attention_kwargs):
+    """tokens int [B, T], positions int [T], token_types int [B, T] (default 0; only with arch.token_types)
+    -> (hidden [B, T, d], updated caches or None)."""
     if self.pos_embed is not None and tokens.shape[1] > self.arch.max_len:
       raise UserError(f"sequence length {tokens.shape[1]} exceeds model.max_len {self.arch.max_len} "
                       "(the learned position table); raise model.max_len or use model.position='rope'")
     x = self.embed(tokens)
     if self.pos_embed is not None:
       x = x + self.pos_embed(positions)
+    if self.type_embed is not None:
+      x = x + self.type_embed(jnp.zeros_like(tokens) if token_types is None else token_types)
+    if self.embed_norm is not None:
+      x = self.embed_norm(x)
     x = self.dropout(x)
     new_caches = []
     for i, block in enumerate(self.blocks):
       x, cache = block(x, positions, cache=None if caches is None else caches[i], **attention_kwargs)
       new_caches.append(cache)
-    return self.final_norm(x), (new_caches if caches is not None else None)
+    if self.final_norm is not None:
+      x = self.final_norm(x)
+    return x, (new_caches if caches is not None else None)
 
 
 # FLOP convention (as in shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
 # convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
 # step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
 def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,
-                                training=True, causal=False):
+                                kv_dim=None, gated=False, training=True, causal=False):
   """FLOPs per token of a transformer (GPT/BERT body, plus an LM head if vocab_size > 0).
 
   With a = qkv_dim (num_heads * head_dim, default embed_dim), d = embed_dim, T = seq_len:
     N        = L * (4*d*a + 2*d*mlp) + d*vocab   matmul weights (q, k, v, out; mlp up, down; LM head)
+  (grouped-query attention: k and v are d x kv_dim, kv_dim = kv heads * head_dim; a gated MLP has a third
+  d x mlp matrix.)
     attn     = 4 * L * T * a                     QK^T and AV: 2*T*a FLOPs each, per token and layer
     forward  = 2*N + attn
     training = 3 * forward = 6*N + 12*L*T*a      (the PaLM paper's formula)
@@ -254,16 +354,18 @@ def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_s
   jax.nn.dot_product_attention's XLA path, which computes all T x T scores and masks them.
   """
   a = qkv_dim or embed_dim
-  n_matmul = num_layers * (4 * embed_dim * a + 2 * embed_dim * mlp_dim) + embed_dim * vocab_size
+  attention = 2 * embed_dim * a + 2 * embed_dim * (kv_dim or a)
+  n_matmul = num_layers * (attention + (3 if gated else 2) * embed_dim * mlp_dim) + embed_dim * vocab_size
   attn = 4 * num_layers * seq_len * a * (0.5 if causal else 1.0)
   forward = 2 * n_matmul + attn
   return 3 * forward if training else forward
 
 
 def transformer_classifier_flops_per_example(num_layers, embed_dim, mlp_dim, seq_len, num_classes, *,
-                                             qkv_dim=None, training=True):
-  """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py)."""
-  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, qkv_dim=qkv_dim,
-                                               training=False)
+                                             training=True, **shape):
+  """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py); `shape` takes
+  transformer_flops_per_token's qkv_dim, kv_dim and gated."""
+  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, training=False,
+                                               **shape)
   forward = body + 2 * embed_dim * num_classes
   return 3 * forward if training else forward

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from flaxforge.models import bert, gpt
+from flaxforge.models import bert, gpt, transformer
 from flaxforge.models.transformer import PRESETS, attention_per_head
 from flaxforge.core.errors import UserError
 
@@ -71,6 +71,16 @@ def test_preset_parameter_counts(size):
   assert n_params(lambda: gpt.from_config({"size": size}, info, rngs=nnx.Rngs(0))) == expected
 
 
+def test_flop_count_follows_gqa_and_gated_mlp():
+  # Forward matmul FLOPs = 2 x the kernels' weights (the LM head included), attention scores aside.
+  model = make_gpt(**LLAMA)
+  kernels = sum(x.size for path, x in nnx.to_flat_state(nnx.state(model, nnx.Param)) if path[-1] == "kernel")
+  a = model.arch
+  per_token = transformer.transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, 0, a.padded_vocab,
+                                                      training=False, **a.flops_shape())
+  assert per_token == 2 * kernels
+
+
 def test_125m_matches_gpt2_small():
   # 12 x 768, LayerNorm with bias, biases everywhere, learned positions (1024), tied unpadded embeddings.
   # Per layer: attention 4*768^2 + 4*768, MLP 2*768*3072 + 3072 + 768, two LayerNorms 4*768 = 7,087,872;
@@ -80,8 +90,11 @@ def test_125m_matches_gpt2_small():
   assert n_params(lambda: gpt.from_config(cfg, info, rngs=nnx.Rngs(0))) == 124_439_808
 
 
-# The defaults (rope, LayerNorm, biases, tied embeddings) and every alternative at once.
-VARIANTS = [{}, {"position": "learned", "norm": "rms", "use_bias": False, "tie_embeddings": False}]
+# The defaults (rope, LayerNorm, biases, tied embeddings), every alternative at once, and Llama's shape
+# (grouped-query attention with one key/value head for two query heads, SwiGLU).
+LLAMA = {"norm": "rms", "use_bias": False, "tie_embeddings": False, "num_kv_heads": 1, "gated_mlp": True,
+         "mlp_activation": "silu"}
+VARIANTS = [{}, {"position": "learned", "norm": "rms", "use_bias": False, "tie_embeddings": False}, LLAMA]
 
 
 @pytest.mark.parametrize("cfg", VARIANTS)
@@ -94,11 +107,14 @@ def test_gpt_is_causal(cfg):
   assert not np.allclose(a[:, 7:], b[:, 7:])
 
 
+@pytest.mark.parametrize("kv_heads", [4, 2])
 @pytest.mark.parametrize("masks", [dict(), dict(mask="padding"), dict(is_causal=True),
                                    dict(mask="padding", is_causal=True)])
-def test_cpu_attention_per_head_equals_library(masks):
-  # The CPU path (one head at a time) must be jax.nn.dot_product_attention's math, values and gradients.
-  q, k, v = (jax.random.normal(jax.random.key(i), (3, 16, 4, 8)) for i in range(3))
+def test_cpu_attention_per_head_equals_library(masks, kv_heads):
+  # The CPU path (one head at a time) must be jax.nn.dot_product_attention's math, values and gradients,
+  # also with fewer key/value heads than query heads.
+  q = jax.random.normal(jax.random.key(0), (3, 16, 4, 8))
+  k, v = (jax.random.normal(jax.random.key(i), (3, 16, kv_heads, 8)) for i in (1, 2))
   if masks.get("mask"):
     lengths = jnp.array([16, 9, 3])
     masks = dict(masks, mask=(jnp.arange(16)[None, :] < lengths[:, None])[:, None, None, :])

@@ -1,0 +1,152 @@
+"""Hugging Face checkpoints in and out: a directory with `config.json` and `model.safetensors` (or the
+shards of `model.safetensors.index.json`) becomes a flaxforge model, read with the `safetensors` library
+(no `transformers` or PyTorch), and a model goes back to such a directory.
+
+Families, by config.json's model_type: bert (BertModel and the checkpoints that share it, e.g. MiniLM;
+loaded as `bert.Encoder`), gpt2, and llama/mistral/qwen2 (loaded as `gpt.GPT`). Each family's module holds
+its architecture mapping and its table of tensors (`layout.Tensor`: names, shape, transposition).
+
+Weights go straight into their shardings one parameter at a time: `jax.make_array_from_callback` asks
+for each addressable device's block, and that block is read from the slices of the files that hold it,
+so no host reads, and no device holds, more than its share.
+"""
+import dataclasses
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.experimental import multihost_utils
+from safetensors.numpy import save_file
+
+from flaxforge.core.errors import UserError
+from flaxforge.models import gpt
+from flaxforge.models.hf import bert, gpt2, layout, llama
+from flaxforge.models.transformer import Arch
+
+FAMILIES = (bert, gpt2, llama)
+VOCAB_MULTIPLE = 128  # embedding rows padded to a multiple, so the 'vocab' axis shards evenly
+
+
+@dataclasses.dataclass(frozen=True)
+class Pretrained:
+  """What a Hugging Face directory's config.json says: the family module, the Arch, whether the LM head
+  shares the token embedding, and config.json itself."""
+  family: object
+  arch: Arch
+  tie_embeddings: bool
+  config: dict = dataclasses.field(compare=False)
+
+  def build(self, *, rngs) -> nnx.Module:
+    """The model with random weights: `bert.Encoder` or `gpt.GPT`."""
+    return self.family.build(self.arch, self.tie_embeddings, rngs=rngs)
+
+  def tensors(self) -> dict:
+    """{parameter path in the model: layout.Tensor}."""
+    return self.family.tensors(self.arch, self.tie_embeddings)
+
+
+def read_config(path) -> Pretrained:
+  """Raises UserError when `path` has no config.json or its model_type is not supported."""
+  try:
+    with open(os.path.join(path, "config.json")) as f:
+      config = json.load(f)
+  except OSError as e:
+    raise UserError(f"cannot read {os.path.join(path, 'config.json')} ({e.strerror}); point model.pretrained "
+                    "at a Hugging Face model directory") from None
+  kind = config.get("model_type")
+  family = next((f for f in FAMILIES if kind in f.MODEL_TYPES), None)
+  if family is None:
+    supported = ", ".join(t for f in FAMILIES for t in f.MODEL_TYPES)
+    raise UserError(f"{path}: model_type {kind!r} is not supported; use one of: {supported}")
+  padded = -(-config["vocab_size"] // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+  arch, tie = family.arch(config, padded)
+  return Pretrained(family, arch, bool(tie), config)
+
+
+def load_params(path, state: nnx.State, shardings=None) -> nnx.State:
+  """`state` (a model's nnx.State, abstract or concrete) with every parameter that the checkpoint holds
+  replaced by its weights; others (a new classification head) are kept as they are.
+
+  shardings: an nnx.State of NamedShardings like `state` (the trainer's `mesh.state_shardings`), or None
+  for each leaf's own sharding (one device for abstract leaves). Values take each leaf's dtype. Raises
+  UserError when a tensor is missing or its shape does not match config.json.
+  """
+  pretrained = read_config(path)
+  checkpoint = layout.Checkpoint(path, pretrained.family.ANCHOR)
+  shardings = {key: s.get_value() if isinstance(s, nnx.Variable) else s
+               for key, s in (nnx.to_flat_state(shardings) if shardings is not None else ())}
+  tensors, flat = pretrained.tensors(), []
+  for key, leaf in nnx.to_flat_state(state):
+    tensor = tensors.get(key) if isinstance(leaf, nnx.Param) else None
+    if tensor is not None:
+      leaf = leaf.replace(_place(checkpoint, tensor, leaf.get_value(), shardings.get(key)))
+    flat.append((key, leaf))
+  return nnx.from_flat_state(flat)
+
+
+def _place(checkpoint, tensor, like, sharding):
+  for name in tensor.names:
+    stored = tuple(checkpoint.slice(name).get_shape())
+    if stored != tensor.shape:
+      raise UserError(f"{checkpoint.path}: {name} has shape {stored}, config.json implies {tensor.shape}")
+  if sharding is None:
+    sharding = getattr(like, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  blocks = {}  # devices holding the same block (replicas) share one read
+
+  def block(index):
+    key = tuple(s.indices(n) for s, n in zip(index, like.shape))
+    if key not in blocks:
+      blocks[key] = layout.read_block(tensor, like.shape, index, checkpoint.slice).astype(like.dtype)
+    return blocks[key]
+
+  return jax.make_array_from_callback(like.shape, sharding, block)
+
+
+def load(path, *, shardings=None, dtype="float32") -> nnx.Module:
+  """The model of a Hugging Face directory, with its weights: `bert.Encoder` (call it on tokens [B, T] ->
+  hidden states [B, T, d]) or `gpt.GPT` (tokens -> logits [B, T, vocab]).
+
+  shardings: None (one device) or a function from the model's abstract nnx.State to its shardings (e.g.
+  `lambda s: mesh.state_shardings(s, mesh)`). dtype is the compute dtype; parameters stay float32.
+  """
+  pretrained = read_config(path)
+  pretrained = dataclasses.replace(pretrained, arch=dataclasses.replace(pretrained.arch, dtype=jnp.dtype(dtype)))
+  create = lambda: pretrained.build(rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(nnx.eval_shape(create), nnx.Param, ...)
+  missing = set(k for k, _ in nnx.to_flat_state(params)) - set(pretrained.tensors())
+  if missing:
+    raise AssertionError(f"parameters without a Hugging Face tensor: {sorted(missing)}")
+  params = load_params(path, params, shardings(params) if shardings else None)
+  rest = jax.jit(lambda: nnx.split(create(), nnx.Param, ...)[2])()  # RNG state only: XLA drops the weights
+  return nnx.merge(graphdef, params, rest)
+
+
+def export(model: nnx.Module, out, *, files=()) -> str:
+  """Writes `model` (a `bert.Encoder` or `gpt.GPT` of a supported family) as a Hugging Face directory that
+  `transformers` loads: config.json and model.safetensors (float32, the family's own tensor names and
+  layouts), plus copies of `files` (e.g. tokenizer.json). Returns `out`. Every process gathers each
+  parameter whole (a collective: call it on all processes; let one of them write). Raises UserError when
+  the architecture has no Hugging Face equivalent."""
+  arch = model.transformer.arch
+  tie = isinstance(model, gpt.GPT) and model.lm_head is None
+  family = next((f for f in FAMILIES if f.matches(arch, tie)), None)
+  if family is None:
+    raise UserError("this model has no Hugging Face equivalent (export supports BERT encoders, GPT-2 and "
+                    "Llama-family decoders, e.g. models loaded from Hugging Face)")
+  flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+  tensors = {}
+  for key, tensor in family.tensors(arch, tie).items():
+    value = np.asarray(multihost_utils.process_allgather(flat[key].get_value(), tiled=True), np.float32)
+    for name, value in layout.write(tensor, value).items():
+      tensors[name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name] = value
+  os.makedirs(out, exist_ok=True)
+  save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+  with open(os.path.join(out, "config.json"), "w") as f:
+    json.dump(family.config(arch, tie), f, indent=2)
+  for file in files:
+    shutil.copy(file, out)
+  return out

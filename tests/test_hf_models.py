@@ -1,0 +1,204 @@
+"""Hugging Face converters against `transformers` in float32: tiny random BERT, GPT-2, Llama (GQA, llama3
+RoPE scaling, sharded safetensors) and Qwen2 (q/k/v biases, tied head), the real MiniLM, the export round
+trip, and loading straight into an 8-device FSDP x tensor mesh."""
+import json
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported
+
+import jax  # pylint: disable=wrong-import-position
+import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+import pytest  # pylint: disable=wrong-import-position
+import torch  # pylint: disable=wrong-import-position
+import transformers  # pylint: disable=wrong-import-position
+from flax import nnx  # pylint: disable=wrong-import-position
+from jax.sharding import PartitionSpec as P  # pylint: disable=wrong-import-position
+from safetensors import safe_open  # pylint: disable=wrong-import-position
+
+from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
+from flaxforge.models import bert, gpt, hf  # pylint: disable=wrong-import-position
+from flaxforge.models.hf import layout  # pylint: disable=wrong-import-position
+from flaxforge.trainer import mesh as mesh_lib  # pylint: disable=wrong-import-position
+
+MINILM = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "all-MiniLM-L6-v2")
+VOCAB = 99  # not a multiple of 128: the embedding rows are padded, and the padding must never show
+
+CONFIGS = {
+    "bert": lambda: transformers.BertModel(transformers.BertConfig(
+        vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=16, type_vocab_size=2)),
+    "gpt2": lambda: transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=VOCAB, n_embd=32, n_layer=2, n_head=4, n_positions=16, bos_token_id=0, eos_token_id=0)),
+    "llama": lambda: transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, rope_theta=500000.0, rope_scaling={
+            "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 8})),
+    "qwen2": lambda: transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
+        vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=4, tie_word_embeddings=True)),
+}
+
+
+def tokens():
+  """A fixed [2, 12] batch; the second row ends in 4 padding tokens (id 0, attention mask 0)."""
+  ids = np.random.default_rng(0).integers(1, VOCAB, (2, 12))
+  mask = np.ones_like(ids)
+  ids[1, 8:], mask[1, 8:] = 0, 0
+  return ids, mask
+
+
+def torch_out(model, ids, mask=None):
+  with torch.no_grad():
+    out = model(torch.tensor(ids), attention_mask=None if mask is None else torch.tensor(mask))
+  return (out.logits if hasattr(out, "logits") else out.last_hidden_state).numpy()
+
+
+def ours_out(model, ids):
+  return np.asarray(nnx.jit(lambda m, x: m(x))(model, jnp.asarray(ids, jnp.int32)))
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def saved(request, tmp_path_factory):
+  """(family, a random transformers model in eval mode, the directory it saved itself to)."""
+  torch.manual_seed(0)
+  model = CONFIGS[request.param]().eval()
+  with torch.no_grad():  # Hugging Face starts biases at 0 and norms at 1: randomise all, or they go untested
+    for name, p in model.named_parameters():
+      norm_scale = p.ndim == 1 and name.endswith("weight")
+      p.copy_(torch.randn_like(p) * 0.2 + (1.0 if norm_scale else 0.0))
+  path = str(tmp_path_factory.mktemp(request.param))
+  # Llama is saved in shards, so model.safetensors.index.json is read too.
+  shard = "20KB" if request.param == "llama" else "1GB"
+  model.save_pretrained(path, safe_serialization=True, max_shard_size=shard)
+  return request.param, model, path
+
+
+def compare(family, model, ours, ids, mask):
+  """Max abs difference of logits (hidden states for BERT) over the real tokens; decoders see no padding."""
+  if family == "bert":
+    want, got = torch_out(model, ids, mask), ours_out(ours, ids)
+    return np.abs(want - got)[mask.astype(bool)].max()
+  ids = np.where(mask == 1, ids, 1)
+  return np.abs(torch_out(model, ids) - ours_out(ours, ids)).max()
+
+
+def test_logits_match_transformers(saved):
+  family, model, path = saved
+  if family == "llama":
+    assert os.path.exists(os.path.join(path, "model.safetensors.index.json"))
+  ours = hf.load(path)
+  ids, mask = tokens()
+  assert compare(family, model, ours, ids, mask) <= 1e-4
+  # and the comparison can fail: a perturbed weight shows
+  kernel = ours.transformer.blocks[1].mlp.down.kernel
+  kernel.set_value(kernel.get_value() * 1.01)
+  assert compare(family, model, ours, ids, mask) > 1e-4
+
+
+def test_export_round_trip(saved, tmp_path):
+  family, model, path = saved
+  ours = hf.load(path)
+  hf.export(ours, str(tmp_path))
+  # Every tensor comes back bit for bit under its own name (BERT's unused pooler stays behind)...
+  original = layout.Checkpoint(path, hf.read_config(path).family.ANCHOR)
+  with safe_open(os.path.join(tmp_path, "model.safetensors"), "numpy") as exported:
+    assert {n for n in original.files if not n.startswith("pooler.")} == set(exported.keys())
+    for name in exported.keys():
+      np.testing.assert_array_equal(exported.get_tensor(name), original.slice(name)[:], err_msg=name)
+  # ...and transformers loads the directory as the same model.
+  again = type(model).from_pretrained(str(tmp_path)).eval()
+  ids, mask = tokens()
+  assert compare(family, again, ours, ids, mask) <= 1e-4
+
+
+class CountingCheckpoint(layout.Checkpoint):
+  """Counts the elements that reads take from the files."""
+  read = 0
+
+  def slice(self, name):
+    inner = super().slice(name)
+
+    class Counted:
+      def get_shape(self):
+        return inner.get_shape()
+
+      def __getitem__(self, index):
+        block = inner[index]
+        CountingCheckpoint.read += block.size
+        return block
+    return Counted()
+
+
+@pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
+def test_sharded_load_reads_each_element_once_and_matches(saved, monkeypatch):
+  family, _, path = saved
+  mesh = mesh_lib.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  monkeypatch.setattr(layout, "Checkpoint", CountingCheckpoint)
+  CountingCheckpoint.read = 0
+  sharded = hf.load(path, shardings=lambda state: mesh_lib.state_shardings(state, mesh))
+  # Each device's block is read from the file slices that hold it, replicas once: nothing twice.
+  pretrained = hf.read_config(path)
+  stored = sum(int(np.prod(t.shape)) * len(t.names) for t in pretrained.tensors().values())
+  assert CountingCheckpoint.read == stored
+  up = sharded.transformer.blocks[0].mlp.up.kernel.get_value()
+  assert up.sharding.spec == P("fsdp", "tensor")
+  assert up.addressable_shards[0].data.shape == (up.shape[0] // 2, up.shape[1] // 2)
+  single = hf.load(path)
+  ids = np.concatenate([tokens()[0], tokens()[0][:, ::-1]])  # 4 rows: the batch splits over data x fsdp
+  with jax.set_mesh(mesh):
+    got = ours_out(sharded, jax.device_put(ids, mesh_lib.batch_sharding(mesh)))
+  np.testing.assert_allclose(got, ours_out(single, ids), atol=1e-5)
+
+
+def test_minilm_matches_transformers():
+  if not os.path.isdir(MINILM):
+    pytest.fail(f"{MINILM} is missing: the shared models folder is part of the repository's test data")
+  tokenizer = transformers.AutoTokenizer.from_pretrained(MINILM)
+  batch = tokenizer(["The space shuttle reached orbit.", "A short one", "Graphics cards and their drivers, "
+                     "again and again."], padding=True, return_tensors="np")
+  ids, mask = batch["input_ids"], batch["attention_mask"]
+  assert (mask == 0).any()
+  want = torch_out(transformers.AutoModel.from_pretrained(MINILM).eval(), ids, mask)
+  got = ours_out(hf.load(MINILM), ids)
+  assert np.abs(want - got)[mask.astype(bool)].max() <= 1e-4
+
+
+def test_pretrained_config_builds_the_architecture_and_load_params_fills_it(saved):
+  # The trainer's path: models' from_config with model.pretrained, then load_params over its state; a new
+  # classification head is left as initialised.
+  family, _, path = saved
+  module = bert if family == "bert" else gpt
+  info = {"vocab_size": VOCAB, "seq_len": 12, "num_classes": 3}
+  model = module.from_config({"pretrained": path, "pool": "mean"}, info, rngs=nnx.Rngs(0))
+  head = None if family != "bert" else np.asarray(model.head.kernel.get_value())
+  nnx.update(model, hf.load_params(path, nnx.state(model, nnx.Param)))
+  ids = np.concatenate([tokens()[0], tokens()[0][:, ::-1]])
+  body = bert.Encoder.__call__ if family == "bert" else gpt.GPT.__call__
+  got = np.asarray(nnx.jit(lambda m, x: body(m, x))(model, jnp.asarray(ids, jnp.int32)))
+  np.testing.assert_array_equal(got, ours_out(hf.load(path), ids))
+  if head is not None:
+    np.testing.assert_array_equal(model.head.kernel.get_value(), head)
+    assert ours_out(model, ids).shape == (4, 3)
+
+
+def test_bfloat16_checkpoint_loads_as_float32(tmp_path):
+  torch.manual_seed(1)
+  model = CONFIGS["llama"]().to(torch.bfloat16)
+  model.save_pretrained(str(tmp_path), safe_serialization=True)
+  ours = hf.load(str(tmp_path))
+  kernel = ours.transformer.blocks[0].mlp.gate.kernel.get_value()
+  assert kernel.dtype == jnp.float32
+  np.testing.assert_array_equal(kernel, model.model.layers[0].mlp.gate_proj.weight.detach().float().numpy().T)
+
+
+def test_config_mistakes_are_user_errors(tmp_path):
+  with pytest.raises(UserError, match="config.json"):
+    hf.read_config(str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "vocab_size": 10}))
+  with pytest.raises(UserError, match="model_type 't5' is not supported"):
+    hf.read_config(str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps(CONFIGS["gpt2"]().config.to_dict()))
+  with pytest.raises(UserError, match="model.safetensors"):
+    hf.load(str(tmp_path))
