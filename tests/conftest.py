@@ -26,6 +26,19 @@ def run_module(*args, timeout=1200) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
+def minilm() -> str:
+  """The shared pretrained MiniLM (FLAXFORGE_MODELS/all-MiniLM-L6-v2, which .ci/run sets); skipped on a
+  clone without it."""
+  path = os.environ.get("FLAXFORGE_MODELS")
+  if not path:
+    pytest.skip("FLAXFORGE_MODELS is not set: the pretrained-model tests need the shared models folder")
+  model = pathlib.Path(path) / "all-MiniLM-L6-v2"
+  if not model.is_dir():
+    pytest.fail(f"{model} is not a directory (FLAXFORGE_MODELS={path})")
+  return str(model)
+
+
+@pytest.fixture
 def real_datasets() -> pathlib.Path:
   """The shared real datasets (FLAXFORGE_DATASETS, which .ci/run sets); skipped on a clone without them."""
   path = os.environ.get("FLAXFORGE_DATASETS")

@@ -21,7 +21,6 @@ from flaxforge.models import bert, gpt, hf  # pylint: disable=wrong-import-posit
 from flaxforge.models.hf import layout  # pylint: disable=wrong-import-position
 from flaxforge.trainer import mesh as mesh_lib  # pylint: disable=wrong-import-position
 
-MINILM = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "all-MiniLM-L6-v2")
 VOCAB = 99  # not a multiple of 128: the embedding rows are padded, and the padding must never show
 
 CONFIGS = {
@@ -152,16 +151,14 @@ def test_sharded_load_reads_each_element_once_and_matches(saved, monkeypatch):
   np.testing.assert_allclose(got, ours_out(single, ids), atol=1e-5)
 
 
-def test_minilm_matches_transformers():
-  if not os.path.isdir(MINILM):
-    pytest.fail(f"{MINILM} is missing: the shared models folder is part of the repository's test data")
-  tokenizer = transformers.AutoTokenizer.from_pretrained(MINILM)
+def test_minilm_matches_transformers(minilm):
+  tokenizer = transformers.AutoTokenizer.from_pretrained(minilm)
   batch = tokenizer(["The space shuttle reached orbit.", "A short one", "Graphics cards and their drivers, "
                      "again and again."], padding=True, return_tensors="np")
   ids, mask = batch["input_ids"], batch["attention_mask"]
   assert (mask == 0).any()
-  want = torch_out(transformers.AutoModel.from_pretrained(MINILM).eval(), ids, mask)
-  got = ours_out(hf.load(MINILM), ids)
+  want = torch_out(transformers.AutoModel.from_pretrained(minilm).eval(), ids, mask)
+  got = ours_out(hf.load(minilm), ids)
   assert np.abs(want - got)[mask.astype(bool)].max() <= 1e-4
 
 

@@ -14,7 +14,6 @@ from tokenizers import decoders, models, pre_tokenizers, processors, trainers  #
 from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
 from flaxforge.data.hf_tokenizer import HFTokenizer  # pylint: disable=wrong-import-position
 
-MINILM = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "models", "all-MiniLM-L6-v2")
 TEXTS = ["The space shuttle reached orbit on Tuesday.", "ok", "",
          "Crème brûlée, naïve café — 東京 and 北京!  Numbers: 3.14159, e-mail a@b.org",
          "A much longer sentence that goes on and on, well past the sixteen tokens that the encoder keeps."]
@@ -36,9 +35,9 @@ def assert_same(ours: HFTokenizer, directory, seq_len):
   assert (ids[mask == 0] == ours.pad_id).all()
 
 
-def test_wordpiece_matches_autotokenizer(tmp_path):
-  ours = HFTokenizer(MINILM, seq_len=16)
-  assert_same(ours, MINILM, 16)
+def test_wordpiece_matches_autotokenizer(minilm, tmp_path):
+  ours = HFTokenizer(minilm, seq_len=16)
+  assert_same(ours, minilm, 16)
   ids, mask = ours.encode(TEXTS)
   assert ids[0, 0] == 101 and ids[0, mask[0].sum() - 1] == 102 and ours.pad_id == 0  # [CLS] ... [SEP] [PAD]
   assert mask[-1].all() and ids[-1, -1] == 102  # truncated, [SEP] kept
