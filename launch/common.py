@@ -187,6 +187,12 @@ def run(main):
   app.run(wrapped, flags_parser=_parse)
 
 
+def one_checkpoint(step, best: bool):
+  """Refuses --best together with --step: each names a checkpoint."""
+  if best and step is not None:
+    raise UserError(f"--best and --step={step} each choose a checkpoint; pass only one of them")
+
+
 def require_workdir() -> str:
   if not WORKDIR.value:
     raise UserError("--workdir is required: where this run's checkpoints and metrics live, e.g. --workdir=runs/digits")

@@ -43,8 +43,11 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, mesh_c
   return Restored(config, info, mesh, structure, state, step, workdir)
 
 
-def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test") -> dict:
-  """Metrics of a checkpoint on a split; classifiers also get a report (JSON + confusion matrix PNG)."""
+def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
+                     report_dir: str | None = None) -> dict:
+  """Metrics of a checkpoint on a split; classifiers also get a report (JSON + confusion matrix PNG) in
+  `report_dir` (default <workdir>/report): "report" lists the files written, or "report_error" says why none
+  could be (a read-only run), so the metrics are never lost."""
   run = restore(workdir, step=step, best=best)
   dataset = data_lib.load(run.config.data)
   if split not in dataset.splits:
@@ -54,7 +57,12 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   transform = preprocess.make_transform(run.info, run.config.data.label_encoding)
   results = evaluate.evaluate(run.state, eval_step, rows, global_batch=run.config.data.eval_batch_size,
                               mesh=run.mesh, info=run.info, transform=transform)
-  summary = {k: v for k, v in results.items() if isinstance(v, (int, float))}
+  summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
   if "confusion" in results and jax.process_index() == 0:
-    report.write(run.workdir / "report", split, run.step, results, run.info.get("label_names"))
-  return {"split": split, "step": run.step, **summary}
+    directory = report_dir or run.workdir / "report"
+    try:
+      summary["report"] = [str(p) for p in report.write(directory, split, run.step, results, run.info.get("label_names"))]
+    except OSError as e:
+      summary["report_error"] = (f"could not write the report in {directory} ({e.strerror or e}); pass "
+                                 "--report_dir=A_WRITABLE_FOLDER")
+  return summary
