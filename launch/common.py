@@ -1,5 +1,6 @@
 """What every entry point shares: --config/--workdir flags, help, multi-process start-up, one-line errors."""
 import difflib
+import json
 import os
 import re
 import sys
@@ -185,6 +186,15 @@ def run(main):
       _fail(str(e))
 
   app.run(wrapped, flags_parser=_parse)
+
+
+def print_result(result: dict, *lines: str):
+  """The command's result as one JSON line, last, after `lines`; from process 0 only (one answer per job)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    for line in lines:
+      print(line)
+    print(json.dumps(result))
 
 
 def one_checkpoint(step, best: bool):

@@ -4,7 +4,6 @@ Prints the metrics as one JSON object on the last line of output; for classifier
 (<workdir>/report/test_stepN.json and test_stepN_confusion.png) and names the files. A run that cannot be
 written to (shared or archived) still prints its metrics and says the report was not written.
 """
-import json
 import sys
 
 from absl import flags
@@ -28,9 +27,7 @@ def main(argv):
                                    report_dir=REPORT_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)
-  if result.get("report"):
-    print(f"wrote {', '.join(result['report'])}")
-  print(json.dumps(result))
+  common.print_result(result, *[f"wrote {', '.join(result['report'])}"] * bool(result.get("report")))
 
 
 if __name__ == "__main__":

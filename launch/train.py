@@ -2,8 +2,6 @@
 
 The same as python -m flaxforge.launch.train. NAME is a shipped config (flaxforge config show NAME prints it).
 """
-import json
-
 from flaxforge.core import config_fields
 from flaxforge.launch import common
 
@@ -20,7 +18,7 @@ def main(argv):
   common.init_distributed()
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
   results = loop.train(CONFIG.value, workdir)
-  print(json.dumps({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}}))
+  common.print_result({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}})
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ def train(config, workdir: str, devices=None) -> dict:
     state = create()
   workdir_lib.save_run(workdir, config, info, dataset.assets)  # after restore: a refused config must not replace it
   n_params = state_lib.parameter_count(structure.abstract)
-  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
+  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar,
+                                  time_limit_minutes=config.train.time_limit_minutes,
+                                  best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
   if step:
     progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
   progress.print(f"{config.model.name}: {n_params:,} parameters; {total} steps "
@@ -102,7 +104,7 @@ def train(config, workdir: str, devices=None) -> dict:
       progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
   ckpt.wait()
-  progress.close()
+  progress.close(ckpt.steps(), workdir)
   results = {}
   if "test" in rows:
     results = run_eval(state, "test")
@@ -140,7 +142,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
                             mesh_lib.batch_sharding(mesh, leading_axes=1))
   sums = steps_lib.train_metrics_init(mesh)
   stop = preemption.StopRequest()
-  prof = profiler.Profiler(config.profile, workdir)
+  prof = profiler.Profiler(config.profile, workdir, first_step=step, total=total)
   last_log_step, last_log_time = step, time.perf_counter()
   deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None
   last_good = ckpt.latest_step()
@@ -179,14 +181,14 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
                     epoch=step / steps_per_epoch)
       waited[0], blocked = 0.0, 0.0
       writer.write(step, "train", record)
-      progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
+      progress.log(record)
       last_log_step, last_log_time = step, time.perf_counter()
     state = treedef.unflatten(leaves) if at_eval or at_ckpt or stopping or step >= total else None
     validation = None
     if at_eval and "validation" in rows:
       validation = run_eval(state, "validation")
       writer.write(step, "validation", validation)
-      progress.print(f"step {step} (epoch {step / steps_per_epoch:.2f}) validation: {_summary(validation)}")
+      progress.validation(step, step / steps_per_epoch, validation)
       last_log_time = time.perf_counter()
     if at_ckpt or stopping:
       _check_finite(jax.device_get(sums), last_log_step, tc.on_nonfinite, last_good, ckpt)  # never checkpoint past a bad step
