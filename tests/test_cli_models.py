@@ -1,6 +1,7 @@
 """Mistakes that need a trained text classifier or language model, made with the `flaxforge` command:
 predict keeps blank input lines in place; generate refuses a length past the model's context."""
 import json
+import re
 
 import pytest
 
@@ -36,8 +37,10 @@ def test_generate_refuses_a_length_past_the_context(tmp_path):
   trained = flaxforge("train", "--config=gpt_text", "--workdir=run", "--config.data.path=corpus.txt",
                       "--config.data.seq_len=32", "--config.model.size=tiny", "--config.train.num_steps=2",
                       "--config.train.eval_every_steps=2", "--config.optimizer.warmup_steps=1",
-                      "--config.train.progress_bar=false", cwd=tmp_path)
+                      cwd=tmp_path)
   assert trained.returncode == 0, trained.stderr[-3000:]
+  assert re.search(r"^step 2/2 \(100%\) loss [\d.]+ examples/s [\d,]+ tokens/s [\d,]+ ETA 00:00:00$", trained.stderr,
+                   re.M), trained.stderr[-2000:]  # sequence models show tokens/s
   line = one_line(flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=100000",
                             cwd=tmp_path))
   assert ("the prompt (7 bytes) plus --max_new_tokens=100000 exceed the model's context of 32 tokens; use "
