@@ -1,4 +1,6 @@
-"""What every entry point shares: --config/--workdir flags, multi-process start-up, and one-line errors."""
+"""What every entry point shares: --config/--workdir flags, help, multi-process start-up, one-line errors."""
+import difflib
+import json
 import os
 import re
 import sys
@@ -9,9 +11,13 @@ from absl import logging as absl_logging
 from ml_collections import config_flags
 
 from flaxforge.launch import allocator
+from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
 
-_DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "configs", "default.py")
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_CONFIGS = os.path.join(_PACKAGE_ROOT, "launch", "configs")
+_DEFAULT_CONFIG = os.path.join(_CONFIGS, "default.py")
+_HELP = ("--help", "-h", "--helpshort")
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory: checkpoints, metrics, config (local or gs://).")
 VERBOSE = flags.DEFINE_bool("verbose", False, "Show full tracebacks and debug logs.")
@@ -21,11 +27,53 @@ NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the jo
 PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
+def shipped_configs() -> list[str]:
+  """Names of the configs in launch/configs/ (what --config=NAME accepts)."""
+  names = []
+  for file in sorted(os.listdir(_CONFIGS)):
+    if file.endswith(".py") and file != "base.py":
+      with open(os.path.join(_CONFIGS, file), encoding="utf-8") as f:
+        names += [file[:-3]] if "def get_config" in f.read() else []
+  return names
+
+
+def config_path(value: str) -> str:
+  """--config's value as a file: a path (from this folder, else from the package root, so README commands
+  work anywhere), or a shipped config's name. ml_collections' FILE:ARGUMENT form is kept."""
+  path, colon, argument = value.partition(":")
+  candidates = [path, os.path.join(_PACKAGE_ROOT, path)] if path else []
+  if "/" not in path and not path.endswith(".py"):
+    candidates.append(os.path.join(_CONFIGS, path + ".py"))
+  found = next((c for c in candidates if os.path.isfile(c)), None)
+  if found:
+    return found + colon + argument
+  shipped = shipped_configs()
+  name = os.path.basename(path).removesuffix(".py")
+  guess = difflib.get_close_matches(name, shipped, n=1)
+  raise UserError(f"config {value!r} is neither a file nor a shipped config"
+                  f"{f' (did you mean {guess[0]!r}?)' if guess else ''}; shipped configs: {', '.join(shipped)}; "
+                  "pass --config=NAME or --config=PATH/TO/CONFIG.py")
+
+
+def _resolve_config_argv(argv: list[str]):
+  """Rewrites --config=NAME (or --config NAME) in place to the config's file, before absl reads it."""
+  for i, arg in enumerate(argv):
+    if arg.startswith("--config="):
+      argv[i] = "--config=" + config_path(arg[len("--config="):])
+    elif arg == "--config" and i + 1 < len(argv):
+      argv[i + 1] = config_path(argv[i + 1])
+
+
 def define_config_flag():
-  """--config=FILE plus --config.FIELD=VALUE overrides (ml_collections may read them while defining)."""
+  """--config=NAME|FILE plus --config.FIELD=VALUE overrides (ml_collections may read them while defining)."""
   try:
-    return config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Config file (ml_collections), fields "
-                                           "overridable as --config.optimizer.learning_rate=0.01.")
+    _resolve_config_argv(sys.argv)
+  except UserError as e:
+    _fail(str(e))
+  try:
+    return config_flags.DEFINE_config_file(
+        "config", _DEFAULT_CONFIG, f"A shipped config ({', '.join(shipped_configs())}) or a config file; "
+        "default: default")
   except Exception as e:  # pylint: disable=broad-except
     _fail(_flag_error_line(e))
 
@@ -44,16 +92,46 @@ def _flag_error_line(e: Exception) -> str:
     suggestion = re.search(r'Did you mean "(\w+)"', text)
     return (f"unknown config field {field!r} in {given[0] if given else 'the config overrides'}"
             f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; "
-            "see launch/configs/base.py for the fields a config has")
+            "flaxforge train --help lists the fields a config has")
   return (text.strip().splitlines() or [type(e).__name__])[0] + " (see --helpfull, and the config file for its fields)"
 
 
 def _parse(argv):
-  """absl flag parsing whose failures (unknown or mistyped config fields) are one line and exit 2."""
+  """absl flag parsing whose failures (unknown or mistyped config fields) are one line and exit 2; --help
+  prints this command's flags and its config's fields (absl's own flags stay under --helpfull)."""
+  wanted_help = any(a in _HELP for a in argv[1:])
   try:
-    return flags.FLAGS(argv)
+    parsed = flags.FLAGS([a for a in argv if a not in _HELP])
   except Exception as e:  # pylint: disable=broad-except
     _fail(_flag_error_line(e))
+  if wanted_help:
+    print(help_text(_usage[0]))
+    sys.exit(0)
+  return parsed
+
+
+_usage = [""]  # the running command's docstring, set by run()
+
+
+def help_text(usage: str) -> str:
+  """The command's own flags, then (for commands with --config) every field of the config, by section."""
+  lines = [usage.strip(), "", "flags:"]
+  ours = [f for module, fs in flags.FLAGS.flags_by_module_dict().items() for f in fs
+          if "flaxforge" in module or module in (sys.argv[0], "__main__")]
+  for flag in sorted({f.name: f for f in ours}.values(), key=lambda f: (f.name == "verbose", f.name != "workdir")):
+    default = "" if flag.default in (None, "") or flag.name == "config" else f" (default: {flag.default})"
+    lines.append(f"  --{flag.name:<22}{flag.help.splitlines()[0]}{default}")
+  lines.append(f"  --{'helpfull':<22}also absl's logging and debugging flags")
+  config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
+  if config is not None:
+    lines += ["", f"config fields ({os.path.basename(flags.FLAGS['config'].config_filename)}); "
+              "set any with --config.FIELD=VALUE, e.g. --config.data.batch_size=64:"]
+    for title, fields in config_fields.by_section(config).items():
+      lines.append(f" {title}")
+      for name, value, description, allowed in fields:
+        shown = f"{name} = {value!r}"
+        lines.append(f"  {shown:<36} {description}{f' [{allowed}]' if allowed else ''}")
+  return "\n".join(lines)
 
 
 def use_xla_flags(flags: str):
@@ -95,6 +173,7 @@ def init_distributed():
 def run(main):
   """Runs an absl main: a UserError (or a bad flag) prints one line naming the fix and exits 2."""
   allocator.reexec_once()  # before JAX starts: the malloc set-up is read from the environment
+  _usage[0] = sys.modules[main.__module__].__doc__ or ""
 
   def wrapped(argv):
     if not VERBOSE.value:
@@ -107,6 +186,21 @@ def run(main):
       _fail(str(e))
 
   app.run(wrapped, flags_parser=_parse)
+
+
+def print_result(result: dict, *lines: str):
+  """The command's result as one JSON line, last, after `lines`; from process 0 only (one answer per job)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if jax.process_index() == 0:
+    for line in lines:
+      print(line)
+    print(json.dumps(result))
+
+
+def one_checkpoint(step, best: bool):
+  """Refuses --best together with --step: each names a checkpoint."""
+  if best and step is not None:
+    raise UserError(f"--best and --step={step} each choose a checkpoint; pass only one of them")
 
 
 def require_workdir() -> str:

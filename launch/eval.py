@@ -1,8 +1,10 @@
-"""Evaluate a checkpoint without retraining: python -m flaxforge.launch.eval --workdir=runs/digits [--step=N|--best]
+"""Evaluate a checkpoint without retraining: flaxforge eval --workdir=DIR [--step=N | --best] [--report_dir=DIR]
 
-Prints the metrics as one JSON object on the last line of output.
+Prints the metrics as one JSON object on the last line of output; for classifiers it also writes a report
+(<workdir>/report/test_stepN.json and test_stepN_confusion.png) and names the files. A run that cannot be
+written to (shared or archived) still prints its metrics and says the report was not written.
 """
-import json
+import sys
 
 from absl import flags
 
@@ -11,16 +13,21 @@ from flaxforge.launch import common
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
 BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
 SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
+REPORT_DIR = flags.DEFINE_string("report_dir", None, "Where classifiers' reports go (default: <workdir>/report).")
 
 
 def main(argv):
   del argv
   workdir = common.require_workdir()
+  common.one_checkpoint(STEP.value, BEST.value)
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
   from flaxforge.trainer import evaluate  # pylint: disable=g-import-not-at-top
-  result = evaluate.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value)
-  print(json.dumps(result))
+  result = evaluate.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value,
+                                     report_dir=REPORT_DIR.value)
+  if "report_error" in result:
+    print(f"warning: {result.pop('report_error')}", file=sys.stderr)
+  common.print_result(result, *[f"wrote {', '.join(result['report'])}"] * bool(result.get("report")))
 
 
 if __name__ == "__main__":

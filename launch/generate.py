@@ -18,8 +18,17 @@ NUM = flags.DEFINE_integer("num_samples", 1, "How many continuations to sample."
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
 
 
+def _check_sampling():
+  """Refuses sampling flags out of range (a negative temperature would sample without a word)."""
+  for holder, low in ((TEMPERATURE, 0), (TOP_K, 0), (MAX_NEW, 0), (NUM, 1)):
+    if holder.value < low:
+      raise common.UserError(f"--{holder.name}={holder.value} is out of range; use --{holder.name}={low} or more "
+                             f"({flags.FLAGS[holder.name].help})")
+
+
 def main(argv):
   del argv
+  _check_sampling()
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   import jax  # pylint: disable=g-import-not-at-top
@@ -36,6 +45,11 @@ def main(argv):
     raise common.UserError(f"tokenizer {tokenizer.get('type')!r} is not supported by flaxforge.launch.generate")
   prompt = PROMPT.value.encode("utf-8") or bytes([tokenizer.get("separator", 0)])
   model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
+  context = model.arch.max_len  # positions it was trained on; it does not slide a window past them
+  if len(prompt) + MAX_NEW.value > context:
+    raise common.UserError(f"the prompt ({len(prompt)} bytes) plus --max_new_tokens={MAX_NEW.value} exceed the model's "
+                           f"context of {context} tokens; use --max_new_tokens={max(context - len(prompt), 0)} or less "
+                           "(or a shorter prompt)")
   ids = np.tile(np.frombuffer(prompt, np.uint8).astype(np.int32), (NUM.value, 1))
   out = gpt.generate(model, ids, MAX_NEW.value, temperature=TEMPERATURE.value, top_k=TOP_K.value,
                      rng=jax.random.key(SEED.value))

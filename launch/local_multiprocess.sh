@@ -4,8 +4,10 @@
 #   bash launch/local_multiprocess.sh 2 --config=launch/configs/tiny.py --workdir=/tmp/mp
 #   MODULE=flaxforge.launch.eval bash launch/local_multiprocess.sh 2 --workdir=/tmp/mp
 #
-# Each line of output is prefixed with its process index. The script waits for all processes; when one
-# fails it kills the others and exits with the first failure's status.
+# Process 0's output comes as a one-process run's would; the others' lines are prefixed with their index.
+# The script waits for all processes; when one fails it stops the others and exits with the first failure's
+# status, however fast they end. Ctrl-C (or a SIGTERM to the script) makes every process checkpoint at the
+# same step and stop; the same command resumes.
 # It runs in the repository root, so relative paths in the flags are relative to that.
 # Environment: PYTHON (default .venv/bin/python, else python), MODULE (default flaxforge.launch.train),
 # PORT (coordinator port, default a free one), FLAXFORGE_HEARTBEAT_S (default 10: a dead peer is noticed fast).
@@ -20,21 +22,31 @@ shift
 cd "$(dirname "$0")/.." || exit 2
 python=${PYTHON:-$([[ -x .venv/bin/python ]] && echo .venv/bin/python || echo python)}
 module=${MODULE:-flaxforge.launch.train}
-port=${PORT:-$("$python" -c 'import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])')}
+free_port='import socket; s = socket.socket(); s.bind(("localhost", 0)); print(s.getsockname()[1])'
+port=${PORT:-$("$python" -c "$free_port" 2>/dev/null || python3 -c "$free_port")}
 
 # One CPU device per process (more per process can deadlock gloo with deep queues): drop any forced count.
 export XLA_FLAGS=$(echo "${XLA_FLAGS:-}" | sed -E 's/--xla_force_host_platform_device_count=[0-9]+//g')
 export JAX_NUM_CPU_DEVICES=1 JAX_PLATFORMS=cpu PYTHONUNBUFFERED=1
 export FLAXFORGE_HEARTBEAT_S=${FLAXFORGE_HEARTBEAT_S:-10}
 
+# Process 0 writes straight to this terminal (its progress bar and final JSON line, as a one-process run);
+# the others' lines are prefixed with their index. The prefixers ignore INT and TERM: a Ctrl-C reaches the
+# whole process group, and a prefixer that died first would leave its trainer blocked on a full pipe.
 declare -A index_of
 pids=()
 for ((i = 0; i < num; i++)); do
-  "$python" -m "$module" --coordinator_address="localhost:$port" --num_processes="$num" --process_id="$i" "$@" \
-    > >(sed -u "s/^/[$i] /") 2>&1 &
+  command=("$python" -m "$module" --coordinator_address="localhost:$port" --num_processes="$num" --process_id="$i" "$@")
+  if ((i == 0)); then
+    "${command[@]}" &
+  else
+    "${command[@]}" > >(trap '' INT TERM; exec sed -u "s/^/[$i] /") 2>&1 &
+  fi
   pids+=($!)
   index_of[$!]=$i
 done
+
+alive() { kill -0 "$1" 2>/dev/null; }
 
 kill_rest() {
   local pid
@@ -42,9 +54,9 @@ kill_rest() {
   # A process blocked in a collective may ignore SIGTERM (JAX's preemption notifier takes it): wait up to
   # 3 s, then SIGKILL what is left.
   for _ in {1..30}; do
-    alive=0
-    for pid in "${pids[@]}"; do [[ $(ps -o stat= -p "$pid" 2>/dev/null) == [^Z]* ]] && alive=1; done
-    ((alive)) || return 0
+    local any=0
+    for pid in "${pids[@]}"; do alive "$pid" && any=1; done
+    ((any)) || return 0
     sleep 0.1
   done
   for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null; done
@@ -62,21 +74,27 @@ on_signal() {
 trap 'on_signal INT' INT
 trap 'on_signal TERM' TERM
 
+# Polls rather than `wait -n`: processes that end before the loop starts are reaped already, and `wait -n`
+# then answers "no such job" at once, forever. `wait PID` still returns a reaped child's status.
 status=0
 running=("${pids[@]}")
 while ((${#running[@]})); do
-  done_pid=
-  wait -n -p done_pid "${running[@]}"
-  rc=$?
-  [[ -n ${done_pid:-} ]] || continue  # woken by a signal, not by an exit
   rest=()
-  for pid in "${running[@]}"; do [[ $pid == "$done_pid" ]] || rest+=("$pid"); done
+  for pid in "${running[@]}"; do
+    if alive "$pid"; then
+      rest+=("$pid")
+      continue
+    fi
+    wait "$pid"
+    rc=$?
+    if [[ $rc -ne 0 && $status -eq 0 ]]; then
+      status=$rc
+      echo "[launcher] process ${index_of[$pid]} exited with status $rc; stopping the others" >&2
+      kill_rest
+    fi
+  done
   running=("${rest[@]}")
-  if [[ $rc -ne 0 && $status -eq 0 ]]; then
-    status=$rc
-    echo "[launcher] process ${index_of[$done_pid]} exited with status $rc; stopping the others" >&2
-    kill_rest
-  fi
+  ((${#running[@]})) && sleep 0.2
 done
 wait  # the output prefixers
 exit $status

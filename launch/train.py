@@ -1,6 +1,8 @@
-"""Train (or resume) a run: python -m flaxforge.launch.train --config=launch/configs/mlp_digits.py --workdir=runs/digits"""
-import json
+"""Train a model, or resume its run: flaxforge train --config=NAME|FILE --workdir=DIR [--config.FIELD=VALUE ...]
 
+The same as python -m flaxforge.launch.train. NAME is a shipped config (flaxforge config show NAME prints it).
+"""
+from flaxforge.core import config_fields
 from flaxforge.launch import common
 
 CONFIG = common.define_config_flag()
@@ -9,13 +11,14 @@ CONFIG = common.define_config_flag()
 def main(argv):
   if len(argv) > 1:
     raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
+  config_fields.validate(CONFIG.value)
   workdir = common.require_workdir()
   common.allocator.reexec_once(CONFIG.value.get("malloc", "auto"))  # the config's own choice, if it has one
   common.use_xla_flags(CONFIG.value.get("xla_flags", ""))
   common.init_distributed()
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
   results = loop.train(CONFIG.value, workdir)
-  print(json.dumps({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}}))
+  common.print_result({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}})
 
 
 if __name__ == "__main__":

@@ -35,11 +35,15 @@ class Conv1D(nnx.Module):
     return matmul.dot_general(patches, kernel, (((2,), (0,)), ((), ()))) + self.bias[...]
 
 
+# The seed's sizes: the defaults of `from_config`, the FLOP count and launch/configs/text_cnn_20ng.py.
+SEED_SIZES = dict(embed_dim=16, conv1_filters=32, conv1_kernel=7, pool=7, conv2_filters=64, conv2_kernel=7,
+                  dense=64, dropout=0.0)
+
+
 class TextCNN(nnx.Module):
 
-  def __init__(self, vocab_size: int, num_classes: int, seq_len: int, *, embed_dim=16, conv1_filters=32,
-               conv1_kernel=7, pool=7, conv2_filters=64, conv2_kernel=7, dense=64, dropout=0.0,
-               rngs: nnx.Rngs):
+  def __init__(self, vocab_size: int, num_classes: int, seq_len: int, *, embed_dim, conv1_filters,
+               conv1_kernel, pool, conv2_filters, conv2_kernel, dense, dropout, rngs: nnx.Rngs):
     pooled = (seq_len - conv1_kernel + 1) // pool
     if pooled < conv2_kernel:
       raise UserError(f"seq_len {seq_len} is too short for this text CNN: it needs at least "
@@ -68,29 +72,27 @@ class TextCNN(nnx.Module):
 
 def from_config(cfg, info, *, rngs: nnx.Rngs) -> TextCNN:
   """`cfg` is `config.model`; sizes default to the seed's. `info` gives vocab_size, num_classes, seq_len."""
-  sizes = dict(embed_dim=16, conv1_filters=32, conv1_kernel=7, pool=7, conv2_filters=64, conv2_kernel=7,
-               dense=64, dropout=0.0)
-  return TextCNN(info["vocab_size"], info["num_classes"], info["seq_len"],
-                 **{k: cfg.get(k, v) for k, v in sizes.items()}, rngs=rngs)
+  return TextCNN(info["vocab_size"], info["num_classes"], info["seq_len"], **_sizes(cfg), rngs=rngs)
+
+
+def _sizes(cfg) -> dict:
+  return {k: cfg.get(k, v) for k, v in SEED_SIZES.items()}
 
 
 def flops_per_example(cfg, info) -> float:
-  return text_cnn_flops_per_example(
-      info["seq_len"], cfg.get("embed_dim", 16), info["num_classes"],
-      conv_features=(cfg.get("conv1_filters", 32), cfg.get("conv2_filters", 64)),
-      kernel_size=cfg.get("conv1_kernel", 7), pool=cfg.get("pool", 7), dense=cfg.get("dense", 64))
+  return text_cnn_flops_per_example(info["seq_len"], info["num_classes"], **_sizes(cfg))
 
 
 # FLOP convention (as in shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
 # convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
 # step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
-def text_cnn_flops_per_example(seq_len=100, embed_dim=16, num_classes=20, *, conv_features=(32, 64),
-                               kernel_size=7, pool=7, dense=64, training=True):
+def text_cnn_flops_per_example(seq_len=100, num_classes=20, *, training=True, **sizes):
   """Seed text CNN: Embedding -> Conv1D(k, 'valid') -> MaxPool(pool) -> Conv1D(k) -> GlobalMaxPool ->
   Dense(dense) -> Dense(classes). Training = 3 x forward: the embedding output needs its gradient, so the
   first convolution's input gradient counts."""
-  c1, c2 = conv_features
-  l1 = seq_len - kernel_size + 1
-  l2 = l1 // pool - kernel_size + 1
-  macs = l1 * kernel_size * embed_dim * c1 + l2 * kernel_size * c1 * c2 + c2 * dense + dense * num_classes
+  s = {**SEED_SIZES, **sizes}
+  c1, c2, k1, k2, dense = s["conv1_filters"], s["conv2_filters"], s["conv1_kernel"], s["conv2_kernel"], s["dense"]
+  l1 = seq_len - k1 + 1
+  l2 = l1 // s["pool"] - k2 + 1
+  macs = l1 * k1 * s["embed_dim"] * c1 + l2 * k2 * c1 * c2 + c2 * dense + dense * num_classes
   return 3 * 2 * macs if training else 2 * macs

@@ -49,4 +49,4 @@ def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path):
   evaluated = evaluate.evaluate_workdir(str(tmp_path))
   assert evaluated["step"] == config.train.num_steps
   assert evaluated["accuracy"] == trained["accuracy"] and evaluated["loss"] == trained["loss"]
-  assert (tmp_path / "report" / "test_confusion.png").exists()
+  assert (tmp_path / "report" / f"test_step{config.train.num_steps}_confusion.png").exists()

@@ -31,13 +31,13 @@ def _launch(num, *flags, timeout=150, **env):
                         cwd=REPO, env=_env(**env), capture_output=True, text=True)
 
 
-def _results(output: str, prefix=r"\[(\d)\] ") -> dict[int, dict]:
-  """The JSON result line of each process, by process index."""
+def _results(output: str, prefix=r"(?:\[(\d)\] )?") -> dict[int, dict]:
+  """The JSON result line of each process, by process index (the launcher leaves process 0's unprefixed)."""
   found = {}
   for line in output.splitlines():
     m = re.match(prefix + r"(\{.*\})$", line)
     if m:
-      found[int(m.group(1))] = json.loads(m.group(2))
+      found[int(m.group(1) or 0)] = json.loads(m.group(2))
   return found
 
 
@@ -58,9 +58,9 @@ def two_process_run(tmp_path_factory):
 
 def test_two_processes_train_and_resume_like_one_process_with_two_devices(two_process_run, tmp_path):
   workdir, output = two_process_run
-  assert "[0] resumed from the checkpoint at step 20" in output
+  assert re.search(r"^resumed from the checkpoint at step 20", output, re.M)
   results = _results(output)
-  assert results.keys() == {0, 1} and results[0] == results[1]  # both processes computed the same test metrics
+  assert results.keys() == {0}  # one result line per job, from process 0
 
   reference = loop.train(tiny.get_config(), str(tmp_path), devices=jax.devices()[:2])  # 1 process x 2 devices
   for key in ("loss", "accuracy", "macro_f1"):
@@ -111,7 +111,7 @@ wait
   assert run.returncode == 0, run.stdout + run.stderr
   assert "option --kill-on-bad-exit=1" in run.stdout
   results = _results(run.stdout, prefix=r"(\d): ")
-  assert results.keys() == {0, 1} and results[0] == results[1]
+  assert results.keys() == {0}
   together = _results(output)[0]
   assert results[0]["step"] == 40 and results[0]["accuracy"] == together["accuracy"]
   assert results[0]["loss"] == pytest.approx(together["loss"], rel=1e-6)
@@ -133,7 +133,7 @@ time.sleep(120)
   run = _launch(2, str(tmp_path), timeout=60, MODULE="worker", PYTHONPATH=str(tmp_path))
   assert run.returncode == 3, run.stdout + run.stderr
   assert time.monotonic() - start < 30
-  assert "[1] boom" in run.stdout and "[0] waiting" in run.stdout
+  assert "[1] boom" in run.stdout and "\nwaiting" in "\n" + run.stdout
   assert "process 1 exited with status 3" in run.stderr
   with pytest.raises(ProcessLookupError):
     os.kill(int((tmp_path / "pid0").read_text()), 0)

@@ -41,9 +41,9 @@ def test_own_csv_trains_predicts_and_reports(tmp_path):
   assert all(len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in rows)
   evaluated = _last_json(_run("flaxforge.launch.eval", f"--workdir={workdir}"))
   assert evaluated["accuracy"] == trained["accuracy"]
-  report = json.loads((workdir / "report" / "test_report.json").read_text())
+  report = json.loads((workdir / "report" / f"test_step{evaluated['step']}.json").read_text())
   assert sorted(report["per_class"]) == ["cooking", "sports", "travel"] and "macro_f1" in report
-  assert (workdir / "report" / "test_confusion.png").stat().st_size > 1000
+  assert (workdir / "report" / f"test_step{evaluated['step']}_confusion.png").stat().st_size > 1000
 
 
 def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):

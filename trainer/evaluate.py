@@ -33,16 +33,23 @@ def make_eval_step(structure, mesh, config, info):
   return steps.make_eval_step(structure, mesh, loss_kind=config.loss, num_classes=_num_classes(info))
 
 
-def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test") -> dict:
-  """The eval job: metrics of a run's checkpoint on a split; classifiers also get a report (JSON and the
-  confusion matrix as PNG) in the work directory."""
+def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
+                     report_dir: str | None = None) -> dict:
+  """The eval job: metrics of a run's checkpoint on a split. Classifiers also get a report (JSON and the
+  confusion matrix as PNG) in `report_dir` (default <workdir>/report): "report" lists the files written, or
+  "report_error" says why none could be (a read-only run), so the metrics are never lost."""
   run = restore.restore(workdir, step=step, best=best)
   data = setup.load_data(run.config, info=run.info)
   rows = data.split(split)
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
                      global_batch=run.config.data.eval_batch_size, mesh=run.mesh, info=run.info,
                      transform=data.transform)
-  summary = {k: v for k, v in results.items() if isinstance(v, (int, float))}
+  summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
   if "confusion" in results and jax.process_index() == 0:
-    report.write(run.workdir / "report", split, run.step, results, run.info.get("label_names"))
-  return {"split": split, "step": run.step, **summary}
+    directory = report_dir or run.workdir / "report"
+    try:
+      summary["report"] = [str(p) for p in report.write(directory, split, run.step, results, run.info.get("label_names"))]
+    except OSError as e:
+      summary["report_error"] = (f"could not write the report in {directory} ({e.strerror or e}); pass "
+                                 "--report_dir=A_WRITABLE_FOLDER")
+  return summary

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 
 from flaxforge import models
+from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import checkpoint, evaluate, feed as feed_lib
 from flaxforge.trainer import flops as flops_lib
@@ -67,6 +68,7 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
 
 def train(config, workdir: str, devices=None) -> dict:
   """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
+  config_fields.validate(config)
   workdir = workdir_lib.prepare(workdir)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   data = setup.load_data(config)
@@ -80,7 +82,9 @@ def train(config, workdir: str, devices=None) -> dict:
   else:
     state = create()
   workdir_lib.save_run(workdir, config, data.info, data.assets)  # after restore: a refused config must not replace it
-  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
+  progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar,
+                                  time_limit_minutes=config.train.time_limit_minutes,
+                                  best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
   run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress,
             steps_per_epoch, total)
   if step:
@@ -99,7 +103,7 @@ def train(config, workdir: str, devices=None) -> dict:
     if step < total:
       progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
-  progress.close()
+  progress.close(ckpt.steps(), workdir)
   results = {}
   if "test" in data.rows:
     results = run.evaluate(state, "test")
@@ -138,7 +142,7 @@ def _fit(run: Run, state, step: int, data_state):
       shared_sharding=feed.shared_shardings) for n in {1, per_call}}
   sums = steps_lib.train_metrics_init(run.mesh)
   stop = preemption.StopRequest()
-  prof = profiler.Profiler(config.profile, run.workdir)
+  prof = profiler.Profiler(config.profile, run.workdir, first_step=step, total=run.total)
   interval = _Interval(step)
   deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None
   end, last_good, flops = run.total, run.ckpt.latest_step(), None
@@ -198,7 +202,7 @@ def _log(run: Run, sums, step: int, interval: _Interval, flops: tuple, last_good
                 input_wait_fraction=interval.input_wait / seconds,
                 checkpoint_block_seconds=interval.checkpoint_block, epoch=step / run.steps_per_epoch)
   run.writer.write(step, "train", record)
-  run.progress.update(0, loss=record["loss"], ex_s=round(record["examples_per_second"]))
+  run.progress.log(record)
   interval.restart(step)
   return steps_lib.train_metrics_init(run.mesh)
 
@@ -206,7 +210,7 @@ def _log(run: Run, sums, step: int, interval: _Interval, flops: tuple, last_good
 def _validate(run: Run, state, step: int) -> dict:
   validation = run.evaluate(state, "validation")
   run.writer.write(step, "validation", validation)
-  run.progress.print(f"step {step} (epoch {step / run.steps_per_epoch:.2f}) validation: {_summary(validation)}")
+  run.progress.validation(step, step / run.steps_per_epoch, validation)
   return validation
 
 

@@ -70,22 +70,77 @@ class MetricWriter:
 
 
 class Progress:
-  """A terminal progress bar over training steps with examples/s and ETA (process 0, stderr)."""
+  """Training progress on stderr, process 0 only: a tqdm bar on a terminal; elsewhere (a log file, a pipe)
+  one plain line per logging interval, no carriage returns or padding. The ETA is the sooner of the steps
+  left at the interval's rate and the end of `time_limit_minutes`. `close` prints a summary on stdout."""
 
-  def __init__(self, total: int, initial: int, enabled: bool = True):
-    from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-    self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
-                     disable=not (enabled and jax.process_index() == 0), mininterval=0.5)
+  def __init__(self, total: int, initial: int, enabled: bool = True, *, time_limit_minutes: float = 0.0,
+               best_metric: str = "", best_mode: str = "max"):
+    self.total, self.step, self._start_step = total, initial, initial
+    self.enabled = enabled and jax.process_index() == 0
+    self._start = time.monotonic()
+    self._deadline = self._start + 60 * time_limit_minutes if time_limit_minutes > 0 else None
+    self._best_metric, self._best_mode = best_metric, best_mode
+    self.validations = []  # (step, values)
+    self._bar = None
+    if self.enabled and sys.stderr.isatty():
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
+                       mininterval=0.5, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
-  def update(self, steps: int, **postfix):
-    if postfix:
-      self._bar.set_postfix({k: f"{v:.4g}" if isinstance(v, float) else v for k, v in postfix.items()},
-                            refresh=False)
-    self._bar.update(steps)
+  def update(self, steps: int):
+    self.step += steps
+    if self._bar is not None:
+      self._bar.update(steps)
+
+  def log(self, record: dict):
+    """A train record's figures: `loss`, `examples_per_second`, `tokens_per_second` (sequence models)."""
+    if not self.enabled:
+      return
+    shown = {"loss": f"{record['loss']:.4g}", "examples/s": f"{record['examples_per_second']:,.0f}"}
+    if "tokens_per_second" in record:
+      shown["tokens/s"] = f"{record['tokens_per_second']:,.0f}"
+    shown["ETA"] = self._eta()
+    if self._bar is not None:
+      self._bar.set_postfix(shown, refresh=True)
+    else:
+      figures = " ".join(f"{k} {v}" for k, v in shown.items())
+      print(f"step {self.step}/{self.total} ({100 * self.step / max(self.total, 1):.0f}%) {figures}",
+            file=sys.stderr, flush=True)
+
+  def _eta(self) -> str:
+    now = time.monotonic()
+    done = self.step - self._start_step
+    left = (self.total - self.step) * (now - self._start) / done if done > 0 else math.inf
+    if self._deadline is not None:
+      left = min(left, max(self._deadline - now, 0.0))
+    return "?" if math.isinf(left) else time.strftime("%H:%M:%S", time.gmtime(left))
+
+  def validation(self, step: int, epoch: float, values: dict):
+    self.validations.append((step, values))
+    keys = [k for k in ("loss", "accuracy", "macro_f1", "bits_per_byte") if k in values]
+    self.print(f"step {step} (epoch {epoch:.2f}) validation: " + " ".join(f"{k}={values[k]:.4f}" for k in keys))
 
   def print(self, line: str):
     if jax.process_index() == 0:
-      self._bar.write(line, file=sys.stdout)
+      if self._bar is not None:
+        self._bar.write(line, file=sys.stdout)
+      else:
+        print(line, flush=True)
 
-  def close(self):
-    self._bar.close()
+  def close(self, checkpoints: list[int] | None = None, workdir=None):
+    """Ends the bar and prints the summary: final and best validation metric with their steps, the
+    checkpoints kept and the work directory's files."""
+    if self._bar is not None:
+      self._bar.close()
+    if not self.validations or workdir is None:
+      return
+    metric = self._best_metric if self._best_metric in self.validations[-1][1] else "loss"
+    pick = max if self._best_mode == "max" and metric != "loss" else min
+    final_step, final = self.validations[-1]
+    best_step, best = pick(self.validations, key=lambda sv: sv[1][metric])
+    self.print(f"summary: validation {metric} {final[metric]:.4f} at the last step {final_step}, best "
+               f"{best[metric]:.4f} at step {best_step}; checkpoints kept: {', '.join(map(str, checkpoints or [])) or 'none'}")
+    files = sorted(p.name + ("/" if p.is_dir() else "") for p in epath.Path(workdir).iterdir()
+                   if not p.name.startswith("."))
+    self.print(f"work directory {workdir}: {' '.join(files)}")

@@ -1,12 +1,18 @@
-"""An evaluation report for classifiers: JSON figures and the confusion matrix as a PNG image."""
+"""An evaluation report for classifiers: JSON figures and the confusion matrix as a PNG image, named after
+the split and the step (`test_step40.json`, `test_step40_confusion.png`) so evaluations of other steps
+sit beside each other."""
 import json
 
 import numpy as np
 from etils import epath
 
 
-def write(directory: epath.Path, split: str, step: int, results: dict, label_names=None) -> epath.Path:
+def write(directory: epath.Path, split: str, step: int, results: dict, label_names=None) -> list[epath.Path]:
+  """Writes the two files into `directory` (created if missing) and returns their paths; OSError if it
+  cannot be written."""
+  directory = epath.Path(directory)
   directory.mkdir(parents=True, exist_ok=True)
+  stem = f"{split}_step{step}"
   confusion = np.asarray(results["confusion"])
   names = list(label_names or range(len(confusion)))
   per_class = {str(n): {"precision": p, "recall": r, "support": int(s)}
@@ -14,10 +20,11 @@ def write(directory: epath.Path, split: str, step: int, results: dict, label_nam
   figures = {"split": split, "step": step, "accuracy": results["accuracy"], "macro_f1": results["macro_f1"],
              "loss": results["loss"], "per_class": per_class, "confusion": confusion.astype(int).tolist(),
              "labels": [str(n) for n in names]}
-  (directory / f"{split}_report.json").write_text(json.dumps(figures, indent=2))
-  _plot(confusion, names, directory / f"{split}_confusion.png", f"{split} at step {step}: "
+  paths = [directory / f"{stem}.json", directory / f"{stem}_confusion.png"]
+  paths[0].write_text(json.dumps(figures, indent=2))
+  _plot(confusion, names, paths[1], f"{split} at step {step}: "
         f"accuracy {results['accuracy']:.3f}, macro-F1 {results['macro_f1']:.3f}")
-  return directory
+  return paths
 
 
 def _plot(confusion: np.ndarray, names, path: epath.Path, title: str):

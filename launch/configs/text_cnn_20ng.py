@@ -13,6 +13,7 @@ with the gradient densified all land at 0.46-0.54. 4e-3 has the best validation 
 among 1e-3 to 8e-3 (benchmarks/seed_sweep.py; BENCHMARKS.md, "Issue 3: accuracy").
 """
 from flaxforge.launch.configs import base, text_options
+from flaxforge.models import text_cnn
 
 
 def get_config():
@@ -21,14 +22,7 @@ def get_config():
   text_options.add(c.data, num_words=10000, seq_len=100, padding="pre", truncating="pre")
   c.data.batch_size = 32
   c.model.name = "text_cnn"
-  c.model.embed_dim = 16
-  c.model.conv1_filters = 32
-  c.model.conv1_kernel = 7
-  c.model.pool = 7
-  c.model.conv2_filters = 64
-  c.model.conv2_kernel = 7
-  c.model.dense = 64
-  c.model.dropout = 0.0
+  c.model.update(text_cnn.SEED_SIZES)  # Embedding(10000,16), Conv1D(32,7), MaxPool1D(7), Conv1D(64,7), Dense(64)
   c.optimizer.name = "adam"
   c.optimizer.learning_rate = 4e-3  # chosen on validation accuracy (docstring)
   c.train.num_epochs = 10

@@ -1,20 +1,18 @@
-"""The text preprocessing fields a text config carries (see data/text.py TextEncoder)."""
+"""The text preprocessing fields a text config carries: `data/text.py` TextEncoder's options, with its defaults."""
+import dataclasses
 
-KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
+from flaxforge.data import text
 
 
-def add(data, *, num_words=10000, seq_len=100, padding="pre", truncating="pre", lowercase=True,
-        filters=KERAS_FILTERS, remove="", oov=False, cls_token=False, bigrams=False, validation_fraction=0.1, split_seed=0):
-  """Adds the fields to `config.data` so each can be overridden from the command line."""
-  data.num_words = num_words  # the top-N training words (ids below N)
-  data.seq_len = seq_len
-  data.padding = padding  # "pre" or "post", as Keras pad_sequences
-  data.truncating = truncating
-  data.lowercase = lowercase
-  data.filters = filters  # characters turned into spaces before splitting
-  data.remove = remove  # comma-separated: headers, footers, quotes (as scikit-learn's fetch_20newsgroups)
-  data.oov = oov  # True: unknown words map to id 1 instead of being dropped
-  data.cls_token = cls_token  # True: a [CLS] id at position 0 (for encoder classifiers that pool it)
-  data.bigrams = bigrams
-  data.validation_fraction = validation_fraction  # held out of the training set
+def add(data, *, validation_fraction=0.1, split_seed=0, **options):
+  """Adds the encoder's fields to `config.data` (its defaults, overridden by `options`), so each can be set
+  from the command line."""
+  defaults = {f.name: f.default for f in dataclasses.fields(text.TextEncoder) if f.name != "vocab"}
+  defaults["remove"] = ""  # a comma-separated string on the command line: headers,footers,quotes
+  unknown = set(options) - set(defaults)
+  if unknown:
+    raise TypeError(f"not TextEncoder options: {sorted(unknown)}")
+  for name, value in {**defaults, **options}.items():
+    setattr(data, name, value)
+  data.validation_fraction = validation_fraction
   data.split_seed = split_seed

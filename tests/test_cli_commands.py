@@ -1,0 +1,153 @@
+"""The `flaxforge` command as a user runs it, from a folder that is not the repository: subcommands, config
+names, help, ranges, and each mistake ending in one line that names the fix (exit status 2)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from flaxforge.core import config_fields
+from flaxforge.core.errors import UserError
+from flaxforge.launch.configs import default, tiny
+
+FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
+
+
+def flaxforge(*args, cwd, stdin=None, timeout=240):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as a user's laptop
+  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, input=stdin,
+                        timeout=timeout)
+
+
+def one_line(proc) -> str:
+  """The single `error:` line of a refused command; exit status 2 and no traceback."""
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+  return lines[0]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  """A tiny digits run, trained from another folder with the README's relative config path."""
+  elsewhere = tmp_path_factory.mktemp("elsewhere")
+  workdir = elsewhere / "run"
+  proc = flaxforge("train", "--config=launch/configs/tiny.py", f"--workdir={workdir}", cwd=elsewhere)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
+
+
+def test_usage_lists_the_commands_and_a_typo_gets_a_suggestion(tmp_path):
+  out = flaxforge("--help", cwd=tmp_path)
+  assert out.returncode == 0
+  assert all(f"  {name} " in out.stdout for name in ("train", "eval", "predict", "generate", "config"))
+  assert "did you mean 'train'?" in one_line(flaxforge("trian", cwd=tmp_path))
+
+
+def test_unknown_config_name_lists_the_shipped_ones(tmp_path):
+  line = one_line(flaxforge("train", "--config=tnyi", f"--workdir={tmp_path}", cwd=tmp_path))
+  assert "'tnyi' is neither a file nor a shipped config (did you mean 'tiny'?)" in line
+  assert "text_csv" in line and "gpt_text" in line
+  line = one_line(flaxforge("train", "--config=launch/configs/tnyi.py", f"--workdir={tmp_path}", cwd=tmp_path))
+  assert "did you mean 'tiny'?" in line
+
+
+def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
+  out = flaxforge("train", "--help", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr
+  lines = out.stdout.splitlines()
+  assert len(lines) <= 100, len(lines)
+  for name, value in config_fields.flatten(default.get_config()).items():
+    shown = [l for l in lines if l.strip().startswith(f"{name} = {value!r}")]
+    assert shown and config_fields.FIELDS[name][0] in shown[0], name
+  assert "--workdir" in out.stdout and "logtostderr" not in out.stdout
+  assert "data.batch_size = 32" in out.stdout and "[integer >= 1]" in out.stdout
+  text_csv = flaxforge("train", "--config=text_csv", "--help", cwd=tmp_path).stdout
+  assert "data.label_column = 'label'" in text_csv and "data.num_words = 30000" in text_csv
+
+
+def test_every_field_of_every_shipped_config_is_described(tmp_path):
+  from flaxforge.launch import common  # pylint: disable=g-import-not-at-top
+  import importlib  # pylint: disable=g-import-not-at-top
+  for name in common.shipped_configs():
+    fields = config_fields.flatten(importlib.import_module(f"flaxforge.launch.configs.{name}").get_config())
+    assert not set(fields) - set(config_fields.FIELDS), name
+
+
+@pytest.mark.parametrize("override,shown", [
+    ("--config.data.batch_size=0", "config.data.batch_size = 0 is out of range: allowed is integer >= 1"),
+    ("--config.data.batch_size=-5", "config.data.batch_size = -5 is out of range: allowed is integer >= 1"),
+    ("--config.checkpoint.keep=0", "config.checkpoint.keep = 0 is out of range: allowed is integer >= 1"),
+    ("--config.model.dropout=1.5", "config.model.dropout = 1.5 is out of range: allowed is number >= 0 and < 1"),
+    ("--config.mesh.fsdp=0", "config.mesh.fsdp = 0 is out of range: allowed is integer >= 1 or -1"),
+])
+def test_numeric_fields_outside_their_range(tmp_path, override, shown):
+  line = one_line(flaxforge("train", "--config=tiny", f"--workdir={tmp_path / 'w'}", override, cwd=tmp_path))
+  assert shown in line and f"--config.{override.split('.', 1)[1].split('=')[0]}" in line
+  assert not (tmp_path / "w").exists()  # refused before anything is written
+
+
+def test_validate_checks_configs_given_through_python():
+  config = tiny.get_config()
+  config_fields.validate(config)
+  config.model.hidden = (64, -3)
+  with pytest.raises(UserError, match=r"config.model.hidden = \(64, -3\) is out of range"):  # tuples too
+    config_fields.validate(config)
+  config.model.hidden = (64,)
+  config.optimizer.learning_rate = 0.0
+  with pytest.raises(UserError, match=r"config.optimizer.learning_rate = 0.0 is out of range: allowed is number > 0"):
+    config_fields.validate(config)
+
+
+def test_config_show_prints_the_resolved_config(tmp_path):
+  out = flaxforge("config", "show", "tiny", "--config.train.num_steps=7", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr
+  assert "num_steps: 7" in out.stdout and "batch_size: 16" in out.stdout
+  assert "usage: flaxforge config show NAME" in one_line(flaxforge("config", cwd=tmp_path))
+
+
+@pytest.mark.parametrize("args,shown", [
+    (("--input=missing.txt",), "cannot read --input=missing.txt (No such file or directory)"),
+    (("--input=empty.txt",), "empty.txt holds no text to classify"),
+    (("--input=-",), "stdin holds no text to classify"),
+    (("--best", "--step=3", "a text"), "--best and --step=3 each choose a checkpoint; pass only one of them"),
+])
+def test_predict_mistakes(tmp_path, args, shown):
+  (tmp_path / "empty.txt").write_text("\n  \n")
+  assert shown in one_line(flaxforge("predict", f"--workdir={tmp_path}", *args, cwd=tmp_path, stdin=""))
+
+
+@pytest.mark.parametrize("args,shown", [
+    (("--temperature=-1",), "--temperature=-1.0 is out of range; use --temperature=0 or more"),
+    (("--top_k=-2",), "--top_k=-2 is out of range; use --top_k=0 or more"),
+])
+def test_generate_sampling_flags_out_of_range(tmp_path, args, shown):
+  assert shown in one_line(flaxforge("generate", f"--workdir={tmp_path}", *args, cwd=tmp_path))
+
+
+def test_eval_refuses_best_with_step(trained):
+  line = one_line(flaxforge("eval", f"--workdir={trained}", "--best", "--step=20", cwd=trained))
+  assert "--best and --step=20 each choose a checkpoint" in line
+
+
+def test_eval_names_its_report_files_which_carry_the_step(trained, tmp_path):
+  out = flaxforge("eval", f"--workdir={trained}", "--step=20", f"--report_dir={tmp_path / 'r'}", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  files = [tmp_path / "r" / "test_step20.json", tmp_path / "r" / "test_step20_confusion.png"]
+  assert out.stdout.splitlines()[-2] == f"wrote {files[0]}, {files[1]}"
+  assert json.loads(files[0].read_text())["step"] == 20 and files[1].stat().st_size > 1000
+  assert json.loads(out.stdout.splitlines()[-1])["step"] == 20
+
+
+def test_eval_of_an_unwritable_run_still_prints_its_metrics(trained, tmp_path):
+  blocked = tmp_path / "not_a_folder"
+  blocked.write_text("")
+  out = flaxforge("eval", f"--workdir={trained}", f"--report_dir={blocked / 'report'}", cwd=tmp_path)
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stderr.strip().splitlines() == [
+      f"warning: could not write the report in {blocked / 'report'} (Not a directory); pass "
+      "--report_dir=A_WRITABLE_FOLDER"]
+  result = json.loads(out.stdout.strip().splitlines()[-1])
+  assert result["step"] == 40 and 0.5 < result["accuracy"] <= 1 and "report" not in result

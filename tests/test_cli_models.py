@@ -1,0 +1,48 @@
+"""Mistakes that need a trained text classifier or language model, made with the `flaxforge` command:
+predict keeps blank input lines in place; generate refuses a length past the model's context."""
+import json
+import re
+
+import pytest
+
+from test_cli_commands import flaxforge, one_line
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+  folder = tmp_path_factory.mktemp("classifier")
+  rows = ["text,label"] + [f"{w} {w} the game,{'sport' if i % 2 else 'food'}"
+                           for i, w in enumerate(["goal", "bread"] * 40)]
+  (folder / "notes.csv").write_text("\n".join(rows) + "\n")
+  proc = flaxforge("train", "--config=text_csv", f"--workdir={folder / 'run'}", "--config.data.path=notes.csv",
+                   f"--config.data.data_dir={folder / 'tfds'}", "--config.train.num_epochs=2", "--config.data.batch_size=8",
+                   "--config.train.progress_bar=false", cwd=folder)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return folder
+
+
+def test_blank_input_lines_keep_their_place(classifier):
+  (classifier / "texts.txt").write_text("goal goal\n\n   \nbread\n")
+  out = flaxforge("predict", "--workdir=run", "--input=texts.txt", "--json", "--top_k=1", cwd=classifier)
+  assert out.returncode == 0, out.stderr[-2000:]
+  rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+  assert [r["text"] for r in rows] == ["goal goal", "", "   ", "bread"]
+  assert [len(r["top"]) for r in rows] == [1, 0, 0, 1]
+  plain = flaxforge("predict", "--workdir=run", "--top_k=1", cwd=classifier, stdin="goal\n\nbread\n")
+  assert plain.returncode == 0 and len(plain.stdout.split("\n")) == 4 and plain.stdout.split("\n")[1] == "\t"
+
+
+def test_generate_refuses_a_length_past_the_context(tmp_path):
+  (tmp_path / "corpus.txt").write_text("the cat sat on the mat. " * 200)
+  trained = flaxforge("train", "--config=gpt_text", "--workdir=run", "--config.data.path=corpus.txt",
+                      "--config.data.seq_len=32", "--config.model.size=tiny", "--config.train.num_steps=2",
+                      "--config.train.eval_every_steps=2", "--config.optimizer.warmup_steps=1",
+                      cwd=tmp_path)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  assert re.search(r"^step 2/2 \(100%\) loss [\d.]+ examples/s [\d,]+ tokens/s [\d,]+ ETA 00:00:00$", trained.stderr,
+                   re.M), trained.stderr[-2000:]  # sequence models show tokens/s
+  line = one_line(flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=100000",
+                            cwd=tmp_path))
+  assert ("the prompt (7 bytes) plus --max_new_tokens=100000 exceed the model's context of 32 tokens; use "
+          "--max_new_tokens=25 or less") in line
+  assert flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=25", cwd=tmp_path).returncode == 0

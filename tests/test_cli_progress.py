@@ -1,0 +1,38 @@
+"""What a training run prints when its output goes to a file (a SLURM log): one plain line per logging
+interval with readable units and an ETA, a closing summary, and where the profiler trace went."""
+import os
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def _train(workdir, *flags):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=tiny", f"--workdir={workdir}",
+                         "--config.train.progress_bar=true", *flags], cwd=REPO, env=env, capture_output=True,
+                        text=True, timeout=240)
+
+
+def test_progress_lines_summary_and_profile_trace(tmp_path):
+  out = _train(tmp_path / "run", "--config.profile.start_step=22", "--config.profile.num_steps=3",
+               "--config.train.time_limit_minutes=600")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "\r" not in out.stderr and "  " not in out.stderr  # no carriage returns, no padding
+  progress = re.findall(r"^step (\d+)/40 \(\d+%\) loss [\d.]+ examples/s [\d,]+ ETA (\d\d):\d\d:\d\d$", out.stderr, re.M)
+  assert [int(s) for s, _ in progress] == [10, 20, 30, 40], out.stderr
+  assert "summary: validation accuracy" in out.stdout and "checkpoints kept: 20, 40" in out.stdout
+  assert re.search(r"best [\d.]+ at step (20|40);", out.stdout)
+  assert re.search(r"^work directory .*: assets/ checkpoints/ config.json info.json metrics.jsonl profile/ tensorboard/$",
+                   out.stdout, re.M), out.stdout
+  trace = re.search(r"^profiler trace of steps 22-24 in (\S+) ", out.stdout, re.M)
+  assert trace and list(__import__("pathlib").Path(trace.group(1)).glob("*.xplane.pb")), out.stdout
+
+
+def test_profile_steps_outside_the_run_warn_in_one_line(tmp_path):
+  out = _train(tmp_path / "run", "--config.profile.start_step=500")
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert ("warning: profile.start_step=500 (num_steps=5) lies outside this run's steps 0-40; no trace will be "
+          "written") in out.stderr
+  assert not (tmp_path / "run" / "profile").exists()

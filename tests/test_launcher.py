@@ -1,0 +1,62 @@
+"""launch/local_multiprocess.sh as a user meets it: it never hangs, whatever way its processes end, and a
+Ctrl-C (SIGINT to its whole process group, as a terminal sends it) checkpoints every process at one step."""
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
+
+
+def _env(**extra):
+  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
+  return {**os.environ, "XLA_FLAGS": flags, "PYTHON": sys.executable, "FLAXFORGE_HEARTBEAT_S": "10", **extra}
+
+
+def test_processes_that_fail_at_once_end_the_launcher_in_seconds(tmp_path):
+  """An interpreter that cannot start the trainer: every process has exited before the launcher waits."""
+  broken = tmp_path / "python"
+  broken.write_text("#!/bin/sh\nexit 3\n")
+  broken.chmod(0o755)
+  start = time.monotonic()
+  run = subprocess.run(["bash", str(LAUNCHER), "3", "--workdir=unused"], env=_env(PYTHON=str(broken)),
+                       capture_output=True, text=True, timeout=60)
+  assert run.returncode == 3, run.stderr
+  assert time.monotonic() - start < 10
+  assert re.search(r"process \d exited with status 3", run.stderr)
+
+
+def test_ctrl_c_checkpoints_every_process_at_one_step_and_the_run_resumes(tmp_path):
+  workdir = tmp_path / "run"
+  flags = ["--config=tiny", f"--workdir={workdir}", "--config.train.num_steps=100000",
+           "--config.train.eval_every_steps=100000", "--config.train.log_every=5", "--config.train.progress_bar=true"]
+  launcher = subprocess.Popen(["bash", str(LAUNCHER), "2", *flags], env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
+  watchdog = threading.Timer(240, os.killpg, (launcher.pid, signal.SIGKILL))  # a hang fails, never blocks CI
+  watchdog.start()
+  lines = []
+  for line in launcher.stdout:  # wait until both processes train: process 0 logs its first interval
+    lines.append(line)
+    if re.match(r"step \d+/100000 ", line):
+      break
+  os.killpg(launcher.pid, signal.SIGINT)
+  output = "".join(lines) + launcher.stdout.read()
+  assert launcher.wait(timeout=120) == 0, output
+  watchdog.cancel()
+  stopped = re.search(r"^stopped by SIGINT after step (\d+); checkpoint saved", output, re.M)
+  assert stopped, output
+  step = stopped.group(1)
+  checkpoints = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  assert checkpoints == [step], checkpoints  # one step, complete: both processes wrote their part of it
+  assert not re.search(r"Traceback|\[1\] .*error", output), output
+
+  resumed = subprocess.run(["bash", str(LAUNCHER), "2", *flags[:2], f"--config.train.num_steps={int(step) + 5}"],
+                           env=_env(), capture_output=True, text=True, timeout=180)
+  assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+  assert re.search(rf"^resumed from the checkpoint at step {step}", resumed.stdout, re.M), resumed.stdout
+  assert resumed.stdout.strip().splitlines()[-1].startswith('{"split": "test"')
