@@ -27,7 +27,8 @@ def main(argv):
                                      report_dir=REPORT_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)
-  common.print_result(result, *[f"wrote {', '.join(result['report'])}"] * bool(result.get("report")))
+  written = result.get("report")
+  common.print_result(result, *([f"wrote {', '.join(written)}"] if written else []))
 
 
 if __name__ == "__main__":
