@@ -11,6 +11,7 @@ from flaxforge.launch import common
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
 BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
 SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
+DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data now lies, if it was moved.")
 
 
 def main(argv):
@@ -19,7 +20,8 @@ def main(argv):
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
   from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top
-  result = restore.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value)
+  result = restore.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value,
+                                    data_dir=DATA_DIR.value)
   print(json.dumps(result))
 
 

@@ -46,19 +46,21 @@ def test_csv_splits_labels_and_encoding(tmp_path):
   assert ex["inputs"].tolist() in encoder.encode([t for t, _ in rows]).tolist()
 
 
-def test_prepared_once_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+def test_prepared_copies_keyed_by_content_and_stale_ones_removed(tmp_path, monkeypatch, capfd):
   path = write_csv(tmp_path / "reviews.csv", reviews())
   first = text_files.load(config(tmp_path, path))
+  assert "Downloading" not in capfd.readouterr().out  # no TFDS download message for a local file
   calls = []
   read_table = text_files.read_table
   monkeypatch.setattr(text_files, "read_table", lambda *a: calls.append(a) or read_table(*a))
-  assert text_files.load(config(tmp_path, path)).assets == first.assets and not calls
   stat = os.stat(path)
-  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-  text_files.load(config(tmp_path, path))
-  assert len(calls) == 1
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same content: reused
+  assert text_files.load(config(tmp_path, path)).assets == first.assets and not calls
+  write_csv(path, reviews(210))  # new content: a new copy, and the old one is gone
+  second = text_files.load(config(tmp_path, path))
+  assert len(calls) == 1 and not os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
   text_files.load(config(tmp_path, path, num_words=50))  # another option, another prepared copy
-  assert len(calls) == 2
+  assert len(calls) == 2 and os.path.exists(second.prepared_dir)
 
 
 def test_split_column_and_missing_parts_held_out(tmp_path):
@@ -78,7 +80,7 @@ def test_jsonl_and_tsv(tmp_path):
   assert sum(len(s) for s in ds.splits.values()) == 60
   tsv = tmp_path / "flaxforge.data.tsv"
   tsv.write_text("label\ttext\n" + "".join(f"{i % 2}\tword, {i}\n" for i in range(40)))
-  texts, labels, splits = text_files.read_table(tsv, "text", "label")
+  texts, labels, splits, _ = text_files.read_table(tsv, "text", "label")
   assert texts[3] == "word, 3" and labels[:2] == ["0", "1"] and splits is None
 
 
@@ -90,7 +92,7 @@ def test_jsonl_and_tsv(tmp_path):
     ("text,label\na,1\n", ("text", "class"), "pass --config.data.label_column="),
     ("", ("text", "label"), "bad.csv is empty"),
     ("text,label\n", ("text", "label"), "bad.csv has no data rows"),
-    ("text,label\na,1\nb,\n", ("text", "label"), "bad.csv row 3: empty label"),
+    ("text,label\na,1\nb,\n", ("text", "label"), "bad.csv row 3: missing or empty 'label'"),
     ('text,label\n"never closed,1\n', ("text", "label"), "bad.csv row 2: unreadable CSV"),
 ])
 def test_csv_errors_name_the_problem_and_row(tmp_path, content, columns, message):

@@ -59,8 +59,10 @@ def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
 def train(config, workdir: str, devices=None) -> dict:
   """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
   workdir = workdir_lib.prepare(workdir)
+  config, config_changes = workdir_lib.check_config(workdir, config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   dataset = data_lib.load(config.data)
+  data_record = workdir_lib.check_data(workdir, config, dataset)
   info = dataset.info
   rows = {name: pipeline.Rows(src, in_memory=config.data.in_memory) for name, src in dataset.splits.items()}
   steps_per_epoch, total = plan(config, len(rows["train"]), mesh)
@@ -77,7 +79,9 @@ def train(config, workdir: str, devices=None) -> dict:
     data_state = meta.get("data")
   else:
     state = create()
-  workdir_lib.save_run(workdir, config, info, dataset.assets)  # after restore: a refused config must not replace it
+  workdir_lib.save_run(workdir, config, info, dataset.assets, data_record)  # after restore: a refused config must not replace it
+  if config_changes:
+    writer.write(step, "config_change", {"changes": config_changes})
   n_params = state_lib.parameter_count(structure.abstract)
   progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar)
   if step:
@@ -110,6 +114,7 @@ def train(config, workdir: str, devices=None) -> dict:
     progress.print(f"test: {_summary(results)}")
   writer.close()
   ckpt.close()
+  workdir_lib.release(workdir)
   return results
 
 
@@ -139,7 +144,7 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
     batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh), sizes if per_call > 1 else None,
                             mesh_lib.batch_sharding(mesh, leading_axes=1))
   sums = steps_lib.train_metrics_init(mesh)
-  stop = preemption.StopRequest()
+  stop = preemption.StopRequest(on_disk=ckpt.on_disk)
   prof = profiler.Profiler(config.profile, workdir)
   last_log_step, last_log_time = step, time.perf_counter()
   deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None

@@ -8,7 +8,6 @@ import dataclasses
 import jax
 import ml_collections
 
-from flaxforge import data as data_lib
 from flaxforge.data import pipeline, preprocess
 from flaxforge.trainer import checkpoint, evaluate, mesh as mesh_lib, report, state as state_lib, workdir as workdir_lib
 from flaxforge.core.errors import UserError
@@ -43,10 +42,11 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, mesh_c
   return Restored(config, info, mesh, structure, state, step, workdir)
 
 
-def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test") -> dict:
+def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
+                     data_dir: str = "") -> dict:
   """Metrics of a checkpoint on a split; classifiers also get a report (JSON + confusion matrix PNG)."""
   run = restore(workdir, step=step, best=best)
-  dataset = data_lib.load(run.config.data)
+  dataset = workdir_lib.open_data(run.workdir, run.config, data_dir)
   if split not in dataset.splits:
     raise UserError(f"split {split!r} not in the dataset; choose one of: {', '.join(dataset.splits)}")
   rows = pipeline.Rows(dataset.splits[split], in_memory=run.config.data.in_memory)
