@@ -117,6 +117,7 @@ class Checkpointer:
         if step is not None or i == len(candidates) - 1:
           raise UserError(f"checkpoint step {candidate} in {self.directory} is damaged ({_first_line(e)}); "
                           "move that step's directory away to fall back to an older one") from e
+        _quiet_abandoned_reads()
         print(f"warning: checkpoint step {candidate} in {self.directory} is damaged ({_first_line(e)}); "
               f"falling back to step {candidates[i + 1]}", file=sys.stderr)
         continue
@@ -245,6 +246,21 @@ def _verify(state, meta: dict):
 
 
 _DELETING = "deleting"
+
+
+def _quiet_abandoned_reads():
+  """A failed read of a damaged step closes Orbax's event loop while TensorStore still completes its other
+  reads; each then reports 'Event loop is closed' through sys.unraisablehook (32 tracebacks for one
+  warning). Those, and only those, are dropped."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loops", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+      previous(unraisable)
+  hook.drops_closed_loops = True
+  sys.unraisablehook = hook
 
 
 def _is_no_space(e: BaseException | None) -> bool:
