@@ -15,7 +15,9 @@ saving is one UserError naming the failed step and the last complete one.
 """
 import contextlib
 import errno
+import logging
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -105,6 +107,7 @@ class Checkpointer:
       raise UserError(f"no checkpoint at step {step} in {self.directory}; available steps: "
                       f"{', '.join(map(str, steps)) or 'none'}")
     candidates = [step] if step is not None else sorted(steps, reverse=True)
+    _quiet_abandoned_reads()  # before the first read: a damaged step's reports can come while it fails
     for i, candidate in enumerate(candidates):
       try:
         self._check_fits(candidate, abstract_state)
@@ -117,7 +120,6 @@ class Checkpointer:
         if step is not None or i == len(candidates) - 1:
           raise UserError(f"checkpoint step {candidate} in {self.directory} is damaged ({_first_line(e)}); "
                           "move that step's directory away to fall back to an older one") from e
-        _quiet_abandoned_reads()
         print(f"warning: checkpoint step {candidate} in {self.directory} is damaged ({_first_line(e)}); "
               f"falling back to step {candidates[i + 1]}", file=sys.stderr)
         continue
@@ -190,6 +192,7 @@ class Checkpointer:
       if not _is_no_space(e):
         raise
       step, self._in_flight = self._in_flight, None
+      _quiet_no_space_at_exit()
       raise UserError(f"no space left on the device while saving the checkpoint at step {step} in "
                       f"{self.directory}; {self.on_disk()}; free space (or move the work directory to a larger "
                       "disk) and run the same command again to resume from it") from None
@@ -246,6 +249,31 @@ def _verify(state, meta: dict):
 
 
 _DELETING = "deleting"
+
+
+class _OrbaxNoSpace(logging.Filter):
+  """Orbax logs a no-space failure with its traceback before raising it; the UserError says it in one line."""
+
+  def filter(self, record):
+    return not ("orbax" in record.pathname and record.exc_info and _is_no_space(record.exc_info[1]))
+
+
+logging.getLogger("absl").addFilter(_OrbaxNoSpace())
+
+
+def _quiet_no_space_at_exit():
+  """After the one-line no-space error, the exit's own flushes (TensorBoard's writer) fail the same way;
+  their reports, and only those, are dropped."""
+  previous_unraisable, previous_thread = sys.unraisablehook, threading.excepthook
+
+  def unraisable(u):
+    if not _is_no_space(u.exc_value):
+      previous_unraisable(u)
+
+  def thread(args):
+    if not (_is_no_space(args.exc_value) or "handle is closed" in str(args.exc_value)):
+      previous_thread(args)
+  sys.unraisablehook, threading.excepthook = unraisable, thread
 
 
 def _quiet_abandoned_reads():
