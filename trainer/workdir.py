@@ -51,15 +51,13 @@ def prepare(path: str) -> epath.Path:
       workdir.mkdir(parents=True, exist_ok=True)
       probe.write_text("ok")
       probe.unlink()
-    except OSError as e:
-      raise UserError(f"cannot write the work directory {workdir} ({e.strerror or e}); "
-                      "pass a writable --workdir") from e
-    try:
       _LEASES.setdefault(str(workdir), lease_lib.Lease(workdir / LEASE)).acquire()
+    except OSError as e:
+      error = f"cannot write the work directory {workdir} ({e.strerror or e}); pass a writable --workdir"
     except UserError as e:
       error = str(e)
-  if preemption.any_process(bool(error)):
-    raise UserError(error or f"{workdir} is in use by another training (see process 0); pass another --workdir")
+  if preemption.any_process(bool(error)):  # every process stops, not only process 0
+    raise UserError(error or f"process 0 cannot use {workdir} (see its output); pass another --workdir")
   return workdir
 
 
