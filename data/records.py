@@ -67,23 +67,25 @@ def open_recorded(record: dict, cfg, info: dict, assets: dict, data_dir: str = "
   """The splits a run trained and tested on, with the run's own `info` and `assets` (from its work directory).
 
   A prepared copy is opened from its recorded directory, or from `data_dir` (a folder that holds the same
-  `loader/config/version` tree, where the copy was moved); data made in memory is rebuilt from `cfg` and
-  must match the record. UserError says what moved or changed and which flag points at it.
+  `loader/config/version` tree, where the copy was moved). Data made in memory, or a copy that is gone, is
+  rebuilt from `cfg` and used only if it matches the record. UserError says what moved or changed and
+  which flag points at it.
   """
   prepared = record.get("prepared_dir", "")
-  if not prepared:
-    ds = data_lib.load(cfg)
-    changed = differences(record, describe(record.get("loader", ""), ds))
-    if changed:
-      raise UserError(f"the data differs from what this run was trained on ({'; '.join(changed)}); restore it "
-                      "to score this run")
-    return ds
   directory = epath.Path(prepared)
   if data_dir:
     directory = epath.Path(paths.expand(data_dir)).joinpath(*directory.parts[-3:])
+  if not prepared or not (data_dir or (directory / "dataset_info.json").exists()):
+    ds = data_lib.load(cfg)
+    changed = differences(record, describe(record.get("loader", ""), ds))
+    if not changed:
+      return ds
+    if not prepared:
+      raise UserError(f"the data differs from what this run was trained on ({'; '.join(changed)}); restore it "
+                      "to score this run")
   if not (directory / "dataset_info.json").exists():
-    raise UserError(f"the prepared data this run was trained on is not in {directory} (moved or deleted); "
-                    f"pass --data_dir=FOLDER where its {'/'.join(epath.Path(prepared).parts[-3:])} now lies")
+    raise UserError(f"the prepared data this run was trained on is not in {directory} (moved or deleted) and "
+                    f"its source has changed; pass --data_dir=FOLDER that holds {'/'.join(directory.parts[-3:])}")
   builder = tfds.builder_from_directory(directory)
   ds = dataset_lib.Dataset(splits=dataset_lib.sources(builder, list(record["splits"])), info=info,
                            assets=assets, prepared_dir=str(directory))
@@ -92,6 +94,8 @@ def open_recorded(record: dict, cfg, info: dict, assets: dict, data_dir: str = "
   metadata = builder.info.metadata or {}
   if "text_encoder" in metadata and digest(dict(metadata["text_encoder"])) != record.get("vocabulary"):
     changed.append("the fitted vocabulary")
+  if "label_names" in metadata and list(metadata["label_names"]) != record.get("labels"):
+    changed.append(f"labels {_short(record.get('labels'))} -> {_short(list(metadata['label_names']))}")
   if changed:
     raise UserError(f"the prepared data in {directory} is not what this run was trained on "
                     f"({'; '.join(changed)}); pass --data_dir=FOLDER holding the run's own copy")

@@ -83,17 +83,25 @@ def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path
 
 
 def test_eval_names_moved_data_and_the_flag_that_finds_it(trained, tmp_path):
-  tmp, _, _, results = trained
+  """The prepared copy moved to another data directory and the file edited since: nothing to rebuild it from."""
+  tmp, path, _, results = trained
   shutil.copytree(tmp / "run", tmp_path / "run")
-  recorded = json.loads((tmp_path / "run" / "data.json").read_text())["prepared_dir"]
-  moved = tmp_path / "moved"
-  shutil.copytree(tmp / "tfds", moved)
-  record = tmp_path / "run" / "data.json"
-  record.write_text(record.read_text().replace(str(tmp / "tfds"), str(tmp_path / "gone")))
-  with pytest.raises(UserError, match=r"not in .*gone.* \(moved or deleted\); pass --data_dir=FOLDER"):
-    restore.evaluate_workdir(str(tmp_path / "run"))
-  scored = restore.evaluate_workdir(str(tmp_path / "run"), data_dir=str(moved))
-  assert scored["accuracy"] == pytest.approx(results["accuracy"]) and recorded.startswith(str(tmp / "tfds"))
+  shutil.copytree(tmp / "tfds", tmp_path / "moved")
+  for name in ("data.json", "config.json"):
+    record = tmp_path / "run" / name
+    record.write_text(record.read_text().replace(str(tmp / "tfds"), str(tmp_path / "gone")))
+  shutil.copy(path, tmp_path / "saved.csv")
+  try:
+    csv_run.write_topics(path, n=200, seed=3)
+    with pytest.raises(UserError, match=r"not in .*gone.* \(moved or deleted\) and its source has changed; "
+                                        r"pass --data_dir=FOLDER that holds text_file/topics_"):
+      restore.evaluate_workdir(str(tmp_path / "run"))
+    scored = restore.evaluate_workdir(str(tmp_path / "run"), data_dir=str(tmp_path / "moved"))
+  finally:
+    shutil.copy(tmp_path / "saved.csv", path)
+  assert scored["accuracy"] == pytest.approx(results["accuracy"])
+  shutil.rmtree(tmp_path / "gone")  # a deleted copy of an unchanged file is rebuilt, identical, and used
+  assert restore.evaluate_workdir(str(tmp_path / "run"))["accuracy"] == pytest.approx(results["accuracy"])
 
 
 def test_relative_paths_are_resolved_when_the_run_starts(trained, tmp_path, monkeypatch):

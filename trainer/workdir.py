@@ -83,8 +83,9 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
     return config, {}
   old, new = _flat(read_json(workdir / "config.json")), _flat(json.loads(config.to_json_best_effort()))
   changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+  # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
   refused = [f"{k}: {_show(a)} -> {_show(b)}{_REASONS.get(k, '')}" for k, (a, b) in changed.items()
-             if not k.startswith(CHANGEABLE)]
+             if not k.startswith(CHANGEABLE) and k in old and k in new]
   if refused:
     raise UserError(f"{workdir} holds a run with other settings ({'; '.join(refused)}); rerun with the run's "
                     "values (or without --config, which resumes with them), or train into a new --workdir")
