@@ -64,10 +64,12 @@ class Lease:
       if holder and holder.get("token") != self.token:
         print(f"warning: the lease on {self.path.parent} was taken over by {_who(holder)}", file=sys.stderr)
         return
-      self._write()
+      try:
+        self._write()
+      except OSError:  # the directory was removed under a run that ended with an error: nothing to hold
+        return
 
   def _write(self):
-    self.path.parent.mkdir(parents=True, exist_ok=True)
     self.path.write_text(json.dumps({**self._record, "heartbeat": round(time.time(), 3)}))
 
   def _read(self) -> dict | None:
