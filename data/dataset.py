@@ -1,6 +1,7 @@
 """What every data source hands the trainer: random-access splits, JSON metadata, JSON assets."""
 import dataclasses
 import os
+import sys
 from typing import Any, Sequence
 
 import jax
@@ -8,6 +9,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 from jax.experimental import multihost_utils
 
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
 
 
@@ -22,12 +24,26 @@ class Dataset:
   splits: dict[str, Sequence[dict[str, Any]]]
   info: dict[str, Any]
   assets: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # Where the splits were read from, so eval can reopen exactly them: the prepared TFDS directory (absolute;
+  # "" when the splits are made in memory) and the user's file ({"path", "sha256"}) when there is one.
+  prepared_dir: str = ""
+  source: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class PlainLog:
+  """Mixed into our builders before `tfds.core.GeneratorBasedBuilder`: one honest line instead of TFDS'
+  "Downloading and preparing dataset Unknown size (download: Unknown size...)" for a local file."""
+
+  def _log_download_bytes(self):
+    print(f"preparing {self.name} in {self.data_dir} (once: later runs reuse it)", file=sys.stderr)
+
+  def _log_download_done(self):
+    pass
 
 
 def data_dir(configured: str) -> epath.Path:
   """The TFDS data directory: the config's, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-  path = configured or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-  return epath.Path(os.path.expanduser(path))
+  return epath.Path(paths.expand(configured or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"))
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:

@@ -12,7 +12,7 @@ _SPLIT_SIZES = {"validation": 180, "test": 360}  # train takes the rest
 _PIXEL_MAX = 16
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class Digits(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
 
   def _info(self):
@@ -48,4 +48,5 @@ def load(cfg) -> dataset.Dataset:
       info={"task": "classification", "num_classes": 10, "label_names": names,
             "input_shape": [8, 8], "input_scale": 1.0 / _PIXEL_MAX},
       assets={"labels": names},
+      prepared_dir=str(builder.data_dir),
   )

@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import tensorflow_datasets as tfds
 
+from flaxforge.core import paths
 from flaxforge.data import dataset, newsgroups
 from flaxforge.core.errors import UserError
 
@@ -43,10 +44,11 @@ def join(docs: Iterable[bytes], separator: int) -> np.ndarray:
 def _archive(cfg) -> pathlib.Path:
   manual_dir = cfg.get("manual_dir", "")
   if manual_dir:
-    path = pathlib.Path(manual_dir).expanduser() / newsgroups.ARCHIVE
+    path = pathlib.Path(paths.expand(manual_dir)) / newsgroups.ARCHIVE
     if not path.is_file():
       raise UserError(f"{newsgroups.ARCHIVE} not found in {manual_dir}; download it from {newsgroups.URL} "
                       "into that folder, or fix --config.data.manual_dir")
+    newsgroups.check_manual(path)
     return path
   downloads = dataset.data_dir(cfg.get("data_dir", "")) / "downloads"
   return pathlib.Path(newsgroups.fetch_archive(tfds.download.DownloadManager(download_dir=downloads)))
@@ -65,7 +67,7 @@ def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
 
 
 def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
-  path = pathlib.Path(cfg.get("path")).expanduser()
+  path = pathlib.Path(paths.expand(cfg.get("path")))
   if not path.is_file():
     raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
   if path.suffix.lower() == ".txt":

@@ -8,17 +8,20 @@ import dataclasses
 import hashlib
 import json
 import socket
+import sys
 import tarfile
 import urllib.parse
 import urllib.request
+import zlib
 from typing import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from flaxforge.data import dataset, text
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
+from flaxforge.data import dataset, records, text
 
 URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
 SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
@@ -59,6 +62,7 @@ def fetch_archive(dl_manager) -> epath.Path:
   except AssertionError:  # TFDS' default manual dir does not exist
     manual = None
   if manual is not None and manual.exists():
+    check_manual(manual)
     return manual
   try:
     _check_reachable(URL)
@@ -66,11 +70,32 @@ def fetch_archive(dl_manager) -> epath.Path:
   except Exception as e:  # pylint: disable=broad-except  (offline: requests, DNS, HTTP errors all end here)
     raise UserError(f"cannot download {URL} ({type(e).__name__}: {e}); put {ARCHIVE} in a folder and pass "
                     "--config.data.manual_dir=FOLDER") from e
-  digest = hashlib.sha256(path.read_bytes()).hexdigest()
-  if digest != SHA256:
-    raise UserError(f"{path} has sha256 {digest}, not {SHA256}; delete it and rerun, or pass "
-                    f"--config.data.manual_dir=FOLDER_WITH_{ARCHIVE}")
+  check_sha256(path, f"delete it and rerun, or pass --config.data.manual_dir=FOLDER_WITH_{ARCHIVE}")
   return path
+
+
+def check_manual(path) -> None:
+  """A manual archive: the published one (by SHA-256), or at least a whole readable tar.gz (a repacked or
+  test archive, with a warning); a truncated or damaged one is a UserError."""
+  digest = records.file_sha256(path)
+  if digest == SHA256:
+    return
+  try:
+    with tarfile.open(path, "r:gz") as tar:
+      for _ in tar:
+        pass
+  except (EOFError, OSError, tarfile.TarError, zlib.error) as e:
+    raise UserError(f"{path} is incomplete or damaged ({type(e).__name__}; sha256 {digest[:16]}..., expected "
+                    f"{SHA256[:16]}...); download it again from {URL} into {epath.Path(path).parent}") from None
+  print(f"warning: {path} is not the published archive (sha256 {digest[:16]}..., expected {SHA256[:16]}...); "
+        "using it as given", file=sys.stderr)
+
+
+def check_sha256(path, fix: str) -> None:
+  digest = records.file_sha256(path)
+  if digest != SHA256:
+    raise UserError(f"{path} is incomplete or another file (sha256 {digest[:16]}..., expected "
+                    f"{SHA256[:16]}...); {fix}")
 
 
 def _check_reachable(url: str, timeout: float = 10.0) -> None:
@@ -84,14 +109,16 @@ def _check_reachable(url: str, timeout: float = 10.0) -> None:
 
 @dataclasses.dataclass
 class OptionsConfig(tfds.core.BuilderConfig):
-  """A BuilderConfig made from preprocessing options; its name is a digest of them."""
+  """A BuilderConfig made from preprocessing options; its name is a digest of them. `source` (a user's
+  file) is where to read from, not part of the name: the options carry the file's content hash."""
   options: dict = dataclasses.field(default_factory=dict)
+  source: str = ""
 
 
-def builder_config(options: dict, prefix: str = "") -> OptionsConfig:
+def builder_config(options: dict, prefix: str = "", source: str = "") -> OptionsConfig:
   digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
   name = f"{prefix}w{options['num_words']}_l{options['seq_len']}_{digest}"
-  return OptionsConfig(name=name, description=json.dumps(options, sort_keys=True), options=options)
+  return OptionsConfig(name=name, description=json.dumps(options, sort_keys=True), options=options, source=source)
 
 
 def encoded_features(seq_len: int, label) -> tfds.features.FeaturesDict:
@@ -99,7 +126,7 @@ def encoded_features(seq_len: int, label) -> tfds.features.FeaturesDict:
                                      "label": label})
 
 
-class TwentyNewsgroups(tfds.core.GeneratorBasedBuilder):
+class TwentyNewsgroups(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"Download {URL} and put {ARCHIVE} in the manual_dir."
 
@@ -122,6 +149,10 @@ class TwentyNewsgroups(tfds.core.GeneratorBasedBuilder):
     encoder = text.TextEncoder.fit((train[i][0] for i in train_idx), **options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = list(GROUPS)
+    warning = text.vocabulary_warning(
+        encoder, [train[i][0] for i in train_idx], [train[i][0] for i in validation_idx])
+    if warning:
+      self.info.metadata["warning"] = warning
     return {"train": self._generate_examples(encoder, [train[i] for i in train_idx]),
             "validation": self._generate_examples(encoder, [train[i] for i in validation_idx]),
             "test": self._generate_examples(encoder, test)}
@@ -140,11 +171,14 @@ def from_builder(builder, split_names=SPLITS) -> dataset.Dataset:
   """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names)."""
   encoder = text.TextEncoder.from_json(builder.info.metadata["text_encoder"])
   names = list(builder.info.metadata["label_names"])
+  if builder.info.metadata.get("warning"):
+    print(f"warning: {builder.info.metadata['warning']}", file=sys.stderr)
   return dataset.Dataset(
       splits=dataset.sources(builder, split_names),
       info={"task": "classification", "num_classes": len(names), "label_names": names,
             "vocab_size": encoder.vocab_size, "seq_len": encoder.seq_len},
       assets={"text_encoder": encoder.to_json(), "labels": names},
+      prepared_dir=str(builder.data_dir),
   )
 
 
@@ -152,7 +186,7 @@ def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: data_dir, manual_dir, the text options (see `text.TextEncoder`),
   validation_fraction (0.1) and split_seed (0)."""
   builder = TwentyNewsgroups(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=builder_config(options(cfg)))
-  manual_dir = cfg.get("manual_dir", "") or None
+  manual_dir = paths.expand(cfg.get("manual_dir", "")) or None
   if manual_dir and not builder.is_prepared() and not (epath.Path(manual_dir) / ARCHIVE).exists():
     raise UserError(f"{ARCHIVE} not found in {manual_dir}; download it from {URL} into that folder, or fix "
                     "--config.data.manual_dir")

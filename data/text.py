@@ -17,6 +17,7 @@ from flaxforge.core.errors import UserError
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 REMOVABLE = ("headers", "footers", "quotes")
 PADDING_SIDES = ("pre", "post")
+TOKENIZERS = ("word", "char")  # char: Unicode characters (for text without spaces), plus 2..char_ngrams-grams
 
 # scikit-learn's sklearn/datasets/_twenty_newsgroups.py, ported line for line.
 _QUOTE_RE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
@@ -71,9 +72,14 @@ class TextEncoder:
   bigrams: bool = False
   padding: str = "pre"
   truncating: str = "pre"
+  tokenizer: str = "word"
+  char_ngrams: int = 1
 
   def __post_init__(self):
     self.remove = parse_remove(self.remove)
+    if self.tokenizer not in TOKENIZERS or self.char_ngrams < 1:
+      raise UserError(f"data.tokenizer must be one of {', '.join(TOKENIZERS)} and data.char_ngrams >= 1; got "
+                      f"{self.tokenizer!r} and {self.char_ngrams}")
     for name in ("padding", "truncating"):
       if getattr(self, name) not in PADDING_SIDES:
         raise UserError(f"data.{name} must be 'pre' or 'post', not {getattr(self, name)!r}")
@@ -112,6 +118,10 @@ class TextEncoder:
       text = _STRIPPERS[part](text)
     if self.lowercase:
       text = text.lower()
+    if self.tokenizer == "char":  # each character followed by the n-grams it starts
+      chars = "".join(text.translate(self._table).split())
+      return [chars[i:i + n] for i in range(len(chars)) for n in range(1, self.char_ngrams + 1)
+              if i + n <= len(chars)]
     words = [w for w in text.translate(self._table).split(" ") if w]
     if self.bigrams:  # each word followed by the bigram it starts, so bigrams stay next to their words
       pairs = [f"{a} {b}" for a, b in zip(words, words[1:])]
@@ -175,10 +185,29 @@ class LabelEncoder:
 
 
 def encoder_options(cfg) -> dict:
-  """The `TextEncoder` options in `config.data` (a ConfigDict or dict), with the encoder's defaults."""
+  """The `TextEncoder` options in `config.data` (a ConfigDict or dict), with the encoder's defaults.
+  The tokenizer fields appear only when not the default, so copies prepared before they existed stay valid."""
   options = {f.name: cfg.get(f.name, f.default) for f in dataclasses.fields(TextEncoder) if f.name != "vocab"}
   options["remove"] = list(parse_remove(options["remove"]))
+  if options["tokenizer"] == "word" and options["char_ngrams"] == 1:
+    del options["tokenizer"], options["char_ngrams"]
   return options
+
+
+def vocabulary_warning(encoder: TextEncoder, train: Sequence[str], validation: Sequence[str]) -> str:
+  """One line when the vocabulary cannot work: most training texts are a single token (text written
+  without spaces), or most validation tokens are outside the vocabulary; "" otherwise."""
+  fix = ("for text without spaces between words (Chinese, Japanese, Thai) pass --config.data.tokenizer=char"
+         if encoder.tokenizer == "word" else "raise --config.data.num_words")
+  single = np.mean([len(encoder.tokens(t)) <= 1 for t in train]) if len(train) else 0.0
+  if single > 0.5:
+    return f"{single:.0%} of the training texts are a single token, so the model sees one id per text; {fix}"
+  tokens = [w for t in validation for w in encoder.tokens(t)]
+  known = set(encoder.vocab)
+  unknown = np.mean([w not in known for w in tokens]) if tokens else 0.0
+  if unknown > 0.5:
+    return f"{unknown:.0%} of the validation tokens are outside the vocabulary; {fix}"
+  return ""
 
 
 def label_encoder(values: Iterable) -> LabelEncoder:

@@ -3,25 +3,36 @@
 Label names are the sorted distinct values of the label column. Without a split column, a seeded,
 stratified validation and test part is held out of the rows; with one (values train/validation/test),
 a missing validation or test part is held out of the train rows. The prepared copy is keyed by the file's
-path, size and mtime and by every option, so an unchanged file is read once and later runs start at once.
+content (SHA-256) and every option, so an unchanged file is read once, wherever it lies; when a file's
+content changes, the copies prepared from its earlier contents are deleted.
+
+A row whose text or label is missing, null, NaN or empty is refused in one line naming the file and row,
+or with `bad_rows="drop"` dropped and counted (`dropped_rows` in the run's info).
 """
 import csv
 import io
 import json
+import math
 import pathlib
 import re
+import sys
 
+import jax
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
-from flaxforge.data import dataset, newsgroups, text
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
+from flaxforge.data import dataset, newsgroups, records, text
 
 SPLIT_VALUES = ("train", "validation", "test")
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _JSONL = (".jsonl", ".ndjson")
 _DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
-             "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
+             "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0, "bad_rows": "error"}
+_BAD_ROWS = ("error", "drop")
+_SOURCE = "source.json"  # in each prepared copy: the file it was made from
 
 
 def _decode(path: pathlib.Path) -> str:
@@ -41,6 +52,7 @@ def _missing(name: str, what: str, column: str, flag: str, present) -> UserError
 
 
 def _csv_rows(name: str, content: str, delimiter: str, columns: dict):
+  csv.field_size_limit(sys.maxsize)  # Python's 128 KiB default is not a property of the data
   reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
   try:
     header = next(reader)
@@ -72,11 +84,23 @@ def _jsonl_rows(name: str, content: str, columns: dict):
       if column not in record:
         raise UserError(f"{name} row {line_num}: field {column!r} not found; fields are: "
                         f"{', '.join(record)}; pass --config.data.{flag}=...")
-    yield line_num, [record[c] if isinstance(record[c], str) else json.dumps(record[c]) for c in columns.values()]
+    yield line_num, [_cell(record[c]) for c in columns.values()]
 
 
-def read_table(path, text_column: str, label_column: str, split_column: str = ""):
-  """(texts, labels, splits or None) from a .csv/.tsv (header row) or .jsonl file; UserError names the row."""
+def _cell(value) -> str | None:
+  """A JSON value as text; None for null and NaN (a missing value, never a class or text named "null")."""
+  if value is None or (isinstance(value, float) and math.isnan(value)):
+    return None
+  return value if isinstance(value, str) else json.dumps(value)
+
+
+def read_table(path, text_column: str, label_column: str, split_column: str = "", bad_rows: str = "error"):
+  """(texts, labels, splits or None, dropped row count) from a .csv/.tsv (header row) or .jsonl file.
+
+  A missing, null, NaN or empty text or label is a UserError naming the row, or (bad_rows="drop") skipped.
+  """
+  if bad_rows not in _BAD_ROWS:
+    raise UserError(f"data.bad_rows is {bad_rows!r}; use one of: {', '.join(_BAD_ROWS)}")
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
   if suffix not in _DELIMITERS and suffix not in _JSONL:
@@ -87,12 +111,17 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   content = _decode(path)
   rows = (_jsonl_rows(path.name, content, columns) if suffix in _JSONL
           else _csv_rows(path.name, content, _DELIMITERS[suffix], columns))
-  texts, labels, splits = [], [], []
+  texts, labels, splits, dropped = [], [], [], 0
   for line_num, values in rows:
+    bad = [c for c, v in zip((text_column, label_column), values) if v is None or not v.strip()]
+    if bad and bad_rows == "drop":
+      dropped += 1
+      continue
+    if bad:
+      raise UserError(f"{path.name} row {line_num}: missing or empty {bad[0]!r} (null, NaN or blank); fix the "
+                      "row, or pass --config.data.bad_rows=drop to drop and count such rows")
     texts.append(values[0])
     labels.append(values[1].strip())
-    if not labels[-1]:
-      raise UserError(f"{path.name} row {line_num}: empty label in {label_column!r}")
     if split_column:
       splits.append(values[2].strip().lower())
       if splits[-1] not in SPLIT_VALUES:
@@ -100,7 +129,7 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
                         f"use one of: {', '.join(SPLIT_VALUES)}")
   if not texts:
     raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
-  return texts, labels, (splits if split_column else None)
+  return texts, labels, (splits if split_column else None), dropped
 
 
 def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_fraction: float,
@@ -115,7 +144,7 @@ def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_frac
   return {s: out[s] for s in SPLIT_VALUES}
 
 
-class TextFile(tfds.core.GeneratorBasedBuilder):
+class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
 
   def _info(self):
@@ -131,13 +160,12 @@ class TextFile(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     options = dict(self.builder_config.options)
-    path = options.pop("path")
-    columns = [options.pop(k) for k in ("text_column", "label_column", "split_column")]
+    path = self.builder_config.source
+    columns = [options.pop(k) for k in ("text_column", "label_column", "split_column", "bad_rows")]
     fractions = options.pop("validation_fraction"), options.pop("test_fraction")
     seed = options.pop("split_seed")
-    for key in ("size", "mtime_ns"):
-      options.pop(key)
-    texts, labels, splits = read_table(path, *columns)
+    options.pop("sha256")
+    texts, labels, splits, dropped = read_table(path, *columns)
     labeler = text.label_encoder(labels)
     if len(labeler.names) < 2:
       raise UserError(f"{pathlib.Path(path).name}: column {columns[1]!r} has the single value {labeler.names[0]!r}; "
@@ -151,6 +179,11 @@ class TextFile(tfds.core.GeneratorBasedBuilder):
     encoder = text.TextEncoder.fit((texts[i] for i in parts["train"]), **options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = labeler.to_json()
+    self.info.metadata["dropped_rows"] = dropped
+    warning = text.vocabulary_warning(
+        encoder, [texts[i] for i in parts["train"]], [texts[i] for i in parts["validation"]])
+    if warning:
+      self.info.metadata["warning"] = warning
     return {name: self._generate_examples(encoder.encode([texts[i] for i in idx]), ids[idx])
             for name, idx in parts.items()}
 
@@ -159,23 +192,44 @@ class TextFile(tfds.core.GeneratorBasedBuilder):
       yield i, {"inputs": row, "label": int(label)}
 
 
-def options(cfg) -> dict:
-  """Everything that shapes the prepared data, including the file's identity (path, size, mtime)."""
+def source(cfg) -> pathlib.Path:
   if not cfg.get("path", ""):
     raise UserError("no input file; pass --config.data.path=FILE.csv (or .tsv, .jsonl)")
-  path = pathlib.Path(cfg.get("path")).expanduser().resolve()
+  path = pathlib.Path(paths.expand(cfg.get("path")))
   if not path.is_file():
     raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=AN_EXISTING_FILE")
-  stat = path.stat()
-  return {**text.encoder_options(cfg), **{k: cfg.get(k, v) for k, v in _DEFAULTS.items()},
-          "path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+  return path
+
+
+def options(cfg, sha256: str) -> dict:
+  """Everything that shapes the prepared data: the file's content (its SHA-256) and every option."""
+  return {**text.encoder_options(cfg), **{k: cfg.get(k, v) for k, v in _DEFAULTS.items()}, "sha256": sha256}
 
 
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: path, text_column ('text'), label_column ('label'), split_column ('' = none),
-  validation_fraction (0.1), test_fraction (0.1), split_seed (0), data_dir and the text options."""
-  opts = options(cfg)
-  stem = re.sub(r"[^a-z0-9]+", "_", pathlib.Path(opts["path"]).stem.lower())[:24]
-  config = newsgroups.builder_config(opts, prefix=f"{stem}_")
+  validation_fraction (0.1), test_fraction (0.1), split_seed (0), bad_rows ('error' or 'drop'), data_dir
+  and the text options."""
+  path = source(cfg)
+  sha256 = records.file_sha256(path)
+  stem = re.sub(r"[^a-z0-9]+", "_", path.stem.lower())[:24]
+  config = newsgroups.builder_config(options(cfg, sha256), prefix=f"{stem}_", source=str(path))
   builder = TextFile(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=config)
-  return newsgroups.from_builder(dataset.prepare(builder))
+  fresh = not builder.is_prepared()
+  builder = dataset.prepare(builder)
+  if fresh and jax.process_index() == 0:
+    _forget_earlier_copies(builder.data_dir, path, sha256)
+  ds = newsgroups.from_builder(builder)
+  ds.source = {"path": str(path), "sha256": sha256}
+  ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))
+  return ds
+
+
+def _forget_earlier_copies(prepared, path: pathlib.Path, sha256: str):
+  """Marks `prepared` as made from `path` and deletes the copies made from that path's earlier contents."""
+  prepared = epath.Path(prepared)
+  (prepared / _SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256}))
+  for marker in prepared.parent.parent.glob(f"*/*/{_SOURCE}"):
+    made_from = json.loads(marker.read_text())
+    if made_from["path"] == str(path) and made_from["sha256"] != sha256:
+      marker.parent.rmtree()

@@ -14,6 +14,7 @@ STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default:
 BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
 SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 REPORT_DIR = flags.DEFINE_string("report_dir", None, "Where classifiers' reports go (default: <workdir>/report).")
+DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data now lies, if it was moved.")
 
 
 def main(argv):
@@ -24,7 +25,7 @@ def main(argv):
   common.init_distributed()
   from flaxforge.trainer import evaluate  # pylint: disable=g-import-not-at-top
   result = evaluate.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value,
-                                     report_dir=REPORT_DIR.value)
+                                     report_dir=REPORT_DIR.value, data_dir=DATA_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)
   written = result.get("report")

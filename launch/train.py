@@ -11,13 +11,19 @@ CONFIG = common.define_config_flag()
 def main(argv):
   if len(argv) > 1:
     raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
-  config_fields.validate(CONFIG.value)
   workdir = common.require_workdir()
-  common.allocator.reexec_once(CONFIG.value.get("malloc", "auto"))  # the config's own choice, if it has one
-  common.use_xla_flags(CONFIG.value.get("xla_flags", ""))
+  config = CONFIG.value
+  if not common.flags.FLAGS["config"].present:  # a rerun without --config resumes with the run's own
+    from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    overrides = {n[7:]: common.flags.FLAGS[n].value for n in common.flags.FLAGS if n.startswith("config.")
+                 and common.flags.FLAGS[n].present}
+    config = workdir_lib.stored_config(workdir, overrides) or config
+  config_fields.validate(config)
+  common.allocator.reexec_once(config.get("malloc", "auto"))  # the config's own choice, if it has one
+  common.use_xla_flags(config.get("xla_flags", ""))
   common.init_distributed()
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
-  results = loop.train(CONFIG.value, workdir)
+  results = loop.train(config, workdir)
   common.print_result({"split": "test", **{k: v for k, v in results.items() if isinstance(v, (int, float))}})
 
 

@@ -96,6 +96,9 @@ def test_nonfinite_stop_names_step_and_last_good_checkpoint(trained, tmp_path):
   shutil.copytree(trained, w)
   shutil.rmtree(w / "checkpoints" / "40")
   before = _arrays(w)
+  config = json.loads((w / "config.json").read_text())  # a run whose learning rate diverges (the rate
+  config["optimizer"]["learning_rate"] = 1e30  # defines the run: a rerun may not change it)
+  (w / "config.json").write_text(json.dumps(config))
   result = _train(w, "--config.train.num_steps=60", "--config.optimizer.learning_rate=1e30",
                   "--config.checkpoint.every_steps=5")
   assert result.returncode == 2, result.stderr[-3000:]

@@ -149,3 +149,23 @@ def test_real_archive(tmp_path):
   test_labels = np.bincount([ds.splits["test"][i]["label"] for i in range(7532)], minlength=20)
   assert test_labels[[0, 19]].tolist() == [319, 251]  # alt.atheism, talk.religion.misc test counts
   assert time.perf_counter() - start < 60
+
+
+def test_manual_dir_expands_home_and_variables(tmp_path, monkeypatch):
+  """Case 9: the shell leaves `~` after `=`, so --config.data.manual_dir=~/news arrives unexpanded."""
+  make_archive(tmp_path / "home" / "news")
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.setenv("NEWS_DIR", str(tmp_path / "home" / "news"))
+  assert newsgroups.load(config(tmp_path, manual_dir="~/news")).info["num_classes"] == 20
+  assert newsgroups.load(config(tmp_path, manual_dir="$NEWS_DIR", data_dir="~/tfds")).info["num_classes"] == 20
+  assert (tmp_path / "home" / "tfds" / "twenty_newsgroups").is_dir()
+
+
+def test_a_truncated_manual_archive_is_one_line(tmp_path):
+  """Case 11: checked like a download, instead of an EOFError traceback while reading it."""
+  archive = make_archive(tmp_path / "manual")
+  archive.write_bytes(archive.read_bytes()[:len(archive.read_bytes()) // 2])
+  with pytest.raises(UserError) as e:
+    newsgroups.load(config(tmp_path))
+  assert "20news-bydate.tar.gz is incomplete or damaged" in str(e.value) and "download it again from" in str(e.value)
+  assert "\n" not in str(e.value)

@@ -188,3 +188,11 @@ def test_cls_token_leads_every_row_and_words_fill_the_rest():
   assert rows[0, 1:].tolist() == [enc.ids("a")[0], enc.ids("b")[0], enc.ids("c")[0]]
   assert rows[1, 1:].tolist() == [enc.ids("b")[0], 0, 0]
   assert TextEncoder.from_json(enc.to_json()).encode(["b"]).tolist() == rows[1:].tolist()
+
+
+def test_character_tokens_and_ngrams():
+  enc = text.TextEncoder(vocab=[], tokenizer="char", char_ngrams=2)
+  assert enc.tokens("Ab, c") == ["a", "ab", "b", "bc", "c"]  # filters and spaces dropped, lower-cased
+  assert text.TextEncoder.fit(["今天足球", "足球"], tokenizer="char").vocab[:2] == ["足", "球"]
+  with pytest.raises(UserError, match="data.tokenizer must be one of word, char"):
+    text.TextEncoder(vocab=[], tokenizer="bytes")

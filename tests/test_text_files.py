@@ -46,19 +46,21 @@ def test_csv_splits_labels_and_encoding(tmp_path):
   assert ex["inputs"].tolist() in encoder.encode([t for t, _ in rows]).tolist()
 
 
-def test_prepared_once_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+def test_prepared_copies_keyed_by_content_and_stale_ones_removed(tmp_path, monkeypatch, capfd):
   path = write_csv(tmp_path / "reviews.csv", reviews())
   first = text_files.load(config(tmp_path, path))
+  assert "Downloading" not in capfd.readouterr().out  # no TFDS download message for a local file
   calls = []
   read_table = text_files.read_table
   monkeypatch.setattr(text_files, "read_table", lambda *a: calls.append(a) or read_table(*a))
-  assert text_files.load(config(tmp_path, path)).assets == first.assets and not calls
   stat = os.stat(path)
-  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-  text_files.load(config(tmp_path, path))
-  assert len(calls) == 1
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same content: reused
+  assert text_files.load(config(tmp_path, path)).assets == first.assets and not calls
+  write_csv(path, reviews(210))  # new content: a new copy, and the old one is gone
+  second = text_files.load(config(tmp_path, path))
+  assert len(calls) == 1 and not os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
   text_files.load(config(tmp_path, path, num_words=50))  # another option, another prepared copy
-  assert len(calls) == 2
+  assert len(calls) == 2 and os.path.exists(second.prepared_dir)
 
 
 def test_split_column_and_missing_parts_held_out(tmp_path):
@@ -78,7 +80,7 @@ def test_jsonl_and_tsv(tmp_path):
   assert sum(len(s) for s in ds.splits.values()) == 60
   tsv = tmp_path / "flaxforge.data.tsv"
   tsv.write_text("label\ttext\n" + "".join(f"{i % 2}\tword, {i}\n" for i in range(40)))
-  texts, labels, splits = text_files.read_table(tsv, "text", "label")
+  texts, labels, splits, _ = text_files.read_table(tsv, "text", "label")
   assert texts[3] == "word, 3" and labels[:2] == ["0", "1"] and splits is None
 
 
@@ -90,7 +92,7 @@ def test_jsonl_and_tsv(tmp_path):
     ("text,label\na,1\n", ("text", "class"), "pass --config.data.label_column="),
     ("", ("text", "label"), "bad.csv is empty"),
     ("text,label\n", ("text", "label"), "bad.csv has no data rows"),
-    ("text,label\na,1\nb,\n", ("text", "label"), "bad.csv row 3: empty label"),
+    ("text,label\na,1\nb,\n", ("text", "label"), "bad.csv row 3: missing or empty 'label'"),
     ('text,label\n"never closed,1\n', ("text", "label"), "bad.csv row 2: unreadable CSV"),
 ])
 def test_csv_errors_name_the_problem_and_row(tmp_path, content, columns, message):
@@ -134,3 +136,62 @@ def test_load_errors(tmp_path):
   few = write_csv(tmp_path / "few.csv", [("a", "x"), ("b", "y"), ("c", "x")])
   with pytest.raises(UserError, match="few.csv: the validation split is empty"):
     text_files.load(config(tmp_path, few))
+
+
+@pytest.mark.parametrize("name,content,message", [
+    ("nulls.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": null}\n', "nulls.jsonl row 2: missing or empty 'label'"),
+    ("nans.jsonl", '{"text": "a", "label": "x"}\n{"text": "b", "label": NaN}\n', "nans.jsonl row 2: missing or empty 'label'"),
+    ("notext.jsonl", '{"text": null, "label": "x"}\n', "notext.jsonl row 1: missing or empty 'text'"),
+    ("blank.csv", 'text,label\na,x\n"  ",y\n', "blank.csv row 3: missing or empty 'text'"),
+])
+def test_null_nan_and_empty_cells_are_refused_naming_the_row(tmp_path, name, content, message):
+  """Case 6: no class named "null" or "NaN", no text "null"."""
+  (tmp_path / name).write_text(content)
+  with pytest.raises(UserError) as e:
+    text_files.read_table(tmp_path / name, "text", "label")
+  assert str(e.value).startswith(message) and "--config.data.bad_rows=drop" in str(e.value)
+
+
+def test_bad_rows_can_be_dropped_and_are_counted(tmp_path):
+  rows = [json.dumps({"text": f"doc {i} {'ab'[i % 2]}", "label": "ab"[i % 2]}) for i in range(60)]
+  rows[3], rows[10] = '{"text": "x", "label": null}', '{"text": null, "label": "a"}'
+  rows[20] = '{"text": "y", "label": NaN}'
+  (tmp_path / "some_bad.jsonl").write_text("\n".join(rows))
+  ds = text_files.load(config(tmp_path, tmp_path / "some_bad.jsonl", bad_rows="drop"))
+  assert ds.info["label_names"] == ["a", "b"] and ds.info["dropped_rows"] == 3
+  assert sum(len(s) for s in ds.splits.values()) == 57
+
+
+def test_a_csv_cell_over_128_kib_is_read(tmp_path):
+  """Case 8: Python's csv field limit is not a property of the data."""
+  big = "word " * 40000  # 200 KB
+  path = write_csv(tmp_path / "big.csv", [(big, "a"), ("small", "b")])
+  texts, labels, _, _ = text_files.read_table(path, "text", "label")
+  assert texts[0] == big and labels == ["a", "b"]
+
+
+def chinese_topics(path, n=300):
+  """Two topics written as Chinese is, without spaces: sport and cooking sentences from shared words."""
+  rng = np.random.default_rng(0)
+  words = {"体育": "足球 比赛 球队 进球 教练 冠军 运动员 比分", "美食": "米饭 面条 厨师 味道 蔬菜 炒菜 饺子 汤"}
+  glue = "我们 今天 非常 喜欢 这个 他们 一起 看到".split()
+  rows = []
+  for i in range(n):
+    label = list(words)[i % 2]
+    picked = list(rng.choice(words[label].split(), 3)) + list(rng.choice(glue, 3))
+    rows.append(("".join(rng.permutation(picked)) + "。", label))
+  return write_csv(path, rows)
+
+
+def test_chinese_text_warns_with_words_and_trains_with_characters(tmp_path, capfd):
+  """Case 7: every Chinese text is one "word" to the word encoder (so it warns); characters train it."""
+  import csv_run  # pylint: disable=g-import-not-at-top
+  path = chinese_topics(tmp_path / "chinese.csv")
+  text_files.load(config(tmp_path, path))
+  warning = capfd.readouterr().err
+  assert "100% of the training texts are a single token" in warning and "--config.data.tokenizer=char" in warning
+  cfg = csv_run.config(tmp_path, path, **{"data.tokenizer": "char", "data.char_ngrams": 2, "data.num_words": 2000,
+                                          "data.seq_len": 40, "train.num_steps": 60})
+  results = csv_run.train(cfg, tmp_path / "run")
+  assert results["accuracy"] >= 0.9  # chance is 0.5
+  assert "single token" not in capfd.readouterr().err

@@ -8,8 +8,16 @@ Integrity: Orbax raises on truncated or missing files, but a flipped bit inside 
 silently (measured on orbax-checkpoint 0.12.8). So every save records a per-array fingerprint in the
 meta JSON, and restore recomputes and compares it. A damaged newest step is reported, moved aside to
 `<step>.damaged` (so re-saving that step and the keep-N policy work) and the next older one is used.
+
+Deleting is two steps: retention renames an old step into `deleting/` (atomic, so a kill never leaves a
+half-deleted step where a restore looks), and the next save or start removes it. No space left while
+saving is one UserError naming the failed step and the last complete one.
 """
+import contextlib
+import errno
+import logging
 import sys
+import threading
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +37,11 @@ class Checkpointer:
 
   def __init__(self, directory: epath.Path, *, keep: int = 3, best_metric: str = "", best_mode: str = "max",
                keep_best: int = 1, async_save: bool = True, read_only: bool = False):
+    if keep < 1:
+      raise UserError(f"checkpoint.keep is {keep}: retention would delete every checkpoint, so a stopped run "
+                      "could not resume; pass --config.checkpoint.keep=1 or more")
     self.directory = epath.Path(directory)
+    self._in_flight = None  # the step of the save that may still be writing
     self.best_metric, self.best_mode, self.read_only = best_metric, best_mode, read_only
     preserve = [policies.LatestN(keep)]
     if best_metric and keep_best:
@@ -41,10 +53,12 @@ class Checkpointer:
         cleanup_tmp_directories=not read_only,
         create=not read_only,
         read_only=read_only,
+        todelete_subdir=None if read_only else _DELETING,
     )
     # Explicit handlers (not just item names) let item_metadata() read the state's tree before a restore.
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers={
         "state": ocp.StandardCheckpointHandler(), "meta": ocp.JsonCheckpointHandler()})
+    self._purge_deleted()
 
   def steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -55,9 +69,13 @@ class Checkpointer:
   def save(self, step: int, state, meta: dict, metrics: dict | None = None):
     """Starts an async save; `metrics` (validation, at this step) rank it for the best-N policy."""
     meta = {**meta, "fingerprint": fingerprint(state)}
-    self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                     meta=ocp.args.JsonSave(meta)),
-                       metrics=metrics, force=True)
+    self.wait()  # Orbax would wait for the previous save here anyway; this names its step if it failed
+    self._purge_deleted()
+    self._in_flight = step
+    with self._no_space_is_one_line():
+      self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                                       meta=ocp.args.JsonSave(meta)),
+                         metrics=metrics, force=True)
 
   def warm_up(self, state):
     """Compiles the fingerprint for `state`'s shapes (a one-time 0.4 s on CPU for the text CNN, otherwise
@@ -89,6 +107,7 @@ class Checkpointer:
       raise UserError(f"no checkpoint at step {step} in {self.directory}; available steps: "
                       f"{', '.join(map(str, steps)) or 'none'}")
     candidates = [step] if step is not None else sorted(steps, reverse=True)
+    _quiet_abandoned_reads()  # before the first read: a damaged step's reports can come while it fails
     for i, candidate in enumerate(candidates):
       try:
         self._check_fits(candidate, abstract_state)
@@ -147,7 +166,42 @@ class Checkpointer:
     self._manager.reload()
 
   def wait(self):
-    self._manager.wait_until_finished()
+    with self._no_space_is_one_line():
+      self._manager.wait_until_finished()
+    self._in_flight = None
+
+  def complete_steps(self) -> list[int]:
+    """Steps whose save finished (read from the directory: an unfinished save is a temporary name)."""
+    if not self.directory.exists():
+      return []
+    return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
+
+  def on_disk(self) -> str:
+    """What a stopped run leaves, in words: the newest complete checkpoint (and any save in flight)."""
+    steps = self.complete_steps()
+    text = f"the last complete checkpoint is step {steps[-1]} in {self.directory}" if steps else "no complete checkpoint"
+    if self._in_flight is not None and self._in_flight not in steps:
+      text += f"; the unfinished save of step {self._in_flight} is discarded at the next start"
+    return text
+
+  @contextlib.contextmanager
+  def _no_space_is_one_line(self):
+    try:
+      yield
+    except Exception as e:  # pylint: disable=broad-except  (Orbax wraps the OSError in its own types)
+      if not _is_no_space(e):
+        raise
+      step, self._in_flight = self._in_flight, None
+      _quiet_no_space_at_exit()
+      raise UserError(f"no space left on the device while saving the checkpoint at step {step} in "
+                      f"{self.directory}; {self.on_disk()}; free space (or move the work directory to a larger "
+                      "disk) and run the same command again to resume from it") from None
+
+  def _purge_deleted(self):
+    """Removes the steps retention renamed into deleting/ (their deletion may have been cut short)."""
+    deleting = self.directory / _DELETING
+    if not self.read_only and jax.process_index() == 0 and deleting.exists():
+      deleting.rmtree()
 
   def close(self):
     self._manager.close()
@@ -192,6 +246,60 @@ def _verify(state, meta: dict):
   bad = [n for n, v in fingerprint(state).items() if expected.get(n) != v]
   if bad:
     raise Damaged(f"contents do not match the fingerprint saved with them: {', '.join(bad[:4])}")
+
+
+_DELETING = "deleting"
+
+
+class _OrbaxNoSpace(logging.Filter):
+  """Orbax logs a no-space failure with its traceback before raising it; the UserError says it in one line."""
+
+  def filter(self, record):
+    return not ("orbax" in record.pathname and record.exc_info and _is_no_space(record.exc_info[1]))
+
+
+logging.getLogger("absl").addFilter(_OrbaxNoSpace())
+
+
+def _quiet_no_space_at_exit():
+  """After the one-line no-space error, the exit's own flushes (TensorBoard's writer) fail the same way;
+  their reports, and only those, are dropped."""
+  previous_unraisable, previous_thread = sys.unraisablehook, threading.excepthook
+
+  def unraisable(u):
+    if not _is_no_space(u.exc_value):
+      previous_unraisable(u)
+
+  def thread(args):
+    if not (_is_no_space(args.exc_value) or "handle is closed" in str(args.exc_value)):
+      previous_thread(args)
+  sys.unraisablehook, threading.excepthook = unraisable, thread
+
+
+def _quiet_abandoned_reads():
+  """A failed read of a damaged step closes Orbax's event loop while TensorStore still completes its other
+  reads; each then reports 'Event loop is closed' through sys.unraisablehook (32 tracebacks for one
+  warning). Those, and only those, are dropped."""
+  previous = sys.unraisablehook
+  if getattr(previous, "drops_closed_loops", False):
+    return
+
+  def hook(unraisable):
+    if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+      previous(unraisable)
+  hook.drops_closed_loops = True
+  sys.unraisablehook = hook
+
+
+def _is_no_space(e: BaseException | None) -> bool:
+  """Whether `e`, or an exception it wraps, is ENOSPC or EDQUOT (quota), or says so in its text."""
+  seen = set()
+  while e is not None and id(e) not in seen:
+    seen.add(id(e))
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e):
+      return True
+    e = e.__cause__ or e.__context__
+  return False
 
 
 def _first_line(e: Exception) -> str:

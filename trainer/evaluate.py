@@ -8,6 +8,7 @@ from flaxforge.trainer import feed
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
 from flaxforge.trainer import report, restore, setup, steps
+from flaxforge.trainer import workdir as workdir_lib
 
 
 def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,
@@ -34,12 +35,14 @@ def make_eval_step(structure, mesh, config, info):
 
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
-                     report_dir: str | None = None) -> dict:
+                     report_dir: str | None = None, data_dir: str = "") -> dict:
   """The eval job: metrics of a run's checkpoint on a split. Classifiers also get a report (JSON and the
   confusion matrix as PNG) in `report_dir` (default <workdir>/report): "report" lists the files written, or
-  "report_error" says why none could be (a read-only run), so the metrics are never lost."""
+  "report_error" says why none could be (a read-only run), so the metrics are never lost. The data is the
+  run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file."""
   run = restore.restore(workdir, step=step, best=best)
-  data = setup.load_data(run.config, info=run.info)
+  data = setup.load_data(run.config, info=run.info,
+                         dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
   rows = data.split(split)
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
                      global_batch=run.config.data.eval_batch_size, mesh=run.mesh, info=run.info,

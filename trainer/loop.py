@@ -69,9 +69,11 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
 def train(config, workdir: str, devices=None) -> dict:
   """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
   config_fields.validate(config)
-  workdir = workdir_lib.prepare(workdir)
+  workdir = workdir_lib.prepare(workdir)  # and its lease: one training per work directory
+  config, config_changes = workdir_lib.check_config(workdir, config)  # refuses a change to what defines the run
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   data = setup.load_data(config)
+  data_record = workdir_lib.check_data(workdir, config, data.dataset)  # refuses other data
   steps_per_epoch, total = plan(config, len(data.rows["train"]), mesh)
   structure, create = state_lib.structure(config, data.info, mesh, total)
   ckpt = setup.checkpointer(config, workdir)
@@ -81,12 +83,14 @@ def train(config, workdir: str, devices=None) -> dict:
     data_state = meta.get("data")
   else:
     state = create()
-  workdir_lib.save_run(workdir, config, data.info, data.assets)  # after restore: a refused config must not replace it
+  workdir_lib.save_run(workdir, config, data.info, data.assets, data_record)  # after restore: a refused config must not replace it
   progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar,
                                   time_limit_minutes=config.train.time_limit_minutes,
                                   best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
   run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress,
             steps_per_epoch, total)
+  if config_changes:
+    run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
     progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
   progress.print(f"{config.model.name}: {state_lib.parameter_count(structure.abstract):,} parameters; {total} "
@@ -112,6 +116,7 @@ def train(config, workdir: str, devices=None) -> dict:
     progress.print(f"test: {_summary(results)}")
   run.writer.close()
   ckpt.close()
+  workdir_lib.release(workdir)
   return results
 
 
@@ -141,7 +146,7 @@ def _fit(run: Run, state, step: int, data_state):
       accum_steps=tc.grad_accum_steps, steps_per_call=n, take=feed.take, batch_sharding=feed.batch_shardings(n),
       shared_sharding=feed.shared_shardings) for n in {1, per_call}}
   sums = steps_lib.train_metrics_init(run.mesh)
-  stop = preemption.StopRequest()
+  stop = preemption.StopRequest(on_disk=run.ckpt.on_disk)
   prof = profiler.Profiler(config.profile, run.workdir, first_step=step, total=run.total)
   interval = _Interval(step)
   deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None

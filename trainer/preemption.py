@@ -1,14 +1,14 @@
 """SIGTERM/SIGINT: finish the step in flight, agree on a stop step, checkpoint, exit. A second signal
-aborts at once.
+aborts at once, saying what is on disk (the checkpointer's `on_disk`).
 
 After `jax.distributed.initialize` a C++ preemption notifier owns SIGTERM; installing our handler later
 replaces it (measured: a SIGTERM to one of 2 processes stops both at the same step, both exit 0). A
 SIGTERM that lands before our handler exists (start-up) is still seen by that notifier, which is why the
 multi-process check also asks JAX's preemption sync point.
 """
-import logging
 import os
 import signal
+import sys
 import threading
 
 import jax
@@ -18,7 +18,8 @@ from jax.experimental import multihost_utils
 
 class StopRequest:
 
-  def __init__(self):
+  def __init__(self, on_disk=lambda: "see the checkpoints directory"):
+    self.on_disk = on_disk
     self.requested = False
     self.signal_name = ""
     if threading.current_thread() is threading.main_thread():
@@ -28,7 +29,12 @@ class StopRequest:
   def _handle(self, signum, frame):
     del frame
     if self.requested:
-      logging.error("second %s: aborting without a checkpoint", signal.Signals(signum).name)
+      try:
+        where = self.on_disk()
+      except Exception:  # pylint: disable=broad-except  (aborting must not fail)
+        where = "see the checkpoints directory"
+      print(f"second {signal.Signals(signum).name}: aborting now; {where}. Run the same command again to resume.",
+            file=sys.stderr, flush=True)
       os._exit(128 + signum)
     self.requested = True
     self.signal_name = signal.Signals(signum).name

@@ -5,7 +5,7 @@ import jax
 
 from flaxforge import data as data_lib
 from flaxforge.core.errors import UserError
-from flaxforge.data import pipeline, preprocess
+from flaxforge.data import dataset as dataset_lib, pipeline, preprocess
 from flaxforge.trainer import checkpoint, mesh as mesh_lib
 from flaxforge.trainer import workdir as workdir_lib
 
@@ -14,6 +14,7 @@ from flaxforge.trainer import workdir as workdir_lib
 class Data:
   """A dataset as the trainer reads it: each split's rows, the JSON metadata and assets, and the
   host-side transform (label encoding) applied to every batch."""
+  dataset: dataset_lib.Dataset
   info: dict
   assets: dict
   rows: dict[str, pipeline.Rows]
@@ -25,13 +26,14 @@ class Data:
     return self.rows[name]
 
 
-def load_data(config, info: dict | None = None) -> Data:
-  """`config.data`'s dataset as rows. `info`: a trained run's own metadata, which the label transform
-  then follows (so eval treats labels exactly as training did)."""
-  dataset = data_lib.load(config.data)
+def load_data(config, *, info: dict | None = None, dataset=None) -> Data:
+  """`config.data`'s dataset (or `dataset`, already opened: a trained run's recorded splits) as rows.
+  `info`: a trained run's own metadata, which the label transform then follows (so eval treats labels
+  exactly as training did)."""
+  dataset = dataset or data_lib.load(config.data)
   info = info or dataset.info
   rows = {name: pipeline.Rows(source, in_memory=config.data.in_memory) for name, source in dataset.splits.items()}
-  return Data(info, dataset.assets, rows, preprocess.make_transform(info, config.data.label_encoding))
+  return Data(dataset, info, dataset.assets, rows, preprocess.make_transform(info, config.data.label_encoding))
 
 
 def checkpointer(config, workdir, *, read_only: bool = False) -> checkpoint.Checkpointer:

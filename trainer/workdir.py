@@ -1,36 +1,149 @@
-"""The work directory's JSON files: the resolved config, the dataset info and the assets beside the
-checkpoints. Everything a later eval or predict needs is here as JSON; nothing is pickled."""
+"""The work directory is one run: its JSON files (the resolved config, the data's record, the dataset info
+and the assets beside the checkpoints), its identity check on every launch, and its one-writer lease.
+
+Everything a later eval or predict needs is here as JSON; nothing is pickled. A rerun may change only
+CHANGEABLE fields (how long and how visibly it trains, where files lie, the device layout); any other
+field, or other data, is another run and is refused in one line.
+"""
+import atexit
 import json
-import os
 import uuid
 
 import jax
 import ml_collections
 from etils import epath
 
+from flaxforge import data as data_lib
+from flaxforge.core import lease as lease_lib
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
+from flaxforge.data import records
+from flaxforge.trainer import preemption
 
 CHECKPOINTS = "checkpoints"
+LEASE = "lease.json"
+DATA_RECORD = "data.json"
+PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
+# Config fields (or sections) a resume may change; anything else defines the run. The learning rate and
+# its schedule define it: Adam's moments and the schedule's position were built for them (README).
+CHANGEABLE = ("train.num_epochs", "train.num_steps", "train.time_limit_minutes", "train.log_every",
+              "train.eval_every_steps", "train.steps_per_call", "train.progress_bar", "train.on_nonfinite",
+              "checkpoint.every_steps", "checkpoint.keep", "checkpoint.keep_best", "checkpoint.async_save",
+              "data.eval_batch_size", "data.in_memory", "data.on_device", "data.threads", "data.prefetch",
+              *PATH_FIELDS, "mesh", "profile", "malloc", "xla_flags")
+_REASONS = {"data.batch_size": " (the data position is a step number)"}
+_LEASES: dict[str, lease_lib.Lease] = {}
 
 
 def resolve(path: str) -> epath.Path:
-  """A local path made absolute (Orbax refuses relative ones); gs:// and other URIs as given."""
-  return epath.Path(path if "://" in str(path) else os.path.abspath(os.path.expanduser(str(path))))
+  """A local path made absolute (Orbax refuses relative ones), `~` and $VARS expanded; URIs as given."""
+  return epath.Path(paths.expand(path))
 
 
 def prepare(path: str) -> epath.Path:
-  """Creates the work directory and proves it is writable (process 0), or says how to fix it."""
+  """Creates the work directory, proves it is writable and takes its lease (process 0, for all processes),
+  or says how to fix it."""
   workdir = resolve(path)
+  error = ""
   if jax.process_index() == 0:
     probe = workdir / f".write-test-{uuid.uuid4().hex}"
     try:
       workdir.mkdir(parents=True, exist_ok=True)
       probe.write_text("ok")
       probe.unlink()
+      _LEASES.setdefault(str(workdir), lease_lib.Lease(workdir / LEASE)).acquire()
     except OSError as e:
-      raise UserError(f"cannot write the work directory {workdir} ({e.strerror or e}); "
-                      "pass a writable --workdir") from e
+      error = f"cannot write the work directory {workdir} ({e.strerror or e}); pass a writable --workdir"
+    except UserError as e:
+      error = str(e)
+  if preemption.any_process(bool(error)):  # every process stops, not only process 0
+    raise UserError(error or f"process 0 cannot use {workdir} (see its output); pass another --workdir")
   return workdir
+
+
+def release(workdir: epath.Path) -> None:
+  """Gives up the lease (also done at exit; a killed process leaves a lease the next run takes over)."""
+  held = _LEASES.pop(str(workdir), None)
+  if held is not None:
+    held.release()
+
+
+atexit.register(lambda: [release(w) for w in list(_LEASES)])
+
+
+def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict, dict]:
+  """`config` with its path fields made absolute, and {field: [old, new]} of the CHANGEABLE fields that
+  differ from the run's (for the metrics' config change record). Any other difference is refused."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for field in PATH_FIELDS:
+    section, name = field.split(".")
+    if name in config[section]:
+      config[section][name] = paths.expand(config[section][name])
+  if not _has_checkpoints(workdir) or not (workdir / "config.json").exists():
+    return config, {}
+  old, new = _flat(read_json(workdir / "config.json")), _flat(json.loads(config.to_json_best_effort()))
+  changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
+  # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
+  refused = [f"{k}: {_show(a)} -> {_show(b)}{_REASONS.get(k, '')}" for k, (a, b) in changed.items()
+             if not k.startswith(CHANGEABLE) and k in old and k in new]
+  if refused:
+    raise UserError(f"{workdir} holds a run with other settings ({'; '.join(refused)}); rerun with the run's "
+                    "values (or without --config, which resumes with them), or train into a new --workdir")
+  return config, changed
+
+
+def check_data(workdir: epath.Path, config, dataset) -> dict:
+  """The data's record (records.describe); refused if it differs from what the run's checkpoints saw."""
+  record = records.describe(config.data.name, dataset)
+  if _has_checkpoints(workdir) and (workdir / DATA_RECORD).exists():
+    changed = records.differences(read_json(workdir / DATA_RECORD), record)
+    if changed:
+      raise UserError(f"{workdir} holds a run trained on other data ({'; '.join(changed)}); restore the run's "
+                      "data, or train into a new --workdir")
+  return record
+
+
+def open_data(workdir: epath.Path, config, data_dir: str = ""):
+  """The splits the run trained and tested on (its recorded prepared copy), never a re-fit of the user's
+  file; `data_dir` is where that copy now lies if it moved. Runs from before the record: `data.load`."""
+  if not (workdir / DATA_RECORD).exists():
+    return data_lib.load(config.data)
+  assets = {p.stem: json.loads(p.read_text()) for p in (workdir / "assets").glob("*.json")}
+  return records.open_recorded(read_json(workdir / DATA_RECORD), config.data, load_info(workdir), assets, data_dir)
+
+
+def stored_config(workdir: str, overrides: dict) -> ml_collections.ConfigDict | None:
+  """The run's own config with `overrides` ({"train.num_epochs": 20}) set, or None for a new work directory."""
+  path = resolve(workdir) / "config.json"
+  if not path.exists():
+    return None
+  config = ml_collections.ConfigDict(read_json(path))
+  for field, value in overrides.items():
+    *sections, name = field.split(".")
+    node = config
+    for section in sections:
+      node = node[section]
+    node[name] = value
+  return config
+
+
+def _has_checkpoints(workdir: epath.Path) -> bool:
+  directory = workdir / CHECKPOINTS
+  return directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flat(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = json.loads(json.dumps(value))  # tuples and lists compare alike
+  return out
+
+
+def _show(value) -> str:
+  return "(absent)" if value is None else json.dumps(value)
 
 
 def write_json(path: epath.Path, value) -> None:
@@ -45,8 +158,9 @@ def read_json(path: epath.Path):
   return json.loads(path.read_text())
 
 
-def save_run(workdir: epath.Path, config, info: dict, assets: dict) -> None:
+def save_run(workdir: epath.Path, config, info: dict, assets: dict, data_record: dict) -> None:
   write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+  write_json(workdir / DATA_RECORD, data_record)
   write_json(workdir / "info.json", info)
   for name, value in assets.items():
     write_json(workdir / "assets" / f"{name}.json", value)

@@ -19,6 +19,7 @@ def get_config():
   c.data.label_column = "label"
   c.data.split_column = ""  # "" = hold out validation and test splits
   c.data.test_fraction = 0.1
+  c.data.bad_rows = "error"  # a row with a missing, null, NaN or empty text or label: "error" or "drop"
   text_options.add(c.data, num_words=30000, seq_len=400, padding="post", truncating="post")
   c.data.batch_size = 32
   c.model.name = "bag_of_words"

@@ -1,0 +1,11 @@
+"""One rule for every path a user gives: `~` and environment variables expanded, local paths made absolute
+(relative ones against the directory the run starts in), URIs such as gs://bucket/x kept as given."""
+import os
+
+
+def expand(path: str) -> str:
+  """`path` with `~` and `$VAR`/`${VAR}` expanded; local paths absolute; "" stays "" (meaning: the default)."""
+  path = os.path.expandvars(os.path.expanduser(str(path or "")))
+  if not path or "://" in path:
+    return path
+  return os.path.abspath(path)

@@ -1,0 +1,134 @@
+"""A work directory is one run: a rerun may change only how long and how visibly it trains; other settings
+or other data are refused in one line with nothing overwritten; eval scores the split the run trained on."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import csv_run
+from flaxforge.core.errors import UserError
+from flaxforge.trainer import evaluate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("identity")
+  path = csv_run.write_topics(tmp / "topics.csv")
+  cfg = csv_run.config(tmp, path)
+  results = csv_run.train(cfg, tmp / "run")
+  return tmp, path, cfg, results
+
+
+def _snapshot(workdir):
+  return {name: (workdir / name).read_bytes() for name in ("config.json", "data.json", "info.json",
+                                                            "assets/text_encoder.json", "metrics.jsonl")}
+
+
+@pytest.mark.parametrize("field,value,said", [
+    ("data.lowercase", False, "data.lowercase: true -> false"),  # case 1: re-maps the vocabulary
+    ("optimizer.learning_rate", 0.5, "optimizer.learning_rate: 0.01 -> 0.5"),
+    ("data.batch_size", 32, "data.batch_size: 16 -> 32 (the data position is a step number)"),  # case 5
+])
+def test_a_changed_run_defining_field_is_refused_and_nothing_is_overwritten(trained, tmp_path, field, value, said):
+  tmp, path, cfg, _ = trained
+  workdir = tmp_path / "run"
+  shutil.copytree(tmp / "run", workdir)
+  before = _snapshot(workdir)
+  with pytest.raises(UserError) as e:
+    csv_run.train(csv_run.config(tmp, path, **{field: value, "train.num_steps": 30}), workdir)
+  message = str(e.value)
+  assert said in message and "new --workdir" in message and "\n" not in message
+  assert _snapshot(workdir) == before
+
+
+def test_changed_data_is_refused_naming_the_file(trained, tmp_path):
+  tmp, _, cfg, _ = trained
+  shutil.copytree(tmp / "run", tmp_path / "run")
+  path = shutil.copy(cfg.data.path, tmp_path / "topics.csv")
+  with open(path, "a", encoding="utf-8") as f:
+    f.write("moon rocket star,space\n")  # one appended row
+  before = _snapshot(tmp_path / "run")
+  with pytest.raises(UserError, match=r"other data \(the content of .*topics.csv \(sha256 \w+ -> \w+\)"):
+    csv_run.train(csv_run.config(tmp, path), tmp_path / "run")
+  assert _snapshot(tmp_path / "run") == before
+
+
+def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
+  tmp, path, _, _ = trained
+  shutil.copytree(tmp / "run", tmp_path / "run")
+  csv_run.train(csv_run.config(tmp, path, **{"train.num_steps": 30, "train.log_every": 5}), tmp_path / "run")
+  records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+  (change,) = [r for r in records if r["split"] == "config_change"]
+  assert change["step"] == 20 and change["changes"] == {"train.num_steps": [20, 30], "train.log_every": [10, 5]}
+  assert max(r["step"] for r in records) == 30
+
+
+def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path):
+  """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run."""
+  tmp, path, _, results = trained
+  shutil.copytree(tmp / "run", tmp_path / "run")
+  shutil.copy(path, tmp_path / "saved.csv")
+  try:
+    csv_run.write_topics(path, n=200, topics=("space", "food", "sport"), seed=1)
+    scored = evaluate.evaluate_workdir(str(tmp_path / "run"))
+  finally:
+    shutil.copy(tmp_path / "saved.csv", path)
+  assert scored["step"] == 20
+  assert scored["accuracy"] == pytest.approx(results["accuracy"]) and scored["loss"] == pytest.approx(results["loss"])
+
+
+def test_eval_names_moved_data_and_the_flag_that_finds_it(trained, tmp_path):
+  """The prepared copy moved to another data directory and the file edited since: nothing to rebuild it from."""
+  tmp, path, _, results = trained
+  shutil.copytree(tmp / "run", tmp_path / "run")
+  shutil.copytree(tmp / "tfds", tmp_path / "moved")
+  for name in ("data.json", "config.json"):
+    record = tmp_path / "run" / name
+    record.write_text(record.read_text().replace(str(tmp / "tfds"), str(tmp_path / "gone")))
+  shutil.copy(path, tmp_path / "saved.csv")
+  try:
+    csv_run.write_topics(path, n=200, seed=3)
+    with pytest.raises(UserError, match=r"not in .*gone.* \(moved or deleted\) and its source has changed; "
+                                        r"pass --data_dir=FOLDER that holds text_file/topics_"):
+      evaluate.evaluate_workdir(str(tmp_path / "run"))
+    scored = evaluate.evaluate_workdir(str(tmp_path / "run"), data_dir=str(tmp_path / "moved"))
+  finally:
+    shutil.copy(tmp_path / "saved.csv", path)
+  assert scored["accuracy"] == pytest.approx(results["accuracy"])
+  shutil.rmtree(tmp_path / "gone")  # a deleted copy of an unchanged file is rebuilt, identical, and used
+  assert evaluate.evaluate_workdir(str(tmp_path / "run"))["accuracy"] == pytest.approx(results["accuracy"])
+
+
+def test_relative_paths_are_resolved_when_the_run_starts(trained, tmp_path, monkeypatch):
+  tmp, path, _, _ = trained
+  shutil.copy(path, tmp_path / "topics.csv")
+  monkeypatch.chdir(tmp_path)
+  cfg = csv_run.config(tmp_path, "topics.csv", **{"data.data_dir": "tfds", "train.num_steps": 10})
+  csv_run.train(cfg, "run")
+  saved = json.loads((tmp_path / "run" / "config.json").read_text())["data"]
+  assert saved["path"] == str(tmp_path / "topics.csv") and saved["data_dir"] == str(tmp_path / "tfds")
+  scored = evaluate.evaluate_workdir(str(tmp_path / "run"))
+  (tmp_path / "elsewhere").mkdir()
+  monkeypatch.chdir(tmp_path / "elsewhere")  # another folder, with a same-named file that must not be scored
+  csv_run.write_topics("topics.csv", topics=("sport", "food"), seed=2)
+  assert evaluate.evaluate_workdir(str(tmp_path / "run")) == scored
+
+
+def _train(workdir, *flags):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}", *flags],
+                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_a_rerun_without_config_resumes_with_the_stored_one(tmp_path):
+  first = _train(tmp_path, "--config=launch/configs/tiny.py", "--config.train.num_steps=20")
+  assert first.returncode == 0, first.stderr[-2000:]
+  again = _train(tmp_path, "--config.train.num_steps=30")  # no --config: tiny.py's fields, 10 more steps
+  assert again.returncode == 0, again.stderr[-2000:]
+  assert "resumed from the checkpoint at step 20" in again.stdout
+  assert json.loads((tmp_path / "config.json").read_text())["model"]["hidden"] == [64]  # tiny.py's, not default's
