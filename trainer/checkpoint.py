@@ -289,6 +289,17 @@ def _quiet_abandoned_reads():
       previous(unraisable)
   hook.drops_closed_loops = True
   sys.unraisablehook = hook
+  logging.getLogger("asyncio").addFilter(_AbandonedRead())
+
+
+class _AbandonedRead(logging.Filter):
+  """The same abandoned reads, when one fails after its task was given up: asyncio logs "Task exception was
+  never retrieved" with TensorStore's DATA_LOSS error of the damaged step, already reported in one line."""
+
+  def filter(self, record):
+    context = getattr(record, "msg", "")
+    error = record.exc_info[1] if record.exc_info else None
+    return not ("never retrieved" in str(context) and error is not None and "DATA_LOSS" in str(error))
 
 
 def _is_no_space(e: BaseException | None) -> bool:

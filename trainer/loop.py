@@ -37,6 +37,7 @@ class Run:
   ckpt: checkpoint.Checkpointer
   writer: metrics_lib.MetricWriter
   progress: metrics_lib.Progress
+  stop: preemption.StopRequest
   steps_per_epoch: int
   total: int
 
@@ -69,6 +70,14 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
 def train(config, workdir: str, devices=None) -> dict:
   """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
   config_fields.validate(config)
+  stop = preemption.StopRequest()  # from the start: a SIGTERM during start-up stops after the first step
+  try:
+    return _train(config, workdir, devices, stop)
+  finally:
+    stop.restore_default()
+
+
+def _train(config, workdir: str, devices, stop: preemption.StopRequest) -> dict:
   workdir = workdir_lib.prepare(workdir)  # and its lease: one training per work directory
   config, config_changes = workdir_lib.check_config(workdir, config)  # refuses a change to what defines the run
   mesh = mesh_lib.make_mesh(config.mesh, devices)
@@ -77,6 +86,7 @@ def train(config, workdir: str, devices=None) -> dict:
   steps_per_epoch, total = plan(config, len(data.rows["train"]), mesh)
   structure, create = state_lib.structure(config, data.info, mesh, total)
   ckpt = setup.checkpointer(config, workdir)
+  stop.on_disk = ckpt.on_disk
   step, data_state = 0, None
   if ckpt.latest_step() is not None:
     state, meta, step = ckpt.restore(None, structure.abstract)
@@ -87,7 +97,7 @@ def train(config, workdir: str, devices=None) -> dict:
   progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar,
                                   time_limit_minutes=config.train.time_limit_minutes,
                                   best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
-  run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress,
+  run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress, stop,
             steps_per_epoch, total)
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
@@ -146,7 +156,6 @@ def _fit(run: Run, state, step: int, data_state):
       accum_steps=tc.grad_accum_steps, steps_per_call=n, take=feed.take, batch_sharding=feed.batch_shardings(n),
       shared_sharding=feed.shared_shardings) for n in {1, per_call}}
   sums = steps_lib.train_metrics_init(run.mesh)
-  stop = preemption.StopRequest(on_disk=run.ckpt.on_disk)
   prof = profiler.Profiler(config.profile, run.workdir, first_step=step, total=run.total)
   interval = _Interval(step)
   deadline = time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None
@@ -168,7 +177,7 @@ def _fit(run: Run, state, step: int, data_state):
       end = step  # the time budget is spent: finish here as if this were the last step
     at_eval = step % eval_every == 0 or step == end
     at_ckpt = at_eval or (config.checkpoint.every_steps and step % config.checkpoint.every_steps == 0)
-    stopping = stop.should_stop(at_sync_point=at_log or at_eval, step=step)
+    stopping = run.stop.should_stop(at_sync_point=at_log or at_eval, step=step)
     if at_log or at_eval or stopping:
       if flops is None:  # once, after the interval's end: its cost stays out of every interval
         flops = _flops_per_step(run, feed.trained_batch_spec(batch, shared, n), sums)
@@ -186,12 +195,11 @@ def _fit(run: Run, state, step: int, data_state):
       last_good = step
     if stopping:
       run.ckpt.wait()
-      run.progress.print(f"stopped by {stop.signal_name} after step {step}; checkpoint saved in "
+      run.progress.print(f"stopped by {run.stop.signal_name} after step {step}; checkpoint saved in "
                          f"{run.ckpt.directory}. Run the same command again to resume.")
       raise SystemExit(0)
     if step >= end:
       break
-  stop.restore_default()
   return treedef.unflatten(leaves), step
 
 
