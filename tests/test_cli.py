@@ -51,8 +51,16 @@ def test_eval_reports_the_training_test_metrics(trained):
   assert out.returncode == 0, out.stderr[-2000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["step"] == 40 and result["accuracy"] == train_result["accuracy"]
-  best = json.loads(_run("flaxforge.launch.eval", f"--workdir={workdir}", "--best").stdout.strip().splitlines()[-1])
-  assert best["step"] in (20, 40)
+
+
+def test_eval_best_picks_the_step_with_the_best_validation_accuracy(trained):
+  workdir, _ = trained
+  records = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+  validation = [r for r in records if r["split"] == "validation"]
+  want = max(validation, key=lambda r: r["accuracy"])["step"]  # the first of equals, as max() keeps it
+  out = _run("flaxforge.launch.eval", f"--workdir={workdir}", "--best")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert json.loads(out.stdout.strip().splitlines()[-1])["step"] == want, validation
 
 
 def test_rerun_of_a_finished_run_says_so(trained):

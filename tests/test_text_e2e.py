@@ -51,8 +51,10 @@ def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
               f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
               f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false")
   result = _last_json(proc)
-  # Keras: 0.49 / 0.53 / 0.54 over three seeds; the target is every seed >= 0.49 and a median >= 0.52.
-  assert result["accuracy"] >= 0.52, result  # seed 0 measures 0.560; eight seeds 0.553-0.571
+  # Seed 0 measures 0.560 and eight seeds span 0.553-0.571 (BENCHMARKS.md), so 0.545 leaves room for another
+  # CPU's rounding, while the regression the config guards against, Adam back at Keras's 1e-3 leaving the
+  # embedding under-trained (0.476-0.530 over the same seeds), falls below it.
+  assert result["accuracy"] >= 0.545, result
 
 
 def test_better_config_on_real_20_newsgroups_and_predict(real_datasets, tmp_path):
@@ -72,4 +74,6 @@ def test_bert_beats_the_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_p
   result = _last_json(_run("flaxforge.launch.train", "--config=launch/configs/bert_20ng.py", f"--workdir={tmp_path / 'run'}",
                            f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
                            f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false"))
-  assert result["accuracy"] >= 0.54, result  # the best of the seed recipe's three Keras seeds
+  # The README claims 0.810 (benchmarks/results/accuracy_*.jsonl). 0.79 allows rounding on another CPU; a
+  # model that stops attending (pooling noise) or a broken [CLS] pooling lands near the text CNN's 0.56.
+  assert result["accuracy"] >= 0.79, result
