@@ -63,6 +63,15 @@ def test_eval_best_picks_the_step_with_the_best_validation_accuracy(trained):
   assert json.loads(out.stdout.strip().splitlines()[-1])["step"] == want, validation
 
 
+def test_eval_step_restores_that_step(trained):
+  workdir, _ = trained
+  out = _run("flaxforge.launch.eval", f"--workdir={workdir}", "--step=20")
+  assert out.returncode == 0, out.stderr[-2000:]
+  at_20 = json.loads(out.stdout.strip().splitlines()[-1])
+  at_40 = json.loads(_run("flaxforge.launch.eval", f"--workdir={workdir}").stdout.strip().splitlines()[-1])
+  assert at_20["step"] == 20 and at_20["loss"] != at_40["loss"]  # another checkpoint's parameters
+
+
 def test_rerun_of_a_finished_run_says_so(trained):
   out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={trained[0]}")
   assert out.returncode == 0 and "already finished at step 40" in out.stdout

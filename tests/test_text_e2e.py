@@ -39,6 +39,11 @@ def test_own_csv_trains_predicts_and_reports(tmp_path):
   rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
   assert [r["top"][0]["label"] for r in rows] == ["cooking", "sports"]
   assert all(len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in rows)
+  (tmp_path / "texts.txt").write_text("the flight landed and the hotel was by the beach\nthe coach of the team\n")
+  out = _run("flaxforge.launch.predict", f"--workdir={workdir}", f"--input={tmp_path / 'texts.txt'}", "--json")
+  rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+  assert [(r["text"], r["top"][0]["label"]) for r in rows] == [
+      ("the flight landed and the hotel was by the beach", "travel"), ("the coach of the team", "sports")]
   evaluated = _last_json(_run("flaxforge.launch.eval", f"--workdir={workdir}"))
   assert evaluated["accuracy"] == trained["accuracy"]
   report = json.loads((workdir / "report" / "test_report.json").read_text())
