@@ -47,3 +47,13 @@ def real_datasets() -> pathlib.Path:
   if not pathlib.Path(path).is_dir():
     pytest.fail(f"FLAXFORGE_DATASETS={path} is not a directory")
   return pathlib.Path(path)
+
+
+def checkpoint_arrays(workdir, step=None) -> tuple[int, list]:
+  """(step, every array of the restored train state as numpy, RNG keys as their key data)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top
+  run = restore.restore(str(workdir), step=step)
+  return run.step, [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
+                    for x in jax.tree.leaves(run.state)]

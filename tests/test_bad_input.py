@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -79,3 +80,17 @@ def test_unwritable_workdir(tmp_path):
 def test_step_that_does_not_exist(trained):
   line = _one_line_error(_run("flaxforge.launch.eval", f"--workdir={trained}", "--step=999"))
   assert "no checkpoint at step 999" in line and "available steps: 10" in line
+
+
+def test_a_missing_checkpoint_file_is_one_line_and_verbose_shows_the_traceback(trained, tmp_path):
+  workdir = tmp_path / "run"
+  shutil.copytree(trained, workdir)
+  arrays = list((workdir / "checkpoints" / "10" / "state").glob("ocdbt.process_*/d/*"))
+  assert arrays
+  for path in arrays:
+    path.unlink()
+  line = _one_line_error(_run("flaxforge.launch.eval", f"--workdir={workdir}", "--step=10"))
+  assert "checkpoint step 10" in line and "is damaged" in line
+  verbose = _run("flaxforge.launch.eval", f"--workdir={workdir}", "--step=10", "--verbose")
+  assert verbose.returncode == 2 and "Traceback (most recent call last)" in verbose.stderr
+  assert "is damaged" in verbose.stderr

@@ -8,11 +8,10 @@ import shutil
 import subprocess
 import sys
 
-import jax
-import numpy as np
 import pytest
 
-from flaxforge.trainer import checkpoint, restore
+from conftest import checkpoint_arrays
+from flaxforge.trainer import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,10 +28,7 @@ def _train(workdir, *overrides):
                         text=True, timeout=120)
 
 
-def _arrays(workdir, step=None):
-  run = restore.restore(str(workdir), step=step)
-  return run.step, [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
-                    for x in jax.tree.leaves(run.state)]
+_arrays = checkpoint_arrays
 
 
 def _same(a, b):

@@ -1,6 +1,7 @@
 """The command line as a user runs it: train, files in the work directory, eval, resume, bad input."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -51,8 +52,32 @@ def test_eval_reports_the_training_test_metrics(trained):
   assert out.returncode == 0, out.stderr[-2000:]
   result = json.loads(out.stdout.strip().splitlines()[-1])
   assert result["step"] == 40 and result["accuracy"] == train_result["accuracy"]
-  best = json.loads(_run("flaxforge.launch.eval", f"--workdir={workdir}", "--best").stdout.strip().splitlines()[-1])
-  assert best["step"] in (20, 40)
+
+
+def test_eval_best_picks_the_step_with_the_best_validation_accuracy(trained, tmp_path):
+  """Both of the config's best modes: whichever step is best under "max", the other is best under "min",
+  so an eval that took the latest step would fail one of them."""
+  workdir = tmp_path / "run"
+  shutil.copytree(trained[0], workdir)
+  validation = {r["step"]: r["accuracy"] for r in map(json.loads, (workdir / "metrics.jsonl").read_text().splitlines())
+                if r["split"] == "validation"}
+  assert len(set(validation.values())) == 2, validation  # distinct, so each mode has one answer
+  config = json.loads((workdir / "config.json").read_text())
+  for mode, pick in (("max", max), ("min", min)):
+    config["checkpoint"]["best_mode"] = mode
+    (workdir / "config.json").write_text(json.dumps(config))
+    out = _run("flaxforge.launch.eval", f"--workdir={workdir}", "--best")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1])["step"] == pick(validation, key=validation.get), mode
+
+
+def test_eval_step_restores_that_step(trained):
+  workdir, _ = trained
+  out = _run("flaxforge.launch.eval", f"--workdir={workdir}", "--step=20")
+  assert out.returncode == 0, out.stderr[-2000:]
+  at_20 = json.loads(out.stdout.strip().splitlines()[-1])
+  at_40 = json.loads(_run("flaxforge.launch.eval", f"--workdir={workdir}").stdout.strip().splitlines()[-1])
+  assert at_20["step"] == 20 and at_20["loss"] != at_40["loss"]  # another checkpoint's parameters
 
 
 def test_rerun_of_a_finished_run_says_so(trained):

@@ -1,4 +1,6 @@
 """Analytic FLOP counts against hand derivations and XLA, peak lookup, MFU arithmetic."""
+import time
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -85,10 +87,24 @@ def test_mfu_arithmetic():
   assert flops.mfu(achieved, None) is None
 
 
-def test_measured_cpu_peak_is_cached_and_plausible(monkeypatch):
-  peak = flops.measured_cpu_peak(n=512, reps=3)
-  assert 1e8 < peak < 1e14
-  assert flops.measured_cpu_peak(n=512, reps=3) == peak
+def test_measured_cpu_peak_is_the_median_matmul_rate(monkeypatch):
+  """The arithmetic on a fake clock (each timed matmul takes 0.5 s, 2 n^3 FLOPs); then the real rate
+  against an independent timing of the same matmul, within the noise of a shared machine."""
+  with monkeypatch.context() as m:
+    clock = iter(range(1000))
+    m.setattr(flops.time, "perf_counter", lambda: next(clock) / 2)
+    assert flops.measured_cpu_peak.__wrapped__(n=64, reps=3) == 2 * 64**3 / 0.5
+  peak = flops.measured_cpu_peak(n=512, reps=5)
+  assert flops.measured_cpu_peak(n=512, reps=5) == peak  # cached
+  a = jnp.ones((512, 512), jnp.float32)
+  f = jax.jit(jnp.matmul)
+  f(a, a).block_until_ready()
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    f(a, a).block_until_ready()
+    times.append(time.perf_counter() - start)
+  assert 0.25 < peak / (2 * 512**3 / sorted(times)[2]) < 4
   # Fake CPU devices share the host's cores: the system peak is the host's, not multiplied by 8.
   monkeypatch.setattr(flops, "measured_cpu_peak", lambda: 123.0)
   assert flops.system_peak_flops(devices=jax.devices("cpu")) == 123.0

@@ -7,12 +7,10 @@ import subprocess
 import sys
 import time
 
-import jax
-import numpy as np
 import pytest
 from etils import epath
 
-from flaxforge.trainer import restore
+from conftest import checkpoint_arrays
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL = 120
@@ -42,11 +40,7 @@ def _steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
 
 
-def _arrays(workdir) -> tuple[int, list[np.ndarray]]:
-  run = restore.restore(str(workdir))
-  leaves = [jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-            for x in jax.tree.leaves(run.state)]
-  return run.step, [np.asarray(x) for x in leaves]
+_arrays = checkpoint_arrays
 
 
 def _assert_bit_identical(a, b):

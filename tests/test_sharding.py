@@ -56,7 +56,8 @@ def one_device(digits):
   return _train(digits, (1, 1, 1), jax.devices()[:1])
 
 
-@pytest.mark.parametrize("layout", [(8, 1, 1), (2, 4, 1), (4, 1, 2)], ids=["data-parallel", "data+fsdp", "data+tensor"])
+@pytest.mark.parametrize("layout", [(8, 1, 1), (1, 8, 1), (2, 4, 1), (4, 1, 2)],
+                         ids=["data-parallel", "fsdp", "data+fsdp", "data+tensor"])
 def test_every_layout_trains_like_one_device(digits, one_device, layout):
   assert len(jax.devices()) == 8
   ref_losses, ref_state = one_device

@@ -45,15 +45,42 @@ def test_train_steps_lower_the_loss():
   assert float(after["confusion"].sum()) == 32
 
 
+def _sgd(c):
+  c.optimizer.name, c.optimizer.learning_rate = "sgd", 1.0  # one update = minus the gradient
+
+
 @pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
 def test_gradient_accumulation_equals_the_big_batch(loss):
-  _, mesh, structure, create = _setup(devices=jax.devices()[:1])
+  """Under SGD at rate 1 the update is the gradient itself, so a wrongly scaled or partial sum shows."""
+  _, mesh, structure, create = _setup(_sgd, devices=jax.devices()[:1])
   big = steps.make_train_step(structure, mesh, loss_kind=loss)
   accum = steps.make_train_step(structure, mesh, loss_kind=loss, accum_steps=4)
-  a, _ = big(create(), steps.train_metrics_init(mesh), _batch())
-  b, _ = accum(create(), steps.train_metrics_init(mesh), _batch())
-  for x, y in zip(_params(a), _params(b)):
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+  start = _params(create())
+  a, sums_a = big(create(), steps.train_metrics_init(mesh), _batch())
+  b, sums_b = accum(create(), steps.train_metrics_init(mesh), _batch())
+  moved = 0
+  for x0, x, y in zip(start, _params(a), _params(b)):
+    np.testing.assert_allclose(y - x0, x - x0, rtol=1e-4, atol=1e-7)
+    moved += int(np.abs(x - x0).max() > 1e-4)
+  assert moved >= 2  # the updates compared are real (the kernels at least moved)
+  assert float(sums_b["loss_sum"]) == pytest.approx(float(sums_a["loss_sum"]), rel=1e-5)
+
+
+def test_grad_accum_steps_config_trains_like_the_big_batch(tmp_path, monkeypatch):
+  from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
+  asked, make = [], steps.make_train_step
+  monkeypatch.setattr(steps, "make_train_step", lambda *a, **kw: asked.append(kw.get("accum_steps", 1)) or make(*a, **kw))
+  results = []
+  for k in (1, 4):
+    config = tiny.get_config()
+    _sgd(config)
+    config.optimizer.learning_rate = 0.1
+    config.model.dropout, config.train.grad_accum_steps = 0.0, k
+    config.train.num_steps = config.train.eval_every_steps = 10
+    results.append(loop.train(config, str(tmp_path / str(k)), devices=jax.devices()[:1]))
+  assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=1e-5)
+  assert results[1]["accuracy"] == results[0]["accuracy"]
+  assert 4 in asked  # the field reached the step (equal results alone would also hold if it were ignored)
 
 
 def test_several_steps_per_call_equal_single_steps():

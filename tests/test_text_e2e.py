@@ -39,6 +39,11 @@ def test_own_csv_trains_predicts_and_reports(tmp_path):
   rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
   assert [r["top"][0]["label"] for r in rows] == ["cooking", "sports"]
   assert all(len(r["top"]) == 2 and r["top"][0]["probability"] >= r["top"][1]["probability"] for r in rows)
+  (tmp_path / "texts.txt").write_text("the flight landed and the hotel was by the beach\nthe coach of the team\n")
+  out = _run("flaxforge.launch.predict", f"--workdir={workdir}", f"--input={tmp_path / 'texts.txt'}", "--json")
+  rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+  assert [(r["text"], r["top"][0]["label"]) for r in rows] == [
+      ("the flight landed and the hotel was by the beach", "travel"), ("the coach of the team", "sports")]
   evaluated = _last_json(_run("flaxforge.launch.eval", f"--workdir={workdir}"))
   assert evaluated["accuracy"] == trained["accuracy"]
   report = json.loads((workdir / "report" / f"test_step{evaluated['step']}.json").read_text())
@@ -51,8 +56,10 @@ def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
               f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
               f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false")
   result = _last_json(proc)
-  # Keras: 0.49 / 0.53 / 0.54 over three seeds; the target is every seed >= 0.49 and a median >= 0.52.
-  assert result["accuracy"] >= 0.52, result  # seed 0 measures 0.560; eight seeds 0.553-0.571
+  # Seed 0 measures 0.560 and eight seeds span 0.553-0.571 (BENCHMARKS.md), so 0.545 leaves room for another
+  # CPU's rounding, while the regression the config guards against, Adam back at Keras's 1e-3 leaving the
+  # embedding under-trained (0.476-0.530 over the same seeds), falls below it.
+  assert result["accuracy"] >= 0.545, result
 
 
 def test_better_config_on_real_20_newsgroups_and_predict(real_datasets, tmp_path):
@@ -72,4 +79,6 @@ def test_bert_beats_the_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_p
   result = _last_json(_run("flaxforge.launch.train", "--config=launch/configs/bert_20ng.py", f"--workdir={tmp_path / 'run'}",
                            f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
                            f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false"))
-  assert result["accuracy"] >= 0.54, result  # the best of the seed recipe's three Keras seeds
+  # The README claims 0.810 (benchmarks/results/accuracy_*.jsonl). 0.79 allows rounding on another CPU; a
+  # model that stops attending (pooling noise) or a broken [CLS] pooling lands near the text CNN's 0.56.
+  assert result["accuracy"] >= 0.79, result

@@ -161,13 +161,25 @@ def test_greedy_generation_same_with_and_without_cache():
   np.testing.assert_array_equal(with_cache, without)
 
 
-def test_sampling_is_seeded_and_in_range():
+def _ranks(model, out, prompt_len):
+  """Rank of each generated token among the model's logits at its position (0 = most likely): [B, new]."""
+  logits = np.asarray(forward(model, out[:, :-1]))[:, prompt_len - 1:]
+  chosen = np.take_along_axis(logits, np.asarray(out[:, prompt_len:])[..., None], -1)
+  return (logits > chosen).sum(-1)
+
+
+def test_sampling_is_seeded_and_top_k_restricts_it():
+  """A hot temperature over an untrained model's flat logits: without top_k most draws fall outside the
+  top 3, with top_k=3 none may."""
   model = make_gpt()
-  prompt = tokens((5,), 256)
-  a = gpt.generate(model, prompt, 8, temperature=1.0, top_k=5, rng=jax.random.key(1))
-  b = gpt.generate(model, prompt, 8, temperature=1.0, top_k=5, rng=jax.random.key(1))
-  assert a.shape == (1, 13) and ((a >= 0) & (a < 256)).all()
+  prompt = tokens((16, 5), 256)
+  a = gpt.generate(model, prompt, 8, temperature=3.0, top_k=3, rng=jax.random.key(1))
+  b = gpt.generate(model, prompt, 8, temperature=3.0, top_k=3, rng=jax.random.key(1))
   np.testing.assert_array_equal(a, b)
+  np.testing.assert_array_equal(a[:, :5], prompt)
+  assert _ranks(model, a, 5).max() < 3
+  free = gpt.generate(model, prompt, 8, temperature=3.0, top_k=0, rng=jax.random.key(1))
+  assert (_ranks(model, free, 5) >= 3).mean() > 0.5
 
 
 def test_bfloat16_compute_float32_params_and_logits():

@@ -1,0 +1,20 @@
+"""trainer/profiler.py through the loop: `profile.start_step` writes a trace TensorBoard and Perfetto read."""
+import gzip
+import json
+
+import jax
+
+from flaxforge.launch.configs import tiny
+from flaxforge.trainer import loop
+
+
+def test_profile_config_writes_a_trace(tmp_path):
+  config = tiny.get_config()
+  config.train.num_steps = config.train.eval_every_steps = 20
+  config.profile.start_step, config.profile.num_steps = 10, 3
+  loop.train(config, str(tmp_path), devices=jax.devices()[:1])
+  [run] = (tmp_path / "profile" / "plugins" / "profile").iterdir()
+  assert list(run.glob("*.xplane.pb")) and list(run.glob("*.xplane.pb"))[0].stat().st_size > 1000
+  [trace] = run.glob("*.trace.json.gz")
+  events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
+  assert any("loop.py" in e.get("name", "") for e in events)  # the loop's own Python calls were traced
