@@ -16,6 +16,7 @@ saving is one UserError naming the failed step and the last complete one.
 import contextlib
 import errno
 import logging
+import re
 import sys
 import threading
 
@@ -314,4 +315,7 @@ def _is_no_space(e: BaseException | None) -> bool:
 
 
 def _first_line(e: Exception) -> str:
-  return (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+  """The error's first line, without the TensorStore spec or bound-method repr that Orbax appends."""
+  line = (str(e).strip().splitlines() or [""])[0]
+  line = re.split(r" ?\[tensorstore_spec=|<bound method", line)[0].rstrip(" :;,(")
+  return line[:300] or type(e).__name__

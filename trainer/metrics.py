@@ -25,6 +25,7 @@ def derive(sums: dict, info: dict) -> dict:
 
 def class_report(confusion: np.ndarray) -> dict:
   """Macro-F1 and per-class precision and recall from a confusion matrix [true, predicted]."""
+  confusion = np.asarray(confusion, np.float64)
   tp = np.diag(confusion)
   precision = np.divide(tp, confusion.sum(0), out=np.zeros_like(tp), where=confusion.sum(0) > 0)
   recall = np.divide(tp, confusion.sum(1), out=np.zeros_like(tp), where=confusion.sum(1) > 0)
