@@ -40,10 +40,10 @@ def main():
   values = a.values.split(",") if a.field else [None]
   rows = []
   with tempfile.TemporaryDirectory() as tmp, open(a.out, "a") as out:
-    fixed.setdefault("flaxforge.data.data_dir", f"{tmp}/tfds")  # prepared once, shared by the runs
+    fixed.setdefault("data.data_dir", f"{tmp}/tfds")  # prepared once, shared by the runs
     for value in values:
       for seed in map(int, a.seeds.split(",")):
-        overrides = {**fixed, "seed": seed, "flaxforge.data.seed": seed if a.data_seed is None else a.data_seed}
+        overrides = {**fixed, "seed": seed, "data.seed": seed if a.data_seed is None else a.data_seed}
         if a.field:
           overrides[a.field] = value
         result = {"config": a.config, "field": a.field, "value": value, "seed": seed,

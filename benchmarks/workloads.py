@@ -31,7 +31,7 @@ if os.path.exists(os.path.join(REPO, "launch/configs/text_cnn_20ng.py")):
   WORKLOADS["text_cnn_20ng"] = dict(
       config="launch/configs/text_cnn_20ng.py", batch=32, epoch_steps=300, **_TEXT_CNN_REFS,
       flops=text_cnn_flops_per_example(), seq_len=100,
-      overrides={"flaxforge.data.manual_dir": NG_DIR, "flaxforge.data.data_dir": TFDS_DIR, "train.num_steps": 1272})
+      overrides={"data.manual_dir": NG_DIR, "data.data_dir": TFDS_DIR, "train.num_steps": 1272})
 
 
 def config(name: str, **overrides):

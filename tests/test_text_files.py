@@ -72,13 +72,13 @@ def test_split_column_and_missing_parts_held_out(tmp_path):
 
 
 def test_jsonl_and_tsv(tmp_path):
-  path = tmp_path / "flaxforge.data.jsonl"
+  path = tmp_path / "data.jsonl"
   rows = [json.dumps({"text": f"doc {i}", "label": i % 3 * 5, "x": None}) for i in range(60)]
   path.write_text("\n".join(rows) + "\n\n")
   ds = text_files.load(config(tmp_path, path))
   assert ds.info["label_names"] == ["0", "5", "10"]
   assert sum(len(s) for s in ds.splits.values()) == 60
-  tsv = tmp_path / "flaxforge.data.tsv"
+  tsv = tmp_path / "data.tsv"
   tsv.write_text("label\ttext\n" + "".join(f"{i % 2}\tword, {i}\n" for i in range(40)))
   texts, labels, splits, _ = text_files.read_table(tsv, "text", "label")
   assert texts[3] == "word, 3" and labels[:2] == ["0", "1"] and splits is None
