@@ -45,18 +45,25 @@ def json_line(stdout):
   return json.loads([l for l in stdout.splitlines() if l.startswith("{")][-1])
 
 
-def trainer(name, steps_per_call=None, malloc=None, **overrides):
+def trainer(name, steps_per_call=None, malloc=None, checkout=None, **overrides):
   """`python -m flaxforge.launch.train` as a user runs it; throughput etc. from metrics.jsonl, first interval excluded.
   `wall_s`: the whole process; `first_epoch_s`: training time (no validation) up to the first epoch's end,
-  compilation included; `epoch_s`: an epoch at the steady throughput. steps_per_call: the config's unless given."""
+  compilation included; `epoch_s`: an epoch at the steady throughput. steps_per_call: the config's unless given.
+  `checkout`: another checkout of this repository (with its own .venv) to run instead, for comparing commits;
+  one from before the flaxforge namespace runs `launch.train`."""
   w = workloads.WORKLOADS[name]
   spc = [] if steps_per_call is None else [f"--config.train.steps_per_call={steps_per_call}"]
+  python, module, cwd, env = sys.executable, "flaxforge.launch.train", workloads.REPO, dict(MALLOC.get(malloc, {}))
+  if checkout:
+    python, cwd, env["PYTHONPATH"] = os.path.join(checkout, ".venv", "bin", "python"), checkout, checkout
+    if not os.path.exists(os.path.join(checkout, "__init__.py")):
+      module = "launch.train"
   with tempfile.TemporaryDirectory() as workdir:
-    cmd = [sys.executable, "-m", "flaxforge.launch.train", f"--config={w['config']}", f"--workdir={workdir}",
+    cmd = [python, "-m", module, f"--config={w['config']}", f"--workdir={workdir}",
            *spc, "--config.train.progress_bar=False",
            *workloads.flags(name, **overrides)]
     t = time.time()
-    out, err, foreign = run(cmd, MALLOC.get(malloc))
+    out, err, foreign = run(cmd, env, cwd=cwd)
     wall = time.time() - t
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       recs = [json.loads(l) for l in f if '"split": "train"' in l]
