@@ -19,12 +19,12 @@ from flaxforge.trainer import loop, predict
 
 CUES = {"sports": "goal match team coach league".split(), "cooking": "oven recipe flour bake sauce".split(),
         "travel": "flight hotel beach passport train".split()}
-MODELS = {  # tiny versions of every text classifier the trainer makes
-    "bag_of_words": {"embed_dim": 16},
-    "text_cnn": {"embed_dim": 8, "conv1_filters": 8, "conv1_kernel": 3, "pool": 2, "conv2_filters": 8,
-                 "conv2_kernel": 3, "dense": 8},
-    "bert": {"size": "tiny", "num_layers": 1, "embed_dim": 32, "num_heads": 2, "mlp_dim": 64,
-             "position": "learned", "pool": "cls"},
+MODELS = {  # tiny versions of every text classifier the trainer makes, and their epochs
+    "bag_of_words": ({"embed_dim": 16}, 3),
+    "text_cnn": ({"embed_dim": 8, "conv1_filters": 8, "conv1_kernel": 3, "pool": 2, "conv2_filters": 8,
+                  "conv2_kernel": 3, "dense": 8}, 12),
+    "bert": ({"size": "tiny", "num_layers": 1, "embed_dim": 32, "num_heads": 2, "mlp_dim": 64,
+              "position": "learned", "pool": "cls"}, 3),
 }
 _RUNS = {}
 
@@ -50,10 +50,11 @@ def train_text_run(root: pathlib.Path, model: str = "bag_of_words") -> pathlib.P
     c.data.batch_size = 32
     c.model.name = model
     c.model.dropout = 0.0
-    for k, v in MODELS[model].items():
+    sizes, c.train.num_epochs = MODELS[model]
+    for k, v in sizes.items():
       c.model[k] = v
     c.optimizer.learning_rate = 1e-2
-    c.train.num_epochs, c.train.log_every, c.train.progress_bar = 3, 100, False
+    c.train.log_every, c.train.progress_bar = 100, False
     loop.train(c, str(root / model))
     _RUNS[model] = root / model
   return _RUNS[model]

@@ -83,8 +83,10 @@ class Predictor:
     """The run's checkpoint (latest, `step` or `best`) restored onto this process's devices."""
     from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top  (imports the models)
     run = restore.restore(workdir, step=step, best=best)
-    return cls(model_logits(run), run.info, load_assets(run.workdir), max_batch=max_batch,
-               divisor=batch_divisor(run))
+    predictor = cls(model_logits(run), run.info, load_assets(run.workdir), max_batch=max_batch,
+                    divisor=batch_divisor(run))
+    predictor.run = run
+    return predictor
 
   def logits(self, inputs: np.ndarray) -> np.ndarray:
     """Model inputs [N, ...] -> float32 logits [N, classes], in padded chunks of at most max_batch."""
