@@ -124,6 +124,7 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
   async def lifespan(app):
     del app
     if batcher:
+      predictor.warm_up()
       batcher.start()
     yield
     if batcher:

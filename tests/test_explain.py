@@ -3,8 +3,8 @@ attributions of a real 20 Newsgroups model point at the words a person would."""
 import numpy as np
 import pytest
 
-from flaxforge.launch.configs import text_bow_20ng
-from flaxforge.trainer import explain, loop
+from conftest import run_module
+from flaxforge.trainer import explain
 from test_serving import CUES, train_text_run
 
 TEXTS = ["bake the flour in the oven with the sauce", "the coach said the team played the match well",
@@ -36,12 +36,10 @@ def test_attributions_are_complete_for_every_text_classifier(runs, model):
 
 
 def test_hockey_words_drive_a_real_20_newsgroups_model(real_datasets, tmp_path):
-  c = text_bow_20ng.get_config()
-  c.data.manual_dir = str(real_datasets / "20newsgroups")
-  c.data.data_dir = str(tmp_path / "tfds")
-  c.data.num_words, c.data.seq_len = 20000, 400
-  c.train.num_epochs, c.train.progress_bar = 2, False
-  loop.train(c, str(tmp_path / "run"))
+  run_module("flaxforge.launch.train", "--config=launch/configs/text_bow_20ng.py", f"--workdir={tmp_path / 'run'}",
+             f"--config.data.manual_dir={real_datasets / '20newsgroups'}", f"--config.data.data_dir={tmp_path / 'tfds'}",
+             "--config.data.num_words=20000", "--config.data.seq_len=400", "--config.train.num_epochs=2",
+             "--config.train.progress_bar=false")
   explainer = explain.Explainer.from_workdir(str(tmp_path / "run"))
   out = explainer.explain("The hockey playoff game went to overtime before the home team scored.")
   assert out["label"] == "rec.sport.hockey", out

@@ -99,6 +99,12 @@ class Predictor:
       out.append(np.asarray(self._logits_fn(padded), np.float32)[:len(chunk)])
     return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
 
+  def warm_up(self):
+    """Compiles every padded batch size now, so that no request waits for a compile."""
+    shape, dtype = self.encode.signature
+    for size in self.sizes:
+      self.logits(np.zeros((size, *shape), dtype))
+
   def probabilities(self, raw) -> np.ndarray:
     """Raw inputs (a list of texts) -> float32 [N, classes]."""
     return softmax(self.logits(self.encode(list(raw))))
