@@ -78,13 +78,14 @@ async def _json_body(request: Request, limits: Limits) -> dict:
   return value
 
 
-def _field(body: dict, name: str, kind, default, *, low=None, high=None):
+def _number(body: dict, name: str, kind, default, *, low, high):
+  """body[name] (or default) as an int or float within [low, high]; JSON true/false are not numbers."""
   value = body.get(name, default)
   if kind is float and isinstance(value, int) and not isinstance(value, bool):
     value = float(value)
-  if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-    raise BadRequest(f"'{name}' must be {kind.__name__ if kind is not str else 'a string'}")
-  if (low is not None and value < low) or (high is not None and value > high):
+  if not isinstance(value, kind) or isinstance(value, bool):
+    raise BadRequest(f"'{name}' must be {'an integer' if kind is int else 'a number'}")
+  if not low <= value <= high:
     raise BadRequest(f"'{name}' must be between {low} and {high}")
   return value
 
@@ -176,7 +177,7 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
       raise BadRequest("this server holds a language model: use /v1/completions", 404)
     body = await _json_body(request, limits)
     texts = _texts(body, limits)
-    k = _field(body, "top_k", int, 3, low=1, high=len(predictor.labels))
+    k = _number(body, "top_k", int, min(3, len(predictor.labels)), low=1, high=len(predictor.labels))
     logits = await batcher.submit(predictor.encode(texts))
     top = predict_lib.top_k(predict_lib.softmax(logits), predictor.labels, k)
     return {"model": name, "predictions": [{"top": [{"label": l, "probability": p} for l, p in row]}
@@ -194,11 +195,11 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
       raise BadRequest(f"the prompt is over {limits.max_text_chars} characters; shorten it", 413)
     if body.get("stream"):
       raise BadRequest("streaming is not supported; leave 'stream' out")
-    options = dict(max_tokens=_field(body, "max_tokens", int, 16, low=1, high=limits.max_tokens),
-                   temperature=_field(body, "temperature", float, 1.0, low=0.0, high=10.0),
-                   top_k=_field(body, "top_k", int, 0, low=0, high=1 << 20),
-                   top_p=_field(body, "top_p", float, 1.0, low=0.0, high=1.0),
-                   seed=_field(body, "seed", int, 0, low=0, high=2**31 - 1), stop=_stops(body))
+    options = dict(max_tokens=_number(body, "max_tokens", int, 16, low=1, high=limits.max_tokens),
+                   temperature=_number(body, "temperature", float, 1.0, low=0.0, high=10.0),
+                   top_k=_number(body, "top_k", int, 0, low=0, high=1 << 20),
+                   top_p=_number(body, "top_p", float, 1.0, low=0.0, high=1.0),
+                   seed=_number(body, "seed", int, 0, low=0, high=2**31 - 1), stop=_stops(body))
     done = await run_in_threadpool(sampler.complete, prompt, **options)
     return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
             "model": name, "choices": [{"text": done.text, "index": 0, "logprobs": None,

@@ -6,6 +6,7 @@ import csv
 import json
 import pathlib
 import random
+import shutil
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from flaxforge import serving
+from flaxforge.serving import artifact as artifact_lib
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import text_csv
 from flaxforge.trainer import loop, predict
@@ -86,6 +88,7 @@ class Block(importlib.abc.MetaPathFinder):
 sys.meta_path.insert(0, Block())
 import numpy as np
 from flaxforge import serving
+from flaxforge.serving import artifact as artifact_lib
 predictor = serving.load(sys.argv[1])
 ids = predictor.encode(json.loads(sys.argv[2]))
 print(json.dumps({"logits": predictor.logits(ids).tolist(), "labels": predictor.labels,
@@ -110,7 +113,7 @@ def test_artifact_reproduces_the_live_model_without_the_model_code(run_dir, expo
 
 def test_one_artifact_serves_any_batch_size(run_dir, exported):
   live = predict.Predictor.from_workdir(str(run_dir), max_batch=64)
-  artifact = serving.artifact.Artifact(str(exported))
+  artifact = artifact_lib.Artifact(str(exported))
   rng = np.random.default_rng(0)
   for n in (1, 7, 64):
     ids = rng.integers(0, 200, (n, 24)).astype(np.int32)
@@ -126,7 +129,6 @@ def test_altered_or_foreign_artifacts_are_refused(run_dir, exported, tmp_path):
   with pytest.raises(UserError, match="manifest.json not found"):
     serving.load(str(tmp_path))
   copy = tmp_path / "copy"
-  import shutil  # pylint: disable=g-import-not-at-top
   shutil.copytree(exported, copy)
   labels = copy / "assets" / "labels.json"
   labels.write_text(labels.read_text().replace("cooking", "baking"))
