@@ -212,11 +212,13 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
 
 def serve(app: FastAPI, *, host: str = "127.0.0.1", port: int = 8000, drain_seconds: float = 30.0):
   """Runs until SIGTERM or SIGINT; then stops accepting, answers the requests in flight (up to
-  `drain_seconds`), and returns."""
+  `drain_seconds`), and returns. Call it from the main thread (it sets the process's signal handlers)."""
   import signal  # pylint: disable=g-import-not-at-top
   import uvicorn  # pylint: disable=g-import-not-at-top
-  # uvicorn re-raises the signal that stopped it once it has drained; a no-op handler makes that a clean exit 0.
-  signal.signal(signal.SIGTERM, lambda signum, frame: None)
+  # uvicorn handles both signals while it runs, and re-raises the one that stopped it once it has drained;
+  # no-op handlers underneath make that a clean exit 0.
+  for signum in (signal.SIGTERM, signal.SIGINT):
+    signal.signal(signum, lambda signum, frame: None)
   config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False,
                           timeout_graceful_shutdown=drain_seconds)
   uvicorn.Server(config).run()
