@@ -18,6 +18,7 @@ from jax import monitoring
 from flaxforge.models import gpt, transformer
 from flaxforge.serving import server
 from flaxforge.trainer import predict, sampling
+from conftest import run_module
 from test_serving import TEXTS, train_text_run
 
 _COMPILES = collections.Counter()
@@ -175,3 +176,20 @@ def test_top_p_and_top_k_keep_only_the_likely_tokens():
   assert set(np.asarray(pick(keys, 0, 0.75)).tolist()) == {0, 1}  # 0.5 < 0.75 <= 0.8
   assert set(np.asarray(pick(keys, 1, 1.0)).tolist()) == {0}
   assert set(np.asarray(pick(keys, 0, 1.0)).tolist()) == {0, 1, 2, 3}
+
+
+def test_completions_from_a_trained_gpt_run(tmp_path):
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("the space shuttle flew to orbit and back again.\n" * 200)
+  workdir = tmp_path / "gpt"
+  run_module("flaxforge.launch.train", "--config=launch/configs/gpt_text.py", f"--workdir={workdir}",
+             f"--config.data.path={corpus}", "--config.data.seq_len=32", "--config.model.size=tiny",
+             "--config.train.num_steps=20", "--config.train.eval_every_steps=20", "--config.train.progress_bar=false",
+             "--config.optimizer.warmup_steps=2")
+  sampler = sampling.Sampler.from_workdir(str(workdir))
+  with running(server.make_app(sampler=sampler, name="gpt")) as client:
+    r = client.post("/v1/completions", json={"prompt": "the space", "max_tokens": 8, "temperature": 0})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 8
+  model = nnx.merge(sampler.graphdef, sampler.state)
+  want = np.asarray(gpt.generate(model, np.frombuffer(b"the space", np.uint8), 8, temperature=0))[0, 9:]
+  assert r.json()["choices"][0]["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")
