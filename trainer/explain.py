@@ -43,16 +43,17 @@ def token_embedding_path(model, vocab_size: int) -> tuple:
                   "embeds token ids")
 
 
+def _at(node, key):
+  return node[key] if isinstance(key, int) else getattr(node, key)
+
+
 def _swap(model, path, make):
   """Replaces the node at `path` (in place) by make(old node)."""
-  parent = model
-  for key in path[:-1]:
-    parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-  old = parent[path[-1]] if isinstance(path[-1], int) else getattr(parent, path[-1])
+  parent = functools.reduce(_at, path[:-1], model)
   if isinstance(path[-1], int):
-    parent[path[-1]] = make(old)
+    parent[path[-1]] = make(parent[path[-1]])
   else:
-    setattr(parent, path[-1], make(old))
+    setattr(parent, path[-1], make(getattr(parent, path[-1])))
 
 
 class _Interpolated(nnx.Module):
@@ -103,9 +104,7 @@ def _run(graphdef, state, inputs, path, alpha, probe):
 @functools.partial(jax.jit, static_argnames=("graphdef", "path"))
 def _probe(graphdef, state, inputs, *, path):
   """The ids the embedding is called with, E[ids] - E[pad] at each called position, and the logits."""
-  embed = nnx.merge(graphdef, state)
-  for key in path:
-    embed = embed[key] if isinstance(key, int) else getattr(embed, key)
+  embed = functools.reduce(_at, path, nnx.merge(graphdef, state))
   logits, ids = _run(graphdef, state, inputs, path, 1.0, jnp.zeros(()))
   return ids, embed(ids) - embed(jnp.zeros_like(ids)), logits
 
