@@ -1,9 +1,10 @@
 """Dynamic batching: concurrent requests' rows run together on one worker thread.
 
 The worker takes the oldest waiting request, then keeps adding requests (oldest first) until the batch
-holds `max_batch` rows or `max_wait_ms` has passed since it started collecting; the model pads the batch to
-one of a few sizes (trainer/predict.py `bucket_sizes`), so no request size compiles a new program. With
-batching off, every request runs alone (the baseline the load test compares against).
+holds `max_batch` rows, `max_wait_ms` has passed since it started collecting, or no other request is on its
+way (announced by the server when it starts reading one, not yet submitted): waiting longer could only
+delay the batch. The model pads the batch to one of a few sizes (trainer/predict.py `bucket_sizes`), so no
+request size compiles a new program. With batching off, every request runs alone (the load test's baseline).
 """
 import asyncio
 import collections
@@ -26,6 +27,7 @@ class Batcher:
     self._waiting = collections.deque()  # (rows, future, event loop)
     self._ready = threading.Condition()
     self._stopping = False
+    self._announced = 0  # requests the server has started reading that have not been submitted yet
     self._thread = threading.Thread(target=self._work, name="flaxforge-batcher", daemon=True)
 
   def start(self):
@@ -42,10 +44,18 @@ class Batcher:
   def queued_rows(self) -> int:
     return sum(len(rows) for rows, _, _ in list(self._waiting))
 
+  def announce(self, delta: int = 1):
+    """A request is on its way (+1), or will not be submitted after all (-1)."""
+    with self._ready:
+      self._announced += delta
+      self._ready.notify()
+
   async def submit(self, rows: np.ndarray) -> np.ndarray:
+    """Submits an announced request's rows."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     with self._ready:
+      self._announced -= 1
       self._waiting.append((rows, future, loop))
       self._ready.notify()
     return await future
@@ -70,7 +80,7 @@ class Batcher:
           rows += len(taken[-1][0])
           continue
         left = deadline - time.monotonic()
-        if left <= 0 or self._stopping:
+        if left <= 0 or self._stopping or self._announced <= 0:
           break
         self._ready.wait(left)
       return taken

@@ -175,10 +175,16 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
   async def predict(request: Request):
     if predictor is None:
       raise BadRequest("this server holds a language model: use /v1/completions", 404)
-    body = await _json_body(request, limits)
-    texts = _texts(body, limits)
-    k = _number(body, "top_k", int, min(3, len(predictor.labels)), low=1, high=len(predictor.labels))
-    logits = await batcher.submit(predictor.encode(texts))
+    batcher.announce()
+    try:
+      body = await _json_body(request, limits)
+      texts = _texts(body, limits)
+      k = _number(body, "top_k", int, min(3, len(predictor.labels)), low=1, high=len(predictor.labels))
+      rows = predictor.encode(texts)
+    except BaseException:
+      batcher.announce(-1)
+      raise
+    logits = await batcher.submit(rows)
     top = predict_lib.top_k(predict_lib.softmax(logits), predictor.labels, k)
     return {"model": name, "predictions": [{"top": [{"label": l, "probability": p} for l, p in row]}
                                            for row in top]}

@@ -25,8 +25,8 @@ def test_export_then_serve_answers_and_sigterm_drains_the_request_in_flight(run_
                         .stdout.strip().splitlines()[-1])
   assert len(exported["content_hash"]) == 64 and (out / "model.jax").is_file()
   port = free_port()
-  server = subprocess.Popen([sys.executable, "-m", "flaxforge.launch.serve", f"--export={out}", f"--port={port}",
-                             "--max_wait_ms=1500"], cwd=REPO, stderr=subprocess.PIPE, text=True)
+  server = subprocess.Popen([sys.executable, "-m", "flaxforge.launch.serve", f"--export={out}", f"--port={port}"],
+                            cwd=REPO, stderr=subprocess.PIPE, text=True)
   try:
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -36,9 +36,14 @@ def test_export_then_serve_answers_and_sigterm_drains_the_request_in_flight(run_
       except httpx.TransportError:
         time.sleep(0.1)
     answer = {}
-    # One text waits max_wait_ms (1.5 s) for others to join its batch: SIGTERM arrives while it is in flight.
+
+    def slow_body():  # the request is still arriving when SIGTERM does
+      yield b'{"texts": ["bake the flour'
+      time.sleep(1.5)
+      yield b' in the oven"]}'
+
     asking = threading.Thread(target=lambda: answer.update(r=httpx.post(
-        f"{url}/v1/predict", json={"texts": ["bake the flour in the oven"]}, timeout=30)))
+        f"{url}/v1/predict", content=slow_body(), headers={"content-type": "application/json"}, timeout=30)))
     asking.start()
     time.sleep(0.5)
     server.send_signal(signal.SIGTERM)

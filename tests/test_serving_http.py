@@ -193,3 +193,30 @@ def test_completions_from_a_trained_gpt_run(tmp_path):
   model = nnx.merge(sampler.graphdef, sampler.state)
   want = np.asarray(gpt.generate(model, np.frombuffer(b"the space", np.uint8), 8, temperature=0))[0, 9:]
   assert r.json()["choices"][0]["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")
+
+
+def test_a_batch_waits_only_for_requests_on_their_way():
+  import asyncio  # pylint: disable=g-import-not-at-top
+  from flaxforge.serving import batcher as batcher_lib  # pylint: disable=g-import-not-at-top
+  sizes = []
+  batcher = batcher_lib.Batcher(lambda rows: sizes.append(len(rows)) or rows * 2, max_batch=8, max_wait_ms=3000)
+  batcher.start()
+
+  async def scenario():
+    batcher.announce()
+    start = time.perf_counter()
+    alone = await batcher.submit(np.ones((1, 2)))  # nobody else announced: no 3 s wait
+    lone_seconds = time.perf_counter() - start
+    batcher.announce()
+    batcher.announce()
+    first = asyncio.ensure_future(batcher.submit(np.ones((2, 2))))
+    await asyncio.sleep(0.3)  # the second announced request arrives later and still joins the batch
+    second = await batcher.submit(np.full((3, 2), 5.0))
+    return alone, lone_seconds, await first, second
+
+  alone, lone_seconds, first, second = asyncio.run(scenario())
+  batcher.stop()
+  assert lone_seconds < 1.0 and sizes == [1, 5]
+  np.testing.assert_array_equal(alone, 2 * np.ones((1, 2)))
+  np.testing.assert_array_equal(first, 2 * np.ones((2, 2)))
+  np.testing.assert_array_equal(second, np.full((3, 2), 10.0))
