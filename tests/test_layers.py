@@ -5,7 +5,8 @@ import pathlib
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A layer may import itself and the layers listed after it.
 BELOW = {
-    "launch": {"launch", "trainer", "data", "models", "core"},
+    "launch": {"launch", "serving", "trainer", "data", "models", "core"},
+    "serving": {"serving", "trainer", "data", "models", "core"},
     "trainer": {"trainer", "data", "models", "core"},
     "data": {"data", "core"},
     "models": {"models", "core"},

@@ -1,0 +1,103 @@
+"""Exporting a trained classifier run as a self-contained artifact (see serving/artifact.py for the layout).
+
+The inference function is `logits(params, inputs)` serialised with `jax.export`, the batch dimension
+symbolic ("batch"), so one artifact serves any batch size. The weights are its first argument, stored as
+safetensors, not constants baked into the program: the program stays small and the weights stay readable
+by any safetensors reader.
+
+Compatibility: `jax.export` guarantees that a serialised function stays loadable by JAX releases made up
+to 6 months after the one that exported it (backward compatibility), and by JAX up to 3 weeks older
+(forward compatibility) (docs.jax.dev/en/latest/export/export.html, "Compatibility guarantees"). An artifact
+is therefore a deployment format, not an archive: the checkpoint is the source of truth, and
+`flaxforge export --workdir=RUN --out=DIR` re-exports it with the JAX at hand.
+"""
+import importlib.metadata
+import json
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from safetensors import numpy as safetensors_numpy
+
+from flaxforge.core.errors import UserError
+from flaxforge.serving import artifact as artifact_lib
+from flaxforge.trainer import predict, restore
+
+
+def _key(path) -> str:
+  return ".".join(str(p) for p in path)
+
+
+def _path(key: str) -> tuple:
+  return tuple(int(p) if p.isdigit() else p for p in key.split("."))
+
+
+def export(workdir: str, out: str, *, step: int | None = None, best: bool = False,
+           platforms: tuple[str, ...] | None = None) -> dict:
+  """Writes the artifact of a classifier run's checkpoint (latest, `step` or `best`) to `out`.
+
+  `platforms`: the platforms the program is lowered for ("cpu", "cuda", "rocm", "tpu"); default, this
+  process's backend. Returns the manifest. Raises UserError for a run that is not a classifier or an
+  `out` that exists and is not an earlier export.
+  """
+  run = restore.restore(workdir, step=step, best=best)
+  assets = predict.load_assets(run.workdir)
+  encode = predict.Predictor(None, run.info, assets).encode  # checks it is a classifier with an encoder
+  model, _ = nnx.merge(run.structure.eval_graphdef, jax.device_get(run.state))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  weights = {_key(path): np.asarray(v[...]) for path, v in nnx.to_flat_state(params)}
+
+  def logits(params, inputs):
+    state = nnx.from_flat_state([(_path(k), v) for k, v in params.items()])
+    return nnx.merge(graphdef, state, rest)(inputs).astype(jnp.float32)
+
+  shape, dtype = encode.signature
+  batch, = jax.export.symbolic_shape("batch")
+  platforms = tuple(platforms or (jax.default_backend(),))
+  exported = jax.export.export(jax.jit(logits), platforms=platforms)(
+      {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in weights.items()},
+      jax.ShapeDtypeStruct((batch, *shape), dtype))
+
+  folder = _fresh_folder(out)
+  (folder / artifact_lib.FUNCTION).write_bytes(exported.serialize())
+  safetensors_numpy.save_file(weights, str(folder / artifact_lib.WEIGHTS))
+  (folder / artifact_lib.INFO).write_text(json.dumps(run.info, indent=2, sort_keys=True))
+  (folder / artifact_lib.ASSETS).mkdir()
+  for name, value in assets.items():
+    (folder / artifact_lib.ASSETS / f"{name}.json").write_text(json.dumps(value, indent=2, sort_keys=True))
+  hashes = artifact_lib.file_hashes(folder)
+  manifest = {
+      "format": artifact_lib.FORMAT, "format_version": artifact_lib.FORMAT_VERSION,
+      "model": run.config.model.name, "step": run.step, "source": str(run.workdir),
+      "function": {
+          "file": artifact_lib.FUNCTION, "call": "logits(params, inputs)",
+          "params": f"{artifact_lib.WEIGHTS}: {len(weights)} float arrays by parameter path",
+          "inputs": {"shape": ["batch", *shape], "dtype": dtype,
+                     "encoding": predict.input_encoding(run.info, assets)},
+          "outputs": {"shape": ["batch", len(assets["labels"])], "dtype": "float32",
+                      "meaning": "logits; softmax gives the probabilities of assets/labels.json in order"},
+          "platforms": list(platforms), "serialization_version": exported.calling_convention_version,
+      },
+      "jax_version": jax.__version__, "flaxforge_version": importlib.metadata.version("flaxforge"),
+      "files": hashes, "content_hash": artifact_lib.content_hash(hashes),
+  }
+  (folder / artifact_lib.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+  return manifest
+
+
+def _fresh_folder(out: str) -> pathlib.Path:
+  """`out`, emptied if it holds an earlier export; a non-empty folder of anything else is refused."""
+  folder = pathlib.Path(out)
+  if folder.exists() and any(folder.iterdir()):
+    if not (folder / artifact_lib.MANIFEST).is_file():
+      raise UserError(f"{out} exists and is not an earlier export; pass an empty or new --out folder")
+    shutil.rmtree(folder)
+  try:
+    folder.mkdir(parents=True, exist_ok=True)
+  except OSError as e:
+    raise UserError(f"cannot create {out} ({e.strerror or e}); pass a writable --out folder") from e
+  return folder
+

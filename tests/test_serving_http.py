@@ -1,0 +1,222 @@
+"""The HTTP server over real localhost sockets: predictions, bad requests, bounded compiles, completions."""
+import collections
+import concurrent.futures
+import contextlib
+import json
+import socket
+import threading
+import time
+
+import httpx
+import jax
+import numpy as np
+import pytest
+import uvicorn
+from flax import nnx
+from jax import monitoring
+
+from flaxforge.models import gpt, transformer
+from flaxforge.serving import server
+from flaxforge.trainer import predict, sampling
+from conftest import run_module
+from test_serving import TEXTS, train_text_run
+
+_COMPILES = collections.Counter()
+monitoring.register_event_duration_secs_listener(
+    lambda event, duration, **kw: _COMPILES.update([kw.get("fun_name", "?")])
+    if event == "/jax/core/compile/backend_compile_duration" else None)
+
+
+def free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(app):
+  """`app` served by uvicorn on a free localhost port (in a thread); yields an httpx client for it."""
+  port = free_port()
+  srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+  thread = threading.Thread(target=srv.run, daemon=True)
+  thread.start()
+  while not srv.started:
+    assert thread.is_alive(), "the server did not start"
+    time.sleep(0.02)
+  try:
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+      yield client
+  finally:
+    srv.should_exit = True
+    thread.join(30)
+
+
+@pytest.fixture(scope="module")
+def predictor(tmp_path_factory):
+  return predict.Predictor.from_workdir(str(train_text_run(tmp_path_factory.mktemp("runs"))))
+
+
+def test_predictions_over_http_match_the_predictor(predictor):
+  limits = server.Limits(max_texts=16)
+  with running(server.make_app(predictor=predictor, name="notes", limits=limits)) as client:
+    assert client.get("/healthz").json() == {"status": "ok", "model": "notes"}
+    got = client.post("/v1/predict", json={"texts": TEXTS, "top_k": 2})
+    assert got.status_code == 200
+    want = predictor.top_k(TEXTS, 2)
+    rows = got.json()["predictions"]
+    assert [[t["label"] for t in r["top"]] for r in rows] == [[l for l, _ in w] for w in want]
+    np.testing.assert_allclose([[t["probability"] for t in r["top"]] for r in rows],
+                               [[p for _, p in w] for w in want], rtol=1e-6)
+    assert [r["top"][0]["label"] for r in rows[:3]] == ["cooking", "sports", "travel"]
+    text = client.get("/metrics").text
+    assert 'flaxforge_requests_total{endpoint="/v1/predict",status="200"} 1.0' in text
+    assert "flaxforge_batch_rows_count 1.0" in text and "flaxforge_queue_rows" in text
+
+
+def _bad_requests(rng, limits):
+  """200 requests a client could get wrong: (content, headers)."""
+  json_type = {"content-type": "application/json"}
+  kinds = [
+      (b"{", json_type), (b"not json at all", json_type), (b"\xff\xfe", json_type), (b"", json_type),
+      (b"[]", json_type), (b"3", json_type), (b'{"texts": []}', json_type), (b'{"texts": "one"}', json_type),
+      (b'{"texts": [1, 2]}', json_type), (b'{"texts": [null]}', json_type), (b'{"text": ["a"]}', json_type),
+      (b'{"texts": ["a"], "top_k": 0}', json_type), (b'{"texts": ["a"], "top_k": "2"}', json_type),
+      (b'{"texts": ["a"], "top_k": true}', json_type), (b'{"texts": ["a"], "top_k": 99}', json_type),
+      (json.dumps({"texts": ["x" * (limits.max_text_chars + 1)]}).encode(), json_type),
+      (json.dumps({"texts": ["a"] * (limits.max_texts + 1)}).encode(), json_type),
+      (b'{"texts": ["' + b"a" * limits.max_body_bytes + b'"]}', json_type),
+      (b'{"texts": ["a"]}', {"content-type": "text/plain"}), (b'{"texts": ["a"]}', {}),
+      (b'texts=a', {"content-type": "application/x-www-form-urlencoded"}),
+  ]
+  return [kinds[i] for i in rng.integers(0, len(kinds), 200 - len(kinds))] + kinds
+
+
+def test_malformed_and_oversized_requests_get_4xx_json_and_the_server_goes_on(predictor):
+  limits = server.Limits(max_texts=8, max_text_chars=1000, max_body_bytes=20_000)
+  with running(server.make_app(predictor=predictor, limits=limits)) as client:
+    for content, headers in _bad_requests(np.random.default_rng(0), limits):
+      r = client.post("/v1/predict", content=content, headers=headers)
+      assert 400 <= r.status_code < 500, (content[:60], r.status_code, r.text[:200])
+      message = r.json()["error"]["message"]
+      assert message and "\n" not in message, r.text
+    assert client.get("/v1/predict").status_code == 405 and client.post("/v2/x", json={}).status_code == 404
+    good = client.post("/v1/predict", json={"texts": ["bake the flour in the oven"]})
+    assert good.status_code == 200 and good.json()["predictions"][0]["top"][0]["label"] == "cooking"
+    assert 'flaxforge_errors_total{endpoint="/v1/predict"} 201.0' in client.get("/metrics").text
+
+
+def test_compilations_stay_bounded_under_varied_request_sizes(predictor):
+  limits = server.Limits(max_texts=64, max_wait_ms=2)
+  rng = np.random.default_rng(1)
+  sizes = [int(n) for n in rng.integers(1, 65, 60)]
+  with running(server.make_app(predictor=predictor, limits=limits)) as client:
+    client.post("/v1/predict", json={"texts": ["warm up"]})
+    _COMPILES.clear()
+
+    def ask(n):
+      r = client.post("/v1/predict", json={"texts": ["bake the flour"] * n})
+      return r.status_code, len(r.json()["predictions"])
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      answers = list(pool.map(ask, sizes))
+    assert answers == [(200, n) for n in sizes]
+    text = client.get("/metrics").text
+  # Batches pad to 8, 16, 32 or 64 rows (8 devices): at most 3 programs besides the warm-up's.
+  assert sum(_COMPILES.values()) <= 3, dict(_COMPILES)
+  batches = float(text.split("flaxforge_batch_rows_count ")[1].split()[0])
+  assert batches < 1 + len(sizes), "concurrent requests were never batched together"
+
+
+def test_batching_off_runs_each_request_alone(predictor):
+  limits = server.Limits(max_texts=64, batching=False)
+  with running(server.make_app(predictor=predictor, limits=limits)) as client:
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+      list(pool.map(lambda _: client.post("/v1/predict", json={"texts": ["a b"]}), range(24)))
+    assert "flaxforge_batch_rows_count 24.0" in client.get("/metrics").text
+
+
+@pytest.fixture(scope="module")
+def tiny_gpt():
+  arch = transformer.arch_from_config({"size": "tiny", "num_layers": 1, "position": "learned", "max_len": 128},
+                                      {"vocab_size": 256, "seq_len": 128})
+  model = gpt.GPT(arch, rngs=nnx.Rngs(0))
+  model.eval()
+  return model
+
+
+def test_completions_follow_the_openai_shape_and_greedy_matches_generate(tiny_gpt):
+  sampler = sampling.Sampler(tiny_gpt, {"type": "bytes", "separator": 0}, max_context=128)
+  with running(server.make_app(sampler=sampler, name="gpt")) as client:
+    r = client.post("/v1/completions", json={"prompt": "The shuttle", "max_tokens": 12, "temperature": 0})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["object"] == "text_completion" and body["model"] == "gpt" and body["id"].startswith("cmpl-")
+    choice = body["choices"][0]
+    assert choice["finish_reason"] == "length" and body["usage"] == {
+        "prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23}
+    want = np.asarray(gpt.generate(tiny_gpt, np.frombuffer(b"The shuttle", np.uint8), 12, temperature=0))[0, 11:]
+    assert choice["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")
+    stop = choice["text"][3:5]
+    r = client.post("/v1/completions", json={"prompt": "The shuttle", "max_tokens": 12, "temperature": 0,
+                                             "stop": [stop]})
+    assert r.json()["choices"][0] == {"text": choice["text"][:choice["text"].find(stop)], "index": 0,
+                                      "logprobs": None, "finish_reason": "stop"}
+    sampled = [client.post("/v1/completions", json={"prompt": "a", "max_tokens": 20, "temperature": 1.0,
+                                                    "top_p": 0.9, "top_k": 40, "seed": s}).json() for s in (1, 2)]
+    assert sampled[0]["choices"][0]["text"] != sampled[1]["choices"][0]["text"]
+    too_long = client.post("/v1/completions", json={"prompt": "x" * 120, "max_tokens": 16})
+    assert too_long.status_code == 400 and "context of 128" in too_long.json()["error"]["message"]
+    assert client.post("/v1/predict", json={"texts": ["a"]}).status_code == 404
+
+
+def test_top_p_and_top_k_keep_only_the_likely_tokens():
+  logits = jax.numpy.log(jax.numpy.array([0.5, 0.3, 0.15, 0.05]))
+  keys = jax.random.split(jax.random.key(0), 400)
+  pick = jax.vmap(lambda k, tk, tp: sampling._pick(logits, k, 1.0, tk, tp), in_axes=(0, None, None))
+  assert set(np.asarray(pick(keys, 0, 0.75)).tolist()) == {0, 1}  # 0.5 < 0.75 <= 0.8
+  assert set(np.asarray(pick(keys, 1, 1.0)).tolist()) == {0}
+  assert set(np.asarray(pick(keys, 0, 1.0)).tolist()) == {0, 1, 2, 3}
+
+
+def test_completions_from_a_trained_gpt_run(tmp_path):
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("the space shuttle flew to orbit and back again.\n" * 200)
+  workdir = tmp_path / "gpt"
+  run_module("flaxforge.launch.train", "--config=launch/configs/gpt_text.py", f"--workdir={workdir}",
+             f"--config.data.path={corpus}", "--config.data.seq_len=32", "--config.model.size=tiny",
+             "--config.train.num_steps=20", "--config.train.eval_every_steps=20", "--config.train.progress_bar=false",
+             "--config.optimizer.warmup_steps=2")
+  sampler = sampling.Sampler.from_workdir(str(workdir))
+  with running(server.make_app(sampler=sampler, name="gpt")) as client:
+    r = client.post("/v1/completions", json={"prompt": "the space", "max_tokens": 8, "temperature": 0})
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 8
+  model = nnx.merge(sampler.graphdef, sampler.state)
+  want = np.asarray(gpt.generate(model, np.frombuffer(b"the space", np.uint8), 8, temperature=0))[0, 9:]
+  assert r.json()["choices"][0]["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")
+
+
+def test_a_batch_waits_only_for_requests_on_their_way():
+  import asyncio  # pylint: disable=g-import-not-at-top
+  from flaxforge.serving import batcher as batcher_lib  # pylint: disable=g-import-not-at-top
+  sizes = []
+  batcher = batcher_lib.Batcher(lambda rows: sizes.append(len(rows)) or rows * 2, max_batch=8, max_wait_ms=3000)
+  batcher.start()
+
+  async def scenario():
+    batcher.announce()
+    start = time.perf_counter()
+    alone = await batcher.submit(np.ones((1, 2)))  # nobody else announced: no 3 s wait
+    lone_seconds = time.perf_counter() - start
+    batcher.announce()
+    batcher.announce()
+    first = asyncio.ensure_future(batcher.submit(np.ones((2, 2))))
+    await asyncio.sleep(0.3)  # the second announced request arrives later and still joins the batch
+    second = await batcher.submit(np.full((3, 2), 5.0))
+    return alone, lone_seconds, await first, second
+
+  alone, lone_seconds, first, second = asyncio.run(scenario())
+  batcher.stop()
+  assert lone_seconds < 1.0 and sizes == [1, 5]
+  np.testing.assert_array_equal(alone, 2 * np.ones((1, 2)))
+  np.testing.assert_array_equal(first, 2 * np.ones((2, 2)))
+  np.testing.assert_array_equal(second, np.full((3, 2), 10.0))
