@@ -119,7 +119,10 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   per_call = max(1, tc.steps_per_call)
   eval_every = tc.eval_every_steps or steps_per_epoch
   boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
-  on_device = feed.resident(rows["train"], transform, mesh, config.data.get("on_device", "auto"))
+  # Random augmentation differs per batch, so it runs in the host pipeline, never once on a resident split.
+  train_transform = preprocess.make_transform(info, config.data.label_encoding, train=True, seed=config.data.seed)
+  on_device = feed.resident(rows["train"], train_transform, mesh,
+                            "no" if info.get("augment") else config.data.get("on_device", "auto"))
   data = () if on_device is None else (on_device,)
   resident_batch = config.data.batch_size if data else 0
   step_fns = {n: steps_lib.make_train_step(structure, mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
@@ -133,7 +136,8 @@ def _fit(config, state, step, total, steps_per_epoch, structure, mesh, rows, inf
   else:
     host = pipeline.train_batches(rows["train"], config.data.batch_size, total, seed=config.data.seed,
                                   process_index=jax.process_index(), process_count=jax.process_count(),
-                                  transform=transform, threads=config.data.threads, prefetch=config.data.prefetch)
+                                  transform=train_transform, threads=config.data.threads,
+                                  prefetch=config.data.prefetch)
     if data_state:
       host.set_state(data_state)
     batches = feed.prefetch(host, mesh_lib.batch_sharding(mesh), sizes if per_call > 1 else None,

@@ -1,0 +1,35 @@
+"""The ConvNet (models/convnet.py) on your own images, one subfolder per class:
+
+  python -m flaxforge.launch.train --config=launch/configs/image_folder.py --workdir=runs/photos \
+      --config.data.path=photos/ --config.data.image_size=128,128
+
+PNG, JPEG (any size, any mode) are decoded with Pillow, converted to `color` and resized to `image_size`
+once, when the dataset is prepared; a seeded, stratified validation and test part is held out. The
+prepared copy is keyed by the folder's files (names, sizes, times) and the options.
+"""
+from flaxforge.launch.configs import base
+
+
+def get_config():
+  c = base.get_config()
+  c.data.name = "image_folder"
+  c.data.path = ""
+  c.data.image_size = (64, 64)  # (height, width)
+  c.data.color = "rgb"  # rgb or grey
+  c.data.normalize = "standardize"  # unit [0, 1], symmetric [-1, 1], standardize (training pixels' mean, std)
+  c.data.random_crop_padding = 4  # > 0: random crops after padding by this many pixels (training only)
+  c.data.random_flip = True  # random horizontal flips (training only)
+  c.data.validation_fraction = 0.1
+  c.data.test_fraction = 0.1
+  c.data.split_seed = 0
+  c.data.batch_size = 32
+  c.model.name = "convnet"
+  c.model.channels = (32, 64, 128)
+  c.model.convs_per_stage = 1
+  c.model.dense = 128
+  c.model.dropout = 0.3
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
+  c.train.num_epochs = 20
+  c.train.log_every = 20
+  return c
