@@ -70,10 +70,19 @@ def columns(table: pd.DataFrame, opts: dict, name: str) -> tuple[list[str], list
   return numeric, [c for c in features if c not in numeric]
 
 
+def _category(value):
+  """A cell as its category string: numbers too (1, 1.0 and "1" are one category), None when missing."""
+  if value is None or (isinstance(value, float) and np.isnan(value)):
+    return None
+  if isinstance(value, (float, np.floating)) and float(value).is_integer():
+    value = int(value)  # an integer column with gaps is read as floats
+  return str(value).strip()
+
+
 def _categories(table: pd.DataFrame, cols: list[str]) -> np.ndarray:
-  """Categorical cells as strings (numbers too: 1 and "1" are the same category), missing as None."""
+  """The categorical cells as an object array of strings (`_category`), missing as None."""
   values = table[cols].astype(object).to_numpy()
-  return np.where(pd.isna(values), None, values.astype(str)).astype(object)
+  return np.vectorize(_category, otypes=[object])(values) if values.size else values
 
 
 def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, missing: str, normalize: str,
@@ -174,7 +183,7 @@ def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
                     f"--config.data.categorical_encoding to one of: {', '.join(ENCODINGS)}")
   stats = fit(table.iloc[train], numeric, categorical, missing=opts["missing"], normalize=opts["normalize"],
               categorical_encoding=opts["categorical_encoding"])
-  stats["label"] = {"column": label, "task": opts["task"], "names": labeler.names if labeler else None}
+  stats["label"] = {"column": label, "task": opts["task"], "names": list(labeler.names) if labeler else None}
   return table, targets, parts, stats
 
 
