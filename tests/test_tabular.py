@@ -11,7 +11,7 @@ from sklearn import compose, impute, pipeline, preprocessing
 from flaxforge.core.errors import UserError
 from flaxforge.data import tabular
 from flaxforge.launch.configs import tabular_csv
-from flaxforge.trainer import loop
+from flaxforge.trainer import loop, losses
 
 NUMERIC, CATEGORICAL = ["age", "income", "visits"], ["plan", "region", "device"]
 
@@ -111,3 +111,22 @@ def test_palmer_penguins_species(tmp_path):
   palmerpenguins.load_penguins().to_csv(tmp_path / "penguins.csv", index=False)
   results = _train(tmp_path, tmp_path / "penguins.csv", "species")
   assert results["accuracy"] >= 0.97, results
+
+
+def test_regression_of_a_numeric_column(tmp_path):
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(300, 2))
+  table = pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "kind": rng.choice(["p", "q"], 300)})
+  table["y"] = 3 * table["a"] - table["b"] + (table["kind"] == "q") * 2
+  table.to_csv(tmp_path / "y.csv", index=False)
+  ds = tabular.load({"path": str(tmp_path / "y.csv"), "data_dir": str(tmp_path / "tfds"), "label_column": "y",
+                     "task": "regression"})
+  assert ds.info["task"] == "regression" and ds.info["num_classes"] == 1 and "labels" not in ds.assets
+  config = tabular_csv.get_config()
+  config.data.update(path=str(tmp_path / "y.csv"), label_column="y", task="regression", data_dir=str(tmp_path / "tfds"))
+  config.loss = "mse"
+  config.train.update(num_epochs=10, eval_every_steps=200)
+  results = loop.train(config, str(tmp_path / "run"), devices=jax.devices()[:1])
+  assert "accuracy" not in results and results["rmse"] < 0.5  # the target's own spread is ~3.4
+  with pytest.raises(UserError, match=r"regression target .*--config.loss=mse"):
+    losses.per_example("cross_entropy", np.zeros((4, 1), np.float32), np.zeros(4, np.float32))

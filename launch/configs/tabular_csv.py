@@ -5,8 +5,8 @@
 
 Missing values are imputed (training mean / most frequent value) or their rows dropped; numeric columns are
 standardised or min-max scaled; categorical columns one-hot or label encoded. Every statistic is fitted on
-the training split and stored as JSON in the run (assets/table_transform.json). For a numeric target set
---config.data.task=regression (squared error on the single output).
+the training split and stored as JSON in the run (assets/table_transform.json). For a numeric target add
+--config.data.task=regression --config.loss=mse (squared error of the single output; records carry rmse).
 """
 from flaxforge.launch.configs import base
 
@@ -39,4 +39,6 @@ def get_config():
   c.train.num_epochs = 40
   c.train.log_every = 50
   c.train.progress_bar = False
+  c.checkpoint.best_metric = "loss"  # the best checkpoint by validation loss: defined for both tasks
+  c.checkpoint.best_mode = "min"
   return c
