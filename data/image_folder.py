@@ -106,6 +106,7 @@ def augment(images: np.ndarray, settings: dict, seed: int) -> np.ndarray:
 
 class ImageFolder(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
+  _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
 
   def _info(self):
     size, color = self.builder_config.options["image_size"], self.builder_config.options["color"]
@@ -136,10 +137,6 @@ class ImageFolder(tfds.core.GeneratorBasedBuilder):
     self.info.metadata["pixel_stats"] = pixel_statistics(images[i] for i in train)
     return {name: self._generate_examples([images[i] for i in idx], labels[idx])
             for name, idx in (("train", train), ("validation", validation), ("test", test))}
-
-  def _generate_examples(self, images, labels):
-    for i, (image, label) in enumerate(zip(images, labels)):
-      yield i, {"inputs": image, "label": int(label)}
 
 
 def options(cfg) -> dict:

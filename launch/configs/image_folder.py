@@ -5,31 +5,24 @@
 
 PNG, JPEG (any size, any mode) are decoded with Pillow, converted to `color` and resized to `image_size`
 once, when the dataset is prepared; a seeded, stratified validation and test part is held out. The
-prepared copy is keyed by the folder's files (names, sizes, times) and the options.
+prepared copy is keyed by the folder's files (names, sizes, times) and the options. The model and
+optimizer fields are fashion_mnist.py's.
 """
-from flaxforge.launch.configs import base
+from flaxforge.launch.configs import fashion_mnist
 
 
 def get_config():
-  c = base.get_config()
+  c = fashion_mnist.get_config()
   c.data.name = "image_folder"
   c.data.path = ""
   c.data.image_size = (64, 64)  # (height, width)
   c.data.color = "rgb"  # rgb or grey
-  c.data.normalize = "standardize"  # unit [0, 1], symmetric [-1, 1], standardize (training pixels' mean, std)
-  c.data.random_crop_padding = 4  # > 0: random crops after padding by this many pixels (training only)
-  c.data.random_flip = True  # random horizontal flips (training only)
-  c.data.validation_fraction = 0.1
   c.data.test_fraction = 0.1
-  c.data.split_seed = 0
+  c.data.normalize = "standardize"
+  c.data.random_crop_padding = 4
+  c.data.random_flip = True
   c.data.batch_size = 32
-  c.model.name = "convnet"
   c.model.channels = (32, 64, 128)
-  c.model.convs_per_stage = 1
-  c.model.dense = 128
-  c.model.dropout = 0.3
-  c.optimizer.name = "adam"
-  c.optimizer.learning_rate = 1e-3
   c.train.num_epochs = 20
   c.train.log_every = 20
   return c
