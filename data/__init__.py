@@ -1,7 +1,6 @@
-"""Datasets by name. Each loader returns a `data.dataset.Dataset` built from TFDS array_record files."""
-import importlib
-
-from flaxforge.core.errors import UserError
+"""Datasets by name: a built-in loader or the user's own module (`my_data.loader` or `path/to/loader.py`),
+whose `load(cfg)` returns a `data.dataset.Dataset` (random-access splits, JSON info and assets)."""
+from flaxforge.core import imports
 
 _LOADERS = {
     "digits": "flaxforge.data.digits",
@@ -9,11 +8,12 @@ _LOADERS = {
     "text_file": "flaxforge.data.text_files",
     "lm_text": "flaxforge.data.lm_text",
     "synthetic": "flaxforge.data.synthetic",
+    "fashion_mnist": "flaxforge.data.fashion_mnist",
+    "image_folder": "flaxforge.data.image_folder",
+    "tabular": "flaxforge.data.tabular",
 }
 
 
 def load(cfg):
   """`cfg` is `config.data`; `cfg.name` picks the loader."""
-  if cfg.name not in _LOADERS:
-    raise UserError(f"unknown dataset {cfg.name!r}; set --config.data.name to one of: {', '.join(_LOADERS)}")
-  return importlib.import_module(_LOADERS[cfg.name]).load(cfg)
+  return imports.resolve(cfg.name, _LOADERS, "load", "data.name", "dataset").load(cfg)

@@ -1,10 +1,9 @@
-"""Networks by name: each module's `from_config(cfg, info, rngs=...)` builds an `nnx.Module` whose
-`__call__(inputs)` returns float32 logits and whose parameters carry logical axis names."""
-import importlib
-
+"""Networks by name: a built-in module or the user's own (`my_models.convnet` or `path/to/convnet.py`), whose
+`from_config(cfg, info, *, rngs)` builds an `nnx.Module` whose `__call__(inputs)` returns float32 logits.
+Parameters that carry logical axis names shard by the mesh rules (trainer/mesh.py); others are replicated."""
 import flax
 
-from flaxforge.core.errors import UserError
+from flaxforge.core import imports
 
 # Parameters get their shardings from the trainer's jitted init (`out_shardings`), so a model can also be
 # built outside a mesh (tests, notebooks); Flax's eager sharding would demand a mesh at construction.
@@ -16,18 +15,21 @@ _MODULES = {
     "bag_of_words": "flaxforge.models.bag_of_words",
     "bert": "flaxforge.models.bert",
     "gpt": "flaxforge.models.gpt",
+    "convnet": "flaxforge.models.convnet",
 }
+
+
+def module(cfg):
+  """The module `cfg.name` names; UserError when it cannot be imported or lacks `from_config`."""
+  return imports.resolve(cfg.name, _MODULES, "from_config", "model.name", "model")
 
 
 def build(cfg, info, *, rngs):
   """`cfg` is `config.model`, `info` the dataset's metadata dict."""
-  if cfg.name not in _MODULES:
-    raise UserError(f"unknown model {cfg.name!r}; set --config.model.name to one of: {', '.join(_MODULES)}")
-  return importlib.import_module(_MODULES[cfg.name]).from_config(cfg, info, rngs=rngs)
+  return module(cfg).from_config(cfg, info, rngs=rngs)
 
 
 def flops_per_example(cfg, info) -> float | None:
   """The model's analytic training FLOPs per example (trainer/flops.py conventions), if it declares them."""
-  module = importlib.import_module(_MODULES[cfg.name])
-  count = getattr(module, "flops_per_example", None)
+  count = getattr(module(cfg), "flops_per_example", None)
   return float(count(cfg, info)) if count else None

@@ -64,14 +64,15 @@ def _identity(batch, shared):
 
 
 def batches(rows, transform, mesh, cfg, *, start_step: int, data_state, call_sizes: Iterator[int],
-            num_steps: int, per_call: int) -> Feed:
+            num_steps: int, per_call: int, augmented: bool = False) -> Feed:
   """The loop's one data door: the training split as a `Feed`, from `start_step` (or the checkpointed
   `data_state`), in calls of `call_sizes` steps. `cfg` is `config.data`.
 
   The split lies on the devices when `cfg.on_device` allows it (`resident`); then the host sends only step
   numbers, and the step gathers its rows by the row-order rule of data/pipeline.py `rows_at`. Otherwise a
-  Grain pipeline reads each process's rows and a background thread puts them on the devices ahead."""
-  arrays = resident(rows, transform, mesh, cfg.get("on_device", "auto"))
+  Grain pipeline reads each process's rows and a background thread puts them on the devices ahead; so
+  does an `augmented` split, whose random augmentation differs per batch."""
+  arrays = resident(rows, transform, mesh, "no" if augmented else cfg.get("on_device", "auto"))
   replicated = mesh_lib.replicated(mesh)
   if arrays is not None:
     start = data_state["next_index"] if data_state else start_step

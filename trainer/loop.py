@@ -148,9 +148,10 @@ def _fit(run: Run, state, step: int, data_state):
   per_call = max(1, tc.steps_per_call)
   eval_every = tc.eval_every_steps or run.steps_per_epoch
   boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
-  feed = feed_lib.batches(run.data.rows["train"], run.data.transform, run.mesh, config.data, start_step=step,
+  feed = feed_lib.batches(run.data.rows["train"], run.data.train_transform, run.mesh, config.data, start_step=step,
                           data_state=data_state, num_steps=run.total, per_call=per_call,
-                          call_sizes=_call_sizes(step, run.total, per_call, boundaries))
+                          call_sizes=_call_sizes(step, run.total, per_call, boundaries),
+                          augmented=bool(run.data.info.get("augment")))
   step_fns = {n: steps_lib.make_train_step(
       run.structure, run.mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
       accum_steps=tc.grad_accum_steps, steps_per_call=n, take=feed.take, batch_sharding=feed.batch_shardings(n),

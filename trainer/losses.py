@@ -20,6 +20,10 @@ def _dense(labels, logits):
 
 
 def per_example(kind: str, logits, labels, label_smoothing: float = 0.0):
+  if labels.ndim < logits.ndim and jnp.issubdtype(labels.dtype, jnp.floating):  # regression targets [...]
+    if kind != "mse":
+      raise UserError("a regression target (data.task=regression) needs the squared error: --config.loss=mse")
+    return jnp.square(logits[..., 0] - labels)
   targets = _dense(labels, logits)
   if kind == "cross_entropy":
     if label_smoothing:

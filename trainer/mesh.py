@@ -1,5 +1,6 @@
 """The device mesh (axes data, fsdp, tensor) and the one table that maps logical axis names to them."""
 import math
+import sys
 
 import jax
 import numpy as np
@@ -66,12 +67,27 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def state_shardings(abstract_state, mesh: Mesh):
-  """NamedShardings for an (abstract) nnx.State from the parameters' logical axis annotations.
+def rules(extra=()) -> tuple:
+  """RULES with a config's own `(name, mesh axes)` pairs (`config.mesh.rules`) first, so they may also
+  override a built-in name. Mesh axes are None (keep whole), one of AXES, or a tuple of them."""
+  extra = tuple((str(name), tuple(axes) if isinstance(axes, (list, tuple)) else axes) for name, axes in extra)
+  for name, axes in extra:
+    if any(a is not None and a not in AXES for a in (axes if isinstance(axes, tuple) else (axes,))):
+      raise UserError(f"config.mesh.rules maps {name!r} to {axes!r}; map each name to None or to mesh axes "
+                      f"among {', '.join(AXES)}")
+  return extra + tuple(r for r in RULES if r[0] not in {n for n, _ in extra})
+
+
+def state_shardings(abstract_state, mesh: Mesh, extra_rules=()):
+  """NamedShardings for an (abstract) nnx.State from the parameters' logical axis annotations and
+  `rules(extra_rules)`. Parameters without names are replicated (said once, on process 0); a name without
+  a rule is a UserError naming config.mesh.rules.
 
   A dimension that its mesh axes do not divide (20 classes over 8 devices) stays whole on every device.
   """
-  with nnx.logical_axis_rules(RULES):
+  table = rules(extra_rules)
+  _check_names(abstract_state, dict(table))
+  with nnx.logical_axis_rules(table):
     specs = nnx.get_partition_spec(abstract_state)
 
   def fit(spec, leaf):
@@ -79,6 +95,30 @@ def state_shardings(abstract_state, mesh: Mesh):
     return NamedSharding(mesh, P(*dims))
 
   return jax.tree.map(fit, specs, abstract_state, is_leaf=lambda x: isinstance(x, P))
+
+
+_told = set()
+
+
+def _check_names(abstract_state, table: dict):
+  unnamed = []
+  for path, variable in nnx.to_flat_state(abstract_state):
+    names = variable.get_metadata().get("out_sharding")
+    where = ".".join(str(p) for p in path[1:])
+    if names is None:
+      if path[0] == 0 and isinstance(variable, nnx.Param) and variable.ndim:
+        unnamed.append(where)  # path[0] == 0: the model half of (model, optimizer)
+      continue
+    for name in names:
+      if name is not None and name not in table:
+        raise UserError(f"parameter {where} names the axis {name!r}, which has no mesh rule; add one to the "
+                        f"config, e.g. config.mesh.rules = (({name!r}, None),) to keep it whole or "
+                        f"(({name!r}, \"fsdp\"),) to shard it")
+  if unnamed and jax.process_index() == 0 and tuple(unnamed) not in _told:
+    _told.add(tuple(unnamed))
+    shown = ", ".join(unnamed[:4]) + (f" and {len(unnamed) - 4} more" if len(unnamed) > 4 else "")
+    print(f"note: {len(unnamed)} parameters carry no logical axis names and are replicated on every device: "
+          f"{shown} (name their axes with nnx.with_partitioning to shard them)", file=sys.stderr)
 
 
 def _axes_size(mesh: Mesh, axes) -> int:

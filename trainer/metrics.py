@@ -16,6 +16,9 @@ def derive(sums: dict, info: dict) -> dict:
   """Means and rates from metric sums (see trainer.losses.metric_sums and trainer.steps)."""
   weight = max(float(sums["weight"]), 1.0)
   out = {"loss": float(sums["loss_sum"]) / weight, "accuracy": float(sums["correct"]) / weight}
+  if info.get("task") == "regression":  # no classes: accuracy means nothing, the error's scale does
+    del out["accuracy"]
+    out["rmse"] = math.sqrt(out["loss"])
   if info.get("task") == "lm":
     out["bits_per_byte"] = out["loss"] / math.log(2) / info.get("bytes_per_token", 1.0)
   if "confusion" in sums:

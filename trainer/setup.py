@@ -13,12 +13,14 @@ from flaxforge.trainer import workdir as workdir_lib
 @dataclasses.dataclass
 class Data:
   """A dataset as the trainer reads it: each split's rows, the JSON metadata and assets, and the
-  host-side transform (label encoding) applied to every batch."""
+  host-side transform (label encoding, normalisation) applied to every batch; `train_transform` adds the
+  training split's random augmentation, when the dataset has one."""
   dataset: dataset_lib.Dataset
   info: dict
   assets: dict
   rows: dict[str, pipeline.Rows]
   transform: object
+  train_transform: object
 
   def split(self, name: str) -> pipeline.Rows:
     if name not in self.rows:
@@ -33,7 +35,8 @@ def load_data(config, *, info: dict | None = None, dataset=None) -> Data:
   dataset = dataset or data_lib.load(config.data)
   info = info or dataset.info
   rows = {name: pipeline.Rows(source, in_memory=config.data.in_memory) for name, source in dataset.splits.items()}
-  return Data(dataset, info, dataset.assets, rows, preprocess.make_transform(info, config.data.label_encoding))
+  return Data(dataset, info, dataset.assets, rows, preprocess.make_transform(info, config.data.label_encoding),
+              preprocess.make_transform(info, config.data.label_encoding, train=True, seed=config.data.seed))
 
 
 def checkpointer(config, workdir, *, read_only: bool = False) -> checkpoint.Checkpointer:

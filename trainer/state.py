@@ -39,7 +39,7 @@ def structure(config, info, mesh: Mesh, total_steps: int) -> tuple[Structure, ca
   graphdef, abstract = nnx.split((abstract_model, abstract_opt))
   abstract_model.eval()
   eval_graphdef, _ = nnx.split((abstract_model, abstract_opt))
-  shardings = mesh_lib.state_shardings(abstract, mesh)
+  shardings = mesh_lib.state_shardings(abstract, mesh, config.mesh.get("rules", ()))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   create = jax.jit(lambda: nnx.split(init())[1], out_shardings=shardings)
   return Structure(graphdef, eval_graphdef, abstract, shardings), create

@@ -66,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.mesh.data = -1
   c.mesh.fsdp = 1
   c.mesh.tensor = 1
+  c.mesh.rules = ()  # extra (logical axis name, mesh axes or None) pairs for a model's own axis names
 
   c.profile = ml_collections.ConfigDict()
   c.profile.start_step = -1

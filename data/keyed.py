@@ -1,0 +1,38 @@
+"""Builder configs named by everything that shapes a prepared dataset (options, the input files' identity),
+so a changed option or file prepares a new copy and an unchanged one is read from disk at once."""
+import hashlib
+import json
+import pathlib
+import re
+
+from flaxforge.data import newsgroups
+from flaxforge.core.errors import UserError
+
+
+def builder_config(options: dict, source: str = "") -> newsgroups.OptionsConfig:
+  """A config named `<source stem>_<digest of options>`; `options` must be JSON-serialisable."""
+  digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
+  stem = re.sub(r"[^a-z0-9]+", "_", pathlib.Path(source).stem.lower())[:24] if source else ""
+  name = f"{stem}_{digest}" if stem else f"o_{digest}"
+  return newsgroups.OptionsConfig(name=name, description=json.dumps(options, sort_keys=True), options=options)
+
+
+def existing_path(value: str, flag: str, what: str = "file") -> pathlib.Path:
+  """`value` as an absolute path that exists, else a UserError naming --config.data.<flag>."""
+  if not value:
+    raise UserError(f"no input {what}; pass --config.data.{flag}=PATH")
+  path = pathlib.Path(value).expanduser().resolve()
+  if not path.exists():
+    raise UserError(f"{value} not found; pass --config.data.{flag}=AN_EXISTING_{what.upper()}")
+  return path
+
+
+def identity(paths) -> list:
+  """(name, size, mtime_ns) of each file: a changed file changes the prepared copy's name."""
+  return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+
+
+def examples(inputs, labels):
+  """A builder's `_generate_examples` for rows already computed: (index, {"inputs", "label"}) pairs."""
+  for i, (row, label) in enumerate(zip(inputs, labels)):
+    yield i, {"inputs": row, "label": label}

@@ -1,0 +1,233 @@
+"""A table (CSV, TSV or JSONL) of numeric and categorical columns as a TFDS array_record dataset of float32
+feature vectors, with the seed's preprocessing (section 3.2.1), every statistic fitted on the training split.
+
+- Cleaning (`missing`): `drop` rows with a missing value, or `impute` the training mean (numeric columns)
+  or most frequent value (categorical columns), with scikit-learn's SimpleImputer.
+- Numeric columns (`normalize`): `minmax` to [0, 1], `minmax_symmetric` to [-1, 1] (MinMaxScaler),
+  `standardize` (StandardScaler) or `none`.
+- Categorical columns (`categorical_encoding`): `one_hot` (unseen values encode as all zeros) or `label`
+  (the category's index, -1 when unseen).
+
+The fitted statistics are one JSON object (`fit` returns it, `transform` applies it): the trainer stores it
+beside the checkpoint as `assets/table_transform.json`, and the prepared training rows are themselves
+`transform(statistics, rows)`, so predict reproduces the training inputs from the JSON alone.
+"""
+import pathlib
+
+import numpy as np
+import pandas as pd
+import tensorflow_datasets as tfds
+from sklearn import impute, preprocessing
+
+from flaxforge.data import dataset, keyed, text
+from flaxforge.core.errors import UserError
+
+TASKS = ("classification", "regression")
+MISSING = ("drop", "impute")
+NORMALIZE = {"minmax": (0.0, 1.0), "minmax_symmetric": (-1.0, 1.0), "standardize": None, "none": None}
+ENCODINGS = ("one_hot", "label")
+_DEFAULTS = {"label_column": "label", "feature_columns": "", "categorical_columns": "", "task": "classification",
+             "missing": "impute", "normalize": "standardize", "categorical_encoding": "one_hot",
+             "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
+_NA = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
+
+
+def read(path) -> pd.DataFrame:
+  """The table at `path` (.csv, .tsv: a header row; .jsonl: one object per line); UserError if unreadable."""
+  path = pathlib.Path(path)
+  suffix = path.suffix.lower()
+  try:
+    if suffix in (".csv", ".tsv"):
+      table = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", na_values=_NA, keep_default_na=False)
+    elif suffix in (".jsonl", ".ndjson"):
+      table = pd.read_json(path, lines=True)
+    else:
+      raise UserError(f"{path.name}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
+  except (ValueError, pd.errors.ParserError) as e:
+    raise UserError(f"{path.name}: unreadable table ({str(e).splitlines()[0]})") from None
+  if table.empty:
+    raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
+  return table
+
+
+def _columns(value) -> list[str]:
+  return [c.strip() for c in value.split(",") if c.strip()] if isinstance(value, str) else list(value)
+
+
+def columns(table: pd.DataFrame, opts: dict, name: str) -> tuple[list[str], list[str]]:
+  """(numeric, categorical) feature columns: the configured ones, else every column but the label, split
+  by type (non-numeric columns, and those named in categorical_columns, are categorical)."""
+  label = opts["label_column"]
+  features = _columns(opts["feature_columns"]) or [c for c in table.columns if c != label]
+  categorical = set(_columns(opts["categorical_columns"]))
+  for flag, wanted in (("label_column", [label]), ("feature_columns", features),
+                       ("categorical_columns", sorted(categorical))):
+    missing = [c for c in wanted if c not in table.columns]
+    if missing:
+      raise UserError(f"column {missing[0]!r} not found in {name}; columns are: {', '.join(map(str, table.columns))}; "
+                      f"pass --config.data.{flag}=...")
+  numeric = [c for c in features if c not in categorical and pd.api.types.is_numeric_dtype(table[c])]
+  return numeric, [c for c in features if c not in numeric]
+
+
+def _category(value):
+  """A cell as its category string: numbers too (1, 1.0 and "1" are one category), None when missing."""
+  if value is None or (isinstance(value, float) and np.isnan(value)):
+    return None
+  if isinstance(value, (float, np.floating)) and float(value).is_integer():
+    value = int(value)  # an integer column with gaps is read as floats
+  return str(value).strip()
+
+
+def _categories(table: pd.DataFrame, cols: list[str]) -> np.ndarray:
+  """The categorical cells as an object array of strings (`_category`), missing as None."""
+  values = table[cols].astype(object).to_numpy()
+  return np.vectorize(_category, otypes=[object])(values) if values.size else values
+
+
+def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, missing: str, normalize: str,
+        categorical_encoding: str) -> dict:
+  """The JSON statistics of the preprocessing, fitted on the training rows with scikit-learn."""
+  stats = {"numeric": [], "categorical": [], "categorical_encoding": categorical_encoding}
+  if numeric:
+    values = train[numeric].to_numpy(np.float64)
+    fills = impute.SimpleImputer(strategy="mean", keep_empty_features=True).fit(values).statistics_
+    values = np.where(np.isnan(values), fills, values)
+    if NORMALIZE[normalize]:
+      scaler = preprocessing.MinMaxScaler(feature_range=NORMALIZE[normalize]).fit(values)
+      scale, offset = scaler.scale_, scaler.min_  # x * scale_ + min_
+    elif normalize == "standardize":
+      scaler = preprocessing.StandardScaler().fit(values)
+      scale, offset = 1 / scaler.scale_, -scaler.mean_ / scaler.scale_
+    else:
+      scale, offset = np.ones(len(numeric)), np.zeros(len(numeric))
+    stats["numeric"] = [{"column": str(c), "fill": float(f), "scale": float(s), "offset": float(o)}
+                        for c, f, s, o in zip(numeric, fills, scale, offset)]
+  if categorical:
+    values = _categories(train, categorical)
+    imputer = impute.SimpleImputer(strategy="most_frequent", missing_values=None).fit(values)
+    values = imputer.transform(values)
+    encoder = preprocessing.OrdinalEncoder().fit(values)
+    stats["categorical"] = [{"column": str(c), "fill": str(f), "categories": [str(v) for v in cats]}
+                            for c, f, cats in zip(categorical, imputer.statistics_, encoder.categories_)]
+  if missing not in MISSING:
+    raise UserError(f"unknown missing-value handling {missing!r}; set --config.data.missing to one of: "
+                    f"{', '.join(MISSING)}")
+  return stats
+
+
+def feature_names(stats: dict) -> list[str]:
+  names = [n["column"] for n in stats["numeric"]]
+  for c in stats["categorical"]:
+    names += ([f"{c['column']}={v}" for v in c["categories"]] if stats["categorical_encoding"] == "one_hot"
+              else [c["column"]])
+  return names
+
+
+def transform(stats: dict, table: pd.DataFrame) -> np.ndarray:
+  """Rows of `table` as float32 [N, len(feature_names(stats))], from the JSON statistics alone: missing
+  values filled, numeric columns scaled, categorical columns encoded. UserError if a column is absent."""
+  absent = [s["column"] for s in stats["numeric"] + stats["categorical"] if s["column"] not in table.columns]
+  if absent:
+    raise UserError(f"column {absent[0]!r} of the training table is missing; add it to the rows")
+  parts = []
+  for s in stats["numeric"]:
+    values = pd.to_numeric(table[s["column"]], errors="coerce").to_numpy(np.float64)
+    parts.append((np.where(np.isnan(values), s["fill"], values) * s["scale"] + s["offset"])[:, None])
+  for s in stats["categorical"]:
+    values = _categories(table, [s["column"]])[:, 0]
+    values = np.where(values == None, s["fill"], values)  # pylint: disable=singleton-comparison
+    index = {v: i for i, v in enumerate(s["categories"])}
+    codes = np.array([index.get(v, -1) for v in values])
+    if stats["categorical_encoding"] == "one_hot":
+      parts.append((codes[:, None] == np.arange(len(s["categories"]))).astype(np.float64))
+    else:
+      parts.append(codes[:, None].astype(np.float64))
+  return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(table), 0), np.float32)
+
+
+def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
+  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names)."""
+  path = pathlib.Path(opts["path"])
+  table = read(path)
+  numeric, categorical = columns(table, opts, path.name)
+  label = opts["label_column"]
+  table = table[table[label].notna()]
+  if opts["missing"] == "drop":
+    table = table.dropna(subset=numeric + categorical)
+  table = table.reset_index(drop=True)
+  if opts["task"] == "classification":
+    labeler = text.label_encoder([str(v) for v in table[label]])
+    if len(labeler.names) < 2:
+      raise UserError(f"{path.name}: column {label!r} has fewer than 2 values; a classifier needs at least 2 classes")
+    targets, strata = labeler.encode([str(v) for v in table[label]]), None
+  elif opts["task"] == "regression":
+    targets = pd.to_numeric(table[label], errors="coerce").to_numpy(np.float32)
+    if np.isnan(targets).any():
+      raise UserError(f"{path.name}: column {label!r} holds non-numbers; regression needs numeric targets")
+    labeler, strata = None, np.zeros(len(targets), np.int64)
+  else:
+    raise UserError(f"unknown task {opts['task']!r}; set --config.data.task to one of: {', '.join(TASKS)}")
+  validation, test, train = text.holdout(targets if strata is None else strata,
+                                         [opts["validation_fraction"], opts["test_fraction"]], opts["split_seed"])
+  parts = {"train": train, "validation": validation, "test": test}
+  for name, idx in parts.items():
+    if not len(idx):
+      raise UserError(f"{path.name}: the {name} split is empty ({len(table)} rows kept); add rows or raise "
+                      f"--config.data.{name}_fraction")
+  if opts["normalize"] not in NORMALIZE:
+    raise UserError(f"unknown normalisation {opts['normalize']!r}; set --config.data.normalize to one of: "
+                    f"{', '.join(NORMALIZE)}")
+  if opts["categorical_encoding"] not in ENCODINGS:
+    raise UserError(f"unknown categorical encoding {opts['categorical_encoding']!r}; set "
+                    f"--config.data.categorical_encoding to one of: {', '.join(ENCODINGS)}")
+  stats = fit(table.iloc[train], numeric, categorical, missing=opts["missing"], normalize=opts["normalize"],
+              categorical_encoding=opts["categorical_encoding"])
+  stats["label"] = {"column": label, "task": opts["task"], "names": list(labeler.names) if labeler else None}
+  return table, targets, parts, stats
+
+
+class Table(tfds.core.GeneratorBasedBuilder):
+  VERSION = tfds.core.Version("1.0.0")
+  _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
+
+  def _info(self):
+    stats, task = self.builder_config.options["statistics"], self.builder_config.options["task"]
+    return tfds.core.DatasetInfo(
+        builder=self,
+        description="Rows of a user's table as preprocessed features; options: " + self.builder_config.description,
+        features=tfds.features.FeaturesDict({
+            "inputs": tfds.features.Tensor(shape=(len(feature_names(stats)),), dtype=np.float32),
+            "label": tfds.features.Tensor(shape=(), dtype=np.int64 if task == "classification" else np.float32),
+        }),
+        supervised_keys=("inputs", "label"),
+    )
+
+  def _split_generators(self, dl_manager):
+    table, targets, parts, _ = prepare_rows(self.builder_config.options)
+    inputs = transform(self.builder_config.options["statistics"], table)
+    return {name: self._generate_examples(inputs[idx], targets[idx]) for name, idx in parts.items()}
+
+
+def options(cfg) -> dict:
+  path = keyed.existing_path(cfg.get("path", ""), "path")
+  opts = {k: cfg.get(k, v) for k, v in _DEFAULTS.items()}
+  return {**opts, "path": str(path), "file": keyed.identity([path])}
+
+
+def load(cfg) -> dataset.Dataset:
+  """`cfg` is `config.data`: path, label_column, feature_columns ("" = all others), categorical_columns
+  ("" = the non-numeric ones), task (classification|regression), missing (drop|impute), normalize
+  (minmax|minmax_symmetric|standardize|none), categorical_encoding (one_hot|label), validation_fraction,
+  test_fraction, split_seed, data_dir. The table is read and the statistics fitted on each load (fast for
+  tables); the prepared rows are written once per file and options."""
+  opts = options(cfg)
+  _, _, _, stats = prepare_rows(opts)
+  builder = Table(data_dir=dataset.data_dir(cfg.get("data_dir", "")),
+                  config=keyed.builder_config({**opts, "statistics": stats}, source=opts["path"]))
+  builder = dataset.prepare(builder)
+  names = stats["label"]["names"]
+  info = {"task": opts["task"], "input_shape": [len(feature_names(stats))], "feature_names": feature_names(stats)}
+  info.update({"num_classes": len(names), "label_names": names} if names else {"num_classes": 1})
+  return dataset.Dataset(splits=dataset.sources(builder, ["train", "validation", "test"]), info=info,
+                         assets={"table_transform": stats, **({"labels": names} if names else {})})

@@ -1,0 +1,28 @@
+"""The ConvNet (models/convnet.py) on your own images, one subfolder per class:
+
+  python -m flaxforge.launch.train --config=launch/configs/image_folder.py --workdir=runs/photos \
+      --config.data.path=photos/ --config.data.image_size=128,128
+
+PNG, JPEG (any size, any mode) are decoded with Pillow, converted to `color` and resized to `image_size`
+once, when the dataset is prepared; a seeded, stratified validation and test part is held out. The
+prepared copy is keyed by the folder's files (names, sizes, times) and the options. The model and
+optimizer fields are fashion_mnist.py's.
+"""
+from flaxforge.launch.configs import fashion_mnist
+
+
+def get_config():
+  c = fashion_mnist.get_config()
+  c.data.name = "image_folder"
+  c.data.path = ""
+  c.data.image_size = (64, 64)  # (height, width)
+  c.data.color = "rgb"  # rgb or grey
+  c.data.test_fraction = 0.1
+  c.data.normalize = "standardize"
+  c.data.random_crop_padding = 4
+  c.data.random_flip = True
+  c.data.batch_size = 32
+  c.model.channels = (32, 64, 128)
+  c.train.num_epochs = 20
+  c.train.log_every = 20
+  return c
