@@ -14,7 +14,6 @@ import json
 import pathlib
 
 import jax
-import numpy as np
 from safetensors import numpy as safetensors_numpy
 
 from flaxforge.core.errors import UserError
