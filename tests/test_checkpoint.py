@@ -2,7 +2,9 @@
 checkpoint reproduces the training run's test metrics."""
 import jax
 import numpy as np
+import pytest
 
+from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import checkpoint, evaluate, loop, mesh as mesh_lib, state as state_lib
 
@@ -50,3 +52,21 @@ def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path):
   assert evaluated["step"] == config.train.num_steps
   assert evaluated["accuracy"] == trained["accuracy"] and evaluated["loss"] == trained["loss"]
   assert (tmp_path / "report" / f"test_step{config.train.num_steps}_confusion.png").exists()
+
+
+def test_a_checkpoint_of_another_model_lists_the_differing_arrays(tmp_path):
+  """The last line of defence when no run identity answers first (a copied checkpoints folder): the saved
+  tree is compared with the model's before any array is read."""
+  config = tiny.get_config()
+  mesh = mesh_lib.make_mesh(config.mesh)
+  info = {"input_shape": [8, 8], "num_classes": 10}
+  _, create = state_lib.structure(config, info, mesh, 10)
+  ckpt = checkpoint.Checkpointer(tmp_path / "ckpt")
+  ckpt.save(3, create(), {"step": 3})
+  ckpt.wait()
+  config.model.hidden = (7,)
+  other, _ = state_lib.structure(config, info, mesh, 10)
+  fit = r"does not fit this model/config.*layers\.0\.kernel: checkpoint \(64, \d+\) vs model \(64, 7\)"
+  with pytest.raises(UserError, match=fit):
+    ckpt.restore(None, other.abstract)
+  ckpt.close()
