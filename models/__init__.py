@@ -19,8 +19,14 @@ _MODULES = {
 }
 
 
-def build(cfg, info, *, rngs):
-  """`cfg` is `config.model`, `info` the dataset's metadata dict."""
+def build(cfg, info, *, rngs, factory=None):
+  """`cfg` is `config.model`, `info` the dataset's metadata dict. `factory(cfg, info, rngs=rngs)`, when
+  given (the Python API's `model=`), builds the model instead of `cfg.name`."""
+  if factory is not None:
+    return factory(cfg, info, rngs=rngs)
+  if ":" in cfg.name:  # how flaxforge.train records a factory
+    raise UserError(f"model {cfg.name!r} was given to flaxforge.train as a Python function; pass it again as "
+                    "model=... (flaxforge.evaluate, flaxforge.Predictor.from_workdir)")
   if cfg.name not in _MODULES:
     raise UserError(f"unknown model {cfg.name!r}; set --config.model.name to one of: {', '.join(_MODULES)}")
   return importlib.import_module(_MODULES[cfg.name]).from_config(cfg, info, rngs=rngs)

@@ -15,8 +15,9 @@ class TextClassifier:
     self._batch = 8 * mesh_lib.batch_divisor(run.mesh)
 
   @classmethod
-  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False) -> "TextClassifier":
-    run = restore.restore(workdir, step=step, best=best)
+  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False,
+                   model=None) -> "TextClassifier":
+    run = restore.restore(workdir, step=step, best=best, model=model)
     try:
       encoder = text_lib.TextEncoder.from_json(workdir_lib.load_asset(run.workdir, "text_encoder"))
     except UserError as e:
