@@ -11,7 +11,8 @@ from flax import nnx
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import restore, workdir as workdir_lib
 
-_COPIED = (nnx.Param, nnx.BatchStat)  # what a model learns; RNG streams start from the new run's seed
+# What a model learns (the optimizer's moments are OptState); RNG streams start from the new run's seed.
+_COPIED = nnx.Any(nnx.Param, nnx.BatchStat)
 
 
 def source(path: str) -> tuple[epath.Path, int | None]:
@@ -34,30 +35,29 @@ def apply(path: str, state, mesh, model=None) -> tuple[object, str]:
   other_name = workdir_lib.load_config(workdir).model.name
   other = restore.restore(str(workdir), step=step, devices=list(mesh.devices.flat),
                           model=model if ":" in other_name else None)
-  theirs = _flat(nnx.filter_state(other.state[0], *_COPIED))
-  ours = _flat(nnx.filter_state(state[0], *_COPIED))
-  fresh = [f"{n} {tuple(x.shape)}" + (f" (theirs {tuple(theirs[n].shape)})" if n in theirs else "")
+  theirs = _flat(nnx.filter_state(other.state, _COPIED))
+  ours = _flat(nnx.filter_state(state, _COPIED))
+  fresh = [f"{n[2:]} {tuple(x.shape)}" + (f" (theirs {tuple(theirs[n].shape)})" if n in theirs else "")
            for n, x in ours.items() if n not in theirs or theirs[n].shape != x.shape]
   copied = {n for n, x in ours.items() if n in theirs and theirs[n].shape == x.shape}
   if not copied:
     raise UserError(f"no parameter of the run in {workdir} fits this model (names or shapes differ); "
                     "drop --config.train.init_from or start from a run of this architecture")
 
-  def take(path_, x):  # paths of the (model, optimizer) state: the model's start with 0
-    name = _name(path_[1:])
-    if _name(path_[:1]) == "0" and name in copied:
-      return jax.device_put(theirs[name].astype(x.dtype), x.sharding)
-    return x
+  def take(path_, x):
+    name = _name(path_)
+    return jax.device_put(theirs[name].astype(x.dtype), x.sharding) if name in copied else x
   line = (f"warm start from step {other.step} in {workdir}: copied {len(copied)} of {len(ours)} parameter arrays; "
           f"freshly initialised: {', '.join(fresh) or 'none'}")
   return jax.tree_util.tree_map_with_path(take, state), line
 
 
 def _flat(tree) -> dict:
+  """{name: leaf}; in a (model, optimizer) train state the model's names start with '0.'."""
   return {_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def _name(path) -> str:
-  """'layers.1.kernel' for the path of an NNX state leaf."""
+  """'0.layers.1.kernel' for the path of an NNX state leaf."""
   parts = [getattr(k, "key", getattr(k, "idx", getattr(k, "name", k))) for k in path]
   return ".".join(str(p) for p in parts if p != "value")
