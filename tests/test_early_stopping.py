@@ -54,6 +54,7 @@ def test_stops_after_patience_and_tests_the_best_checkpoint(tmp_path, monkeypatc
   best = evaluate.evaluate_workdir(str(tmp_path), step=20)
   last = evaluate.evaluate_workdir(str(tmp_path), step=50)
   assert results["loss"] == best["loss"] != last["loss"]
+  assert evaluate.evaluate_workdir(str(tmp_path), best=True)["step"] == 20  # eval --best: the same checkpoint
   assert _tests(tmp_path)[-1]["checkpoint_step"] == 20 and _tests(tmp_path)[-1]["step"] == 50
 
   again = loop.train(_config(patience=3), str(tmp_path))  # a stopped run stays stopped

@@ -93,7 +93,12 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
   def best_step(self) -> int | None:
-    """The kept step with the best validation `best_metric` (read from each step's metadata)."""
+    """The kept step with the best validation `best_metric` (read from each step's metadata); with early
+    stopping, its best step (the one the run tested)."""
+    steps = self.steps()
+    early = (self.meta(steps[-1]).get("early_stopping") or {}).get("best_step") if steps else None
+    if early in steps:
+      return early
     scored = []
     for step in self.steps():
       value = (self.meta(step).get("validation") or {}).get(self.best_metric)
