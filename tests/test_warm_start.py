@@ -75,3 +75,10 @@ def test_a_wrong_init_from_is_one_line(tmp_path, runs):
   new.train.init_from = str(tmp_path)
   with pytest.raises(UserError, match="neither a work directory with checkpoints nor"):
     loop.train(new, str(tmp_path / "w"))
+
+
+def test_the_refusal_of_a_changed_run_names_init_from(runs):
+  tmp, _ = runs
+  changed = csv_run.config(tmp, tmp / "three.csv", **{"optimizer.learning_rate": 0.5})
+  with pytest.raises(UserError, match=f"--workdir=NEW --config.train.init_from={tmp / 'old'}$"):
+    loop.train(changed, str(tmp / "old"))

@@ -91,8 +91,8 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
              if not k.startswith(CHANGEABLE) and k in old and k in new]
   if refused:
     raise UserError(f"{workdir} holds a run with other settings ({'; '.join(refused)}); rerun with the run's "
-                    "values (or without --config, which resumes with them), or start a new run from its "
-                    f"parameters: --workdir=NEW --config.train.init_from={workdir}")
+                    "values (or without --config, which resumes with them), or train into a new --workdir, "
+                    f"starting from this run's parameters: --workdir=NEW --config.train.init_from={workdir}")
   return config, changed
 
 
