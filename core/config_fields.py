@@ -54,7 +54,8 @@ NON_NEGATIVE = Range(0)
 AXIS = count(1, also=(-1,))
 
 SECTIONS = {"": "run", "data": "data", "model": "model", "optimizer": "optimizer", "train": "training",
-            "train.early_stopping": "early stopping", "checkpoint": "checkpoints", "mesh": "device mesh (data x fsdp x tensor)", "profile": "profiler"}
+            "train.early_stopping": "early stopping", "checkpoint": "checkpoints",
+            "mesh": "device mesh (data x fsdp x tensor)", "profile": "profiler"}
 
 # field: (one-line description, range or None)
 FIELDS = {

@@ -40,7 +40,8 @@ def test_train_evaluate_predict(topics):
   tmp, path = topics
   results = flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
   evaluated = flaxforge.evaluate(str(tmp / "run"))
-  assert evaluated["step"] == 20 and evaluated["accuracy"] == results["accuracy"] and evaluated["loss"] == results["loss"]
+  assert evaluated["step"] == 20
+  assert evaluated["accuracy"] == results["accuracy"] and evaluated["loss"] == results["loss"]
   predictor = flaxforge.Predictor.from_workdir(str(tmp / "run"))
   assert sorted(predictor.labels) == ["food", "space", "sport"]
   assert predictor.predict(["rocket orbit moon launch", "bread cheese soup cake", "goal match team coach"]) == [

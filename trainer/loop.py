@@ -124,7 +124,8 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   finished = step >= total or early.stopped
   if finished:
     progress.print(f"run in {workdir} already finished at step {step}"
-                   f"{' (stopped early)' if early.stopped else ''}; evaluating it")
+                   f"{' (stopped early)' if early.stopped else ''}; evaluating "
+                   f"{'its best checkpoint' if early.enabled else 'the final state'}")
   else:
     try:
       state, step = _fit(run, state, step, data_state)
@@ -136,19 +137,23 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
       progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
   progress.close(ckpt.steps(), workdir)
-  results = {}
-  if "test" in data.rows:
-    tested = step
-    if early.enabled and early.best_step not in (None, step):  # early stopping tests its best checkpoint
-      state, _, tested = ckpt.restore(early.best_step, structure.abstract)
-    results = run.evaluate(state, "test")
-    record = {**results, "checkpoint_step": tested}
-    # A finished run evaluated again is marked, so readers of metrics.jsonl can tell it from the first test.
-    run.writer.write(step, "test", {**record, "reevaluation": True} if finished else record)
-    progress.print(f"test{f' (the best checkpoint, step {tested})' if tested != step else ''}: {_summary(results)}")
+  results = _test(run, state, step, finished) if "test" in data.rows else {}
   run.writer.close()
   ckpt.close()
   workdir_lib.release(workdir)
+  return results
+
+
+def _test(run: Run, state, step: int, finished: bool) -> dict:
+  """Test metrics of the final state or, with early stopping, of its best checkpoint; recorded and printed."""
+  tested = step
+  if run.early.enabled and run.early.best_step not in (None, step):
+    state, _, tested = run.ckpt.restore(run.early.best_step, run.structure.abstract)
+  results = run.evaluate(state, "test")
+  record = {**results, "checkpoint_step": tested}
+  # A finished run evaluated again is marked, so readers of metrics.jsonl can tell it from the first test.
+  run.writer.write(step, "test", {**record, "reevaluation": True} if finished else record)
+  run.progress.print(f"test{f' (the best checkpoint, step {tested})' if tested != step else ''}: {_summary(results)}")
   return results
 
 
@@ -252,8 +257,8 @@ def _validate(run: Run, state, step: int) -> dict:
 
 
 def _save(run: Run, state, step: int, data_state, validation: dict | None):
-  """Starts the checkpoint of `step`: the state, the data position, and the validation metrics (which
-  rank it for the best-N policy)."""
+  """Starts the checkpoint of `step`: the state, the data position, the validation metrics (which rank it
+  for the best-N policy) and early stopping's state (whose best step retention keeps)."""
   scalars = _scalars(validation)
   best = run.config.checkpoint.best_metric
   meta = {"step": step, "data": data_state, "validation": scalars}

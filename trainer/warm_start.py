@@ -35,8 +35,8 @@ def apply(path: str, state, mesh, model=None) -> tuple[object, str]:
   other_name = workdir_lib.load_config(workdir).model.name
   other = restore.restore(str(workdir), step=step, devices=list(mesh.devices.flat),
                           model=model if ":" in other_name else None)
-  theirs = _flat(nnx.filter_state(other.state, _COPIED))
-  ours = _flat(nnx.filter_state(state, _COPIED))
+  theirs = named_leaves(nnx.filter_state(other.state, _COPIED))
+  ours = named_leaves(nnx.filter_state(state, _COPIED))
   fresh = [f"{n[2:]} {tuple(x.shape)}" + (f" (theirs {tuple(theirs[n].shape)})" if n in theirs else "")
            for n, x in ours.items() if n not in theirs or theirs[n].shape != x.shape]
   copied = {n for n, x in ours.items() if n in theirs and theirs[n].shape == x.shape}
@@ -52,7 +52,7 @@ def apply(path: str, state, mesh, model=None) -> tuple[object, str]:
   return jax.tree_util.tree_map_with_path(take, state), line
 
 
-def _flat(tree) -> dict:
+def named_leaves(tree) -> dict:
   """{name: leaf}; in a (model, optimizer) train state the model's names start with '0.'."""
   return {_name(p): x for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
