@@ -4,5 +4,101 @@ The distribution installs this one package; its subpackages are the repository's
 (pyproject.toml maps them): `flaxforge.launch` (what a user runs), `flaxforge.trainer` (the engine),
 `flaxforge.models` (the networks), `flaxforge.data` (builders and pipelines) and `flaxforge.core`
 (what every layer shares). Layers import only downwards: launch -> trainer -> {data, models} -> core.
+
+The Python API below is what the `flaxforge` command runs, for notebooks and scripts. `import flaxforge`
+stays cheap: JAX and the trainer load when a function is first called.
+
+    results = flaxforge.train("tiny", "runs/t")                        # a shipped config, by name
+    results = flaxforge.train({"train.num_steps": 100}, "runs/d")      # overrides on the default config
+    results = flaxforge.train(config, "runs/m", model=lambda cfg, info, rngs: MyModel(info, rngs=rngs))
+    flaxforge.evaluate("runs/t", best=True)                            # {"accuracy": ..., "step": ...}
+    flaxforge.Predictor.from_workdir("runs/reviews").predict(["a text to classify"])   # ["label"]
+
+Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix.
 """
 __version__ = "0.1.0"
+
+
+def train(config, workdir: str, *, model=None) -> dict:
+  """Trains a new run in `workdir`, or resumes the one there; returns the test split's metrics.
+
+  config: an `ml_collections.ConfigDict`, a shipped config's name ("tiny", "text_csv", ...) or a config
+    file's path, or a dict of overrides on the default config ({"optimizer.learning_rate": 0.01}).
+  model: a factory `model(cfg, info, rngs) -> nnx.Module` (cfg: `config.model`; info: the dataset's
+    metadata dict, e.g. `num_classes`, `input_shape`, `vocab_size`; rngs: an `nnx.Rngs`) whose
+    `__call__(inputs)` returns float32 logits [batch, classes]. The run records it as model.name =
+    'module:name', and evaluate and Predictor need the same `model=` again.
+  A config's `xla_flags` and `malloc` take effect only through the `flaxforge` command (JAX has started).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; a script or notebook never parsed them
+  return loop.train(_config(config), workdir, model=model)
+
+
+def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
+             model=None) -> dict:
+  """Metrics of a run's checkpoint on `split` (default the latest checkpoint; `best`: the best by the run's
+  validation metric): {"split", "step", "loss", "accuracy", ...}, plus the "report" files written for
+  classifiers. `model`: the factory the run was trained with, if any."""
+  from flaxforge.trainer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  return evaluate_lib.evaluate_workdir(workdir, step=step, best=best, split=split, model=model)
+
+
+class Predictor:
+  """A trained text classifier's predictions from raw texts, through the vocabulary and labels stored with
+  the run (exactly what training saw)."""
+
+  def __init__(self, classifier):
+    self._classifier = classifier
+    self.labels: list[str] = classifier.labels
+
+  @classmethod
+  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, model=None) -> "Predictor":
+    from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
+    return cls(predict.Predictor.from_workdir(workdir, step=step, best=best, model=model))
+
+  def probabilities(self, inputs) -> "numpy.ndarray":  # noqa: F821
+    """float32 [len(inputs), len(labels)], each row summing to 1; `inputs`: a text or a list of texts."""
+    return self._classifier.probabilities([inputs] if isinstance(inputs, str) else list(inputs))
+
+  def predict(self, inputs) -> list[str]:
+    """The most probable label of each input (a text or a list of texts)."""
+    return [self.labels[i] for i in self.probabilities(inputs).argmax(axis=1)]
+
+
+def _config(config):
+  """`config` as a ConfigDict: as given, a shipped config by name or a file, or overrides on the default."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import importlib.util  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  import pkgutil  # pylint: disable=g-import-not-at-top
+  from flaxforge.core.errors import UserError  # pylint: disable=g-import-not-at-top
+  from flaxforge.launch import configs  # pylint: disable=g-import-not-at-top
+  if isinstance(config, dict):
+    base = importlib.import_module("flaxforge.launch.configs.default").get_config()
+    for field, value in config.items():
+      *sections, name = field.split(".")
+      node = base
+      for section in sections:
+        node = node.get(section) if hasattr(node, "items") else None
+      if not hasattr(node, "items") or name not in node:
+        raise UserError(f"unknown config field {field!r}; flaxforge train --help lists the fields a config has")
+      try:
+        node[name] = value
+      except (TypeError, ValueError) as e:
+        raise UserError(f"config.{field} = {value!r}: {e}; pass a value of the field's type") from None
+    return base
+  if not isinstance(config, str):
+    return config
+  if os.path.isfile(config):
+    spec = importlib.util.spec_from_file_location("flaxforge_user_config", config)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config()
+  shipped = {m.name: f"flaxforge.launch.configs.{m.name}" for m in pkgutil.iter_modules(configs.__path__)}
+  shipped = {n: m for n, m in shipped.items() if n != "base" and hasattr(importlib.import_module(m), "get_config")}
+  if config not in shipped:
+    raise UserError(f"config {config!r} is neither a file nor a shipped config; shipped configs: {', '.join(shipped)}")
+  return importlib.import_module(shipped[config]).get_config()

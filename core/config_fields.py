@@ -54,7 +54,8 @@ NON_NEGATIVE = Range(0)
 AXIS = count(1, also=(-1,))
 
 SECTIONS = {"": "run", "data": "data", "model": "model", "optimizer": "optimizer", "train": "training",
-            "checkpoint": "checkpoints", "mesh": "device mesh (data x fsdp x tensor)", "profile": "profiler"}
+            "train.early_stopping": "early stopping", "checkpoint": "checkpoints",
+            "mesh": "device mesh (data x fsdp x tensor)", "profile": "profiler"}
 
 # field: (one-line description, range or None)
 FIELDS = {
@@ -141,6 +142,11 @@ FIELDS = {
     "train.label_smoothing": ("label smoothing of the cross-entropy", fraction()),
     "train.on_nonfinite": ("stop, or skip the update and go on", None),
     "train.progress_bar": ("show progress on stderr (process 0)", None),
+    "train.init_from": ("a new run starts from this run's parameters (WORKDIR or WORKDIR/checkpoints/STEP)", None),
+    "train.early_stopping.metric": ("stop when this validation metric stops improving; '' = off", None),
+    "train.early_stopping.mode": ("max or min: which way is better", None),
+    "train.early_stopping.patience": ("validations without improvement before stopping", count(1)),
+    "train.early_stopping.min_delta": ("smallest change that counts as an improvement", NON_NEGATIVE),
 
     "checkpoint.every_steps": ("steps between checkpoints; 0 = at every validation", count(0)),
     "checkpoint.keep": ("newest checkpoints kept", count(1)),

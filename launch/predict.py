@@ -46,7 +46,7 @@ def main(argv):
   common.one_checkpoint(STEP.value, BEST.value)
   texts = _texts(argv)
   from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
-  predictor = predict.TextClassifier.from_workdir(workdir, step=STEP.value, best=BEST.value)
+  predictor = predict.Predictor.from_workdir(workdir, step=STEP.value, best=BEST.value)
   kept = [t for t in texts if t.strip()]
   tops = iter(predictor.top_k(kept, TOP_K.value))
   for text in texts:

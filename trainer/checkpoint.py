@@ -14,6 +14,7 @@ half-deleted step where a restore looks), and the next save or start removes it.
 saving is one UserError naming the failed step and the last complete one.
 """
 import contextlib
+import dataclasses
 import errno
 import logging
 import re
@@ -44,7 +45,8 @@ class Checkpointer:
     self.directory = epath.Path(directory)
     self._in_flight = None  # the step of the save that may still be writing
     self.best_metric, self.best_mode, self.read_only = best_metric, best_mode, read_only
-    preserve = [policies.LatestN(keep)]
+    self._protected = _Steps(set())
+    preserve = [policies.LatestN(keep), self._protected]
     if best_metric and keep_best:
       preserve.append(policies.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min",
                                      n=keep_best, keep_checkpoints_without_metrics=False))
@@ -67,10 +69,14 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
-  def save(self, step: int, state, meta: dict, metrics: dict | None = None):
-    """Starts an async save; `metrics` (validation, at this step) rank it for the best-N policy."""
+  def save(self, step: int, state, meta: dict, metrics: dict | None = None, protect: int | None = None):
+    """Starts an async save; `metrics` (validation, at this step) rank it for the best-N policy; retention
+    also keeps step `protect` (early stopping's best) from now on."""
     meta = {**meta, "fingerprint": fingerprint(state)}
     self.wait()  # Orbax would wait for the previous save here anyway; this names its step if it failed
+    # Changed only once the previous save (and its retention) is done: until this save completes, the
+    # previous one's meta may still name the old best, which must then still be on disk.
+    self._protected.steps = {protect} - {None}
     self._purge_deleted()
     self._in_flight = step
     with self._no_space_is_one_line():
@@ -87,7 +93,12 @@ class Checkpointer:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
   def best_step(self) -> int | None:
-    """The kept step with the best validation `best_metric` (read from each step's metadata)."""
+    """The kept step with the best validation `best_metric` (read from each step's metadata); with early
+    stopping, its best step (the one the run tested)."""
+    steps = self.steps()
+    early = (self.meta(steps[-1]).get("early_stopping") or {}).get("best_step") if steps else None
+    if early in steps:
+      return early
     scored = []
     for step in self.steps():
       value = (self.meta(step).get("validation") or {}).get(self.best_metric)
@@ -206,6 +217,16 @@ class Checkpointer:
 
   def close(self):
     self._manager.close()
+
+
+@dataclasses.dataclass
+class _Steps(policies.PreservationPolicy):
+  """Preserves the steps in `steps`, a set the owner changes between saves."""
+  steps: set
+
+  def should_preserve(self, checkpoints, *, context):
+    del context
+    return [c.step in self.steps for c in checkpoints]
 
 
 def _name(path, leaf) -> str:

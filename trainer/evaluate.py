@@ -35,12 +35,12 @@ def make_eval_step(structure, mesh, config, info):
 
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
-                     report_dir: str | None = None, data_dir: str = "") -> dict:
+                     report_dir: str | None = None, data_dir: str = "", model=None) -> dict:
   """The eval job: metrics of a run's checkpoint on a split. Classifiers also get a report (JSON and the
   confusion matrix as PNG) in `report_dir` (default <workdir>/report): "report" lists the files written, or
   "report_error" says why none could be (a read-only run), so the metrics are never lost. The data is the
   run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file."""
-  run = restore.restore(workdir, step=step, best=best)
+  run = restore.restore(workdir, step=step, best=best, model=model)
   data = setup.load_data(run.config, info=run.info,
                          dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
   rows = data.split(split)

@@ -14,12 +14,12 @@ import numpy as np
 from flaxforge import models
 from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
-from flaxforge.trainer import checkpoint, evaluate, feed as feed_lib
+from flaxforge.trainer import checkpoint, early_stopping, evaluate, feed as feed_lib
 from flaxforge.trainer import flops as flops_lib
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
 from flaxforge.trainer import optim, preemption, profiler, setup, state as state_lib, steps as steps_lib
-from flaxforge.trainer import workdir as workdir_lib
+from flaxforge.trainer import warm_start, workdir as workdir_lib
 
 
 class NonFiniteLoss(UserError):
@@ -40,6 +40,8 @@ class Run:
   stop: preemption.StopRequest
   steps_per_epoch: int
   total: int
+  early: early_stopping.EarlyStopping
+  model: object = None  # the Python API's model factory, if one was given
 
   def evaluate(self, state, split: str) -> dict:
     eval_step = evaluate.make_eval_step(self.structure, self.mesh, self.config, self.data.info)
@@ -67,66 +69,91 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
   return steps_per_epoch, total
 
 
-def train(config, workdir: str, devices=None) -> dict:
-  """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics."""
+def train(config, workdir: str, devices=None, *, model=None) -> dict:
+  """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics.
+  `model`: a factory `(cfg, info, rngs) -> nnx.Module` used instead of `config.model.name`, which then
+  records it as 'module:name' (a resume with another function is another run)."""
   config_fields.validate(config)
+  if model is not None:
+    config = config.copy_and_resolve_references()
+    config.model.name = f"{model.__module__}:{model.__qualname__}"
   stop = preemption.StopRequest()  # from the start: a SIGTERM during start-up stops after the first step
   try:
-    return _train(config, workdir, devices, stop)
+    return _train(config, workdir, devices, stop, model)
   finally:
     stop.restore_default()
 
 
-def _train(config, workdir: str, devices, stop: preemption.StopRequest) -> dict:
+def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -> dict:
   workdir = workdir_lib.prepare(workdir)  # and its lease: one training per work directory
   config, config_changes = workdir_lib.check_config(workdir, config)  # refuses a change to what defines the run
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   data = setup.load_data(config)
   data_record = workdir_lib.check_data(workdir, config, data.dataset)  # refuses other data
   steps_per_epoch, total = plan(config, len(data.rows["train"]), mesh)
-  structure, create = state_lib.structure(config, data.info, mesh, total)
+  structure, create = state_lib.structure(config, data.info, mesh, total, model=model)
   ckpt = setup.checkpointer(config, workdir)
   stop.on_disk = ckpt.on_disk
-  step, data_state = 0, None
+  step, data_state, meta, warm_line = 0, None, {}, None
   if ckpt.latest_step() is not None:
     state, meta, step = ckpt.restore(None, structure.abstract)
     data_state = meta.get("data")
   else:
     state = create()
+    if config.train.get("init_from"):  # a new run only: a resume ignores it
+      state, warm_line = warm_start.apply(config.train.init_from, state, mesh, model)
+  early = early_stopping.EarlyStopping.from_config(config.train.get("early_stopping"), meta.get("early_stopping"))
+  if early.enabled and "validation" not in data.rows:
+    raise UserError("early stopping watches the validation split, which this dataset lacks; set "
+                    "--config.train.early_stopping.metric='' or use data with a validation split")
   workdir_lib.save_run(workdir, config, data.info, data.assets, data_record)  # after restore: a refused config must not replace it
   progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar,
                                   time_limit_minutes=config.train.time_limit_minutes,
                                   best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
   run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress, stop,
-            steps_per_epoch, total)
+            steps_per_epoch, total, early, model)
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
     progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
+  if warm_line:
+    progress.print(warm_line)
   progress.print(f"{config.model.name}: {state_lib.parameter_count(structure.abstract):,} parameters; {total} "
                  f"steps ({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
 
-  finished = step >= total
+  finished = step >= total or early.stopped
   if finished:
-    progress.print(f"run in {workdir} already finished at step {step}; evaluating the final state")
+    progress.print(f"run in {workdir} already finished at step {step}"
+                   f"{' (stopped early)' if early.stopped else ''}; evaluating "
+                   f"{'its best checkpoint' if early.enabled else 'the final state'}")
   else:
     try:
       state, step = _fit(run, state, step, data_state)
     finally:
       ckpt.wait()  # an error or exit must not abandon a save in flight
-    if step < total:
+    if early.stopped:
+      progress.print(early.describe(step))
+    elif step < total:
       progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
   progress.close(ckpt.steps(), workdir)
-  results = {}
-  if "test" in data.rows:
-    results = run.evaluate(state, "test")
-    # A finished run evaluated again is marked, so readers of metrics.jsonl can tell it from the first test.
-    run.writer.write(step, "test", {**results, "reevaluation": True} if finished else results)
-    progress.print(f"test: {_summary(results)}")
+  results = _test(run, state, step, finished) if "test" in data.rows else {}
   run.writer.close()
   ckpt.close()
   workdir_lib.release(workdir)
+  return results
+
+
+def _test(run: Run, state, step: int, finished: bool) -> dict:
+  """Test metrics of the final state or, with early stopping, of its best checkpoint; recorded and printed."""
+  tested = step
+  if run.early.enabled and run.early.best_step not in (None, step):
+    state, _, tested = run.ckpt.restore(run.early.best_step, run.structure.abstract)
+  results = run.evaluate(state, "test")
+  record = {**results, "checkpoint_step": tested}
+  # A finished run evaluated again is marked, so readers of metrics.jsonl can tell it from the first test.
+  run.writer.write(step, "test", {**record, "reevaluation": True} if finished else record)
+  run.progress.print(f"test{f' (the best checkpoint, step {tested})' if tested != step else ''}: {_summary(results)}")
   return results
 
 
@@ -188,6 +215,8 @@ def _fit(run: Run, state, step: int, data_state):
     validation = _validate(run, state, step) if at_eval and "validation" in run.data.rows else None
     if validation is not None:
       interval.start = time.perf_counter()  # validation time is not training time
+      if run.early.update(step, validation):
+        end = step  # the validation metric stopped improving: this step is the last
     if at_ckpt or stopping:
       _check_finite(jax.device_get(sums), interval.step, tc.on_nonfinite, last_good, run.ckpt)  # never save past a bad step
       t = time.perf_counter()
@@ -229,12 +258,15 @@ def _validate(run: Run, state, step: int) -> dict:
 
 
 def _save(run: Run, state, step: int, data_state, validation: dict | None):
-  """Starts the checkpoint of `step`: the state, the data position, and the validation metrics (which
-  rank it for the best-N policy)."""
+  """Starts the checkpoint of `step`: the state, the data position, the validation metrics (which rank it
+  for the best-N policy) and early stopping's state (whose best step retention keeps)."""
   scalars = _scalars(validation)
   best = run.config.checkpoint.best_metric
-  run.ckpt.save(step, state, {"step": step, "data": data_state, "validation": scalars},
-                metrics=scalars if scalars and best in scalars else None)
+  meta = {"step": step, "data": data_state, "validation": scalars}
+  if run.early.enabled:
+    meta["early_stopping"] = run.early.state()
+  run.ckpt.save(step, state, meta, metrics=scalars if scalars and best in scalars else None,
+                protect=run.early.best_step)
 
 
 def _call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
@@ -267,7 +299,7 @@ def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, float | None]:
   """(model FLOPs of one step, the devices' peak FLOP/s): the model's analytic count if it declares one,
   else XLA's count of the step for `batch_spec`, the shapes of one step's global batch."""
   config = run.config
-  per_example = models.flops_per_example(config.model, run.data.info)
+  per_example = None if run.model else models.flops_per_example(config.model, run.data.info)
   if per_example:
     per_step = per_example * config.data.batch_size
   else:

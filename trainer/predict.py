@@ -79,10 +79,12 @@ class Predictor:
     self._logits_fn = logits_fn
 
   @classmethod
-  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, max_batch: int = 64):
-    """The run's checkpoint (latest, `step` or `best`) restored onto this process's devices."""
+  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, max_batch: int = 64,
+                   model=None):
+    """The run's checkpoint (latest, `step` or `best`) restored onto this process's devices. `model`: the
+    factory a run trained through the Python API with `model=` needs again."""
     from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top  (imports the models)
-    run = restore.restore(workdir, step=step, best=best)
+    run = restore.restore(workdir, step=step, best=best, model=model)
     predictor = cls(model_logits(run), run.info, load_assets(run.workdir), max_batch=max_batch,
                     divisor=batch_divisor(run))
     predictor.run = run
@@ -146,4 +148,3 @@ def model_logits(run):
   return lambda inputs: jitted(run.state, inputs)
 
 
-TextClassifier = Predictor  # the name launch/predict.py still uses

@@ -23,13 +23,14 @@ class Restored:
   workdir: object
 
 
-def restore(workdir: str, *, step: int | None = None, best: bool = False, devices=None) -> Restored:
-  """The checkpoint at `step` (default the latest; `best`: the best by the run's validation metric)."""
+def restore(workdir: str, *, step: int | None = None, best: bool = False, devices=None, model=None) -> Restored:
+  """The checkpoint at `step` (default the latest; `best`: the best by the run's validation metric).
+  `model`: the factory a run trained through flaxforge.train(model=...) was built with."""
   workdir = workdir_lib.resolve(workdir)
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
   mesh = setup.mesh_for(config, devices)
-  structure, _ = state_lib.structure(config, info, mesh, total_steps=1)
+  structure, _ = state_lib.structure(config, info, mesh, total_steps=1, model=model)
   ckpt = setup.checkpointer(config, workdir, read_only=True)
   if best:
     step = ckpt.best_step()

@@ -24,17 +24,18 @@ class Structure:
   shardings: nnx.State
 
 
-def _init_fn(config, info, total_steps):
+def _init_fn(config, info, total_steps, model_factory):
   def init():
     rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
-    model = models.build(config.model, info, rngs=rngs)
+    model = models.build(config.model, info, rngs=rngs, factory=model_factory)
     return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=nnx.Param)
   return init
 
 
-def structure(config, info, mesh: Mesh, total_steps: int) -> tuple[Structure, callable]:
-  """The state's structure on `mesh`, and a function that creates the state there."""
-  init = _init_fn(config, info, total_steps)
+def structure(config, info, mesh: Mesh, total_steps: int, model=None) -> tuple[Structure, callable]:
+  """The state's structure on `mesh`, and a function that creates the state there. `model`: a factory
+  `(cfg, info, rngs) -> nnx.Module` used instead of `config.model.name` (the Python API's `model=`)."""
+  init = _init_fn(config, info, total_steps, model)
   abstract_model, abstract_opt = nnx.eval_shape(init)
   graphdef, abstract = nnx.split((abstract_model, abstract_opt))
   abstract_model.eval()

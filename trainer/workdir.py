@@ -25,9 +25,12 @@ LEASE = "lease.json"
 DATA_RECORD = "data.json"
 PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
 # Config fields (or sections) a resume may change; anything else defines the run. The learning rate and
-# its schedule define it: Adam's moments and the schedule's position were built for them (README).
+# its schedule define it: Adam's moments and the schedule's position were built for them (README). Early
+# stopping's patience may change (a stopped run given more patience goes on); its metric, mode and
+# min_delta define which checkpoint is best. init_from defines where the run started.
 CHANGEABLE = ("train.num_epochs", "train.num_steps", "train.time_limit_minutes", "train.log_every",
               "train.eval_every_steps", "train.steps_per_call", "train.progress_bar", "train.on_nonfinite",
+              "train.early_stopping.patience",
               "checkpoint.every_steps", "checkpoint.keep", "checkpoint.keep_best", "checkpoint.async_save",
               "data.eval_batch_size", "data.in_memory", "data.on_device", "data.threads", "data.prefetch",
               *PATH_FIELDS, "mesh", "profile", "malloc", "xla_flags")
@@ -88,7 +91,8 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
              if not k.startswith(CHANGEABLE) and k in old and k in new]
   if refused:
     raise UserError(f"{workdir} holds a run with other settings ({'; '.join(refused)}); rerun with the run's "
-                    "values (or without --config, which resumes with them), or train into a new --workdir")
+                    "values (or without --config, which resumes with them), or train into a new --workdir, "
+                    f"starting from this run's parameters: --workdir=NEW --config.train.init_from={workdir}")
   return config, changed
 
 

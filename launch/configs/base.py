@@ -53,6 +53,12 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.label_smoothing = 0.0
   c.train.on_nonfinite = "stop"
   c.train.progress_bar = True
+  c.train.init_from = ""
+  c.train.early_stopping = ml_collections.ConfigDict()
+  c.train.early_stopping.metric = ""
+  c.train.early_stopping.mode = "max"
+  c.train.early_stopping.patience = 3
+  c.train.early_stopping.min_delta = 0.0
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 0

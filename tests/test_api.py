@@ -1,0 +1,79 @@
+"""The Python API (flaxforge.train / evaluate / Predictor): a text run trained, evaluated and predicted
+from Python; a model given as a factory; dict overrides on the default config; a cheap `import flaxforge`."""
+import json
+import subprocess
+import sys
+
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+import csv_run
+import flaxforge
+from flaxforge.core.errors import UserError
+
+
+class MeanEmbedding(nnx.Module):
+  """A user's own model: the mean of the tokens' embeddings, then a linear layer."""
+
+  def __init__(self, vocab_size: int, num_classes: int, *, rngs: nnx.Rngs):
+    self.embed = nnx.Embed(vocab_size, 8, rngs=rngs)
+    self.out = nnx.Linear(8, num_classes, rngs=rngs)
+
+  def __call__(self, ids):  # int32 [B, L] (0 = padding) -> float32 [B, classes]
+    mask = (ids > 0).astype(jnp.float32)[..., None]
+    return self.out((self.embed(ids) * mask).sum(1) / jnp.maximum(mask.sum(1), 1.0))
+
+
+def _factory(cfg, info, rngs):
+  del cfg
+  return MeanEmbedding(info["vocab_size"], info["num_classes"], rngs=rngs)
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("api")
+  return tmp, csv_run.write_topics(tmp / "topics.csv", n=150, topics=("space", "food", "sport"))
+
+
+def test_train_evaluate_predict(topics):
+  tmp, path = topics
+  results = flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
+  evaluated = flaxforge.evaluate(str(tmp / "run"))
+  assert evaluated["step"] == 20
+  assert evaluated["accuracy"] == results["accuracy"] and evaluated["loss"] == results["loss"]
+  predictor = flaxforge.Predictor.from_workdir(str(tmp / "run"))
+  assert sorted(predictor.labels) == ["food", "space", "sport"]
+  assert predictor.predict(["rocket orbit moon launch", "bread cheese soup cake", "goal match team coach"]) == [
+      "space", "food", "sport"]
+  assert predictor.probabilities("rocket orbit").shape == (1, 3)
+
+
+def test_a_model_factory(topics):
+  tmp, path = topics
+  workdir = str(tmp / "factory")
+  results = flaxforge.train(csv_run.config(tmp, path, **{"train.num_steps": 40}), workdir, model=_factory)
+  config = json.loads((tmp / "factory" / "config.json").read_text())
+  assert config["model"]["name"] == "test_api:_factory"
+  with pytest.raises(UserError, match="given to flaxforge.train as a Python function; pass it again"):
+    flaxforge.evaluate(workdir)
+  assert flaxforge.evaluate(workdir, model=_factory)["loss"] == results["loss"]
+  predictor = flaxforge.Predictor.from_workdir(workdir, model=_factory)
+  assert predictor.predict(["rocket orbit moon launch planet star"]) == ["space"]
+
+
+def test_dict_overrides_and_names(tmp_path):
+  flaxforge.train({"train.num_steps": 10, "train.eval_every_steps": 10, "train.progress_bar": False,
+                   "model.hidden": (16,)}, str(tmp_path / "d"))
+  config = json.loads((tmp_path / "d" / "config.json").read_text())
+  assert config["train"]["num_steps"] == 10 and config["model"]["hidden"] == [16]
+  with pytest.raises(UserError, match="unknown config field 'train.num_step'"):
+    flaxforge.train({"train.num_step": 10}, str(tmp_path / "e"))
+  with pytest.raises(UserError, match="shipped configs: .*tiny"):
+    flaxforge.train("tnyi", str(tmp_path / "f"))
+
+
+def test_import_is_cheap():
+  code = "import sys, flaxforge; print(sorted(m for m in ('jax', 'flax', 'flaxforge.trainer') if m in sys.modules))"
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+  assert out.strip() == "[]"
