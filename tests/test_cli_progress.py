@@ -24,7 +24,7 @@ def test_progress_lines_summary_and_profile_trace(tmp_path):
   assert [int(s) for s, _ in progress] == [10, 20, 30, 40], out.stderr
   assert "summary: validation accuracy" in out.stdout and "checkpoints kept: 20, 40" in out.stdout
   assert re.search(r"best [\d.]+ at step (20|40);", out.stdout)
-  assert re.search(r"^work directory .*: assets/ checkpoints/ config.json info.json metrics.jsonl profile/ tensorboard/$",
+  assert re.search(r"^work directory .*: assets/ checkpoints/ config.json data.json info.json metrics.jsonl profile/ tensorboard/$",
                    out.stdout, re.M), out.stdout
   trace = re.search(r"^profiler trace of steps 22-24 in (\S+) ", out.stdout, re.M)
   assert trace and list(__import__("pathlib").Path(trace.group(1)).glob("*.xplane.pb")), out.stdout

@@ -146,5 +146,5 @@ class Progress:
     self.print(f"summary: validation {metric} {final[metric]:.4f} at the last step {final_step}, best "
                f"{best[metric]:.4f} at step {best_step}; checkpoints kept: {', '.join(map(str, checkpoints or [])) or 'none'}")
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in epath.Path(workdir).iterdir()
-                   if not p.name.startswith("."))
+                   if not p.name.startswith(".") and p.name != "lease.json")  # the lease ends with the run
     self.print(f"work directory {workdir}: {' '.join(files)}")
