@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import sys
 
-COMMANDS = ("train", "eval", "predict", "generate", "config")
+COMMANDS = ("train", "eval", "predict", "generate", "export_hf", "config")
 
 
 def _summary(name: str) -> str:

@@ -5,6 +5,7 @@ import importlib
 import flax
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import lora
 
 # Parameters get their shardings from the trainer's jitted init (`out_shardings`), so a model can also be
 # built outside a mesh (tests, notebooks); Flax's eager sharding would demand a mesh at construction.
@@ -23,7 +24,8 @@ def build(cfg, info, *, rngs):
   """`cfg` is `config.model`, `info` the dataset's metadata dict."""
   if cfg.name not in _MODULES:
     raise UserError(f"unknown model {cfg.name!r}; set --config.model.name to one of: {', '.join(_MODULES)}")
-  return importlib.import_module(_MODULES[cfg.name]).from_config(cfg, info, rngs=rngs)
+  model = importlib.import_module(_MODULES[cfg.name]).from_config(cfg, info, rngs=rngs)
+  return lora.apply(model, cfg, rngs=rngs)
 
 
 def flops_per_example(cfg, info) -> float | None:

@@ -9,7 +9,7 @@ from flaxforge.core.errors import UserError
 
 class TextClassifier:
 
-  def __init__(self, run: restore.Restored, encoder: text_lib.TextEncoder, labels: list[str]):
+  def __init__(self, run: restore.Restored, encoder, labels: list[str]):
     self.run, self.encoder, self.labels = run, encoder, labels
     self._predict = steps.make_predict_step(run.structure, run.mesh)
     self._batch = 8 * mesh_lib.batch_divisor(run.mesh)
@@ -18,7 +18,7 @@ class TextClassifier:
   def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False) -> "TextClassifier":
     run = restore.restore(workdir, step=step, best=best)
     try:
-      encoder = text_lib.TextEncoder.from_json(workdir_lib.load_asset(run.workdir, "text_encoder"))
+      encoder = text_lib.encoder_from_json(workdir_lib.load_asset(run.workdir, "text_encoder"))
     except UserError as e:
       raise UserError(f"{workdir} is not a text classifier run (no text encoder stored beside its checkpoints)") from e
     return cls(run, encoder, workdir_lib.load_asset(run.workdir, "labels"))
