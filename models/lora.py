@@ -63,7 +63,10 @@ def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
   adapted = set()
   for path, layer in list(nnx.iter_graph(model)):
     if path and path[-1] in targets and type(layer) in _ADAPTED:
-      _adapt(layer, rank, alpha, rngs)
+      parent = model
+      for key in path[:-1]:
+        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+      setattr(parent, path[-1], _adapt(layer, rank, alpha, rngs))
       adapted.add(path[-1])
   if targets - adapted:
     raise UserError(f"model.lora.targets names no dense layer: {', '.join(sorted(targets - adapted))}; use "
@@ -72,13 +75,17 @@ def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
 
 
 def _adapt(layer, rank, alpha, rngs):
+  """The adapted twin of `layer`: the same attributes (its kernel and bias Params included), in its
+  `_ADAPTED` class, plus the adapters."""
   kernel = layer.kernel[...]
   in_dims = len(layer.axis) if isinstance(layer, nnx.LinearGeneral) else 1
   fan_in, fan_out = math.prod(kernel.shape[:in_dims]), math.prod(kernel.shape[in_dims:])
-  layer.__class__ = _ADAPTED[type(layer)]
-  layer.lora_in_dims, layer.lora_scale = in_dims, alpha / rank
-  layer.lora_a = nnx.LoRAParam(jax.random.normal(rngs.params(), (fan_in, rank), jnp.float32) / math.sqrt(fan_in))
-  layer.lora_b = nnx.LoRAParam(jnp.zeros((rank, fan_out), jnp.float32))
+  twin = object.__new__(_ADAPTED[type(layer)])
+  twin.__dict__.update(layer.__dict__)
+  twin.lora_in_dims, twin.lora_scale = in_dims, alpha / rank
+  twin.lora_a = nnx.LoRAParam(jax.random.normal(rngs.params(), (fan_in, rank), jnp.float32) / math.sqrt(fan_in))
+  twin.lora_b = nnx.LoRAParam(jnp.zeros((rank, fan_out), jnp.float32))
+  return twin
 
 
 def merged(model: nnx.Module) -> nnx.Module:
