@@ -1,6 +1,14 @@
 """Fine-tuning a pretrained encoder as a classifier (finetune_text.py): the body is loaded from the Hugging
 Face directory, the tokenizer is stored with the run, it learns, it resumes exactly, and 1 and 8 devices
 agree."""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
 import jax
 import numpy as np
 import pytest
@@ -8,6 +16,7 @@ from safetensors.numpy import load_file
 
 import csv_run
 import tiny_hf
+from conftest import REPO, checkpoint_arrays
 from flaxforge.data import text
 from flaxforge.trainer import loop, predict, setup, state as state_lib, workdir as workdir_lib
 
@@ -50,21 +59,37 @@ def test_finetune_learns_and_predict_uses_the_stored_tokenizer(tmp_path, bert_di
 
 
 def _losses(workdir):
-  import json  # pylint: disable=import-outside-toplevel
   with open(f"{workdir}/metrics.jsonl") as f:
     return [r["loss"] for r in map(json.loads, f) if r.get("split") == "train"]
 
 
-def test_resume_is_exact_and_one_device_matches_eight(tmp_path, bert_dir, topics):
-  config = tiny_hf.config(tmp_path, bert_dir, topics, **{"checkpoint.every_steps": 10, "mesh.fsdp": 8,
-                                                        "mesh.data": 1})
-  loop.train(config, str(tmp_path / "whole"))
-  half = tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 10, "mesh.fsdp": 8, "mesh.data": 1})
-  loop.train(half, str(tmp_path / "resumed"))
-  loop.train(config, str(tmp_path / "resumed"))
-  from conftest import checkpoint_arrays  # pylint: disable=import-outside-toplevel
-  (step_a, a), (step_b, b) = checkpoint_arrays(tmp_path / "whole"), checkpoint_arrays(tmp_path / "resumed")
-  assert step_a == step_b == 20 and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
-  one = tiny_hf.config(tmp_path, bert_dir, topics, **{"mesh.fsdp": 1, "mesh.data": 1})
-  loop.train(one, str(tmp_path / "one"), devices=jax.devices()[:1])
-  np.testing.assert_allclose(_losses(tmp_path / "one"), _losses(tmp_path / "whole"), rtol=1e-4)
+def _steps(workdir) -> list[int]:
+  d = pathlib.Path(workdir) / "checkpoints"
+  return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
+
+
+def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, bert_dir, topics):
+  run = dict(**{"train.num_steps": 30, "checkpoint.every_steps": 5, "train.log_every": 5})
+  cmd = lambda workdir: [sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}",
+                         *tiny_hf.flags(tmp_path, bert_dir, topics, **run)]
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
+  train = lambda workdir: subprocess.run(cmd(workdir), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  whole = train(tmp_path / "whole")
+  assert whole.returncode == 0, whole.stderr[-3000:]
+  proc = subprocess.Popen(cmd(tmp_path / "killed"), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while max(_steps(tmp_path / "killed") or [0]) < 10:
+    assert proc.poll() is None and time.time() < deadline, "no checkpoint 10 before the run ended"
+    time.sleep(0.01)
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL and max(_steps(tmp_path / "killed")) < 30
+  resumed = train(tmp_path / "killed")
+  assert "resumed from the checkpoint" in resumed.stdout, resumed.stderr[-3000:]
+  (step_a, a), (step_b, b) = checkpoint_arrays(tmp_path / "whole"), checkpoint_arrays(tmp_path / "killed")
+  assert step_a == step_b == 30 and len(a) == len(b)
+  assert all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b))
+  eight = tiny_hf.config(tmp_path, bert_dir, topics, **run, **{"mesh.fsdp": 8, "mesh.data": 1})
+  loop.train(eight, str(tmp_path / "eight"))
+  assert len(_losses(tmp_path / "eight")) == 6
+  np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "whole"), rtol=1e-4)

@@ -32,16 +32,29 @@ def save_bert(path) -> str:
   return str(path)
 
 
+TINY = {"data.batch_size": 16, "data.seq_len": 16, "optimizer.learning_rate": 3e-3, "optimizer.warmup_steps": 2,
+        "train.num_steps": 20, "train.eval_every_steps": 10, "train.log_every": 10, "train.progress_bar": False}
+
+
+def fields(tmp_path, model_dir, csv_path, **overrides) -> dict:
+  """finetune_text.py's overrides for a tiny run (20 steps of batch 16, sequence 16), then `overrides`."""
+  return {"model.pretrained": str(model_dir), "data.path": str(csv_path), "data.data_dir": str(tmp_path / "tfds"),
+          **TINY, **overrides}
+
+
 def config(tmp_path, model_dir, csv_path, **overrides):
-  """finetune_text.py made tiny: 20 steps of batch 16, sequence 16; `overrides` as 'a.b': value."""
+  """finetune_text.py made tiny (`fields`); `overrides` as 'a.b': value."""
   c = finetune_text.get_config()
-  c.model.pretrained, c.data.path, c.data.data_dir = model_dir, str(csv_path), str(tmp_path / "tfds")
-  c.data.batch_size, c.data.seq_len, c.optimizer.learning_rate, c.optimizer.warmup_steps = 16, 16, 3e-3, 2
-  c.train.num_steps, c.train.eval_every_steps, c.train.log_every, c.train.progress_bar = 20, 10, 10, False
-  for field, value in overrides.items():
+  for field, value in fields(tmp_path, model_dir, csv_path, **overrides).items():
     *sections, name = field.split(".")
     target = c
     for s in sections:
       target = target[s]
     target[name] = value
   return c
+
+
+def flags(tmp_path, model_dir, csv_path, **overrides) -> list[str]:
+  """The same run as `config`, as `flaxforge train` flags."""
+  return ["--config=finetune_text", *(f"--config.{k}={v}" for k, v in fields(tmp_path, model_dir, csv_path,
+                                                                              **overrides).items())]
