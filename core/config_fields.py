@@ -78,6 +78,7 @@ FIELDS = {
     "data.text_column": ("column (or JSON field) holding the text", None),
     "data.label_column": ("column holding the label", None),
     "data.split_column": ("column with train/validation/test; '' = hold splits out", None),
+    "data.bad_rows": ("a row with a missing text or label: error, or drop and count it", None),
     "data.num_words": ("vocabulary size: the top-N training words", count(2)),
     "data.seq_len": ("tokens per example (padded or truncated)", count(1)),
     "data.padding": ("pad at the start (pre) or end (post)", None),
