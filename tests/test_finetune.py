@@ -11,24 +11,13 @@ import time
 
 import jax
 import numpy as np
-import pytest
 from safetensors.numpy import load_file
 
-import csv_run
 import tiny_hf
+from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from conftest import REPO, checkpoint_arrays
 from flaxforge.data import text
 from flaxforge.trainer import loop, predict, setup, state as state_lib, workdir as workdir_lib
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-  return tiny_hf.save_bert(tmp_path_factory.mktemp("bert"))
-
-
-@pytest.fixture(scope="module")
-def topics(tmp_path_factory):
-  return csv_run.write_topics(tmp_path_factory.mktemp("csv") / "topics.csv", n=240)
 
 
 def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, topics):

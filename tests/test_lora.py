@@ -1,28 +1,15 @@
 """LoRA (model.lora.rank): a training step changes only the adapters and the new head, the optimizer state
 covers only those, and merging folds the adapters into the kernels without changing the function."""
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 
-import csv_run
 import tiny_hf
-from conftest import checkpoint_arrays
+from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from flaxforge.models import lora
 from flaxforge.trainer import loop, restore, setup, state as state_lib
 
 LORA = {"model.lora.rank": 4, "model.lora.targets": "qkv,out,up", "model.dropout": 0.0}
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-  return tiny_hf.save_bert(tmp_path_factory.mktemp("bert"))
-
-
-@pytest.fixture(scope="module")
-def topics(tmp_path_factory):
-  return csv_run.write_topics(tmp_path_factory.mktemp("csv") / "topics.csv", n=120)
 
 
 def _flat(state):

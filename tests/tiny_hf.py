@@ -4,11 +4,13 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported
 
+import pytest  # pylint: disable=wrong-import-position
 import tokenizers  # pylint: disable=wrong-import-position
 import torch  # pylint: disable=wrong-import-position
 import transformers  # pylint: disable=wrong-import-position
 from tokenizers import models, normalizers, pre_tokenizers, processors  # pylint: disable=wrong-import-position
 
+import csv_run  # pylint: disable=wrong-import-position
 from csv_run import TOPICS  # pylint: disable=wrong-import-position
 from flaxforge.launch.configs import finetune_text  # pylint: disable=wrong-import-position
 
@@ -30,6 +32,18 @@ def save_bert(path) -> str:
   model.save_pretrained(str(path), safe_serialization=True)
   tok.save(os.path.join(str(path), "tokenizer.json"))
   return str(path)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+  """A tiny random BERT directory (`save_bert`)."""
+  return save_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory):
+  """csv_run's two-topic CSV, 240 rows."""
+  return csv_run.write_topics(tmp_path_factory.mktemp("csv") / "topics.csv", n=240)
 
 
 TINY = {"data.batch_size": 16, "data.seq_len": 16, "optimizer.learning_rate": 3e-3, "optimizer.warmup_steps": 2,
