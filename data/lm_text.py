@@ -1,4 +1,5 @@
-"""Byte-level language-model data: a stream of bytes (vocabulary 256) cut into windows of seq_len + 1.
+"""Language-model data: a stream of bytes (vocabulary 256), or with `tokenizer=hf` of a pretrained model's
+token ids (its end-of-text id between documents), cut into windows of seq_len + 1.
 
 Sources: a .txt file (the whole file) or a .jsonl file (one `text` field per line), split by position into
 train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of them held out as
@@ -14,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
-from flaxforge.data import dataset, newsgroups
+from flaxforge.data import dataset, newsgroups, text
 from flaxforge.core.errors import UserError
 
 VOCAB_SIZE = 256
@@ -66,13 +67,14 @@ def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
           "test": test[:test_bytes] if test_bytes else test}
 
 
-def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
+def file_documents(cfg) -> list[bytes]:
+  """The corpus file's documents as UTF-8: a .txt file is one document, a .jsonl file one per line."""
   path = pathlib.Path(paths.expand(cfg.get("path")))
   if not path.is_file():
     raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
   if path.suffix.lower() == ".txt":
-    stream = np.frombuffer(path.read_bytes(), np.uint8)
-  elif path.suffix.lower() in (".jsonl", ".ndjson"):
+    return [path.read_bytes()]
+  if path.suffix.lower() in (".jsonl", ".ndjson"):
     field, docs = cfg.get("text_column", "text"), []
     for line_num, line in enumerate(path.read_bytes().split(b"\n"), 1):
       if line.strip():
@@ -81,9 +83,19 @@ def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
         except (ValueError, KeyError, TypeError, AttributeError):
           raise UserError(f"{path.name} row {line_num}: expected a JSON object with a string field {field!r}; "
                           "pass --config.data.text_column=...") from None
+    return docs
+  raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+
+
+def file_streams(cfg, separator: int, encode=None) -> dict[str, np.ndarray]:
+  """The file's documents joined with `separator` (bytes; or token ids through `encode`, str -> ids),
+  split by position into train | validation | test."""
+  docs = file_documents(cfg)
+  if encode is None:
     stream = join(docs, separator)
   else:
-    raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+    ids = [np.asarray(encode(d.decode("utf-8", errors="replace")), np.int32) for d in docs]
+    stream = np.concatenate([part for doc in ids for part in (doc, [separator])][:-1]).astype(np.int32)
   n = len(stream)
   val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
   streams = {"train": stream[:n - val - test], "validation": stream[n - val - test:n - test],
@@ -94,20 +106,41 @@ def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
   return streams
 
 
+def _pretrained_tokenizer(cfg):
+  """data.tokenizer=hf: the model's own tokenizer (whole documents, no truncation or padding), its stored
+  form, and its separator (the end-of-text / padding id)."""
+  if not cfg.get("path", ""):
+    raise UserError("data.tokenizer=hf reads your corpus; pass --config.data.path=corpus.txt (or .jsonl)")
+  options = text.encoder_options(cfg)
+  encoder = text.PretrainedEncoder.fit((), **options)
+  raw = encoder.tokenizer.tokenizer
+  raw.no_truncation()
+  raw.no_padding()
+  return (lambda t: raw.encode(t).ids), encoder, encoder.pad_id
+
+
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups), text_column ('text', for .jsonl),
   validation_fraction (0.1), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups,
   0 = all for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups)."""
   seq_len, separator = cfg.get("seq_len", 256), cfg.get("separator", 0)
-  streams = file_streams(cfg, separator) if cfg.get("path", "") else newsgroups_streams(cfg, separator)
+  vocab_size, tokenizer = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}
+  if cfg.get("tokenizer", "") == text.PRETRAINED:
+    encode, encoder, separator = _pretrained_tokenizer(cfg)
+    vocab_size, tokenizer = encoder.vocab_size, encoder.to_json()
+    streams = file_streams(cfg, separator, encode)
+  elif cfg.get("path", ""):
+    streams = file_streams(cfg, separator)
+  else:
+    streams = newsgroups_streams(cfg, separator)
   splits = {name: Windows(stream, seq_len) for name, stream in streams.items()}
   for name, windows in splits.items():
     if not len(windows):
       raise UserError(f"the {name} split has {len(streams[name])} bytes, less than one window of "
                       f"seq_len + 1 = {seq_len + 1}; use more text or lower --config.data.seq_len")
-  tokenizer = {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}
   return dataset.Dataset(
       splits=splits,
-      info={"task": "lm", "vocab_size": VOCAB_SIZE, "seq_len": seq_len, "bytes_per_token": 1.0},
+      info={"task": "lm", "vocab_size": vocab_size, "seq_len": seq_len,
+            **({"bytes_per_token": 1.0} if tokenizer["type"] == "bytes" else {})},
       assets={"tokenizer": tokenizer},
   )

@@ -13,10 +13,12 @@ import jax
 import numpy as np
 from safetensors.numpy import load_file
 
+import csv_run
 import tiny_hf
 from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from conftest import REPO, checkpoint_arrays
 from flaxforge.data import text
+from flaxforge.launch.configs import finetune_lm
 from flaxforge.trainer import loop, predict, setup, state as state_lib, workdir as workdir_lib
 
 
@@ -82,3 +84,21 @@ def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, 
   loop.train(eight, str(tmp_path / "eight"))
   assert len(_losses(tmp_path / "eight")) == 6
   np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "whole"), rtol=1e-4)
+
+
+def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
+  lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] * 40
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("\n".join(lines))
+  gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", lines)
+  config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{
+      "data.batch_size": 8, "optimizer.learning_rate": 1e-2, "train.num_steps": 30, "train.log_every": 5,
+      "train.eval_every_steps": 30, "checkpoint.best_metric": "loss"})
+  data = setup.load_data(config)
+  assert data.info["vocab_size"] == 300 and data.assets["tokenizer"]["type"] == "hf_tokenizer"
+  state = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=10)[1]()
+  embedding = np.asarray(state[0]["transformer"]["embed"]["embedding"][...])[:300]
+  np.testing.assert_array_equal(embedding, load_file(f"{gpt2_dir}/model.safetensors")["transformer.wte.weight"])
+  loop.train(config, str(tmp_path / "lm"))
+  losses = _losses(tmp_path / "lm")
+  assert losses[-1] < 0.5 * losses[0], losses  # a repetitive corpus: the pretrained (random) model learns it

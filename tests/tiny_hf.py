@@ -56,9 +56,25 @@ def fields(tmp_path, model_dir, csv_path, **overrides) -> dict:
           **TINY, **overrides}
 
 
-def config(tmp_path, model_dir, csv_path, **overrides):
-  """finetune_text.py made tiny (`fields`); `overrides` as 'a.b': value."""
-  c = finetune_text.get_config()
+def save_gpt2(path, texts) -> str:
+  """A random 2-layer, 32-wide GPT-2 and a byte-level BPE tokenizer.json trained on `texts`, in `path`."""
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = tokenizers.decoders.ByteLevel()
+  tok.train_from_iterator(texts, tokenizers.trainers.BpeTrainer(
+      vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  torch.manual_seed(0)
+  model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+      vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0,
+      eos_token_id=0))
+  model.save_pretrained(str(path), safe_serialization=True)
+  tok.save(os.path.join(str(path), "tokenizer.json"))
+  return str(path)
+
+
+def config(tmp_path, model_dir, csv_path, base=finetune_text, **overrides):
+  """finetune_text.py (or `base`) made tiny (`fields`); `overrides` as 'a.b': value."""
+  c = base.get_config()
   for field, value in fields(tmp_path, model_dir, csv_path, **overrides).items():
     *sections, name = field.split(".")
     target = c
