@@ -102,3 +102,11 @@ def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   loop.train(config, str(tmp_path / "lm"))
   losses = _losses(tmp_path / "lm")
   assert losses[-1] < 0.5 * losses[0], losses  # a repetitive corpus: the pretrained (random) model learns it
+
+
+def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
+  lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] + ["the a of and to in is it"]
+  gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", lines * 10)
+  config = tiny_hf.config(tmp_path, gpt2_dir, topics, **{"model.name": "gpt", "train.num_steps": 40})
+  metrics = loop.train(config, str(tmp_path / "run"))
+  assert metrics["accuracy"] >= 0.9, metrics
