@@ -1,5 +1,6 @@
 """Language-model data: a stream of bytes (vocabulary 256), or with `tokenizer=hf` of a pretrained model's
-token ids (its end-of-text id between documents), cut into windows of seq_len + 1.
+token ids (its end-of-text id between documents), cut into windows of seq_len + 1; or, from a .jsonl of
+{"prompt", "completion"} rows, one example per row whose loss mask covers the completion only.
 
 Sources: a .txt file (the whole file) or a .jsonl file (one `text` field per line), split by position into
 train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of them held out as
@@ -15,7 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
-from flaxforge.data import dataset, newsgroups, text
+from flaxforge.data import dataset, newsgroups, synthetic, text
 from flaxforge.core.errors import UserError
 
 VOCAB_SIZE = 256
@@ -106,6 +107,31 @@ def file_streams(cfg, separator: int, encode=None) -> dict[str, np.ndarray]:
   return streams
 
 
+def sft_examples(cfg, encode, pad_id: int, seq_len: int) -> dict[str, "synthetic.ArraySource"] | None:
+  """Supervised fine-tuning rows, when the corpus is a .jsonl of {"prompt", "completion"} objects (else
+  None): prompt + completion + end-of-text, truncated and right-padded to seq_len + 1 tokens; `loss_mask`
+  [seq_len] is 1 where the label is a completion token (the end-of-text included), 0 on the prompt and
+  padding. Rows split by position into train | validation | test."""
+  path = pathlib.Path(paths.expand(cfg.get("path")))
+  if path.suffix.lower() not in (".jsonl", ".ndjson"):
+    return None
+  rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+  if not rows or not all(isinstance(r, dict) and "prompt" in r and "completion" in r for r in rows):
+    return None
+  ids = np.full((len(rows), seq_len + 1), pad_id, np.int32)
+  loss_mask = np.zeros((len(rows), seq_len), np.float32)
+  for i, row in enumerate(rows):
+    prompt, completion = list(encode(row["prompt"])), list(encode(row["completion"])) + [pad_id]
+    tokens = (prompt + completion)[:seq_len + 1]
+    ids[i, :len(tokens)] = tokens
+    loss_mask[i, max(len(prompt) - 1, 0):len(tokens) - 1] = 1.0
+  n = len(rows)
+  val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
+  bounds = {"train": (0, n - val - test), "validation": (n - val - test, n - test), "test": (n - test, n)}
+  return {name: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
+          for name, (a, b) in bounds.items()}
+
+
 def _pretrained_tokenizer(cfg):
   """data.tokenizer=hf: the model's own tokenizer (whole documents, no truncation or padding), its stored
   form, and its separator (the end-of-text / padding id)."""
@@ -124,19 +150,20 @@ def load(cfg) -> dataset.Dataset:
   validation_fraction (0.1), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups,
   0 = all for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups)."""
   seq_len, separator = cfg.get("seq_len", 256), cfg.get("separator", 0)
-  vocab_size, tokenizer = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}
+  vocab_size, tokenizer, splits = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}, None
   if cfg.get("tokenizer", "") == text.PRETRAINED:
     encode, encoder, separator = _pretrained_tokenizer(cfg)
     vocab_size, tokenizer = encoder.vocab_size, encoder.to_json()
-    streams = file_streams(cfg, separator, encode)
+    splits = sft_examples(cfg, encode, separator, seq_len)
+    streams = file_streams(cfg, separator, encode) if splits is None else {}
   elif cfg.get("path", ""):
     streams = file_streams(cfg, separator)
   else:
     streams = newsgroups_streams(cfg, separator)
-  splits = {name: Windows(stream, seq_len) for name, stream in streams.items()}
-  for name, windows in splits.items():
-    if not len(windows):
-      raise UserError(f"the {name} split has {len(streams[name])} bytes, less than one window of "
+  splits = splits or {name: Windows(stream, seq_len) for name, stream in streams.items()}
+  for name, examples in splits.items():
+    if not len(examples):
+      raise UserError(f"the {name} split has {len(streams.get(name, ()))} tokens, less than one window of "
                       f"seq_len + 1 = {seq_len + 1}; use more text or lower --config.data.seq_len")
   return dataset.Dataset(
       splits=splits,

@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import tokenizers
 from safetensors.numpy import load_file
 
 import csv_run
@@ -110,3 +111,25 @@ def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
   config = tiny_hf.config(tmp_path, gpt2_dir, topics, **{"model.name": "gpt", "train.num_steps": 40})
   metrics = loop.train(config, str(tmp_path / "run"))
   assert metrics["accuracy"] >= 0.9, metrics
+
+
+def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path):
+  topics = list(csv_run.TOPICS)
+  rows = [{"prompt": f"topic {t} words", "completion": " " + csv_run.TOPICS[t]} for t in topics] * 30
+  corpus = tmp_path / "sft.jsonl"
+  corpus.write_text("\n".join(json.dumps(r) for r in rows))
+  gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", [r["prompt"] + r["completion"] for r in rows])
+  config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{
+      "data.batch_size": 8, "data.seq_len": 32, "optimizer.learning_rate": 1e-2, "train.num_steps": 30,
+      "train.log_every": 5, "train.eval_every_steps": 30, "checkpoint.best_metric": "loss"})
+  data = setup.load_data(config)
+  row = data.rows["train"].take(np.arange(1))
+  encode = tokenizers.Tokenizer.from_file(f"{gpt2_dir}/tokenizer.json").encode
+  prompt, completion = encode(rows[0]["prompt"]).ids, encode(rows[0]["completion"]).ids
+  mask = row["loss_mask"][0]
+  assert mask.sum() == len(completion) + 1  # the completion and its end-of-text
+  assert not mask[:len(prompt) - 1].any() and mask[len(prompt) - 1:len(prompt) + len(completion)].all()
+  np.testing.assert_array_equal(row["label"][0][mask > 0], completion + [0])
+  loop.train(config, str(tmp_path / "sft"))
+  losses = _losses(tmp_path / "sft")
+  assert losses[-1] < 0.5 * losses[0], losses
