@@ -19,6 +19,7 @@ import tiny_hf
 from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from conftest import REPO, checkpoint_arrays
 from flaxforge.data import text
+from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.launch.configs import finetune_lm
 from flaxforge.trainer import loop, predict, setup, state as state_lib, workdir as workdir_lib
 
@@ -34,6 +35,19 @@ def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, 
                    and "type" not in str(k[1]))
   np.testing.assert_array_equal(np.asarray(embedding)[:len(weights)], weights)
   assert data.info["pad_id"] == 0 and data.info["seq_len"] == 16
+
+
+def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
+  config = tiny_hf.config(tmp_path, minilm, topics, **{"data.seq_len": 32})
+  data = setup.load_data(config)
+  texts = ["Rocket launches to orbit", "bread and cheese"]
+  want, _ = HFTokenizer(minilm, 32).encode(texts)
+  np.testing.assert_array_equal(text.encoder_from_json(data.assets["text_encoder"]).encode(texts), want)
+  state = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=10)[1]()
+  weights = load_file(f"{minilm}/model.safetensors")
+  name = next(k for k in weights if k.endswith("encoder.layer.5.output.dense.bias"))
+  np.testing.assert_array_equal(np.asarray(state[0]["transformer"]["blocks"][5]["mlp"]["down"]["bias"][...]),
+                                weights[name])
 
 
 def test_finetune_learns_and_predict_uses_the_stored_tokenizer(tmp_path, bert_dir, topics):
