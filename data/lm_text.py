@@ -137,12 +137,24 @@ def _pretrained_tokenizer(cfg):
   form, and its separator (the end-of-text / padding id)."""
   if not cfg.get("path", ""):
     raise UserError("data.tokenizer=hf reads your corpus; pass --config.data.path=corpus.txt (or .jsonl)")
-  options = text.encoder_options(cfg)
-  encoder = text.PretrainedEncoder.fit((), **options)
-  raw = encoder.tokenizer.tokenizer
-  raw.no_truncation()
-  raw.no_padding()
-  return (lambda t: raw.encode(t).ids), encoder, encoder.pad_id
+  encoder = text.PretrainedEncoder.fit((), **text.encoder_options(cfg))
+  encode, _, separator = codec(encoder.to_json())
+  return encode, encoder, separator
+
+
+def codec(tokenizer: dict):
+  """A run's stored `tokenizer` asset as (encode: str -> list of ids, decode: ids -> str, the separator id
+  that starts an empty prompt). Raises UserError for a type it does not know."""
+  if tokenizer.get("type") == "bytes":
+    return (lambda t: list(t.encode("utf-8")), lambda ids: bytes(int(i) for i in ids).decode("utf-8", "replace"),
+            tokenizer.get("separator", 0))
+  if tokenizer.get("type") == "hf_tokenizer":
+    encoder = text.encoder_from_json(tokenizer)
+    raw = encoder.tokenizer.tokenizer
+    raw.no_truncation()
+    raw.no_padding()
+    return (lambda t: raw.encode(t).ids, lambda ids: raw.decode([int(i) for i in ids]), encoder.pad_id)
+  raise UserError(f"tokenizer {tokenizer.get('type')!r} is not supported for generation")
 
 
 def load(cfg) -> dataset.Dataset:

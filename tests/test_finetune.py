@@ -117,6 +117,12 @@ def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   loop.train(config, str(tmp_path / "lm"))
   losses = _losses(tmp_path / "lm")
   assert losses[-1] < 0.5 * losses[0], losses  # a repetitive corpus: the pretrained (random) model learns it
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  out = subprocess.run([sys.executable, "-m", "flaxforge.launch.generate", f"--workdir={tmp_path / 'lm'}",
+                        "--prompt=rocket", "--max_new_tokens=8", "--temperature=0"], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0 and out.stdout.startswith("rocket") and len(out.stdout.rstrip("\n")) > len("rocket"), \
+      out.stderr[-2000:]
 
 
 def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
