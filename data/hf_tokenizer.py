@@ -39,10 +39,10 @@ class HFTokenizer:
   Raises UserError when the file is missing or unreadable.
   """
 
-  def __init__(self, path, seq_len: int | None = None):
+  def __init__(self, path, seq_len: int | None = None, *, tokenizer: tokenizers.Tokenizer | None = None):
     file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
     try:
-      self.tokenizer = tokenizers.Tokenizer.from_file(file)
+      self.tokenizer = tokenizer or tokenizers.Tokenizer.from_file(file)
     except Exception as e:  # tokenizers raises a bare Exception for a missing or malformed file
       raise UserError(f"cannot read the tokenizer {file} ({e}); point at a Hugging Face tokenizer.json "
                       "or the model directory that holds one") from None
@@ -74,6 +74,15 @@ class HFTokenizer:
   def decode(self, ids) -> list[str]:
     """int [B, T] -> B texts, special tokens and padding left out."""
     return self.tokenizer.decode_batch([list(map(int, row)) for row in np.asarray(ids)], skip_special_tokens=True)
+
+  def to_json(self) -> dict:
+    """The tokenizer (vocabulary, rules, truncation and padding) as tokenizer.json's JSON object."""
+    return json.loads(self.tokenizer.to_str())
+
+  @classmethod
+  def from_json(cls, d: dict) -> "HFTokenizer":
+    """Encodes exactly as the tokenizer that `to_json` wrote."""
+    return cls("", tokenizer=tokenizers.Tokenizer.from_str(json.dumps(d)))
 
   def save(self, directory) -> str:
     """Writes directory/tokenizer.json (the vocabulary, rules, truncation and padding) and returns its path."""

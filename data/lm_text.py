@@ -1,4 +1,6 @@
-"""Byte-level language-model data: a stream of bytes (vocabulary 256) cut into windows of seq_len + 1.
+"""Language-model data: a stream of bytes (vocabulary 256), or with `tokenizer=hf` of a pretrained model's
+token ids (its end-of-text id between documents), cut into windows of seq_len + 1; or, from a .jsonl of
+{"prompt", "completion"} rows, one example per row whose loss mask covers the completion only.
 
 Sources: a .txt file (the whole file) or a .jsonl file (one `text` field per line), split by position into
 train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of them held out as
@@ -14,7 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
-from flaxforge.data import dataset, newsgroups
+from flaxforge.data import dataset, newsgroups, synthetic, text
 from flaxforge.core.errors import UserError
 
 VOCAB_SIZE = 256
@@ -66,13 +68,14 @@ def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
           "test": test[:test_bytes] if test_bytes else test}
 
 
-def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
+def file_documents(cfg) -> list[bytes]:
+  """The corpus file's documents as UTF-8: a .txt file is one document, a .jsonl file one per line."""
   path = pathlib.Path(paths.expand(cfg.get("path")))
   if not path.is_file():
     raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
   if path.suffix.lower() == ".txt":
-    stream = np.frombuffer(path.read_bytes(), np.uint8)
-  elif path.suffix.lower() in (".jsonl", ".ndjson"):
+    return [path.read_bytes()]
+  if path.suffix.lower() in (".jsonl", ".ndjson"):
     field, docs = cfg.get("text_column", "text"), []
     for line_num, line in enumerate(path.read_bytes().split(b"\n"), 1):
       if line.strip():
@@ -81,9 +84,19 @@ def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
         except (ValueError, KeyError, TypeError, AttributeError):
           raise UserError(f"{path.name} row {line_num}: expected a JSON object with a string field {field!r}; "
                           "pass --config.data.text_column=...") from None
+    return docs
+  raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+
+
+def file_streams(cfg, separator: int, encode=None) -> dict[str, np.ndarray]:
+  """The file's documents joined with `separator` (bytes; or token ids through `encode`, str -> ids),
+  split by position into train | validation | test."""
+  docs = file_documents(cfg)
+  if encode is None:
     stream = join(docs, separator)
   else:
-    raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+    ids = [np.asarray(encode(d.decode("utf-8", errors="replace")), np.int32) for d in docs]
+    stream = np.concatenate([part for doc in ids for part in (doc, [separator])][:-1]).astype(np.int32)
   n = len(stream)
   val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
   streams = {"train": stream[:n - val - test], "validation": stream[n - val - test:n - test],
@@ -94,20 +107,79 @@ def file_streams(cfg, separator: int) -> dict[str, np.ndarray]:
   return streams
 
 
+def sft_examples(cfg, encode, pad_id: int, seq_len: int) -> dict[str, "synthetic.ArraySource"] | None:
+  """Supervised fine-tuning rows, when the corpus is a .jsonl of {"prompt", "completion"} objects (else
+  None): prompt + completion + end-of-text, truncated and right-padded to seq_len + 1 tokens; `loss_mask`
+  [seq_len] is 1 where the label is a completion token (the end-of-text included), 0 on the prompt and
+  padding. Rows split by position into train | validation | test."""
+  path = pathlib.Path(paths.expand(cfg.get("path")))
+  if path.suffix.lower() not in (".jsonl", ".ndjson"):
+    return None
+  rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+  if not rows or not all(isinstance(r, dict) and "prompt" in r and "completion" in r for r in rows):
+    return None
+  ids = np.full((len(rows), seq_len + 1), pad_id, np.int32)
+  loss_mask = np.zeros((len(rows), seq_len), np.float32)
+  for i, row in enumerate(rows):
+    prompt, completion = list(encode(row["prompt"])), list(encode(row["completion"])) + [pad_id]
+    tokens = (prompt + completion)[:seq_len + 1]
+    ids[i, :len(tokens)] = tokens
+    loss_mask[i, max(len(prompt) - 1, 0):len(tokens) - 1] = 1.0
+  n = len(rows)
+  val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
+  bounds = {"train": (0, n - val - test), "validation": (n - val - test, n - test), "test": (n - test, n)}
+  return {name: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
+          for name, (a, b) in bounds.items()}
+
+
+def _pretrained_tokenizer(cfg):
+  """data.tokenizer=hf: the model's own tokenizer (whole documents, no truncation or padding), its stored
+  form, and its separator (the end-of-text / padding id)."""
+  if not cfg.get("path", ""):
+    raise UserError("data.tokenizer=hf reads your corpus; pass --config.data.path=corpus.txt (or .jsonl)")
+  encoder = text.PretrainedEncoder.fit((), **text.encoder_options(cfg))
+  encode, _, separator = codec(encoder.to_json())
+  return encode, encoder, separator
+
+
+def codec(tokenizer: dict):
+  """A run's stored `tokenizer` asset as (encode: str -> list of ids, decode: ids -> str, the separator id
+  that starts an empty prompt). Raises UserError for a type it does not know."""
+  if tokenizer.get("type") == "bytes":
+    return (lambda t: list(t.encode("utf-8")), lambda ids: bytes(int(i) for i in ids).decode("utf-8", "replace"),
+            tokenizer.get("separator", 0))
+  if tokenizer.get("type") == "hf_tokenizer":
+    encoder = text.encoder_from_json(tokenizer)
+    raw = encoder.tokenizer.tokenizer
+    raw.no_truncation()
+    raw.no_padding()
+    return (lambda t: raw.encode(t).ids, lambda ids: raw.decode([int(i) for i in ids]), encoder.pad_id)
+  raise UserError(f"tokenizer {tokenizer.get('type')!r} is not supported for generation")
+
+
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups), text_column ('text', for .jsonl),
   validation_fraction (0.1), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups,
   0 = all for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups)."""
   seq_len, separator = cfg.get("seq_len", 256), cfg.get("separator", 0)
-  streams = file_streams(cfg, separator) if cfg.get("path", "") else newsgroups_streams(cfg, separator)
-  splits = {name: Windows(stream, seq_len) for name, stream in streams.items()}
-  for name, windows in splits.items():
-    if not len(windows):
-      raise UserError(f"the {name} split has {len(streams[name])} bytes, less than one window of "
+  vocab_size, tokenizer, splits = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}, None
+  if cfg.get("tokenizer", "") == text.PRETRAINED:
+    encode, encoder, separator = _pretrained_tokenizer(cfg)
+    vocab_size, tokenizer = encoder.vocab_size, encoder.to_json()
+    splits = sft_examples(cfg, encode, separator, seq_len)
+    streams = file_streams(cfg, separator, encode) if splits is None else {}
+  elif cfg.get("path", ""):
+    streams = file_streams(cfg, separator)
+  else:
+    streams = newsgroups_streams(cfg, separator)
+  splits = splits or {name: Windows(stream, seq_len) for name, stream in streams.items()}
+  for name, examples in splits.items():
+    if not len(examples):
+      raise UserError(f"the {name} split has {len(streams.get(name, ()))} tokens, less than one window of "
                       f"seq_len + 1 = {seq_len + 1}; use more text or lower --config.data.seq_len")
-  tokenizer = {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}
   return dataset.Dataset(
       splits=splits,
-      info={"task": "lm", "vocab_size": VOCAB_SIZE, "seq_len": seq_len, "bytes_per_token": 1.0},
+      info={"task": "lm", "vocab_size": vocab_size, "seq_len": seq_len,
+            **({"bytes_per_token": 1.0} if tokenizer["type"] == "bytes" else {})},
       assets={"tokenizer": tokenizer},
   )

@@ -117,7 +117,7 @@ class OptionsConfig(tfds.core.BuilderConfig):
 
 def builder_config(options: dict, prefix: str = "", source: str = "") -> OptionsConfig:
   digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
-  name = f"{prefix}w{options['num_words']}_l{options['seq_len']}_{digest}"
+  name = f"{prefix}w{options.get('num_words', 0)}_l{options['seq_len']}_{digest}"
   return OptionsConfig(name=name, description=json.dumps(options, sort_keys=True), options=options, source=source)
 
 
@@ -146,7 +146,7 @@ class TwentyNewsgroups(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     archive = fetch_archive(dl_manager)
     train, test = list(documents(archive, "train")), list(documents(archive, "test"))
     validation_idx, train_idx = text.holdout(np.array([y for _, y in train]), [fraction], seed)
-    encoder = text.TextEncoder.fit((train[i][0] for i in train_idx), **options)
+    encoder = text.fit_encoder((train[i][0] for i in train_idx), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = list(GROUPS)
     warning = text.vocabulary_warning(
@@ -169,14 +169,15 @@ def options(cfg) -> dict:
 
 def from_builder(builder, split_names=SPLITS) -> dataset.Dataset:
   """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names)."""
-  encoder = text.TextEncoder.from_json(builder.info.metadata["text_encoder"])
+  encoder = text.encoder_from_json(builder.info.metadata["text_encoder"])
   names = list(builder.info.metadata["label_names"])
   if builder.info.metadata.get("warning"):
     print(f"warning: {builder.info.metadata['warning']}", file=sys.stderr)
   return dataset.Dataset(
       splits=dataset.sources(builder, split_names),
       info={"task": "classification", "num_classes": len(names), "label_names": names,
-            "vocab_size": encoder.vocab_size, "seq_len": encoder.seq_len},
+            "vocab_size": encoder.vocab_size, "seq_len": encoder.seq_len,
+            **({"pad_id": encoder.pad_id} if isinstance(encoder, text.PretrainedEncoder) else {})},
       assets={"text_encoder": encoder.to_json(), "labels": names},
       prepared_dir=str(builder.data_dir),
   )

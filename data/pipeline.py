@@ -92,7 +92,8 @@ class _BatchAt:
     with self._lock:
       orders = self._orders(first, last)
     batch = self.rows.take(rows_at(positions, n, orders, first))
-    batch["mask"] = valid.astype(np.float32)
+    loss_mask = batch.pop("loss_mask", None)  # per token (supervised fine-tuning): pads stay 0
+    batch["mask"] = valid.astype(np.float32) if loss_mask is None else loss_mask * valid[:, None]
     return self.transform(batch) if self.transform else batch
 
 

@@ -7,17 +7,22 @@ names <-> ids, and a seeded stratified hold-out split.
 """
 import collections
 import dataclasses
+import os
 import re
 from typing import Iterable, Sequence
 
 import numpy as np
 
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
+from flaxforge.data import records
+from flaxforge.data.hf_tokenizer import HFTokenizer
 
 KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 REMOVABLE = ("headers", "footers", "quotes")
 PADDING_SIDES = ("pre", "post")
 TOKENIZERS = ("word", "char")  # char: Unicode characters (for text without spaces), plus 2..char_ngrams-grams
+PRETRAINED = "hf"  # data.tokenizer: a pretrained model's own tokenizer.json (data.tokenizer_path)
 
 # scikit-learn's sklearn/datasets/_twenty_newsgroups.py, ported line for line.
 _QUOTE_RE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
@@ -114,8 +119,7 @@ class TextEncoder:
 
   def tokens(self, text: str) -> list[str]:
     """Keras' `text_to_word_sequence`: lower-case, filter characters to spaces, split on single spaces."""
-    for part in self.remove:
-      text = _STRIPPERS[part](text)
+    text = strip(text, self.remove)
     if self.lowercase:
       text = text.lower()
     if self.tokenizer == "char":  # each character followed by the n-grams it starts
@@ -161,6 +165,49 @@ class TextEncoder:
     return cls(**d)
 
 
+def strip(text: str, remove: Sequence[str]) -> str:
+  for part in remove:
+    text = _STRIPPERS[part](text)
+  return text
+
+
+@dataclasses.dataclass
+class PretrainedEncoder:
+  """A pretrained model's own tokenizer (`data.tokenizer=hf`), after the `remove` stripping: texts -> ids
+  int32 [N, seq_len], truncated and padded on the right with `pad_id` (the attention mask is ids != pad_id).
+  Its JSON holds the whole tokenizer.json, so eval and predict encode exactly as training did."""
+  tokenizer: HFTokenizer
+  remove: tuple[str, ...] = ()
+
+  @classmethod
+  def fit(cls, texts, *, tokenizer_path: str, seq_len: int, remove=(), **_) -> "PretrainedEncoder":
+    return cls(HFTokenizer(tokenizer_path, seq_len), parse_remove(remove))
+
+  seq_len = property(lambda self: self.tokenizer.seq_len)
+  vocab_size = property(lambda self: self.tokenizer.vocab_size)
+  pad_id = property(lambda self: self.tokenizer.pad_id)
+
+  def encode(self, texts: Sequence[str]) -> np.ndarray:
+    return self.tokenizer.encode([strip(t, self.remove) for t in texts])[0]
+
+  def to_json(self) -> dict:
+    return {"type": "hf_tokenizer", "remove": list(self.remove), "tokenizer": self.tokenizer.to_json()}
+
+
+def encoder_from_json(d: dict):
+  """A `TextEncoder` or `PretrainedEncoder` from its `to_json()`."""
+  if d.get("type") == "hf_tokenizer":
+    return PretrainedEncoder(HFTokenizer.from_json(d["tokenizer"]), tuple(d["remove"]))
+  return TextEncoder.from_json(d)
+
+
+def fit_encoder(texts: Iterable[str], options: dict):
+  """The encoder that `options` (`encoder_options`) ask for: a word/char vocabulary fitted on `texts`, or a
+  pretrained tokenizer (which ignores them)."""
+  kind = PretrainedEncoder if options.get("tokenizer") == PRETRAINED else TextEncoder
+  return kind.fit(texts, **options)
+
+
 @dataclasses.dataclass(frozen=True)
 class LabelEncoder:
   """Label names <-> class ids; ids are positions in `names`."""
@@ -186,7 +233,16 @@ class LabelEncoder:
 
 def encoder_options(cfg) -> dict:
   """The `TextEncoder` options in `config.data` (a ConfigDict or dict), with the encoder's defaults.
-  The tokenizer fields appear only when not the default, so copies prepared before they existed stay valid."""
+  The tokenizer fields appear only when not the default, so copies prepared before they existed stay valid.
+  With tokenizer='hf': the tokenizer file's path and SHA-256, seq_len and remove only."""
+  if cfg.get("tokenizer", "word") == PRETRAINED:
+    path = paths.expand(cfg.get("tokenizer_path", "") or "")
+    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+    if not os.path.isfile(file):
+      raise UserError(f"data.tokenizer=hf needs a tokenizer.json: {path or 'no path'} has none; pass "
+                      "--config.model.pretrained=HF_MODEL_DIR (or --config.data.tokenizer_path=FILE)")
+    return {"tokenizer": PRETRAINED, "tokenizer_path": file, "tokenizer_sha256": records.file_sha256(file),
+            "seq_len": int(cfg.get("seq_len")), "remove": list(parse_remove(cfg.get("remove", "")))}
   options = {f.name: cfg.get(f.name, f.default) for f in dataclasses.fields(TextEncoder) if f.name != "vocab"}
   options["remove"] = list(parse_remove(options["remove"]))
   if options["tokenizer"] == "word" and options["char_ngrams"] == 1:
@@ -196,7 +252,10 @@ def encoder_options(cfg) -> dict:
 
 def vocabulary_warning(encoder: TextEncoder, train: Sequence[str], validation: Sequence[str]) -> str:
   """One line when the vocabulary cannot work: most training texts are a single token (text written
-  without spaces), or most validation tokens are outside the vocabulary; "" otherwise."""
+  without spaces), or most validation tokens are outside the vocabulary; "" otherwise (and for a
+  pretrained tokenizer)."""
+  if not isinstance(encoder, TextEncoder):
+    return ""
   fix = ("for text without spaces between words (Chinese, Japanese, Thai) pass --config.data.tokenizer=char"
          if encoder.tokenizer == "word" else "raise --config.data.num_words")
   single = np.mean([len(encoder.tokens(t)) <= 1 for t in train]) if len(train) else 0.0

@@ -176,7 +176,7 @@ class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
       if not len(idx):
         raise UserError(f"{pathlib.Path(path).name}: the {name} split is empty ({len(texts)} rows); add rows or "
                         f"raise --config.data.{name}_fraction")
-    encoder = text.TextEncoder.fit((texts[i] for i in parts["train"]), **options)
+    encoder = text.fit_encoder((texts[i] for i in parts["train"]), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = labeler.to_json()
     self.info.metadata["dropped_rows"] = dropped

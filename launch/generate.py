@@ -34,6 +34,7 @@ def main(argv):
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from flax import nnx  # pylint: disable=g-import-not-at-top
+  from flaxforge.data import lm_text  # pylint: disable=g-import-not-at-top
   from flaxforge.models import gpt  # pylint: disable=g-import-not-at-top
   from flaxforge.trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
 
@@ -41,20 +42,19 @@ def main(argv):
   if run.config.model.name != "gpt":
     raise common.UserError(f"{workdir} holds a {run.config.model.name!r} model; generation needs a gpt run")
   tokenizer = workdir_lib.load_asset(run.workdir, "tokenizer")
-  if tokenizer.get("type") != "bytes":
-    raise common.UserError(f"tokenizer {tokenizer.get('type')!r} is not supported by flaxforge.launch.generate")
-  prompt = PROMPT.value.encode("utf-8") or bytes([tokenizer.get("separator", 0)])
+  encode, decode, separator = lm_text.codec(tokenizer)
+  prompt = encode(PROMPT.value) or [separator]
   model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
   context = model.arch.max_len  # positions it was trained on; it does not slide a window past them
   if len(prompt) + MAX_NEW.value > context:
-    raise common.UserError(f"the prompt ({len(prompt)} bytes) plus --max_new_tokens={MAX_NEW.value} exceed the model's "
+    raise common.UserError(f"the prompt ({len(prompt)} {'bytes' if tokenizer['type'] == 'bytes' else 'tokens'}) plus --max_new_tokens={MAX_NEW.value} exceed the model's "
                            f"context of {context} tokens; use --max_new_tokens={max(context - len(prompt), 0)} or less "
                            "(or a shorter prompt)")
-  ids = np.tile(np.frombuffer(prompt, np.uint8).astype(np.int32), (NUM.value, 1))
+  ids = np.tile(np.asarray(prompt, np.int32), (NUM.value, 1))
   out = gpt.generate(model, ids, MAX_NEW.value, temperature=TEMPERATURE.value, top_k=TOP_K.value,
                      rng=jax.random.key(SEED.value))
   for row in np.asarray(out):
-    sys.stdout.write(bytes(int(t) for t in row).decode("utf-8", errors="replace") + "\n\n")
+    sys.stdout.write(decode(row) + "\n\n")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import flax
 
 from flaxforge.core import imports
 from flaxforge.core.errors import UserError
+from flaxforge.models import lora
 
 # Parameters get their shardings from the trainer's jitted init (`out_shardings`), so a model can also be
 # built outside a mesh (tests, notebooks); Flax's eager sharding would demand a mesh at construction.
@@ -31,9 +32,8 @@ def module(cfg):
 def build(cfg, info, *, rngs, factory=None):
   """`cfg` is `config.model`, `info` the dataset's metadata dict. `factory(cfg, info, rngs=rngs)`, when
   given (the Python API's `model=`), builds the model instead of `cfg.name`."""
-  if factory is not None:
-    return factory(cfg, info, rngs=rngs)
-  return module(cfg).from_config(cfg, info, rngs=rngs)
+  model = factory(cfg, info, rngs=rngs) if factory is not None else module(cfg).from_config(cfg, info, rngs=rngs)
+  return lora.apply(model, cfg, rngs=rngs)  # low-rank adapters, when config.model.lora asks for them
 
 
 def flops_per_example(cfg, info) -> float | None:

@@ -1,5 +1,6 @@
 """Bidirectional encoder (BERT's `BertModel` when built from a Hugging Face directory) and a classifier on
-it. Token id 0 is padding and is hidden from attention as a key.
+it. The padding id (0 unless the pretrained tokenizer's is another, info["pad_id"]) is hidden from attention
+as a key.
 
 Pooling (cfg.pool): 'cls' (default) takes the hidden state at position 0, which must hold a CLS token the
 data pipeline prepends; 'mean' averages the hidden states of the non-padding tokens.
@@ -14,22 +15,23 @@ from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, n
 
 class Encoder(nnx.Module):
 
-  def __init__(self, arch: Arch, *, rngs):
+  def __init__(self, arch: Arch, *, pad_id: int = 0, rngs):
     self.transformer = Transformer(arch, rngs=rngs)
+    self.pad_id = pad_id
 
   def __call__(self, tokens, token_types=None):
-    """tokens int [B, T] (0 = padding), token_types int [B, T] or None -> float32 hidden states [B, T, d]."""
+    """tokens int [B, T] (pad_id = padding), token_types int [B, T] or None -> float32 hidden states [B, T, d]."""
     h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), token_types=token_types,
-                            mask=(tokens != 0)[:, None, None, :])
+                            mask=(tokens != self.pad_id)[:, None, None, :])
     return h.astype(jnp.float32)
 
 
 class BertClassifier(Encoder):
 
-  def __init__(self, arch: Arch, num_classes: int, *, pool="cls", rngs):
+  def __init__(self, arch: Arch, num_classes: int, *, pool="cls", pad_id: int = 0, rngs):
     if pool not in ("cls", "mean"):
       raise UserError(f"model.pool must be 'cls' or 'mean', not {pool!r}")
-    super().__init__(arch, rngs=rngs)
+    super().__init__(arch, pad_id=pad_id, rngs=rngs)
     self.pool = pool
     self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
     # The head is tiny, so it runs in float32 whatever the compute dtype.
@@ -42,7 +44,7 @@ class BertClassifier(Encoder):
     if self.pool == "cls":
       pooled = h[:, 0]
     else:
-      weights = (tokens != 0)[..., None].astype(jnp.float32)
+      weights = (tokens != self.pad_id)[..., None].astype(jnp.float32)
       pooled = (h * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
     return self.head(self.dropout(pooled))
 
@@ -55,4 +57,4 @@ def flops_per_example(cfg, info) -> float:
 
 def from_config(cfg, info, *, rngs) -> BertClassifier:
   return BertClassifier(arch_from_config(cfg, info), int(info["num_classes"]), pool=cfg.get("pool", "cls"),
-                        rngs=rngs)
+                        pad_id=int(info.get("pad_id", 0)), rngs=rngs)

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flaxforge.models.transformer import Arch, Transformer, arch_from_config, normal, transformer_flops_per_token
+from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal, transformer_flops_per_token,
+                                          zeros)
 from flaxforge.core.errors import UserError
 
 
@@ -47,6 +48,25 @@ class GPT(nnx.Module):
     return self._logits(h), cache
 
 
+class GPTClassifier(nnx.Module):
+  """A decoder as a classifier: the hidden state of each row's last non-padding token (padding on the right,
+  id `pad_id`) through a new linear head. Its body has GPT's parameter paths, so pretrained weights load."""
+
+  def __init__(self, arch: Arch, num_classes: int, *, pad_id: int = 0, rngs):
+    self.arch, self.pad_id = arch, pad_id
+    self.transformer = Transformer(arch, rngs=rngs)
+    self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
+    self.head = nnx.Linear(arch.embed_dim, num_classes, kernel_init=normal(0.02, ("embed", "classes")),
+                           bias_init=zeros(("classes",)), rngs=rngs)
+
+  def __call__(self, tokens):
+    """tokens int [B, T] -> float32 logits [B, classes]."""
+    h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), is_causal=True)
+    last = jnp.maximum((tokens != self.pad_id).sum(1) - 1, 0)
+    pooled = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+    return self.head(self.dropout(pooled))
+
+
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
   per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab,
@@ -54,9 +74,12 @@ def flops_per_example(cfg, info) -> float:
   return per_token * int(info["seq_len"])
 
 
-def from_config(cfg, info, *, rngs) -> GPT:
-  """With cfg.pretrained, the Hugging Face directory's architecture (its weights are loaded separately, by
-  models.hf.load_params)."""
+def from_config(cfg, info, *, rngs) -> GPT | GPTClassifier:
+  """A language model, or for classification data a `GPTClassifier`. With cfg.pretrained, the Hugging Face
+  directory's architecture (its weights are loaded separately, by models.hf.load_params)."""
+  if info.get("task") == "classification":
+    return GPTClassifier(arch_from_config(cfg, info), int(info["num_classes"]), pad_id=int(info.get("pad_id", 0)),
+                         rngs=rngs)
   if cfg.get("pretrained", None):
     from flaxforge.models import hf  # pylint: disable=import-outside-toplevel (hf imports this module)
     tie = hf.read_config(cfg.get("pretrained")).tie_embeddings

@@ -140,7 +140,8 @@ def _gather(global_batch: int, mesh):
     index = pipeline.rows_at(batch["step"] * global_batch + jnp.arange(global_batch), n, shared["orders"],
                              shared["first_epoch"])
     gathered = {name: jax.lax.with_sharding_constraint(v[index], batch_sharding) for name, v in rows.items()}
-    return {**gathered, "mask": jnp.ones((global_batch,), jnp.float32)}
+    # Rows may carry a per-token `loss_mask` (supervised fine-tuning: completion tokens only).
+    return {**gathered, "mask": gathered.pop("loss_mask", jnp.ones((global_batch,), jnp.float32))}
 
   return take
 

@@ -27,7 +27,7 @@ def register_encoder(name: str):
 @register_encoder("text")
 def _text_encoder(info: dict, assets: dict):
   del info
-  encoder = text_lib.TextEncoder.from_json(assets["text_encoder"])
+  encoder = text_lib.encoder_from_json(assets["text_encoder"])
 
   def encode(texts):
     if not all(isinstance(t, str) for t in texts):

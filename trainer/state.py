@@ -11,6 +11,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from flaxforge import models
+from flaxforge.models import hf, lora
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import optim
 
@@ -28,7 +29,7 @@ def _init_fn(config, info, total_steps, model_factory):
   def init():
     rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
     model = models.build(config.model, info, rngs=rngs, factory=model_factory)
-    return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=nnx.Param)
+    return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=lora.trainable(config.model))
   return init
 
 
@@ -43,7 +44,22 @@ def structure(config, info, mesh: Mesh, total_steps: int, model=None) -> tuple[S
   shardings = mesh_lib.state_shardings(abstract, mesh, config.mesh.get("rules", ()))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   create = jax.jit(lambda: nnx.split(init())[1], out_shardings=shardings)
+  create = with_pretrained(config.model, create, shardings)
   return Structure(graphdef, eval_graphdef, abstract, shardings), create
+
+
+def with_pretrained(cfg, create, shardings):
+  """`create`, then cfg.pretrained's weights written over the model's body in place (a new head stays as
+  initialised). Only a new state is made this way: a resumed run's checkpoint already holds everything."""
+  path = cfg.get("pretrained", None)
+  if not path:
+    return create
+
+  def create_pretrained():
+    state = create()
+    state[0] = hf.load_params(path, state[0], shardings[0])
+    return state
+  return create_pretrained
 
 
 def parameter_count(abstract: nnx.State) -> int:

@@ -60,15 +60,16 @@ def _eval_metrics_zeros(mesh: Mesh, num_classes: int):
   return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
-def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps):
-  """Gradients of the summed loss (and the metric sums), over `accum_steps` micro-batches in a scan."""
+def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=nnx.Param):
+  """Gradients of the summed loss for the `wrt` parameters (the optimizer's), and the metric sums, over
+  `accum_steps` micro-batches in a scan."""
 
   def loss_fn(m, micro):
     sums = losses.metric_sums(loss_kind, m(micro["inputs"]), micro["label"], micro["mask"],
                               label_smoothing=label_smoothing)
     return sums["loss_sum"], sums
 
-  grad_fn = nnx.value_and_grad(loss_fn, has_aux=True)
+  grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
   if accum_steps == 1:
     (_, sums), grads = grad_fn(model, batch)
     return grads, sums
@@ -82,7 +83,7 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps):
     (_, s), g = grad_fn(m, mb)
     return (jax.tree.map(jnp.add, grads, g), jax.tree.map(jnp.add, sums, s), nnx.state(m)), None
 
-  zero_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, nnx.Param))
+  zero_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, wrt))
   zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "weight", "correct")}
   (grads, sums, model_state), _ = jax.lax.scan(body, (zero_grads, zero_sums, model_state), micro)
   nnx.update(model, model_state)  # the dropout RNG advanced once per micro-batch
@@ -107,7 +108,7 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     # incoming values as plain arrays first.
     old_leaves, treedef = jax.tree.flatten(state)
     model, opt = nnx.merge(structure.graphdef, state)
-    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps)
+    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, opt.wrt)
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
     grad_norm = optax.global_norm(grads)
     opt.update(model, grads)

@@ -1,0 +1,97 @@
+"""Low-rank adapters (LoRA, Hu et al. 2021) on a model's dense layers, chosen by attribute name
+(`model.lora.targets`, e.g. "qkv,out" for attention, "up,down" for the MLP).
+
+An adapted `nnx.Linear`/`nnx.LinearGeneral` keeps its own kernel and bias where they were (so pretrained
+weights load and export by the same paths) and gains `lora_a` [in, rank] and `lora_b` [rank, out]
+(`nnx.LoRAParam`, B zero-initialised: training starts from the pretrained function); its output becomes
+base(x) + x A B * alpha / rank. The optimizer updates `nnx.LoRAParam` (and a new classification head)
+only (`trainable`), so the base weights are frozen and carry no optimizer state; `merged` folds the adapters into the kernels for export.
+"""
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from flaxforge.core.errors import UserError
+
+
+class _Adapted:
+  """Mixed in before nnx.Linear / nnx.LinearGeneral: adds the low-rank update to the layer's output."""
+
+  def __call__(self, x):
+    y = super().__call__(x)
+    inputs = x.reshape(*x.shape[:x.ndim - self.lora_in_dims], -1).astype(y.dtype)
+    delta = (inputs @ self.lora_a[...].astype(y.dtype)) @ self.lora_b[...].astype(y.dtype)
+    return y + (delta * self.lora_scale).reshape(y.shape)
+
+  def lora_delta(self):
+    """The adapters' update of the kernel, float32 in the kernel's shape."""
+    return (self.lora_a[...] @ self.lora_b[...] * self.lora_scale).reshape(self.kernel[...].shape)
+
+
+class LoRALinear(_Adapted, nnx.Linear):
+  pass
+
+
+class LoRALinearGeneral(_Adapted, nnx.LinearGeneral):
+  pass
+
+
+_ADAPTED = {nnx.Linear: LoRALinear, nnx.LinearGeneral: LoRALinearGeneral}
+
+
+def enabled(cfg) -> bool:
+  """`cfg` is `config.model`."""
+  lora = cfg.get("lora", None)
+  return bool(lora and lora.get("rank", 0))
+
+
+def trainable(cfg):
+  """The optimizer's `wrt` filter: with LoRA the adapters and a new classification `head`, else every
+  parameter."""
+  return nnx.Any(nnx.LoRAParam, nnx.All(nnx.Param, nnx.PathContains("head"))) if enabled(cfg) else nnx.Param
+
+
+def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
+  """Adds adapters to every dense layer of `model` whose attribute name is in cfg.lora.targets (`cfg` is
+  `config.model`; nothing without a rank). Raises UserError when no layer has a target's name."""
+  if not enabled(cfg):
+    return model
+  rank, alpha = int(cfg.lora.rank), float(cfg.lora.get("alpha", 16.0))
+  targets = {t.strip() for t in str(cfg.lora.get("targets", "qkv,out")).split(",") if t.strip()}
+  adapted = set()
+  for path, layer in list(nnx.iter_graph(model)):
+    if path and path[-1] in targets and type(layer) in _ADAPTED:
+      parent = model
+      for key in path[:-1]:
+        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
+      setattr(parent, path[-1], _adapt(layer, rank, alpha, rngs))
+      adapted.add(path[-1])
+  if targets - adapted:
+    raise UserError(f"model.lora.targets names no dense layer: {', '.join(sorted(targets - adapted))}; use "
+                    "attention's q, kv, qkv, out or the MLP's gate, up, down")
+  return model
+
+
+def _adapt(layer, rank, alpha, rngs):
+  """The adapted twin of `layer`: the same attributes (its kernel and bias Params included), in its
+  `_ADAPTED` class, plus the adapters."""
+  kernel = layer.kernel[...]
+  in_dims = len(layer.axis) if isinstance(layer, nnx.LinearGeneral) else 1
+  fan_in, fan_out = math.prod(kernel.shape[:in_dims]), math.prod(kernel.shape[in_dims:])
+  twin = object.__new__(_ADAPTED[type(layer)])
+  twin.__dict__.update(layer.__dict__)
+  twin.lora_in_dims, twin.lora_scale = in_dims, alpha / rank
+  twin.lora_a = nnx.LoRAParam(jax.random.normal(rngs.params(), (fan_in, rank), jnp.float32) / math.sqrt(fan_in))
+  twin.lora_b = nnx.LoRAParam(jnp.zeros((rank, fan_out), jnp.float32))
+  return twin
+
+
+def merged(model: nnx.Module) -> nnx.Module:
+  """`model` with every adapter folded into its kernel (kernel += A B alpha / rank); the adapters stay but
+  no longer matter to what is exported (export writes kernels only)."""
+  for _, layer in nnx.iter_graph(model):
+    if isinstance(layer, _Adapted):
+      layer.kernel[...] = (layer.kernel[...] + layer.lora_delta()).astype(layer.kernel[...].dtype)
+  return model

@@ -1,0 +1,64 @@
+"""LoRA (model.lora.rank): a training step changes only the adapters and the new head, the optimizer state
+covers only those, and merging folds the adapters into the kernels without changing the function."""
+import jax
+import numpy as np
+from flax import nnx
+
+import tiny_hf
+from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
+from flaxforge.models import lora
+from flaxforge.trainer import loop, restore, setup, state as state_lib
+
+LORA = {"model.lora.rank": 4, "model.lora.targets": "qkv,out,up", "model.dropout": 0.0}
+
+
+def _flat(state):
+  """{path: array} of the parameters in a model's state."""
+  state = nnx.filter_state(state, nnx.Param)
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(state)[0]}
+
+
+def test_a_lora_step_changes_only_adapters_and_head(tmp_path, bert_dir, topics):
+  config = tiny_hf.config(tmp_path, bert_dir, topics, **LORA, **{"train.num_steps": 2,
+                                                                 "checkpoint.every_steps": 1})
+  data = setup.load_data(config)
+  _, create = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=2)
+  before = _flat(create()[0])
+  loop.train(config, str(tmp_path / "run"))
+  run_state = restore.restore(str(tmp_path / "run")).state
+  after = _flat(run_state[0])
+  changed = {k for k in before if not np.array_equal(before[k], after[k])}
+  assert changed and all("lora_" in k or "'head'" in k for k in changed), changed
+  assert any("lora_b" in k for k in changed) and any("'head'" in k for k in changed)
+  opt_arrays = [x for x in jax.tree.leaves(run_state[1]) if x.ndim >= 1]
+  full = sum(x.size for k, x in before.items() if "lora_" not in k)
+  trained = sum(x.size for k, x in before.items() if "lora_" in k or "'head'" in k)
+  assert sum(x.size for x in opt_arrays) == 2 * trained < 0.5 * full  # Adam's two moments, adapters and head only
+
+
+def test_merge_keeps_the_function():
+  layer = nnx.LinearGeneral(8, (3, 2, 4), rngs=nnx.Rngs(0))
+  cfg = {"lora": {"rank": 2, "alpha": 4.0, "targets": "layer"}}
+
+  class Holder(nnx.Module):
+    def __init__(self):
+      self.layer = layer
+
+  holder = lora.apply(Holder(), _Cfg(cfg), rngs=nnx.Rngs(1))
+  holder.layer.lora_b[...] = jax.random.normal(jax.random.key(2), holder.layer.lora_b[...].shape)
+  x = jax.random.normal(jax.random.key(3), (5, 8))
+  adapted = np.asarray(holder.layer(x))
+  kernel = np.asarray(holder.layer.kernel[...])
+  lora.merged(holder)
+  assert not np.allclose(kernel, np.asarray(holder.layer.kernel[...]))
+  plain = nnx.LinearGeneral(8, (3, 2, 4), rngs=nnx.Rngs(0))
+  plain.kernel[...] = holder.layer.kernel[...]
+  np.testing.assert_allclose(np.asarray(plain(x)), adapted, atol=1e-5)
+
+
+class _Cfg(dict):
+  """A dict that answers `.lora.rank` as a ConfigDict does."""
+
+  def __getattr__(self, name):
+    value = self[name]
+    return _Cfg(value) if isinstance(value, dict) else value

@@ -1,0 +1,90 @@
+"""A tiny random BERT with its own WordPiece tokenizer, saved as a Hugging Face directory in the test,
+and finetune_text.py made tiny on csv_run's topic CSV (seconds per run)."""
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported
+
+import pytest  # pylint: disable=wrong-import-position
+import tokenizers  # pylint: disable=wrong-import-position
+import torch  # pylint: disable=wrong-import-position
+import transformers  # pylint: disable=wrong-import-position
+from tokenizers import models, normalizers, pre_tokenizers, processors  # pylint: disable=wrong-import-position
+
+import csv_run  # pylint: disable=wrong-import-position
+from csv_run import TOPICS  # pylint: disable=wrong-import-position
+from flaxforge.launch.configs import finetune_text  # pylint: disable=wrong-import-position
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+
+
+def save_bert(path) -> str:
+  """A random 2-layer, 32-wide BertModel and a WordPiece tokenizer.json over the topic words, in `path`."""
+  words = sorted({w for t in TOPICS.values() for w in t.split()} | set("the a of and to in is it".split()))
+  vocab = {w: i for i, w in enumerate(SPECIAL + words)}
+  tok = tokenizers.Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+  tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+  tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+  tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+  torch.manual_seed(0)
+  model = transformers.BertModel(transformers.BertConfig(
+      vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+      max_position_embeddings=32, type_vocab_size=2, pad_token_id=0))
+  model.save_pretrained(str(path), safe_serialization=True)
+  tok.save(os.path.join(str(path), "tokenizer.json"))
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+  """A tiny random BERT directory (`save_bert`)."""
+  return save_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="module")
+def topics(tmp_path_factory):
+  """csv_run's two-topic CSV, 240 rows."""
+  return csv_run.write_topics(tmp_path_factory.mktemp("csv") / "topics.csv", n=240)
+
+
+TINY = {"data.batch_size": 16, "data.seq_len": 16, "optimizer.learning_rate": 3e-3, "optimizer.warmup_steps": 2,
+        "train.num_steps": 20, "train.eval_every_steps": 10, "train.log_every": 10, "train.progress_bar": False}
+
+
+def fields(tmp_path, model_dir, csv_path, **overrides) -> dict:
+  """finetune_text.py's overrides for a tiny run (20 steps of batch 16, sequence 16), then `overrides`."""
+  return {"model.pretrained": str(model_dir), "data.path": str(csv_path), "data.data_dir": str(tmp_path / "tfds"),
+          **TINY, **overrides}
+
+
+def save_gpt2(path, texts) -> str:
+  """A random 2-layer, 32-wide GPT-2 and a byte-level BPE tokenizer.json trained on `texts`, in `path`."""
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = tokenizers.decoders.ByteLevel()
+  tok.train_from_iterator(texts, tokenizers.trainers.BpeTrainer(
+      vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  torch.manual_seed(0)
+  model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+      vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0,
+      eos_token_id=0))
+  model.save_pretrained(str(path), safe_serialization=True)
+  tok.save(os.path.join(str(path), "tokenizer.json"))
+  return str(path)
+
+
+def config(tmp_path, model_dir, csv_path, base=finetune_text, **overrides):
+  """finetune_text.py (or `base`) made tiny (`fields`); `overrides` as 'a.b': value."""
+  c = base.get_config()
+  for field, value in fields(tmp_path, model_dir, csv_path, **overrides).items():
+    *sections, name = field.split(".")
+    target = c
+    for s in sections:
+      target = target[s]
+    target[name] = value
+  return c
+
+
+def flags(tmp_path, model_dir, csv_path, **overrides) -> list[str]:
+  """The same run as `config`, as `flaxforge train` flags."""
+  return ["--config=finetune_text", *(f"--config.{k}={v}" for k, v in fields(tmp_path, model_dir, csv_path,
+                                                                              **overrides).items())]
