@@ -16,7 +16,7 @@ from safetensors.numpy import load_file
 
 import csv_run
 import tiny_hf
-from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
+from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)  # noqa: F401  (pytest fixtures)
 from conftest import REPO, checkpoint_arrays
 from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer
@@ -59,7 +59,7 @@ def test_finetune_learns_and_predict_uses_the_stored_tokenizer(tmp_path, bert_di
   encoder = text.encoder_from_json(stored)
   ids = encoder.encode(["rocket orbit"])
   assert ids.shape == (1, 16) and ids[0, 0] == 2 and ids[0, 3] == 3 and not ids[0, 4:].any()  # [CLS] .. [SEP] pad
-  classifier = predict.TextClassifier.from_workdir(str(tmp_path / "run"))
+  classifier = predict.Predictor.from_workdir(str(tmp_path / "run"))
   assert [top[0][0] for top in classifier.top_k(["rocket orbit moon star", "bread cheese soup cake"], 1)] == [
       "space", "food"]
 
