@@ -16,7 +16,7 @@ from safetensors.numpy import load_file
 
 import csv_run
 import tiny_hf
-from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)  # noqa: F401  (pytest fixtures)
+from tiny_hf import bert_dir, topics  # noqa: F401  (pytest fixtures)
 from conftest import REPO, checkpoint_arrays
 from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer

@@ -12,8 +12,9 @@ from flaxforge.trainer import metrics, report
 def test_report_json_and_png(tmp_path):
   confusion = np.array([[4, 1], [3, 2]], np.float32)
   results = {"accuracy": 0.6, "loss": 0.9, **metrics.class_report(confusion)}
-  report.write(epath.Path(tmp_path), "test", 7, results, label_names=["cat", "dog"])
-  figures = json.loads((tmp_path / "test_report.json").read_text())
+  written = report.write(epath.Path(tmp_path), "test", 7, results, label_names=["cat", "dog"])
+  assert [p.name for p in written] == ["test_step7.json", "test_step7_confusion.png"]  # the step in the name
+  figures = json.loads((tmp_path / "test_step7.json").read_text())
   assert figures["step"] == 7 and figures["labels"] == ["cat", "dog"]
   assert figures["confusion"] == [[4, 1], [3, 2]]
   want = {"cat": {"precision": 4 / 7, "recall": 0.8, "support": 5}, "dog": {"precision": 2 / 3, "recall": 0.4, "support": 5}}
@@ -21,4 +22,4 @@ def test_report_json_and_png(tmp_path):
   for name, row in want.items():
     assert figures["per_class"][name] == pytest.approx(row, rel=1e-6), name
   assert figures["macro_f1"] == results["macro_f1"]
-  assert (tmp_path / "test_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert (tmp_path / "test_step7_confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
