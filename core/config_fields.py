@@ -154,7 +154,7 @@ FIELDS = {
     "optimizer.weight_decay": ("decoupled weight decay (adamw; not on norms and biases)", NON_NEGATIVE),
     "optimizer.grad_clip_norm": ("clip gradients to this global norm; 0 = off", NON_NEGATIVE),
 
-    "train.num_epochs": ("passes over the training split", count(1)),
+    "train.num_epochs": ("passes over the training split (unused when num_steps > 0)", count(0)),
     "train.num_steps": ("> 0 overrides num_epochs", count(0)),
     "train.time_limit_minutes": ("> 0: validate, checkpoint and test once this much has passed", NON_NEGATIVE),
     "train.log_every": ("steps between train records and progress lines", count(1)),

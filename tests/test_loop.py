@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from conftest import checkpoint_arrays
+from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import gpt_text, tiny
 from flaxforge.trainer import feed as feed_lib
 from flaxforge.trainer import loop, restore
@@ -102,3 +103,13 @@ def test_bfloat16_compute_keeps_float32_parameters_and_optimizer_state(tmp_path)
   assert len(floats) > 10 and all(a.dtype == np.float32 for a in floats), {a.dtype.name for a in floats}
   train = _records(workdir)
   assert len(train) == 2 and train[1]["loss"] < train[0]["loss"] and np.isfinite(bf16["loss"])  # it learns
+
+
+def test_a_run_of_no_steps_is_refused_in_one_line(tmp_path):
+  """num_epochs=0 is allowed beside num_steps > 0 (a step budget); both 0 would train nothing."""
+  config = tiny.get_config()
+  config.train.num_epochs, config.train.num_steps = 0, 0
+  with pytest.raises(UserError, match="num_epochs and train.num_steps are both 0"):
+    loop.train(config, str(tmp_path))
+  config.train.num_steps = 10
+  assert loop.train(config, str(tmp_path / "budget"))["accuracy"] > 0

@@ -66,6 +66,9 @@ def plan(config, num_train: int, mesh) -> tuple[int, int]:
     raise UserError(f"batch size {batch} is larger than the {num_train} training examples; lower "
                     "--config.data.batch_size")
   total = config.train.num_steps if config.train.num_steps > 0 else config.train.num_epochs * steps_per_epoch
+  if total == 0:
+    raise UserError("train.num_epochs and train.num_steps are both 0: set --config.train.num_epochs=N (or "
+                    "--config.train.num_steps=N) to a positive number")
   return steps_per_epoch, total
 
 
