@@ -115,3 +115,22 @@ def test_nonfinite_skip_goes_on_and_counts(tmp_path):
   skipped = sum(r.get("nonfinite_steps", 0) for r in records if r["split"] == "train")
   assert 15 <= skipped <= 20  # lr=1e30: after the first update or two, every update is dropped
   assert checkpoint.Checkpointer(tmp_path / "checkpoints", read_only=True).latest_step() == 20
+
+
+def test_abandoned_reads_of_a_damaged_step_are_dropped_and_nothing_else_is():
+  """CI once printed asyncio's 'Task exception was never retrieved' traceback for a damaged step whose DATA_LOSS
+  came wrapped in Orbax's 'Encountered error while reading array index'; the one-line error must stay one line."""
+  import logging
+  from flaxforge.trainer.checkpoint import _AbandonedRead
+
+  def record(msg, error):
+    return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, (type(error), error, None))
+
+  wrapped = Exception("Encountered error while reading array index: (slice(0, 64, 1),). See full TensorStore details")
+  wrapped.__cause__ = ValueError("DATA_LOSS: Error reading ...")
+  never = "Task exception was never retrieved\nfuture: <Task finished>"
+  keep = _AbandonedRead()
+  assert not keep.filter(record(never, wrapped))
+  assert not keep.filter(record(never, ValueError("DATA_LOSS: Error reading")))
+  assert keep.filter(record(never, ValueError("some other bug")))  # other lost task errors still show
+  assert keep.filter(record("Encountered error while reading array index", wrapped))  # and other records too

@@ -300,28 +300,41 @@ def _quiet_no_space_at_exit():
 
 def _quiet_abandoned_reads():
   """A failed read of a damaged step closes Orbax's event loop while TensorStore still completes its other
-  reads; each then reports 'Event loop is closed' through sys.unraisablehook (32 tracebacks for one
-  warning). Those, and only those, are dropped."""
+  reads. Each of those then reports through sys.unraisablehook ('Event loop is closed', or the damaged step's
+  read error again) or asyncio's 'Task exception was never retrieved': dozens of tracebacks for a step
+  already reported in one line. Those, and only those, are dropped."""
   previous = sys.unraisablehook
-  if getattr(previous, "drops_closed_loops", False):
+  if getattr(previous, "drops_abandoned_reads", False):
     return
 
   def hook(unraisable):
-    if not (isinstance(unraisable.exc_value, RuntimeError) and "Event loop is closed" in str(unraisable.exc_value)):
+    if not _is_abandoned_read(unraisable.exc_value):
       previous(unraisable)
-  hook.drops_closed_loops = True
+  hook.drops_abandoned_reads = True
   sys.unraisablehook = hook
   logging.getLogger("asyncio").addFilter(_AbandonedRead())
 
 
 class _AbandonedRead(logging.Filter):
-  """The same abandoned reads, when one fails after its task was given up: asyncio logs "Task exception was
-  never retrieved" with TensorStore's DATA_LOSS error of the damaged step, already reported in one line."""
+  """asyncio's 'Task exception was never retrieved' for an abandoned read (see `_quiet_abandoned_reads`)."""
 
   def filter(self, record):
-    context = getattr(record, "msg", "")
-    error = record.exc_info[1] if record.exc_info else None
-    return not ("never retrieved" in str(context) and error is not None and "DATA_LOSS" in str(error))
+    never = "never retrieved" in str(getattr(record, "msg", ""))
+    return not (never and record.exc_info and _is_abandoned_read(record.exc_info[1]))
+
+
+def _is_abandoned_read(error: BaseException | None) -> bool:
+  """Whether `error` or one it wraps is a read of a damaged step: TensorStore's DATA_LOSS, bare or wrapped in
+  Orbax's 'Encountered error while reading array index', or the closed event loop it was given up on."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    text = str(error)
+    if ("DATA_LOSS" in text or "Encountered error while reading array" in text
+        or (isinstance(error, RuntimeError) and "Event loop is closed" in text)):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 def _is_no_space(e: BaseException | None) -> bool:
