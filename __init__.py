@@ -13,6 +13,8 @@ stays cheap: JAX and the trainer load when a function is first called.
     results = flaxforge.train(config, "runs/m", model=lambda cfg, info, rngs: MyModel(info, rngs=rngs))
     flaxforge.evaluate("runs/t", best=True)                            # {"accuracy": ..., "step": ...}
     flaxforge.Predictor.from_workdir("runs/reviews").predict(["a text to classify"])   # ["label"]
+    flaxforge.Predictor.from_workdir("runs/photos").predict("cat.jpg")                 # images: paths or bytes
+    flaxforge.Predictor.from_workdir("runs/churn").predict([{"age": 41, "plan": "pro"}])  # table rows
 
 Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix.
 """
@@ -46,26 +48,11 @@ def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split
   return evaluate_lib.evaluate_workdir(workdir, step=step, best=best, split=split, model=model)
 
 
-class Predictor:
-  """A trained text classifier's predictions from raw texts, through the vocabulary and labels stored with
-  the run (exactly what training saw)."""
-
-  def __init__(self, classifier):
-    self._classifier = classifier
-    self.labels: list[str] = classifier.labels
-
-  @classmethod
-  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, model=None) -> "Predictor":
-    from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
-    return cls(predict.Predictor.from_workdir(workdir, step=step, best=best, model=model))
-
-  def probabilities(self, inputs) -> "numpy.ndarray":  # noqa: F821
-    """float32 [len(inputs), len(labels)], each row summing to 1; `inputs`: a text or a list of texts."""
-    return self._classifier.probabilities([inputs] if isinstance(inputs, str) else list(inputs))
-
-  def predict(self, inputs) -> list[str]:
-    """The most probable label of each input (a text or a list of texts)."""
-    return [self.labels[i] for i in self.probabilities(inputs).argmax(axis=1)]
+def __getattr__(name):
+  if name == "Predictor":  # the one prediction class, loaded with JAX on first use
+    from flaxforge.trainer.predict import Predictor  # pylint: disable=g-import-not-at-top
+    return Predictor
+  raise AttributeError(f"module 'flaxforge' has no attribute {name!r}")
 
 
 def _config(config):

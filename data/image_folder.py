@@ -37,14 +37,16 @@ def list_images(root: pathlib.Path) -> tuple[list[pathlib.Path], list[int], list
   return files, labels, names
 
 
-def decode(path, size: tuple[int, int], color: str) -> np.ndarray:
-  """One image file as uint8 [height, width, channels], resized (bilinear) to `size` = (height, width)."""
+def decode(path, size: tuple[int, int], color: str, *, name: str | None = None) -> np.ndarray:
+  """One image file (a path or a binary file object, called `name` in errors) as uint8 [height, width,
+  channels], resized (bilinear) to `size` = (height, width). UserError if Pillow cannot read it."""
   try:
     with Image.open(path) as image:
       image = image.convert(_COLORS[color]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
       array = np.asarray(image, np.uint8)
   except (OSError, ValueError) as e:
-    raise UserError(f"{path}: not a readable image ({e}); remove it or convert it to PNG/JPEG") from None
+    raise UserError(f"{name or path}: not a readable image ({str(e).split(' <')[0]}); remove it or convert it "
+                    "to PNG/JPEG") from None
   return array[..., None] if array.ndim == 2 else array
 
 

@@ -1,4 +1,4 @@
-"""Exporting a trained classifier run as a self-contained artifact (see serving/artifact.py for the layout).
+"""Exporting a trained classifier or regressor run as a self-contained artifact (layout: serving/artifact.py).
 
 The inference function is `logits(params, inputs)` serialised with `jax.export`, the batch dimension
 symbolic ("batch"), so one artifact serves any batch size. The weights are its first argument, stored as
@@ -37,15 +37,15 @@ def _path(key: str) -> tuple:
 
 def export(workdir: str, out: str, *, step: int | None = None, best: bool = False,
            platforms: tuple[str, ...] | None = None) -> dict:
-  """Writes the artifact of a classifier run's checkpoint (latest, `step` or `best`) to `out`.
+  """Writes the artifact of a classifier or regressor run's checkpoint (latest, `step` or `best`) to `out`.
 
   `platforms`: the platforms the program is lowered for ("cpu", "cuda", "rocm", "tpu"); default, this
-  process's backend. Returns the manifest. Raises UserError for a run that is not a classifier or an
-  `out` that exists and is not an earlier export.
+  process's backend. Returns the manifest. Raises UserError for a run that is neither a classifier nor a
+  regressor, or an `out` that exists and is not an earlier export.
   """
   run = restore.restore(workdir, step=step, best=best)
   assets = predict.load_assets(run.workdir)
-  encode = predict.Predictor(None, run.info, assets).encode  # checks it is a classifier with an encoder
+  predictor = predict.Predictor(None, run.info, assets)  # checks it is a classifier or regressor with an encoder
   model, _ = nnx.merge(run.structure.eval_graphdef, jax.device_get(run.state))
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   weights = {_key(path): np.asarray(v[...]) for path, v in nnx.to_flat_state(params)}
@@ -54,7 +54,7 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
     state = nnx.from_flat_state([(_path(k), v) for k, v in params.items()])
     return nnx.merge(graphdef, state, rest)(inputs).astype(jnp.float32)
 
-  shape, dtype = encode.signature
+  shape, dtype = predictor.encode.signature
   batch, = jax.export.symbolic_shape("batch")
   platforms = tuple(platforms or (jax.default_backend(),))
   exported = jax.export.export(jax.jit(logits), platforms=platforms)(
@@ -77,8 +77,9 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
           "params": f"{artifact_lib.WEIGHTS}: {len(weights)} float arrays by parameter path",
           "inputs": {"shape": ["batch", *shape], "dtype": dtype,
                      "encoding": predict.input_encoding(run.info, assets)},
-          "outputs": {"shape": ["batch", len(assets["labels"])], "dtype": "float32",
-                      "meaning": "logits; softmax gives the probabilities of assets/labels.json in order"},
+          "outputs": {"shape": ["batch", len(predictor.labels) or 1], "dtype": "float32",
+                      "meaning": ("the predicted value" if predictor.task == "regression" else
+                                  "logits; softmax gives the probabilities of assets/labels.json in order")},
           "platforms": list(platforms), "serialization_version": exported.calling_convention_version,
       },
       "jax_version": jax.__version__, "flaxforge_version": importlib.metadata.version("flaxforge"),

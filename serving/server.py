@@ -1,12 +1,16 @@
 """The HTTP server: FastAPI on uvicorn, a classifier through the dynamic batcher, a GPT through the sampler.
 
   POST /v1/predict      {"texts": [str, ...], "top_k": 3} -> {"predictions": [{"top": [{label, probability}]}]}
+                        (image runs: "images": [base64 of a file, ...]; table runs: "rows": [{column: value}];
+                        a regression run answers {"value": float} per input)
   POST /v1/completions  OpenAI completions shape: prompt, max_tokens, temperature, top_k, top_p, stop, seed
   GET  /healthz         {"status": "ok"}
   GET  /metrics         Prometheus text format
 
 Every mistake is a 4xx JSON `{"error": {"message": one line, "type": ...}}`; the server keeps serving.
 """
+import base64
+import binascii
 import dataclasses
 import json
 import time
@@ -90,18 +94,30 @@ def _number(body: dict, name: str, kind, default, *, low, high):
   return value
 
 
-def _texts(body: dict, limits: Limits) -> list[str]:
-  texts = body.get("texts")
-  if not isinstance(texts, list) or not texts:
-    raise BadRequest("'texts' must be a non-empty list of strings")
-  if len(texts) > limits.max_texts:
-    raise BadRequest(f"at most {limits.max_texts} texts per request (got {len(texts)}); split the request", 413)
-  for text in texts:
-    if not isinstance(text, str):
-      raise BadRequest("'texts' must be a non-empty list of strings")
-    if len(text) > limits.max_text_chars:
-      raise BadRequest(f"a text is over {limits.max_text_chars} characters; shorten it", 413)
-  return texts
+# The request field holding a run's raw inputs, by its encoding (trainer/predict.py ENCODERS).
+FIELDS = {"text": "texts", "image": "images", "table": "rows"}
+
+
+def _inputs(body: dict, limits: Limits, encoding: str) -> list:
+  """The request's raw inputs: texts (strings), images (base64 strings of image files, decoded to bytes) or
+  table rows ({column: value} objects), at most `max_texts` of them."""
+  field = FIELDS[encoding]
+  kind = {"texts": "strings", "images": "base64 strings of image files", "rows": "objects of column: value"}[field]
+  inputs = body.get(field)
+  if not isinstance(inputs, list) or not inputs:
+    raise BadRequest(f"'{field}' must be a non-empty list of {kind}")
+  if len(inputs) > limits.max_texts:
+    raise BadRequest(f"at most {limits.max_texts} {field} per request (got {len(inputs)}); split the request", 413)
+  if not all(isinstance(x, dict if field == "rows" else str) for x in inputs):
+    raise BadRequest(f"'{field}' must be a non-empty list of {kind}")
+  if field == "texts" and any(len(text) > limits.max_text_chars for text in inputs):
+    raise BadRequest(f"a text is over {limits.max_text_chars} characters; shorten it", 413)
+  if field == "images":
+    try:
+      return [base64.b64decode(x, validate=True) for x in inputs]
+    except binascii.Error:
+      raise BadRequest("'images' must hold base64 strings of image files (PNG, JPEG, ...)") from None
+  return inputs
 
 
 def _stops(body: dict) -> list[str]:
@@ -178,16 +194,15 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
     batcher.announce()
     try:
       body = await _json_body(request, limits)
-      texts = _texts(body, limits)
-      k = _number(body, "top_k", int, min(3, len(predictor.labels)), low=1, high=len(predictor.labels))
-      rows = predictor.encode(texts)
+      inputs = _inputs(body, limits, predictor.encoding)
+      classes = len(predictor.labels) or 1
+      k = _number(body, "top_k", int, min(3, classes), low=1, high=classes)
+      rows = predictor.encode(inputs)
     except BaseException:
       batcher.announce(-1)
       raise
     logits = await batcher.submit(rows)
-    top = predict_lib.top_k(predict_lib.softmax(logits), predictor.labels, k)
-    return {"model": name, "predictions": [{"top": [{"label": l, "probability": p} for l, p in row]}
-                                           for row in top]}
+    return {"model": name, "predictions": predictor.results_of(logits, k)}
 
   @app.post("/v1/completions")
   async def completions(request: Request):

@@ -1,18 +1,22 @@
 """Images: a class-per-folder dataset of PNG/JPEG files of different sizes (decoded, resized, normalised,
 augmented for training only) trained with the ConvNet; Fashion-MNIST's IDX reader and builder on small
 files made here, and once on the shared real files."""
+import base64
 import gzip
 import json
 
 import jax
 import numpy as np
 import pytest
+from fastapi import testclient
 from PIL import Image
 
 from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, preprocess
 from flaxforge.launch.configs import image_folder as image_folder_config
-from flaxforge.trainer import loop
+from flaxforge.serving import server
+from flaxforge.trainer import loop, predict
+from conftest import run_module
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 40, 230)}
 
@@ -93,6 +97,28 @@ def test_the_convnet_learns_a_folder_of_pngs(tmp_path):
   assert results["accuracy"] == 1.0  # colours: trivially separable once it trains
   info = json.loads((tmp_path / "run" / "info.json").read_text())
   assert info["augment"] == {"crop_padding": 4, "flip": True}
+
+  # Predict from image files (paths or bytes), decoded, resized and normalised as the run stored it.
+  predictor = predict.Predictor.from_workdir(str(tmp_path / "run"))
+  files = [tmp_path / "photos" / name / ("3.jpg" if name == "blue" else "3.png") for name in COLORS]
+  assert predictor.encoding == "image" and predictor.predict([str(f) for f in files]) == list(COLORS)
+  assert predictor.predict(files[1].read_bytes()) == ["green"]
+  with pytest.raises(UserError, match=r"image 0: not a readable image"):
+    predictor.predict(b"not an image")
+  # The command takes a folder (one JSON line per image file in it) ...
+  out = run_module("flaxforge.launch.predict", f"--workdir={tmp_path / 'run'}", f"--input={tmp_path / 'photos' / 'blue'}",
+                   "--json", "--top_k=2")
+  lines = [json.loads(line) for line in out.stdout.splitlines()]
+  assert len(lines) == 20 and all(l["top"][0]["label"] == "blue" and len(l["top"]) == 2 for l in lines), lines[:2]
+  # ... and the server base64 strings of the files.
+  app = server.make_app(predictor=predictor, limits=server.Limits(max_texts=4))
+  with testclient.TestClient(app) as client:
+    answer = client.post("/v1/predict", json={"images": [base64.b64encode(f.read_bytes()).decode() for f in files],
+                                              "top_k": 1})
+    assert [p["top"][0]["label"] for p in answer.json()["predictions"]] == list(COLORS), answer.text
+    bad = client.post("/v1/predict", json={"images": ["%%%"]})
+    assert bad.status_code == 400 and "base64" in bad.json()["error"]["message"]
+    assert client.post("/v1/predict", json={"texts": ["a"]}).status_code == 400  # an image run takes images
 
 
 def write_idx(path, array, compress=True):

@@ -9,9 +9,11 @@ import pytest
 from sklearn import compose, impute, pipeline, preprocessing
 
 from flaxforge.core.errors import UserError
+from flaxforge import serving
 from flaxforge.data import tabular
 from flaxforge.launch.configs import tabular_csv
-from flaxforge.trainer import loop, losses
+from flaxforge.trainer import loop, losses, predict
+from conftest import run_module
 
 NUMERIC, CATEGORICAL = ["age", "income", "visits"], ["plan", "region", "device"]
 
@@ -100,10 +102,28 @@ def _train(tmp_path, path, label, **data):
   return loop.train(config, str(tmp_path / "run"), devices=jax.devices()[:1])
 
 
-def test_trains_on_the_synthetic_table(tmp_path):
-  synthetic_table(tmp_path / "customers.csv")
+def test_trains_on_the_synthetic_table_and_predicts_from_raw_rows(tmp_path):
+  table = synthetic_table(tmp_path / "customers.csv")
   results = _train(tmp_path, tmp_path / "customers.csv", "churned", categorical_columns="device")
   assert results["accuracy"] >= 0.85  # the majority class is ~0.6; the score is mostly learnable
+
+  # Raw rows (JSON-like dicts, missing cells as None) through the run's stored statistics alone.
+  predictor = predict.Predictor.from_workdir(str(tmp_path / "run"))
+  rows = [{k: (None if pd.isna(v) else v) for k, v in row.items() if k != "churned"}
+          for row in table.to_dict(orient="records")]
+  statistics = json.loads((tmp_path / "run" / "assets" / "table_transform.json").read_text())
+  np.testing.assert_array_equal(predictor.encode(rows), tabular.transform(statistics, table))
+  predicted = predictor.predict(rows)
+  assert np.mean(np.array(predicted) == table["churned"].to_numpy()) >= 0.85
+  # The command reads the same rows from a file (the label column, if present, is ignored).
+  out = run_module("flaxforge.launch.predict", f"--workdir={tmp_path / 'run'}",
+                   f"--input={tmp_path / 'customers.csv'}", "--json")
+  lines = [json.loads(line) for line in out.stdout.splitlines()]
+  assert [l["top"][0]["label"] for l in lines] == predicted and lines[0]["input"] == "customers.csv:1"
+  # An exported artifact carries the statistics too.
+  serving.export(str(tmp_path / "run"), str(tmp_path / "exported"))
+  np.testing.assert_allclose(serving.load(str(tmp_path / "exported")).probabilities(rows[:50]),
+                             predictor.probabilities(rows[:50]), atol=1e-6)
 
 
 def test_palmer_penguins_species(tmp_path):
@@ -128,5 +148,7 @@ def test_regression_of_a_numeric_column(tmp_path):
   config.train.update(num_epochs=10, eval_every_steps=200)
   results = loop.train(config, str(tmp_path / "run"), devices=jax.devices()[:1])
   assert "accuracy" not in results and results["rmse"] < 0.5  # the target's own spread is ~3.4
+  values = predict.Predictor.from_workdir(str(tmp_path / "run")).predict(table.drop(columns="y").to_dict("records"))
+  assert np.sqrt(np.mean((np.array(values) - table["y"].to_numpy()) ** 2)) < 0.5
   with pytest.raises(UserError, match=r"regression target .*--config.loss=mse"):
     losses.per_example("cross_entropy", np.zeros((4, 1), np.float32), np.zeros(4, np.float32))

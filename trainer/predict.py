@@ -6,6 +6,8 @@ A `Predictor` wraps any `logits(inputs) -> float32 [B, classes]` function: the r
 sizes (powers of two up to `max_batch`), so varied request sizes compile a bounded number of programs.
 This module imports neither the models nor the trainer at import time: an artifact runs without them.
 """
+import io
+
 import numpy as np
 
 from flaxforge.core.errors import UserError
@@ -37,14 +39,58 @@ def _text_encoder(info: dict, assets: dict):
   return encode
 
 
+@register_encoder("image")
+def _image_encoder(info: dict, assets: dict):
+  """Image files (paths, or their bytes) -> float32 [B, H, W, C]: decoded and resized as the dataset was
+  prepared, normalised with the run's stored `input_scale`/`input_offset`."""
+  del assets
+  from flaxforge.data import image_folder, preprocess  # pylint: disable=g-import-not-at-top  (Pillow)
+  shape = tuple(info["input_shape"])
+  color = "grey" if shape[-1] == 1 else "rgb"
+
+  def encode(images):
+    arrays = []
+    for i, image in enumerate(images):
+      if isinstance(image, (bytes, bytearray)):
+        arrays.append(image_folder.decode(io.BytesIO(image), shape[:2], color, name=f"image {i}"))
+      elif isinstance(image, str):
+        arrays.append(image_folder.decode(image, shape[:2], color))
+      else:
+        raise UserError("every input must be an image file's path or its bytes")
+    return preprocess.normalize(np.stack(arrays), info["input_scale"], info.get("input_offset", 0.0))
+  encode.signature = (shape, "float32")
+  return encode
+
+
+@register_encoder("table")
+def _table_encoder(info: dict, assets: dict):
+  """Table rows ({column: value} dicts; a missing or null value is filled as in training) -> float32
+  [B, features], through the statistics fitted on the training split (assets/table_transform.json)."""
+  del info
+  import pandas as pd  # pylint: disable=g-import-not-at-top
+  from flaxforge.data import tabular  # pylint: disable=g-import-not-at-top
+  statistics = assets["table_transform"]
+
+  def encode(rows):
+    if not all(isinstance(row, dict) for row in rows):
+      raise UserError("every input must be a table row: a JSON object of column: value")
+    return tabular.transform(statistics, pd.DataFrame.from_records(list(rows)))
+  encode.signature = ((len(tabular.feature_names(statistics)),), "float32")
+  return encode
+
+
 def input_encoding(info: dict, assets: dict) -> str:
   """The name of the run's input encoding: info's `input_encoding`, else inferred from its assets."""
   if "input_encoding" in info:
     return info["input_encoding"]
   if "text_encoder" in assets:
     return "text"
+  if "table_transform" in assets:
+    return "table"
+  if len(info.get("input_shape", ())) == 3 and "input_scale" in info:
+    return "image"
   raise UserError("this run has no input encoder stored beside its checkpoints (predict, serve and export "
-                  "handle text classifiers); retrain it with a text config")
+                  "handle text, image and table runs); retrain it with one of those configs")
 
 
 def bucket_sizes(max_batch: int, divisor: int = 1) -> list[int]:
@@ -63,18 +109,23 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-  """Raw inputs (texts) -> labels with probabilities, through a `logits` function and the run's assets.
+  """Raw inputs -> labels with probabilities (classifiers) or values (regression), through a `logits`
+  function and the run's assets. Raw inputs are texts, image files (paths or bytes) or table rows (dicts),
+  as the run's `encoding` ("text", "image", "table") says.
 
   `logits_fn(inputs)`: model inputs (e.g. int32 [B, seq_len] token ids, B one of `sizes`) -> float32
-  [B, num_classes] logits. `info`, `assets`: the run's info.json and assets/*.json as dicts.
+  [B, outputs] logits (outputs: the number of classes, or 1 for regression). `info`, `assets`: the run's
+  info.json and assets/*.json as dicts.
   """
 
   def __init__(self, logits_fn, info: dict, assets: dict, *, max_batch: int = 64, divisor: int = 1):
-    if info.get("task") not in (None, "classification") or "labels" not in assets:
-      raise UserError("predict, serve and export handle classifiers; this run has no label names "
+    self.task = info.get("task") or "classification"
+    if not (self.task == "regression" or (self.task == "classification" and "labels" in assets)):
+      raise UserError("predict, serve and export handle classifiers and regressors; this run has no label names "
                       "(a language model? use flaxforge.launch.generate or serve's /v1/completions)")
-    self.info, self.assets, self.labels = info, assets, list(assets["labels"])
-    self.encode = ENCODERS[input_encoding(info, assets)](info, assets)
+    self.info, self.assets, self.labels = info, assets, list(assets.get("labels") or [])
+    self.encoding = input_encoding(info, assets)
+    self.encode = ENCODERS[self.encoding](info, assets)
     self.sizes = bucket_sizes(max_batch, divisor)
     self._logits_fn = logits_fn
 
@@ -99,7 +150,7 @@ class Predictor:
       padded = np.zeros((size, *chunk.shape[1:]), chunk.dtype)
       padded[:len(chunk)] = chunk
       out.append(np.asarray(self._logits_fn(padded), np.float32)[:len(chunk)])
-    return np.concatenate(out) if out else np.zeros((0, len(self.labels)), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, len(self.labels) or 1), np.float32)
 
   def warm_up(self):
     """Compiles every padded batch size now, so that no request waits for a compile."""
@@ -108,12 +159,36 @@ class Predictor:
       self.logits(np.zeros((size, *shape), dtype))
 
   def probabilities(self, raw) -> np.ndarray:
-    """Raw inputs (a list of texts) -> float32 [N, classes]."""
-    return softmax(self.logits(self.encode(list(raw))))
+    """Raw inputs (one, or a list) -> float32 [N, classes] (classifiers), each row summing to 1."""
+    return softmax(self.logits(self.encode(_listed(raw))))
+
+  def predict(self, raw) -> list:
+    """The most probable label (classifier) or the value (regressor) of each raw input (one, or a list)."""
+    logits = self.logits(self.encode(_listed(raw)))
+    if self.task == "regression":
+      return [float(v) for v in logits[:, 0]]
+    return [self.labels[i] for i in logits.argmax(axis=1)]
 
   def top_k(self, raw, k: int) -> list[list[tuple[str, float]]]:
     """The k most probable labels of each raw input, as (label, probability), most probable first."""
     return top_k(self.probabilities(raw), self.labels, k)
+
+  def results(self, raw, k: int = 3) -> list[dict]:
+    """One JSON-ready result per raw input: {"top": [{label, probability}, ...]} for a classifier, {"value":
+    float} for a regressor."""
+    return self.results_of(self.logits(self.encode(_listed(raw))), k)
+
+  def results_of(self, logits: np.ndarray, k: int = 3) -> list[dict]:
+    """`results` from logits [N, outputs] already computed (the server's batcher computes them)."""
+    if self.task == "regression":
+      return [{"value": float(v)} for v in logits[:, 0]]
+    return [{"top": [{"label": l, "probability": p} for l, p in row]}
+            for row in top_k(softmax(logits), self.labels, k)]
+
+
+def _listed(raw) -> list:
+  """A raw input or a list of them, as a list (a text, image bytes or table row is one input)."""
+  return [raw] if isinstance(raw, (str, bytes, bytearray, dict)) else list(raw)
 
 
 def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
