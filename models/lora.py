@@ -53,6 +53,12 @@ def trainable(cfg):
   return nnx.Any(nnx.LoRAParam, nnx.All(nnx.Param, nnx.PathContains("head"))) if enabled(cfg) else nnx.Param
 
 
+def frozen(cfg):
+  """The filter of the parameters LoRA never changes (the base: every parameter `trainable` excludes), or
+  None without LoRA."""
+  return nnx.All(nnx.Param, nnx.Not(trainable(cfg))) if enabled(cfg) else None
+
+
 def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
   """Adds adapters to every dense layer of `model` whose attribute name is in cfg.lora.targets (`cfg` is
   `config.model`; nothing without a rank). Raises UserError when no layer has a target's name."""

@@ -1,12 +1,17 @@
 """LoRA (model.lora.rank): a training step changes only the adapters and the new head, the optimizer state
 covers only those, and merging folds the adapters into the kernels without changing the function."""
+import shutil
+
 import jax
 import numpy as np
+import pytest
 from flax import nnx
 
 import tiny_hf
 from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
-from flaxforge.models import lora
+from conftest import checkpoint_arrays
+from flaxforge.core.errors import UserError
+from flaxforge.models import hf, lora
 from flaxforge.trainer import loop, restore, setup, state as state_lib
 
 LORA = {"model.lora.rank": 4, "model.lora.targets": "qkv,out,up", "model.dropout": 0.0}
@@ -62,3 +67,32 @@ class _Cfg(dict):
   def __getattr__(self, name):
     value = self[name]
     return _Cfg(value) if isinstance(value, dict) else value
+
+
+def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert_dir, topics):
+  """A LoRA step's checkpoint holds adapters, head and optimizer only; its meta names the base (path,
+  sha256), a resume reads the base again and redoes the steps bit for bit, and a changed base is refused."""
+  base = tmp_path / "base"
+  shutil.copytree(bert_dir, base)
+  config = tiny_hf.config(tmp_path, base, topics, **LORA, **{"train.num_steps": 10, "checkpoint.every_steps": 5})
+  loop.train(config, str(tmp_path / "run"))
+  ckpt = setup.checkpointer(config, tmp_path / "run", read_only=True)
+  assert ckpt.meta(10)["frozen_base"] == {"path": str(base), "sha256": hf.content_hash(str(base))}
+  saved = [jax.tree_util.keystr(p) for p, _ in
+           jax.tree_util.tree_flatten_with_path(ckpt._manager.item_metadata(10)["state"])[0]]  # pylint: disable=protected-access
+  kernels = [n for n in saved if n.startswith("['0']") and ("kernel" in n or "embedding" in n)]
+  assert kernels and all("head" in n for n in kernels), kernels  # no base kernel or embedding is stored
+  assert any("lora_a" in n for n in saved)
+
+  shutil.copytree(tmp_path / "run", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "10")
+  loop.train(config, str(tmp_path / "resumed"))  # from step 5: the base read again, steps 6-10 redone
+  (step_a, a), (step_b, b) = checkpoint_arrays(tmp_path / "run"), checkpoint_arrays(tmp_path / "resumed")
+  assert step_a == step_b == 10 and len(a) == len(b) and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+
+  weights = base / "model.safetensors"
+  data = bytearray(weights.read_bytes())
+  data[-8] ^= 0x40  # inside the last tensor: still a valid file, other weights
+  weights.write_bytes(bytes(data))
+  with pytest.raises(UserError, match=r"base weights in .*base changed since this run was saved"):
+    restore.restore(str(tmp_path / "run"))

@@ -24,6 +24,7 @@ import threading
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from flax import nnx
 from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
@@ -35,16 +36,27 @@ class Damaged(Exception):
   pass
 
 
+@dataclasses.dataclass(frozen=True)
+class FrozenBase:
+  """Parameters a run never changes (a pretrained base under LoRA), kept out of its checkpoints: each step
+  holds the rest of the state and, in its meta, `reference` ({"path", "sha256"} of the base's files); a
+  restore reads the base from there again with `load` and refuses a base whose content has changed."""
+  is_frozen: object  # an nnx filter selecting the frozen Variables of the train state
+  reference: dict
+  load: object  # the frozen part of the abstract state (ShapeDtypeStructs with shardings) -> its arrays
+
+
 class Checkpointer:
 
   def __init__(self, directory: epath.Path, *, keep: int = 3, best_metric: str = "", best_mode: str = "max",
-               keep_best: int = 1, async_save: bool = True, read_only: bool = False):
+               keep_best: int = 1, async_save: bool = True, read_only: bool = False,
+               frozen: FrozenBase | None = None):
     if keep < 1:
       raise UserError(f"checkpoint.keep is {keep}: retention would delete every checkpoint, so a stopped run "
                       "could not resume; pass --config.checkpoint.keep=1 or more")
     self.directory = epath.Path(directory)
     self._in_flight = None  # the step of the save that may still be writing
-    self.best_metric, self.best_mode, self.read_only = best_metric, best_mode, read_only
+    self.best_metric, self.best_mode, self.read_only, self.frozen = best_metric, best_mode, read_only, frozen
     self._protected = _Steps(set())
     preserve = [policies.LatestN(keep), self._protected]
     if best_metric and keep_best:
@@ -72,6 +84,9 @@ class Checkpointer:
   def save(self, step: int, state, meta: dict, metrics: dict | None = None, protect: int | None = None):
     """Starts an async save; `metrics` (validation, at this step) rank it for the best-N policy; retention
     also keeps step `protect` (early stopping's best) from now on."""
+    if self.frozen:
+      state = nnx.filter_state(state, nnx.Not(self.frozen.is_frozen))
+      meta = {**meta, "frozen_base": self.frozen.reference}
     meta = {**meta, "fingerprint": fingerprint(state)}
     self.wait()  # Orbax would wait for the previous save here anyway; this names its step if it failed
     # Changed only once the previous save (and its retention) is done: until this save completes, the
@@ -87,7 +102,7 @@ class Checkpointer:
   def warm_up(self, state):
     """Compiles the fingerprint for `state`'s shapes (a one-time 0.4 s on CPU for the text CNN, otherwise
     paid inside the first save's blocking part, 10x a steady save)."""
-    fingerprint(state)
+    fingerprint(nnx.filter_state(state, nnx.Not(self.frozen.is_frozen)) if self.frozen else state)
 
   def meta(self, step: int) -> dict:
     return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
@@ -122,9 +137,11 @@ class Checkpointer:
     _quiet_abandoned_reads()  # before the first read: a damaged step's reports can come while it fails
     for i, candidate in enumerate(candidates):
       try:
-        self._check_fits(candidate, abstract_state)
+        base = self.meta(candidate).get("frozen_base") if self.frozen else None
+        target = nnx.filter_state(abstract_state, nnx.Not(self.frozen.is_frozen)) if base else abstract_state
+        self._check_fits(candidate, target)
         restored = self._manager.restore(candidate, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
         _verify(restored.state, restored.meta)
       except UserError:
         raise
@@ -137,8 +154,17 @@ class Checkpointer:
         continue
       if i and not self.read_only:
         self._quarantine(candidates[:i])
-      return restored.state, restored.meta, candidate
+      state = self._with_base(restored.state, base, abstract_state) if base else restored.state
+      return state, restored.meta, candidate
     raise UserError(f"no checkpoint in {self.directory}; train first with flaxforge.launch.train --workdir=...")
+
+  def _with_base(self, state, base: dict, abstract_state):
+    """The restored `state` completed with the frozen base that its step references, read again."""
+    if base.get("sha256") != self.frozen.reference["sha256"]:
+      raise UserError(f"the base weights in {base.get('path')} changed since this run was saved (sha256 "
+                      f"{str(base.get('sha256'))[:12]}... then, {self.frozen.reference['sha256'][:12]}... now); "
+                      "restore the original files, or warm-start a new --workdir with --config.train.init_from")
+    return nnx.merge_state(state, self.frozen.load(nnx.filter_state(abstract_state, self.frozen.is_frozen)))
 
   def _check_fits(self, step: int, abstract_state):
     """Compares the saved tree (names, shapes) with the model's before reading any array."""

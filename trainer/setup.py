@@ -2,10 +2,12 @@
 import dataclasses
 
 import jax
+from flax import nnx
 
 from flaxforge import data as data_lib
 from flaxforge.core.errors import UserError
 from flaxforge.data import dataset as dataset_lib, pipeline, preprocess
+from flaxforge.models import hf, lora
 from flaxforge.trainer import checkpoint, mesh as mesh_lib
 from flaxforge.trainer import workdir as workdir_lib
 
@@ -40,13 +42,26 @@ def load_data(config, *, info: dict | None = None, dataset=None) -> Data:
 
 
 def checkpointer(config, workdir, *, read_only: bool = False) -> checkpoint.Checkpointer:
-  """The run's checkpointer, from `config.checkpoint` (the one place it is built)."""
+  """The run's checkpointer, from `config.checkpoint` (the one place it is built). A LoRA fine-tune of a
+  pretrained model keeps the frozen base out of its checkpoints and references it (`frozen_base`)."""
   c = config.checkpoint
+  options = dict(best_metric=c.best_metric, best_mode=c.best_mode, frozen=frozen_base(config.model))
   if read_only:
-    return checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, best_metric=c.best_metric,
-                                   best_mode=c.best_mode, read_only=True)
-  return checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=c.keep, best_metric=c.best_metric,
-                                 best_mode=c.best_mode, keep_best=c.keep_best, async_save=c.async_save)
+    return checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, read_only=True, **options)
+  return checkpoint.Checkpointer(workdir / workdir_lib.CHECKPOINTS, keep=c.keep, keep_best=c.keep_best,
+                                 async_save=c.async_save, **options)
+
+
+def frozen_base(cfg) -> checkpoint.FrozenBase | None:
+  """`cfg` is `config.model`: with LoRA over `pretrained` weights, the base that checkpoints reference."""
+  path, is_frozen = cfg.get("pretrained", None), lora.frozen(cfg)
+  if not path or is_frozen is None:
+    return None
+  path = str(workdir_lib.resolve(path))
+
+  def load(abstract):  # the model half of the train state (key 0) read onto the abstract leaves' shardings
+    return nnx.State({0: hf.load_params(path, abstract[0])})
+  return checkpoint.FrozenBase(is_frozen, {"path": path, "sha256": hf.content_hash(path)}, load)
 
 
 def mesh_for(config, devices=None):
