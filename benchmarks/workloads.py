@@ -34,6 +34,17 @@ if os.path.exists(os.path.join(REPO, "launch/configs/text_cnn_20ng.py")):
       overrides={"data.manual_dir": NG_DIR, "data.data_dir": TFDS_DIR, "train.num_steps": 1272})
 
 
+# MiniLM fine-tuned on 20 Newsgroups (launch/configs/finetune_text.py), 65 steps of batch 32 at sequence 128 as
+# ../shared/bench/hf_finetune_ref.py --mode=throughput runs them (the first interval, 5 steps, not timed).
+MINILM_DIR = os.environ.get("BENCH_MINILM_DIR", "/work/shared/models/all-MiniLM-L6-v2")
+if os.path.exists(os.path.join(REPO, "launch/configs/finetune_text.py")):
+  WORKLOADS["minilm_20ng"] = dict(
+      config="launch/configs/finetune_text.py", batch=32, epoch_steps=318, seq_len=128,
+      overrides={"data.name": "20newsgroups", "data.manual_dir": NG_DIR, "data.data_dir": TFDS_DIR,
+                 "model.pretrained": MINILM_DIR, "train.num_steps": 65, "train.log_every": 5,
+                 "optimizer.warmup_steps": 4})
+
+
 def config(name: str, **overrides):
   """The workload's ConfigDict, with its own and then these dotted `overrides` ("train.steps_per_call": 4)."""
   path = WORKLOADS[name]["config"]
