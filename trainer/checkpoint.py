@@ -2,7 +2,8 @@
 
 One `CheckpointManager`, async saves, and a preservation policy that keeps the newest N steps and the best
 by a validation metric. Restoring always targets an abstract state built for the current mesh, which is
-what lets a checkpoint saved on one device layout load on another.
+what lets a checkpoint saved on one device layout load on another. The one exception to "the whole state":
+a LoRA fine-tune's frozen pretrained base (`FrozenBase`), referenced by path and content hash instead.
 
 Integrity: Orbax raises on truncated or missing files, but a flipped bit inside an array file loads
 silently (measured on orbax-checkpoint 0.12.8). So every save records a per-array fingerprint in the
@@ -24,8 +25,8 @@ import threading
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
-from flax import nnx
 from etils import epath
+from flax import nnx
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
