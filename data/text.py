@@ -107,6 +107,16 @@ class TextEncoder:
     """Rows the embedding table needs: padding, OOV if any, and the kept words."""
     return self.first_id + len(self.vocab)
 
+  pad_id = 0
+
+  def token(self, token_id: int) -> str:
+    """The word (or character, bigram) an id stands for: "[CLS]", "[OOV]" and "[PAD]" for the special ids."""
+    if token_id == self.cls_id:
+      return "[CLS]"
+    if token_id < self.first_id:
+      return "[OOV]" if self.oov and token_id == 1 else "[PAD]"
+    return self.vocab[token_id - self.first_id]
+
   @classmethod
   def fit(cls, texts: Iterable[str], **options) -> "TextEncoder":
     encoder = cls(vocab=[], **options)
@@ -189,6 +199,10 @@ class PretrainedEncoder:
 
   def encode(self, texts: Sequence[str]) -> np.ndarray:
     return self.tokenizer.encode([strip(t, self.remove) for t in texts])[0]
+
+  def token(self, token_id: int) -> str:
+    """The tokenizer's token for an id (a WordPiece "##ing", a byte-level "Ġthe", "[CLS]", ...)."""
+    return self.tokenizer.tokenizer.id_to_token(int(token_id))
 
   def to_json(self) -> dict:
     return {"type": "hf_tokenizer", "remove": list(self.remove), "tokenizer": self.tokenizer.to_json()}

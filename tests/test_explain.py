@@ -1,10 +1,13 @@
 """Integrated gradients on the token embeddings: completeness for every text classifier family, and the
 attributions of a real 20 Newsgroups model point at the words a person would."""
+import jax
 import numpy as np
 import pytest
 
+import tiny_hf
+from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from conftest import run_module
-from flaxforge.trainer import explain
+from flaxforge.trainer import explain, loop
 from test_serving import CUES, train_text_run
 
 TEXTS = ["bake the flour in the oven with the sauce", "the coach said the team played the match well",
@@ -47,3 +50,20 @@ def test_hockey_words_drive_a_real_20_newsgroups_model(real_datasets, tmp_path):
   assert {"hockey", "playoff", "overtime"} & set(top), top
   total, gap = sum(t["attribution"] for t in out["tokens"]), out["logit"] - out["baseline_logit"]
   assert abs(total - gap) <= 0.05 * abs(gap)
+
+
+def test_a_fine_tuned_pretrained_encoder_is_explained_in_its_own_subword_tokens(tmp_path, bert_dir, topics):
+  """A run fine-tuned from a Hugging Face BERT encodes with the model's own WordPiece tokenizer: attributions
+  are per subword token ([CLS] and [SEP] included), against the baseline of its [PAD] id, and complete."""
+  loop.train(tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 30}), str(tmp_path / "run"),
+             devices=jax.devices()[:1])
+  explainer = explain.Explainer.from_workdir(str(tmp_path / "run"))
+  text = "the coach said the team played the match well"
+  out = explainer.explain(text, steps=64)
+  ids = explainer.predictor.encode([text])[0]
+  tokenizer = explainer.encoder.tokenizer.tokenizer
+  assert [t["token"] for t in out["tokens"]] == [tokenizer.id_to_token(int(i)) for i in ids
+                                                  if i != explainer.encoder.pad_id]
+  assert out["tokens"][0]["token"] == "[CLS]" and out["tokens"][-1]["token"] == "[SEP]"
+  total, gap = sum(t["attribution"] for t in out["tokens"]), out["logit"] - out["baseline_logit"]
+  assert abs(gap) > 1e-3 and abs(total - gap) <= 0.05 * abs(gap), (total, gap)

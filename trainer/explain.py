@@ -60,19 +60,20 @@ class _Interpolated(nnx.Module):
   """embed(pad) + alpha * (embed(ids) - embed(pad)) + probe: the IG path point, and a zero `probe` whose
   gradient is the gradient with respect to the embeddings. Records the ids it was called with."""
 
-  def __init__(self, embed, alpha, probe, seen: list):
-    self.embed, self._point = embed, (alpha, probe, seen)
+  def __init__(self, embed, alpha, probe, seen: list, pad_id: int):
+    self.embed, self._point = embed, (alpha, probe, seen, pad_id)
 
   def __call__(self, ids):
-    alpha, probe, seen = self._point
+    alpha, probe, seen, pad_id = self._point
     seen.append(ids)
-    base = self.embed(jnp.zeros_like(ids))
+    base = self.embed(jnp.full_like(ids, pad_id))
     return base + alpha * (self.embed(ids) - base) + probe.astype(base.dtype)
 
 
 def integrated_gradients(graphdef, state, inputs: np.ndarray, vocab_size: int, *, target: int | None = None,
-                         steps: int = 64) -> Attribution:
-  """IG of one model input (int token ids [L]) for class `target` (default: the predicted class).
+                         steps: int = 64, pad_id: int = 0) -> Attribution:
+  """IG of one model input (int token ids [L]) for class `target` (default: the predicted class), against
+  the baseline of `pad_id`'s embedding at every position.
 
   `graphdef`, `state`: the model in eval mode, as `nnx.split` gives them (or the eval graphdef and the
   train state's model half). Raises UserError when the model embeds tokens more than once or embeds ids
@@ -80,10 +81,10 @@ def integrated_gradients(graphdef, state, inputs: np.ndarray, vocab_size: int, *
   """
   inputs = np.asarray(inputs, np.int32).reshape(1, -1)
   path = token_embedding_path(nnx.merge(graphdef, state), vocab_size)
-  called, diff, logits = _probe(graphdef, state, inputs, path=path)
+  called, diff, logits = _probe(graphdef, state, inputs, path=path, pad_id=pad_id)
   target = int(np.argmax(logits)) if target is None else int(target)
   grads, end_logits = _path_gradients(graphdef, state, inputs, jnp.zeros(diff.shape, jnp.float32), path=path,
-                                      target=target, steps=steps)
+                                      target=target, steps=steps, pad_id=pad_id)
   per_call = (np.asarray(diff, np.float64) * np.asarray(grads, np.float64)).sum(-1).reshape(-1)
   scores = np.zeros(inputs.shape[1], np.float32)
   for j, i in enumerate(_match(np.asarray(called).reshape(-1), inputs[0])):
@@ -91,29 +92,29 @@ def integrated_gradients(graphdef, state, inputs: np.ndarray, vocab_size: int, *
   return Attribution(inputs[0], scores, target, float(end_logits[1]), float(end_logits[0]))
 
 
-def _run(graphdef, state, inputs, path, alpha, probe):
+def _run(graphdef, state, inputs, path, alpha, probe, pad_id):
   model = nnx.merge(graphdef, state)
   seen = []
-  _swap(model, path, lambda embed: _Interpolated(embed, alpha, probe, seen))
+  _swap(model, path, lambda embed: _Interpolated(embed, alpha, probe, seen, pad_id))
   logits = model(inputs)
   if len(seen) != 1:
     raise UserError(f"the model embeds its tokens {len(seen)} times per call; explain needs exactly one")
   return logits[0], seen[0]
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "path"))
-def _probe(graphdef, state, inputs, *, path):
+@functools.partial(jax.jit, static_argnames=("graphdef", "path", "pad_id"))
+def _probe(graphdef, state, inputs, *, path, pad_id):
   """The ids the embedding is called with, E[ids] - E[pad] at each called position, and the logits."""
   embed = functools.reduce(_at, path, nnx.merge(graphdef, state))
-  logits, ids = _run(graphdef, state, inputs, path, 1.0, jnp.zeros(()))
-  return ids, embed(ids) - embed(jnp.zeros_like(ids)), logits
+  logits, ids = _run(graphdef, state, inputs, path, 1.0, jnp.zeros(()), pad_id)
+  return ids, embed(ids) - embed(jnp.full_like(ids, pad_id)), logits
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "path", "target", "steps"))
-def _path_gradients(graphdef, state, inputs, zero, *, path, target, steps):
+@functools.partial(jax.jit, static_argnames=("graphdef", "path", "target", "steps", "pad_id"))
+def _path_gradients(graphdef, state, inputs, zero, *, path, target, steps, pad_id):
   """The mean gradient of logit[target] over the path's midpoints, and the logits at alpha = 0 and 1."""
   def logit(probe, alpha):
-    return _run(graphdef, state, inputs, path, alpha, probe)[0][target]
+    return _run(graphdef, state, inputs, path, alpha, probe, pad_id)[0][target]
 
   alphas = (jnp.arange(steps, dtype=jnp.float32) + 0.5) / steps
   g = jax.lax.map(lambda a: jax.grad(logit)(zero, a), alphas, batch_size=min(steps, 16))
@@ -148,12 +149,6 @@ class Explainer:
     model, _ = nnx.merge(predictor.run.structure.eval_graphdef, jax.device_get(predictor.run.state))
     return cls(predictor, *nnx.split(model))
 
-  def token(self, token_id: int) -> str:
-    e = self.encoder
-    if token_id == e.cls_id:
-      return "[CLS]"
-    return "[OOV]" if e.oov and token_id == 1 else e.vocab[token_id - e.first_id]
-
   def explain(self, text: str, *, label: str | None = None, steps: int = 64) -> dict:
     """{text, label, probability, logit, baseline_logit, tokens: [{token, attribution}]} for the predicted
     class (or `label`); tokens in input order, padding and words outside the vocabulary left out."""
@@ -161,9 +156,11 @@ class Explainer:
     if label is not None and label not in labels:
       raise UserError(f"unknown label {label!r}; choose one of: {', '.join(labels)}")
     ids = self.predictor.encode([text])[0]
-    a = integrated_gradients(self.graphdef, self.state, ids, self.encoder.vocab_size, steps=steps,
+    pad = self.encoder.pad_id
+    a = integrated_gradients(self.graphdef, self.state, ids, self.encoder.vocab_size, steps=steps, pad_id=pad,
                              target=None if label is None else labels.index(label))
     probs = self.predictor.probabilities([text])[0]
     return {"text": text, "label": labels[a.target], "probability": float(probs[a.target]), "logit": a.logit,
             "baseline_logit": a.baseline_logit,
-            "tokens": [{"token": self.token(int(t)), "attribution": float(s)} for t, s in zip(a.ids, a.scores) if t]}
+            "tokens": [{"token": self.encoder.token(int(t)), "attribution": float(s)}
+                       for t, s in zip(a.ids, a.scores) if t != pad]}
