@@ -23,12 +23,17 @@ _DEFAULTS = {"image_size": (64, 64), "color": "rgb", "normalize": "unit", "valid
              "test_fraction": 0.1, "split_seed": 0}
 
 
+def image_files(folder: pathlib.Path) -> list[pathlib.Path]:
+  """The image files (by extension, EXTENSIONS) in `folder` and its subfolders, sorted by path."""
+  return sorted(p for p in folder.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+
+
 def list_images(root: pathlib.Path) -> tuple[list[pathlib.Path], list[int], list[str]]:
   """(files, label ids, class names): the images of each subfolder, classes sorted by name."""
   names = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
   files, labels = [], []
   for i, name in enumerate(names):
-    found = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    found = image_files(root / name)
     files += found
     labels += [i] * len(found)
   if len(names) < 2 or not files:

@@ -52,7 +52,7 @@ def _images(args: list[str]) -> tuple[list[str], list[str]]:
   for given in args + ([INPUT.value] if INPUT.value else []):
     path = pathlib.Path(given)
     if path.is_dir():
-      found = sorted(p for p in path.rglob("*") if p.suffix.lower() in image_folder.EXTENSIONS and p.is_file())
+      found = image_folder.image_files(path)
       if not found:
         raise common.UserError(f"{given} holds no {'/'.join(image_folder.EXTENSIONS)} files; pass image files")
       paths += found
@@ -82,9 +82,7 @@ def _rows(args: list[str]) -> tuple[list[str], list[dict]]:
   path = pathlib.Path(INPUT.value)
   if not path.is_file():
     raise common.UserError(f"--input={INPUT.value} not found; pass a .csv, .tsv or .jsonl file of rows")
-  table = tabular.read(path)
-  rows = [{k: (None if v != v else v) for k, v in row.items()}  # NaN (an empty cell) -> missing
-          for row in table.to_dict(orient="records")]
+  rows = tabular.read(path).to_dict(orient="records")  # an empty cell is NaN: filled as in training
   return [f"{path.name}:{i + 1}" for i in range(len(rows))], rows
 
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import graph
 
 
 class _Adapted:
@@ -69,10 +70,7 @@ def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
   adapted = set()
   for path, layer in list(nnx.iter_graph(model)):
     if path and path[-1] in targets and type(layer) in _ADAPTED:
-      parent = model
-      for key in path[:-1]:
-        parent = parent[key] if isinstance(key, int) else getattr(parent, key)
-      setattr(parent, path[-1], _adapt(layer, rank, alpha, rngs))
+      graph.replace(model, path, lambda layer: _adapt(layer, rank, alpha, rngs))
       adapted.add(path[-1])
   if targets - adapted:
     raise UserError(f"model.lora.targets names no dense layer: {', '.join(sorted(targets - adapted))}; use "

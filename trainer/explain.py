@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import graph
 
 
 @dataclasses.dataclass
@@ -41,19 +42,6 @@ def token_embedding_path(model, vocab_size: int) -> tuple:
       return path
   raise UserError(f"the model has no nnx.Embed with at least {vocab_size} rows: explain needs a model that "
                   "embeds token ids")
-
-
-def _at(node, key):
-  return node[key] if isinstance(key, int) else getattr(node, key)
-
-
-def _swap(model, path, make):
-  """Replaces the node at `path` (in place) by make(old node)."""
-  parent = functools.reduce(_at, path[:-1], model)
-  if isinstance(path[-1], int):
-    parent[path[-1]] = make(parent[path[-1]])
-  else:
-    setattr(parent, path[-1], make(getattr(parent, path[-1])))
 
 
 class _Interpolated(nnx.Module):
@@ -95,7 +83,7 @@ def integrated_gradients(graphdef, state, inputs: np.ndarray, vocab_size: int, *
 def _run(graphdef, state, inputs, path, alpha, probe, pad_id):
   model = nnx.merge(graphdef, state)
   seen = []
-  _swap(model, path, lambda embed: _Interpolated(embed, alpha, probe, seen, pad_id))
+  graph.replace(model, path, lambda embed: _Interpolated(embed, alpha, probe, seen, pad_id))
   logits = model(inputs)
   if len(seen) != 1:
     raise UserError(f"the model embeds its tokens {len(seen)} times per call; explain needs exactly one")
@@ -105,7 +93,7 @@ def _run(graphdef, state, inputs, path, alpha, probe, pad_id):
 @functools.partial(jax.jit, static_argnames=("graphdef", "path", "pad_id"))
 def _probe(graphdef, state, inputs, *, path, pad_id):
   """The ids the embedding is called with, E[ids] - E[pad] at each called position, and the logits."""
-  embed = functools.reduce(_at, path, nnx.merge(graphdef, state))
+  embed = graph.node_at(nnx.merge(graphdef, state), path)
   logits, ids = _run(graphdef, state, inputs, path, 1.0, jnp.zeros(()), pad_id)
   return ids, embed(ids) - embed(jnp.full_like(ids, pad_id)), logits
 
