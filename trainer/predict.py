@@ -7,6 +7,7 @@ sizes (powers of two up to `max_batch`), so varied request sizes compile a bound
 This module imports neither the models nor the trainer at import time: an artifact runs without them.
 """
 import io
+import os
 
 import numpy as np
 
@@ -53,7 +54,7 @@ def _image_encoder(info: dict, assets: dict):
     for i, image in enumerate(images):
       if isinstance(image, (bytes, bytearray)):
         arrays.append(image_folder.decode(io.BytesIO(image), shape[:2], color, name=f"image {i}"))
-      elif isinstance(image, str):
+      elif isinstance(image, (str, os.PathLike)):
         arrays.append(image_folder.decode(image, shape[:2], color))
       else:
         raise UserError("every input must be an image file's path or its bytes")
@@ -188,7 +189,7 @@ class Predictor:
 
 def _listed(raw) -> list:
   """A raw input or a list of them, as a list (a text, image bytes or table row is one input)."""
-  return [raw] if isinstance(raw, (str, bytes, bytearray, dict)) else list(raw)
+  return [raw] if isinstance(raw, (str, bytes, bytearray, dict, os.PathLike)) else list(raw)
 
 
 def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
