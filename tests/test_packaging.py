@@ -11,6 +11,8 @@ import sys
 import sysconfig
 import zipfile
 
+import pytest
+
 from conftest import REPO
 
 
@@ -24,9 +26,15 @@ def _run(python, *args, cwd):
   return proc
 
 
-def test_a_project_with_data_models_and_trainer_of_its_own_trains(tmp_path):
+# `python -m flaxforge.launch.COMMAND` (the working directory first on sys.path) and the console command.
+COMMANDS = {"python -m": lambda name: [sys.executable, "-m", f"flaxforge.launch.{name}"],
+            "console": lambda name: [str(pathlib.Path(sys.executable).parent / "flaxforge"), name]}
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_project_with_data_models_and_trainer_of_its_own_trains_and_evaluates(tmp_path, command):
   """The issue's report: `data/` (a plain folder, as users keep CSVs), `models.py` and `trainer.py` in the
-  working directory, which `python -m` puts first on sys.path."""
+  working directory, which `python -m` puts first on sys.path; train, then eval, with each command."""
   (tmp_path / "data").mkdir()
   rng = random.Random(0)
   with open(tmp_path / "data" / "reviews.csv", "w", newline="") as f:
@@ -38,13 +46,16 @@ def test_a_project_with_data_models_and_trainer_of_its_own_trains(tmp_path):
       writer.writerow([" ".join(rng.choices(cue.split(), k=3) + rng.choices("the a it was".split(), k=5)), label])
   for name in ("models.py", "trainer.py"):
     (tmp_path / name).write_text(f"raise RuntimeError('the user\\'s own {name} was imported')\n")
-  proc = _run(sys.executable, "-m", "flaxforge.launch.train", f"--config={REPO}/launch/configs/text_csv.py",
-              "--workdir=runs/r1", "--config.data.path=data/reviews.csv", "--config.data.data_dir=tfds",
-              "--config.data.seq_len=16", "--config.model.embed_dim=16", "--config.train.num_epochs=3",
-              "--config.train.progress_bar=false", cwd=tmp_path)
+  proc = _run(*COMMANDS[command]("train"), f"--config={REPO}/launch/configs/text_csv.py", "--workdir=runs/r1",
+              "--config.data.path=data/reviews.csv", "--config.data.data_dir=tfds", "--config.data.seq_len=16",
+              "--config.model.embed_dim=16", "--config.train.num_epochs=3", "--config.train.progress_bar=false",
+              cwd=tmp_path)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result["split"] == "test" and result["accuracy"] >= 0.8, result  # two classes: chance is 0.5
   assert (tmp_path / "runs" / "r1" / "checkpoints").is_dir()
+  proc = _run(*COMMANDS[command]("eval"), "--workdir=runs/r1", cwd=tmp_path)  # the recorded split, again
+  evaluated = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert evaluated["split"] == "test" and evaluated["accuracy"] == result["accuracy"], (evaluated, result)
 
 
 def test_the_wheel_holds_only_flaxforge_and_trains_in_a_fresh_venv(tmp_path):
