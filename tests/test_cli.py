@@ -41,7 +41,7 @@ def test_tensorboard_events_are_readable_without_tensorflow(trained):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   acc = event_accumulator.EventAccumulator(str(trained[0] / "tensorboard"))
   acc.Reload()
-  assert {"train/loss", "validation/accuracy", "test/accuracy"} <= set(acc.Tags()["scalars"])
+  assert {"train/loss", "train/learning_rate", "validation/accuracy", "test/accuracy"} <= set(acc.Tags()["scalars"])
   assert [e.step for e in acc.Scalars("validation/accuracy")] == [20, 40]
 
 
