@@ -80,9 +80,14 @@ def test_eval_step_restores_that_step(trained):
   assert at_20["step"] == 20 and at_20["loss"] != at_40["loss"]  # another checkpoint's parameters
 
 
-def test_rerun_of_a_finished_run_says_so(trained):
+def test_rerun_of_a_finished_run_says_so_and_duplicates_no_record(trained):
+  """Its test record in metrics.jsonl is marked as a re-evaluation; TensorBoard gets no second event file."""
+  events = sorted((trained[0] / "tensorboard").iterdir())
   out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={trained[0]}")
   assert out.returncode == 0 and "already finished at step 40" in out.stdout
+  tests = [r for r in map(json.loads, (trained[0] / "metrics.jsonl").read_text().splitlines()) if r["split"] == "test"]
+  assert [r.get("reevaluation") for r in tests] == [None, True]
+  assert sorted((trained[0] / "tensorboard").iterdir()) == events
 
 
 @pytest.mark.parametrize("flag,message", [
