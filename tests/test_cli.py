@@ -92,7 +92,8 @@ def test_rerun_of_a_finished_run_says_so_and_duplicates_no_record(trained):
 
 @pytest.mark.parametrize("flag,message", [
     ("--config.optimizer.learning_rte=0.1", "unknown config field 'learning_rte'"),
-    ("--config.data.batch_size=abc", "--config.data.batch_size=abc"),
+    ("--config.data.batch_size=abc", "--config.data.batch_size=abc: invalid literal for int() with base 10: 'abc' "
+                                     "(see --help: what each flag and config field takes)"),
     ("--config.optimizer.name=adamax", "unknown optimizer 'adamax'"),
 ])
 def test_config_mistakes_end_in_one_line_and_exit_2(tmp_path, flag, message):
