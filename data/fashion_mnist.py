@@ -58,7 +58,7 @@ def read_split(folder: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray
   return images, labels
 
 
-class FashionMnist(tfds.core.GeneratorBasedBuilder):
+class FashionMnist(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the four Fashion-MNIST IDX files (.gz or not) in the manual_dir."

@@ -111,7 +111,7 @@ def augment(images: np.ndarray, settings: dict, seed: int) -> np.ndarray:
   return out
 
 
-class ImageFolder(tfds.core.GeneratorBasedBuilder):
+class ImageFolder(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
 

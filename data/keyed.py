@@ -5,8 +5,12 @@ import json
 import pathlib
 import re
 
+from etils import epath
+
 from flaxforge.data import newsgroups
 from flaxforge.core.errors import UserError
+
+_SOURCE = "source.json"  # in each prepared copy: the file it was made from and that file's SHA-256
 
 
 def builder_config(options: dict, source: str = "") -> newsgroups.OptionsConfig:
@@ -36,3 +40,15 @@ def examples(inputs, labels):
   """A builder's `_generate_examples` for rows already computed: (index, {"inputs", "label"}) pairs."""
   for i, (row, label) in enumerate(zip(inputs, labels)):
     yield i, {"inputs": row, "label": label}
+
+
+def forget_earlier_copies(prepared, path, sha256: str):
+  """Marks `prepared` as made from `path` and deletes the copies made from that path's earlier contents."""
+  prepared = epath.Path(prepared)
+  (prepared / _SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256}))
+  for marker in prepared.parent.parent.glob(f"*/*/{_SOURCE}"):
+    made_from = json.loads(marker.read_text())
+    if made_from["path"] == str(path) and made_from["sha256"] != sha256:
+      marker.parent.rmtree()  # the version folder; then its config folder, when nothing else is in it
+      if not any(marker.parent.parent.iterdir()):
+        marker.parent.parent.rmdir()

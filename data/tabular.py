@@ -14,12 +14,13 @@ beside the checkpoint as `assets/table_transform.json`, and the prepared trainin
 """
 import pathlib
 
+import jax
 import numpy as np
 import pandas as pd
 import tensorflow_datasets as tfds
 from sklearn import impute, preprocessing
 
-from flaxforge.data import dataset, keyed, text
+from flaxforge.data import dataset, keyed, records, text
 from flaxforge.core.errors import UserError
 
 TASKS = ("classification", "regression")
@@ -187,7 +188,7 @@ def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
   return table, targets, parts, stats
 
 
-class Table(tfds.core.GeneratorBasedBuilder):
+class Table(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
 
@@ -212,7 +213,7 @@ class Table(tfds.core.GeneratorBasedBuilder):
 def options(cfg) -> dict:
   path = keyed.existing_path(cfg.get("path", ""), "path")
   opts = {k: cfg.get(k, v) for k, v in _DEFAULTS.items()}
-  return {**opts, "path": str(path), "file": keyed.identity([path])}
+  return {**opts, "path": str(path), "sha256": records.file_sha256(path)}  # its content: a touched file is reused
 
 
 def load(cfg) -> dataset.Dataset:
@@ -220,12 +221,16 @@ def load(cfg) -> dataset.Dataset:
   ("" = the non-numeric ones), task (classification|regression), missing (drop|impute), normalize
   (minmax|minmax_symmetric|standardize|none), categorical_encoding (one_hot|label), validation_fraction,
   test_fraction, split_seed, data_dir. The table is read and the statistics fitted on each load (fast for
-  tables); the prepared rows are written once per file and options."""
+  tables); the prepared rows are written once per file content and options, and the copies of the file's
+  earlier contents are deleted."""
   opts = options(cfg)
   _, _, _, stats = prepare_rows(opts)
   builder = Table(data_dir=dataset.data_dir(cfg.get("data_dir", "")),
                   config=keyed.builder_config({**opts, "statistics": stats}, source=opts["path"]))
+  fresh = not builder.is_prepared()
   builder = dataset.prepare(builder)
+  if fresh and jax.process_index() == 0:
+    keyed.forget_earlier_copies(builder.data_dir, opts["path"], opts["sha256"])
   names = stats["label"]["names"]
   info = {"task": opts["task"], "input_shape": [len(feature_names(stats))], "feature_names": feature_names(stats)}
   info.update({"num_classes": len(names), "label_names": names} if names else {"num_classes": 1})

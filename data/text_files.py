@@ -20,11 +20,10 @@ import sys
 import jax
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import dataset, newsgroups, records, text
+from flaxforge.data import dataset, keyed, newsgroups, records, text
 
 SPLIT_VALUES = ("train", "validation", "test")
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
@@ -32,7 +31,6 @@ _JSONL = (".jsonl", ".ndjson")
 _DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
              "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0, "bad_rows": "error"}
 _BAD_ROWS = ("error", "drop")
-_SOURCE = "source.json"  # in each prepared copy: the file it was made from
 
 
 def _decode(path: pathlib.Path) -> str:
@@ -218,18 +216,8 @@ def load(cfg) -> dataset.Dataset:
   fresh = not builder.is_prepared()
   builder = dataset.prepare(builder)
   if fresh and jax.process_index() == 0:
-    _forget_earlier_copies(builder.data_dir, path, sha256)
+    keyed.forget_earlier_copies(builder.data_dir, path, sha256)
   ds = newsgroups.from_builder(builder)
   ds.source = {"path": str(path), "sha256": sha256}
   ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))
   return ds
-
-
-def _forget_earlier_copies(prepared, path: pathlib.Path, sha256: str):
-  """Marks `prepared` as made from `path` and deletes the copies made from that path's earlier contents."""
-  prepared = epath.Path(prepared)
-  (prepared / _SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256}))
-  for marker in prepared.parent.parent.glob(f"*/*/{_SOURCE}"):
-    made_from = json.loads(marker.read_text())
-    if made_from["path"] == str(path) and made_from["sha256"] != sha256:
-      marker.parent.rmtree()

@@ -93,7 +93,7 @@ def _flag_error_line(e: Exception) -> str:
     return (f"unknown config field {field!r} in {given[0] if given else 'the config overrides'}"
             f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; "
             "flaxforge train --help lists the fields a config has")
-  return (text.strip().splitlines() or [type(e).__name__])[0] + " (see --helpfull, and the config file for its fields)"
+  return (text.strip().splitlines() or [type(e).__name__])[0] + " (see --help: what each flag and config field takes)"
 
 
 def _parse(argv):

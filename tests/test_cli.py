@@ -80,14 +80,20 @@ def test_eval_step_restores_that_step(trained):
   assert at_20["step"] == 20 and at_20["loss"] != at_40["loss"]  # another checkpoint's parameters
 
 
-def test_rerun_of_a_finished_run_says_so(trained):
+def test_rerun_of_a_finished_run_says_so_and_duplicates_no_record(trained):
+  """Its test record in metrics.jsonl is marked as a re-evaluation; TensorBoard gets no second event file."""
+  events = sorted((trained[0] / "tensorboard").iterdir())
   out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={trained[0]}")
   assert out.returncode == 0 and "already finished at step 40" in out.stdout
+  tests = [r for r in map(json.loads, (trained[0] / "metrics.jsonl").read_text().splitlines()) if r["split"] == "test"]
+  assert [r.get("reevaluation") for r in tests] == [None, True]
+  assert sorted((trained[0] / "tensorboard").iterdir()) == events
 
 
 @pytest.mark.parametrize("flag,message", [
     ("--config.optimizer.learning_rte=0.1", "unknown config field 'learning_rte'"),
-    ("--config.data.batch_size=abc", "--config.data.batch_size=abc"),
+    ("--config.data.batch_size=abc", "--config.data.batch_size=abc: invalid literal for int() with base 10: 'abc' "
+                                     "(see --help: what each flag and config field takes)"),
     ("--config.optimizer.name=adamax", "unknown optimizer 'adamax'"),
 ])
 def test_config_mistakes_end_in_one_line_and_exit_2(tmp_path, flag, message):

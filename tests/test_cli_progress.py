@@ -40,3 +40,13 @@ def test_profile_steps_outside_the_run_warn_in_one_line(tmp_path):
   assert ("warning: profile.start_step=500 (num_steps=5) lies outside this run's steps 0-40; no trace will be "
           "written") in out.stderr
   assert not (tmp_path / "run" / "profile").exists()
+
+
+def test_the_eta_never_passes_the_time_limit(tmp_path):
+  """A million steps would take hours at this rate; the run stops at its 0.1-minute limit, and says so."""
+  out = _train(tmp_path / "run", "--config.train.num_steps=1000000", "--config.train.time_limit_minutes=0.1",
+               "--config.train.log_every=100")
+  assert out.returncode == 0, out.stderr[-3000:]
+  etas = re.findall(r"^step \d+/1000000 \(\d+%\) loss [\d.]+ examples/s [\d,]+ ETA (\d\d:\d\d:\d\d)$", out.stderr, re.M)
+  assert etas and all("00:00:00" <= eta <= "00:00:06" for eta in etas), out.stderr[-2000:]
+  assert "time limit of 0.1 minutes reached after step" in out.stdout

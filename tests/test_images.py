@@ -40,9 +40,10 @@ def cfg(tmp_path, **overrides):
           **overrides}
 
 
-def test_folder_images_of_any_size_are_resized_split_and_normalised(tmp_path):
+def test_folder_images_of_any_size_are_resized_split_and_normalised(tmp_path, capfd):
   make_folder(tmp_path / "photos")
   ds = image_folder.load(cfg(tmp_path, normalize="standardize"))
+  assert "Downloading" not in capfd.readouterr().out  # no TFDS download message for a local folder
   assert ds.info["label_names"] == ["blue", "green", "red"] and ds.assets["labels"] == ["blue", "green", "red"]
   assert ds.info["input_shape"] == [16, 16, 3] and {k: len(v) for k, v in ds.splits.items()} == {
       "train": 48, "validation": 6, "test": 6}  # 10% + 10% of each class held out
@@ -150,9 +151,10 @@ def test_idx_reader_round_trips_and_refuses_other_files(tmp_path):
     fashion_mnist.read_idx(tmp_path / "d")
 
 
-def test_fashion_mnist_builder_on_small_idx_files(tmp_path):
+def test_fashion_mnist_builder_on_small_idx_files(tmp_path, capfd):
   manual = small_fashion(tmp_path / "idx")
   ds = fashion_mnist.load({"manual_dir": str(manual), "data_dir": str(tmp_path / "tfds")})
+  assert "Downloading" not in capfd.readouterr().out  # no TFDS download message for files already here
   assert {k: len(v) for k, v in ds.splits.items()} == {"train": 90, "validation": 10, "test": 30}
   assert ds.info["input_shape"] == [28, 28, 1] and ds.info["label_names"][9] == "Ankle boot"
   expected = fashion_mnist.read_idx(manual / "t10k-images-idx3-ubyte.gz")

@@ -1,5 +1,6 @@
-"""launch/local_multiprocess.sh as a user meets it: it never hangs, whatever way its processes end, and a
-Ctrl-C (SIGINT to its whole process group, as a terminal sends it) checkpoints every process at one step."""
+"""launch/local_multiprocess.sh as a user meets it: it never hangs, whatever way its processes end; a
+Ctrl-C (SIGINT to its whole process group, as a terminal sends it) checkpoints every process at one step, and
+a SIGTERM to the launcher alone is passed on to every process."""
 import os
 import pathlib
 import re
@@ -60,3 +61,29 @@ def test_ctrl_c_checkpoints_every_process_at_one_step_and_the_run_resumes(tmp_pa
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
   assert re.search(rf"^resumed from the checkpoint at step {step}", resumed.stdout, re.M), resumed.stdout
   assert resumed.stdout.strip().splitlines()[-1].startswith('{"split": "test"')
+
+
+def test_a_sigterm_to_the_launcher_alone_reaches_every_process(tmp_path):
+  """A scheduler's SIGTERM goes to the launcher only (no terminal signals the group): the first one is passed
+  on, so each process stops in its own way (the trainers: a checkpoint) and the launcher exits 0."""
+  (tmp_path / "worker.py").write_text("""import signal, sys, time
+i = [a for a in sys.argv if a.startswith("--process_id=")][0].split("=")[1]
+signal.signal(signal.SIGTERM, lambda *_: (print(f"process {i} stopped", flush=True), sys.exit(0)))
+print("ready", flush=True)
+time.sleep(60)
+""")
+  launcher = subprocess.Popen(["bash", str(LAUNCHER), "2"], env=_env(MODULE="worker", PYTHONPATH=str(tmp_path)),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+  try:
+    ready = []
+    for line in launcher.stdout:
+      ready += [line] if line.rstrip().endswith("ready") else []
+      if len(ready) == 2:
+        break
+    launcher.send_signal(signal.SIGTERM)
+    assert launcher.wait(timeout=20) == 0
+    output = launcher.stdout.read()
+    assert "process 0 stopped" in output and "[1] process 1 stopped" in output, output
+  finally:
+    if launcher.poll() is None:
+      os.killpg(launcher.pid, signal.SIGKILL)

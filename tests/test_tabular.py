@@ -1,6 +1,7 @@
 """Tables: numeric and categorical columns with missing values, every statistic fitted on the training rows
 and stored as JSON that alone reproduces the training inputs; a Palmer penguins run that learns."""
 import json
+import os
 
 import jax
 import numpy as np
@@ -93,6 +94,28 @@ def test_bad_columns_and_options_are_one_line(tmp_path):
     tabular.load(cfg(tmp_path, normalize="zscore"))
   with pytest.raises(UserError, match=r"column 'income' of the training table is missing"):
     tabular.transform(tabular.load(cfg(tmp_path)).assets["table_transform"], pd.DataFrame({"age": [1.0]}))
+
+
+def test_a_table_is_prepared_once_per_content_without_tfds_download_messages(tmp_path):
+  """As a user runs it: one plain 'preparing' line, not TFDS' "Downloading ... Unknown size"; a touched file
+  reuses its prepared copy and an edited one replaces it (copies do not pile up)."""
+  path = tmp_path / "customers.csv"
+  synthetic_table(path, n=120)
+  out = run_module("flaxforge.launch.train", "--config=tabular_csv", f"--workdir={tmp_path / 'run'}",
+                   f"--config.data.path={path}", "--config.data.label_column=churned",
+                   f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.num_steps=2")
+  assert "Downloading" not in out.stdout + out.stderr and "Subsequent calls" not in out.stdout
+  assert f"preparing table in {tmp_path / 'tfds' / 'table'}" in out.stderr
+  copies = lambda: sorted(p.name for p in (tmp_path / "tfds2" / "table").iterdir())
+  tabular.load(cfg(tmp_path, data_dir=str(tmp_path / "tfds2")))
+  first = copies()
+  stat = os.stat(path)
+  os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same content
+  tabular.load(cfg(tmp_path, data_dir=str(tmp_path / "tfds2")))
+  assert copies() == first
+  synthetic_table(path, n=130)  # edited: a new copy, and the old one is gone
+  tabular.load(cfg(tmp_path, data_dir=str(tmp_path / "tfds2")))
+  assert len(copies()) == 1 and copies() != first
 
 
 def _train(tmp_path, path, label, **data):

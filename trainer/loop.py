@@ -113,8 +113,9 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   progress = metrics_lib.Progress(total, step, enabled=config.train.progress_bar,
                                   time_limit_minutes=config.train.time_limit_minutes,
                                   best_metric=config.checkpoint.best_metric, best_mode=config.checkpoint.best_mode)
-  run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir), progress, stop,
-            steps_per_epoch, total, early, model)
+  finished = step >= total or early.stopped
+  run = Run(config, workdir, mesh, data, structure, ckpt, metrics_lib.MetricWriter(workdir, tensorboard=not finished),
+            progress, stop, steps_per_epoch, total, early, model)
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
@@ -124,7 +125,6 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   progress.print(f"{config.model.name}: {state_lib.parameter_count(structure.abstract):,} parameters; {total} "
                  f"steps ({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
 
-  finished = step >= total or early.stopped
   if finished:
     progress.print(f"run in {workdir} already finished at step {step}"
                    f"{' (stopped early)' if early.stopped else ''}; evaluating "

@@ -40,12 +40,15 @@ def class_report(confusion: np.ndarray) -> dict:
 
 class MetricWriter:
 
-  def __init__(self, workdir: epath.Path, *, enabled: bool | None = None):
+  def __init__(self, workdir: epath.Path, *, enabled: bool | None = None, tensorboard: bool = True):
+    """`tensorboard=False` (a finished run evaluated again): metrics.jsonl only, where its records are marked,
+    and no second event file repeating the run's test scalars unmarked."""
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._jsonl = self._tb = None
     if self.enabled:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(str(workdir / "tensorboard"))
+      if tensorboard:
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        self._tb = SummaryWriter(str(workdir / "tensorboard"))
       self._jsonl = (workdir / "metrics.jsonl").open("a")
 
   def write(self, step: int, split: str, values: dict):
@@ -56,20 +59,21 @@ class MetricWriter:
     record = {"step": int(step), "split": split, "time": round(time.time(), 3), **values}
     self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
-    for name, value in scalars.items():
+    for name, value in scalars.items() if self._tb is not None else ():
       self._tb.add_scalar(f"{split}/{name}", value, step)
 
   def write_text(self, step: int, tag: str, text: str):
-    if self.enabled:
+    if self._tb is not None:
       self._tb.add_text(tag, text, step)
 
   def flush(self):
-    if self.enabled:
+    if self._tb is not None:
       self._tb.flush()
 
   def close(self):
-    if self.enabled:
+    if self._tb is not None:
       self._tb.close()
+    if self._jsonl is not None:
       self._jsonl.close()
 
 
