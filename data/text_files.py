@@ -3,8 +3,8 @@
 Label names are the sorted distinct values of the label column. Without a split column, a seeded,
 stratified validation and test part is held out of the rows; with one (values train/validation/test),
 a missing validation or test part is held out of the train rows. The prepared copy is keyed by the file's
-content (SHA-256) and every option, so an unchanged file is read once, wherever it lies; when a file's
-content changes, the copies prepared from its earlier contents are deleted.
+content (SHA-256) and every option, so an unchanged file is read once, wherever it lies. Copies prepared
+from a file's earlier contents are kept: a run trained on them is evaluated on them (data.json records them).
 
 A row whose text or label is missing, null, NaN or empty is refused in one line naming the file and row,
 or with `bad_rows="drop"` dropped and counted (`dropped_rows` in the run's info).
@@ -17,10 +17,8 @@ import pathlib
 import re
 import sys
 
-import jax
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
@@ -32,7 +30,6 @@ _JSONL = (".jsonl", ".ndjson")
 _DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
              "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0, "bad_rows": "error"}
 _BAD_ROWS = ("error", "drop")
-_SOURCE = "source.json"  # in each prepared copy: the file it was made from
 
 
 def _decode(path: pathlib.Path) -> str:
@@ -215,21 +212,8 @@ def load(cfg) -> dataset.Dataset:
   stem = re.sub(r"[^a-z0-9]+", "_", path.stem.lower())[:24]
   config = newsgroups.builder_config(options(cfg, sha256), prefix=f"{stem}_", source=str(path))
   builder = TextFile(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=config)
-  fresh = not builder.is_prepared()
   builder = dataset.prepare(builder)
-  if fresh and jax.process_index() == 0:
-    _forget_earlier_copies(builder.data_dir, path, sha256)
   ds = newsgroups.from_builder(builder)
   ds.source = {"path": str(path), "sha256": sha256}
   ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))
   return ds
-
-
-def _forget_earlier_copies(prepared, path: pathlib.Path, sha256: str):
-  """Marks `prepared` as made from `path` and deletes the copies made from that path's earlier contents."""
-  prepared = epath.Path(prepared)
-  (prepared / _SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256}))
-  for marker in prepared.parent.parent.glob(f"*/*/{_SOURCE}"):
-    made_from = json.loads(marker.read_text())
-    if made_from["path"] == str(path) and made_from["sha256"] != sha256:
-      marker.parent.rmtree()

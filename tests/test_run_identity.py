@@ -69,12 +69,15 @@ def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
 
 
 def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path):
-  """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run."""
-  tmp, path, _, results = trained
+  """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run, even
+  after the changed file was prepared (by a refused rerun, or a new run in another --workdir as advised)."""
+  tmp, path, cfg, results = trained
   shutil.copytree(tmp / "run", tmp_path / "run")
   shutil.copy(path, tmp_path / "saved.csv")
   try:
     csv_run.write_topics(path, n=200, topics=("space", "food", "sport"), seed=1)
+    with pytest.raises(UserError, match="holds a run trained on other data"):
+      csv_run.train(cfg, tmp_path / "run")
     scored = evaluate.evaluate_workdir(str(tmp_path / "run"))
   finally:
     shutil.copy(tmp_path / "saved.csv", path)
