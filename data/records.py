@@ -15,6 +15,8 @@ from flaxforge.core import paths
 from flaxforge.core.errors import UserError
 from flaxforge.data import dataset as dataset_lib
 
+RECORD_FILE = "data.json"  # in a work directory: the record of the data its run trained on
+
 # Compared between runs: a difference in any of these means other data (paths may change, contents not).
 IDENTITY = ("source_sha256", "splits", "shards", "vocabulary", "labels")
 

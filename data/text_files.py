@@ -3,8 +3,9 @@
 Label names are the sorted distinct values of the label column. Without a split column, a seeded,
 stratified validation and test part is held out of the rows; with one (values train/validation/test),
 a missing validation or test part is held out of the train rows. The prepared copy is keyed by the file's
-content (SHA-256) and every option, so an unchanged file is read once, wherever it lies; when a file's
-content changes, the copies prepared from its earlier contents are deleted.
+content (SHA-256) and every option, so an unchanged file is read once, wherever it lies. When the file's
+content changes, the copies prepared from its earlier contents are deleted unless a run still uses them
+(keyed.forget_earlier_copies): eval scores a run on the copy it trained on.
 
 A row whose text or label is missing, null, NaN or empty is refused in one line naming the file and row,
 or with `bad_rows="drop"` dropped and counted (`dropped_rows` in the run's info).

@@ -69,12 +69,15 @@ def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
 
 
 def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path):
-  """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run."""
-  tmp, path, _, results = trained
+  """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run, even
+  after the changed file was prepared (by a refused rerun, or a new run in another --workdir as advised)."""
+  tmp, path, cfg, results = trained
   shutil.copytree(tmp / "run", tmp_path / "run")
   shutil.copy(path, tmp_path / "saved.csv")
   try:
     csv_run.write_topics(path, n=200, topics=("space", "food", "sport"), seed=1)
+    with pytest.raises(UserError, match="holds a run trained on other data"):
+      csv_run.train(cfg, tmp_path / "run")
     scored = evaluate.evaluate_workdir(str(tmp_path / "run"))
   finally:
     shutil.copy(tmp_path / "saved.csv", path)
@@ -117,6 +120,29 @@ def test_relative_paths_are_resolved_when_the_run_starts(trained, tmp_path, monk
   monkeypatch.chdir(tmp_path / "elsewhere")  # another folder, with a same-named file that must not be scored
   csv_run.write_topics("topics.csv", topics=("sport", "food"), seed=2)
   assert evaluate.evaluate_workdir(str(tmp_path / "run")) == scored
+
+
+def test_every_path_field_expands_home_and_variables(tmp_path, monkeypatch):
+  """`--config.model.pretrained=~/models/MiniLM` reached the model loader as given ('cannot read
+  ~/models/...'), while tokenizer_path, which defaults to it, was expanded."""
+  from flaxforge.launch.configs import finetune_text  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("HOME", str(tmp_path / "home"))
+  monkeypatch.setenv("RUNS", str(tmp_path / "runs"))
+  monkeypatch.chdir(tmp_path)
+  cfg = finetune_text.get_config()
+  cfg.model.pretrained, cfg.train.init_from, cfg.data.path = "~/models/MiniLM", "$RUNS/old", "$RUNS/../topics.csv"
+  run = workdir_lib.resolve("run")
+  expanded, _ = workdir_lib.check_config(run, cfg)
+  home = tmp_path / "home"
+  assert (expanded.model.pretrained, expanded.data.tokenizer_path) == (f"{home}/models/MiniLM",) * 2
+  assert (expanded.train.init_from, expanded.data.path) == (f"{tmp_path}/runs/old", f"{tmp_path}/topics.csv")
+  (run / "checkpoints" / "10").mkdir(parents=True)  # a run that recorded its paths as given is the same run
+  (run / "config.json").write_text(json.dumps(json.loads(cfg.to_json_best_effort())))
+  assert workdir_lib.check_config(run, cfg)[0].model.pretrained == f"{home}/models/MiniLM"
+  cfg.model.pretrained = "~/models/bert"
+  with pytest.raises(UserError, match=f'model.pretrained: "{home}/models/MiniLM" -> "{home}/models/bert"'):
+    workdir_lib.check_config(run, cfg)
 
 
 def _train(workdir, *flags):

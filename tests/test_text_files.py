@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from flaxforge.data import text, text_files
+from flaxforge.data import keyed, records, text, text_files
 from flaxforge.core.errors import UserError
 
 
@@ -46,7 +46,7 @@ def test_csv_splits_labels_and_encoding(tmp_path):
   assert ex["inputs"].tolist() in encoder.encode([t for t, _ in rows]).tolist()
 
 
-def test_prepared_copies_keyed_by_content_and_stale_ones_removed(tmp_path, monkeypatch, capfd):
+def test_prepared_copies_keyed_by_content_and_unused_earlier_ones_removed(tmp_path, monkeypatch, capfd):
   path = write_csv(tmp_path / "reviews.csv", reviews())
   first = text_files.load(config(tmp_path, path))
   assert "Downloading" not in capfd.readouterr().out  # no TFDS download message for a local file
@@ -56,11 +56,20 @@ def test_prepared_copies_keyed_by_content_and_stale_ones_removed(tmp_path, monke
   stat = os.stat(path)
   os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same content: reused
   assert text_files.load(config(tmp_path, path)).assets == first.assets and not calls
-  write_csv(path, reviews(210))  # new content: a new copy, and the old one is gone
+  run = tmp_path / "run"  # a run trained on the first content keeps that copy
+  run.mkdir()
+  (run / records.RECORD_FILE).write_text(json.dumps({"prepared_dir": first.prepared_dir}))
+  keyed.note_run(first.prepared_dir, run)
+  write_csv(path, reviews(210))  # new content: a new copy; the first stays for the run trained on it
   second = text_files.load(config(tmp_path, path))
-  assert len(calls) == 1 and not os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
+  assert len(calls) == 1 and os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
+  (run / records.RECORD_FILE).unlink()  # that run is gone: the next content removes both unused copies
+  write_csv(path, reviews(220))
+  third = text_files.load(config(tmp_path, path))
+  assert len(calls) == 2 and os.path.exists(third.prepared_dir)
+  assert not os.path.exists(first.prepared_dir) and not os.path.exists(second.prepared_dir)
   text_files.load(config(tmp_path, path, num_words=50))  # another option, another prepared copy
-  assert len(calls) == 2 and os.path.exists(second.prepared_dir)
+  assert len(calls) == 3 and os.path.exists(third.prepared_dir)
 
 
 def test_split_column_and_missing_parts_held_out(tmp_path):

@@ -95,6 +95,7 @@ class Checkpointer:
     self._protected.steps = {protect} - {None}
     self._purge_deleted()
     self._in_flight = step
+    _quiet_abandoned_writes()  # before the write: a full disk's reports can come before its error is raised
     with self._no_space_is_one_line():
       self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)),
@@ -313,16 +314,12 @@ logging.getLogger("absl").addFilter(_OrbaxNoSpace())
 def _quiet_no_space_at_exit():
   """After the one-line no-space error, the exit's own flushes (TensorBoard's writer) fail the same way;
   their reports, and only those, are dropped."""
-  previous_unraisable, previous_thread = sys.unraisablehook, threading.excepthook
-
-  def unraisable(u):
-    if not _is_no_space(u.exc_value):
-      previous_unraisable(u)
+  previous_thread = threading.excepthook
 
   def thread(args):
     if not (_is_no_space(args.exc_value) or "handle is closed" in str(args.exc_value)):
       previous_thread(args)
-  sys.unraisablehook, threading.excepthook = unraisable, thread
+  threading.excepthook = thread
 
 
 def _quiet_abandoned_reads():
@@ -330,16 +327,28 @@ def _quiet_abandoned_reads():
   reads. Each of those then reports through sys.unraisablehook ('Event loop is closed', or the damaged step's
   read error again) or asyncio's 'Task exception was never retrieved': dozens of tracebacks for a step
   already reported in one line. Those, and only those, are dropped."""
+  _drop_reports(_is_abandoned_read, _AbandonedRead())
+
+
+def _quiet_abandoned_writes():
+  """The same for a save that runs out of space: its other writes report 'Event loop is closed', the
+  no-space error again, or asyncio's 'Future exception was never retrieved' (up to 100 traceback lines on a
+  full tmpfs, some before the save's one-line error is raised). Those, and only those, are dropped."""
+  _drop_reports(_is_abandoned_write, _AbandonedWrite())
+
+
+def _drop_reports(lost, log_filter: logging.Filter):
+  """Drops the sys.unraisablehook reports and asyncio log records of errors `lost` recognises (once)."""
   previous = sys.unraisablehook
-  if getattr(previous, "drops_abandoned_reads", False):
+  if lost in getattr(previous, "drops", ()):
     return
 
   def hook(unraisable):
-    if not _is_abandoned_read(unraisable.exc_value):
+    if not lost(unraisable.exc_value):
       previous(unraisable)
-  hook.drops_abandoned_reads = True
+  hook.drops = (*getattr(previous, "drops", ()), lost)
   sys.unraisablehook = hook
-  logging.getLogger("asyncio").addFilter(_AbandonedRead())
+  logging.getLogger("asyncio").addFilter(log_filter)
 
 
 class _AbandonedRead(logging.Filter):
@@ -347,7 +356,17 @@ class _AbandonedRead(logging.Filter):
 
   def filter(self, record):
     never = "never retrieved" in str(getattr(record, "msg", ""))
-    return not (never and record.exc_info and _is_abandoned_read(record.exc_info[1]))
+    return not (never and record.exc_info and self.lost(record.exc_info[1]))
+
+  def lost(self, error) -> bool:
+    return _is_abandoned_read(error)
+
+
+class _AbandonedWrite(_AbandonedRead):
+  """asyncio's '... exception was never retrieved' for a write a full disk failed (`_quiet_abandoned_writes`)."""
+
+  def lost(self, error) -> bool:
+    return _is_abandoned_write(error)
 
 
 def _is_abandoned_read(error: BaseException | None) -> bool:
@@ -362,6 +381,11 @@ def _is_abandoned_read(error: BaseException | None) -> bool:
       return True
     error = error.__cause__ or error.__context__
   return False
+
+
+def _is_abandoned_write(error: BaseException | None) -> bool:
+  """Whether `error` is a write a full disk failed, or the closed event loop it was given up on."""
+  return _is_no_space(error) or (isinstance(error, RuntimeError) and "Event loop is closed" in str(error))
 
 
 def _is_no_space(e: BaseException | None) -> bool:

@@ -17,13 +17,16 @@ from flaxforge import data as data_lib
 from flaxforge.core import lease as lease_lib
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import records
+from flaxforge.data import keyed, records
 from flaxforge.trainer import preemption
 
 CHECKPOINTS = "checkpoints"
 LEASE = "lease.json"
-DATA_RECORD = "data.json"
+DATA_RECORD = records.RECORD_FILE
 PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
+# Path fields that define the run, expanded like PATH_FIELDS (so eval finds them from any folder); a run that
+# recorded one as given (before this was done) compares equal to its expansion.
+RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "train.init_from")
 # Config fields (or sections) a resume may change; anything else defines the run. The learning rate and
 # its schedule define it: Adam's moments and the schedule's position were built for them (README). Early
 # stopping's patience may change (a stopped run given more patience goes on); its metric, mode and
@@ -78,13 +81,14 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
   """`config` with its path fields made absolute, and {field: [old, new]} of the CHANGEABLE fields that
   differ from the run's (for the metrics' config change record). Any other difference is refused."""
   config = ml_collections.ConfigDict(config.to_dict())
-  for field in PATH_FIELDS:
+  for field in (*PATH_FIELDS, *RUN_PATH_FIELDS):
     section, name = field.split(".")
-    if name in config[section]:
+    if section in config and isinstance(config[section].get(name), str):
       config[section][name] = paths.expand(config[section][name])
   if not _has_checkpoints(workdir) or not (workdir / "config.json").exists():
     return config, {}
   old, new = _flat(read_json(workdir / "config.json")), _flat(json.loads(config.to_json_best_effort()))
+  old.update({k: paths.expand(old[k]) for k in RUN_PATH_FIELDS if isinstance(old.get(k), str)})  # recorded as given
   changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
   # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
   refused = [f"{k}: {_show(a)} -> {_show(b)}{_REASONS.get(k, '')}" for k, (a, b) in changed.items()
@@ -165,6 +169,8 @@ def read_json(path: epath.Path):
 def save_run(workdir: epath.Path, config, info: dict, assets: dict, data_record: dict) -> None:
   write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
   write_json(workdir / DATA_RECORD, data_record)
+  if data_record.get("prepared_dir") and jax.process_index() == 0:
+    keyed.note_run(data_record["prepared_dir"], workdir)  # so a changed file's new copy keeps this run's
   write_json(workdir / "info.json", info)
   for name, value in assets.items():
     write_json(workdir / "assets" / f"{name}.json", value)
