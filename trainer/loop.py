@@ -175,17 +175,8 @@ class _Interval:
 def _fit(run: Run, state, step: int, data_state):
   """Steps from `step` to the end (or the time limit, or a stop signal); returns (state, last step)."""
   config, tc = run.config, run.config.train
-  per_call = max(1, tc.steps_per_call)
-  eval_every = tc.eval_every_steps or run.steps_per_epoch
-  boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
-  feed = feed_lib.batches(run.data.rows["train"], run.data.train_transform, run.mesh, config.data, start_step=step,
-                          data_state=data_state, num_steps=run.total, per_call=per_call,
-                          call_sizes=_call_sizes(step, run.total, per_call, boundaries),
-                          augmented=bool(run.data.info.get("augment")))
-  step_fns = {n: steps_lib.make_train_step(
-      run.structure, run.mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
-      accum_steps=tc.grad_accum_steps, steps_per_call=n, take=feed.take, batch_sharding=feed.batch_shardings(n),
-      shared_sharding=feed.shared_shardings) for n in {1, per_call}}
+  per_call, eval_every = max(1, tc.steps_per_call), tc.eval_every_steps or run.steps_per_epoch
+  feed, step_fns = _feed_and_steps(run, step, data_state, per_call, eval_every)
   sums = steps_lib.train_metrics_init(run.mesh)
   prof = profiler.Profiler(config.profile, run.workdir, first_step=step, total=run.total)
   interval = _Interval(step)
@@ -227,13 +218,33 @@ def _fit(run: Run, state, step: int, data_state):
       interval.checkpoint_block += time.perf_counter() - t
       last_good = step
     if stopping:
-      run.ckpt.wait()
-      run.progress.print(f"stopped by {run.stop.signal_name} after step {step}; checkpoint saved in "
-                         f"{run.ckpt.directory}. Run the same command again to resume.")
-      raise SystemExit(0)
+      _stop(run, step)
     if step >= end:
       break
   return treedef.unflatten(leaves), step
+
+
+def _feed_and_steps(run: Run, step: int, data_state, per_call: int, eval_every: int):
+  """The data door from `step` on, and the jitted train step for each call size it yields (1 and per_call)."""
+  config, tc = run.config, run.config.train
+  boundaries = [tc.log_every, eval_every, config.checkpoint.every_steps, config.profile.start_step]
+  feed = feed_lib.batches(run.data.rows["train"], run.data.train_transform, run.mesh, config.data, start_step=step,
+                          data_state=data_state, num_steps=run.total, per_call=per_call,
+                          call_sizes=_call_sizes(step, run.total, per_call, boundaries),
+                          augmented=bool(run.data.info.get("augment")))
+  step_fns = {n: steps_lib.make_train_step(
+      run.structure, run.mesh, loss_kind=config.loss, label_smoothing=tc.label_smoothing,
+      accum_steps=tc.grad_accum_steps, steps_per_call=n, take=feed.take, batch_sharding=feed.batch_shardings(n),
+      shared_sharding=feed.shared_shardings) for n in {1, per_call}}
+  return feed, step_fns
+
+
+def _stop(run: Run, step: int):
+  """A stop signal: once the checkpoint just started is written, exit 0 with the way to resume."""
+  run.ckpt.wait()
+  run.progress.print(f"stopped by {run.stop.signal_name} after step {step}; checkpoint saved in "
+                     f"{run.ckpt.directory}. Run the same command again to resume.")
+  raise SystemExit(0)
 
 
 def _log(run: Run, sums, step: int, interval: _Interval, flops: tuple, last_good):
