@@ -27,6 +27,7 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import dataset, keyed, newsgroups, records, text
 
 SPLIT_VALUES = ("train", "validation", "test")
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # the files read by column; any other is plain text
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _JSONL = (".jsonl", ".ndjson")
 _DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
@@ -45,19 +46,19 @@ def _decode(path: pathlib.Path) -> str:
     raise UserError(f"{path.name} row {row}: not UTF-8 (byte {raw[e.start]:#x}); save the file as UTF-8") from None
 
 
-def _missing(name: str, what: str, column: str, flag: str, present) -> UserError:
+def _missing(name: str, what: str, column: str, flag: str, present, fix: str = "") -> UserError:
   return UserError(f"{what} {column!r} not found in {name}; {what}s are: {', '.join(present)}; "
-                   f"pass --config.data.{flag}=...")
+                   f"{fix or f'pass --config.data.{flag}=...'}")
 
 
-def _csv_rows(name: str, content: str, delimiter: str, columns: dict):
+def _csv_rows(name: str, content: str, delimiter: str, columns: dict, fix: str = ""):
   csv.field_size_limit(sys.maxsize)  # Python's 128 KiB default is not a property of the data
   reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
   try:
     header = next(reader)
     for flag, column in columns.items():
       if column not in header:
-        raise _missing(name, "column", column, flag, header)
+        raise _missing(name, "column", column, flag, header, fix)
     where = [header.index(c) for c in columns.values()]
     for row in reader:
       if not row:
@@ -69,7 +70,7 @@ def _csv_rows(name: str, content: str, delimiter: str, columns: dict):
     raise UserError(f"{name} row {reader.line_num}: unreadable CSV ({e})") from None
 
 
-def _jsonl_rows(name: str, content: str, columns: dict):
+def _jsonl_rows(name: str, content: str, columns: dict, fix: str = ""):
   for line_num, line in enumerate(content.split("\n"), 1):
     if not line.strip():
       continue
@@ -82,7 +83,7 @@ def _jsonl_rows(name: str, content: str, columns: dict):
     for flag, column in columns.items():
       if column not in record:
         raise UserError(f"{name} row {line_num}: field {column!r} not found; fields are: "
-                        f"{', '.join(record)}; pass --config.data.{flag}=...")
+                        f"{', '.join(record)}; {fix or f'pass --config.data.{flag}=...'}")
     yield line_num, [_cell(record[c]) for c in columns.values()]
 
 
@@ -129,6 +130,18 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   if not texts:
     raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
   return texts, labels, (splits if split_column else None), dropped
+
+
+def read_texts(path, text_column: str, fix: str = "") -> list[str]:
+  """The `text_column` of each row of a .csv/.tsv (header row) or .jsonl file, as predict reads its input; a
+  missing, null or NaN cell is "" (an empty result, keeping the rows' places). UserError (ending in `fix`, if
+  given) for a missing column or an unreadable row."""
+  path = pathlib.Path(path)
+  content = _decode(path)
+  columns = {"text_column": text_column}
+  rows = (_jsonl_rows(path.name, content, columns, fix) if path.suffix.lower() in _JSONL
+          else _csv_rows(path.name, content, _DELIMITERS[path.suffix.lower()], columns, fix))
+  return [values[0] or "" for _, values in rows]
 
 
 def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_fraction: float,

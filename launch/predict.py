@@ -16,8 +16,9 @@ from absl import flags
 
 from flaxforge.launch import common
 
-INPUT = flags.DEFINE_string("input", None, "Texts: a file with one per line ('-' for stdin). Images: a file or "
-                            "a folder of them. Tables: a .csv, .tsv or .jsonl file of rows.")
+INPUT = flags.DEFINE_string("input", None, "Texts: a file with one per line ('-' for stdin), or a .csv, .tsv "
+                            "or .jsonl file (the run's text column). Images: a file or a folder of them. Tables: "
+                            "a .csv, .tsv or .jsonl file of rows.")
 TOP_K = flags.DEFINE_integer("top_k", 3, "How many labels to show per input.")
 JSON = flags.DEFINE_bool("json", False, "One JSON object per input: {input, top: [{label, probability}]} "
                          "(or {input, value} for regression).")
@@ -25,11 +26,19 @@ STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest)
 BEST = flags.DEFINE_bool("best", False, "Use the checkpoint with the best validation metric.")
 
 
-def _texts(args: list[str]) -> tuple[list[str], list[str]]:
-  """(names, texts): one per argument or input line; blank lines are kept (each gets an empty result)."""
+def _texts(args: list[str], workdir: str) -> tuple[list[str], list[str]]:
+  """(names, texts): one per argument or input line; blank lines are kept (each gets an empty result). A .csv,
+  .tsv or .jsonl --input gives the texts of its column named as the run's data.text_column ("text")."""
   if args:
     return args, args
-  if INPUT.value and INPUT.value != "-":
+  from flaxforge.data import text_files  # pylint: disable=g-import-not-at-top
+  if INPUT.value and pathlib.Path(INPUT.value).suffix.lower() in text_files.TABLE_SUFFIXES:
+    if not pathlib.Path(INPUT.value).is_file():
+      raise common.UserError(f"--input={INPUT.value} not found; pass a readable file")
+    column = _stored_config(workdir).data.get("text_column") or "text"
+    texts, source = text_files.read_texts(INPUT.value, column, fix=f"give the file a {column!r} column (the "
+                                          "run's data.text_column), or pass plain text, one per line"), INPUT.value
+  elif INPUT.value and INPUT.value != "-":
     try:
       with open(INPUT.value, encoding="utf-8", errors="replace") as f:
         texts, source = [line.rstrip("\r\n") for line in f], INPUT.value
@@ -45,7 +54,7 @@ def _texts(args: list[str]) -> tuple[list[str], list[str]]:
   return texts, texts
 
 
-def _images(args: list[str]) -> tuple[list[str], list[str]]:
+def _images(args: list[str], workdir: str) -> tuple[list[str], list[str]]:
   """(names, paths): image files named as arguments or by --input, a folder standing for the images in it."""
   from flaxforge.data import image_folder  # pylint: disable=g-import-not-at-top
   paths = []
@@ -65,7 +74,7 @@ def _images(args: list[str]) -> tuple[list[str], list[str]]:
   return [str(p) for p in paths], [str(p) for p in paths]
 
 
-def _rows(args: list[str]) -> tuple[list[str], list[dict]]:
+def _rows(args: list[str], workdir: str) -> tuple[list[str], list[dict]]:
   """(names, rows): the rows of --input's table, or JSON objects given as arguments."""
   if args:
     try:
@@ -89,6 +98,11 @@ def _rows(args: list[str]) -> tuple[list[str], list[dict]]:
 READERS = {"text": _texts, "image": _images, "table": _rows}
 
 
+def _stored_config(workdir: str):
+  from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  return workdir_lib.load_config(workdir_lib.resolve(workdir))
+
+
 def _encoding(workdir: str) -> str:
   """The run's input encoding, from its info.json and assets (texts where the folder holds no run: the restore
   then says what is missing)."""
@@ -103,8 +117,11 @@ def main(argv):
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   common.one_checkpoint(STEP.value, BEST.value)
+  if TOP_K.value < 1:
+    raise common.UserError(f"--top_k={TOP_K.value} is out of range; use --top_k=1 or more (how many labels to "
+                           "show per input)")
   from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
-  names, inputs = READERS[_encoding(workdir)](argv[1:])  # read first: a bad input fails before the restore
+  names, inputs = READERS[_encoding(workdir)](argv[1:], workdir)  # read first: a bad input fails before the restore
   predictor = predict.Predictor.from_workdir(workdir, step=STEP.value, best=BEST.value)
   kept = [x for x in inputs if not isinstance(x, str) or x.strip()]  # blank text lines get an empty line
   results = iter(predictor.results(kept, min(TOP_K.value, len(predictor.labels) or 1)) if kept else [])

@@ -113,6 +113,7 @@ def test_config_show_prints_the_resolved_config(tmp_path):
     (("--input=empty.txt",), "empty.txt holds no text to classify"),
     (("--input=-",), "stdin holds no text to classify"),
     (("--best", "--step=3", "a text"), "--best and --step=3 each choose a checkpoint; pass only one of them"),
+    (("--top_k=0", "a text"), "--top_k=0 is out of range; use --top_k=1 or more"),
 ])
 def test_predict_mistakes(tmp_path, args, shown):
   (tmp_path / "empty.txt").write_text("\n  \n")

@@ -1,5 +1,6 @@
 """Mistakes that need a trained text classifier or language model, made with the `flaxforge` command:
-predict keeps blank input lines in place; generate refuses a length past the model's context."""
+predict keeps blank input lines in place and reads a table's text column; generate refuses a length past the
+model's context."""
 import json
 import re
 
@@ -30,6 +31,21 @@ def test_blank_input_lines_keep_their_place(classifier):
   assert [len(r["top"]) for r in rows] == [1, 0, 0, 1]
   plain = flaxforge("predict", "--workdir=run", "--top_k=1", cwd=classifier, stdin="goal\n\nbread\n")
   assert plain.returncode == 0 and len(plain.stdout.split("\n")) == 4 and plain.stdout.split("\n")[1] == "\t"
+
+
+def test_a_table_of_texts_gives_the_texts_of_the_runs_column(classifier):
+  """predict --input=FILE.csv/.jsonl on a text run reads its text column (not the header and the label as text)."""
+  (classifier / "new.csv").write_text('label,text\nfood,"goal goal"\n?,\nsport,"bread, bread"\n')
+  (classifier / "new.jsonl").write_text('{"text": "goal goal"}\n{"text": null}\n{"text": "bread, bread"}\n')
+  for name in ("new.csv", "new.jsonl"):
+    out = flaxforge("predict", "--workdir=run", f"--input={name}", "--json", "--top_k=1", cwd=classifier)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
+    assert [r["text"] for r in rows] == ["goal goal", "", "bread, bread"]  # an empty cell keeps its place
+    assert [r["top"][0]["label"] for r in rows if r["top"]] == ["food", "sport"]  # as the fixture labels them
+  (classifier / "other.csv").write_text("body\ngoal\n")
+  line = one_line(flaxforge("predict", "--workdir=run", "--input=other.csv", cwd=classifier))
+  assert "column 'text' not found in other.csv; columns are: body; give the file a 'text' column" in line
 
 
 def test_generate_refuses_a_length_past_the_context(tmp_path):
