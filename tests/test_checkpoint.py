@@ -45,6 +45,21 @@ def test_retention_keeps_the_newest_and_the_best(tmp_path):
   ckpt.close()
 
 
+def test_a_tie_for_the_best_goes_to_the_earliest_step(tmp_path):
+  """--best and the run's closing summary name the same step: the first to reach the best value."""
+  config = tiny.get_config()
+  mesh = mesh_lib.make_mesh(config.mesh)
+  _, create = state_lib.structure(config, {"input_shape": [8, 8], "num_classes": 10}, mesh, 10)
+  state = create()
+  for mode, values, best in (("max", [0.5, 0.9, 0.6, 0.9, 0.3], 2), ("min", [0.5, 0.2, 0.6, 0.2, 0.3], 2)):
+    ckpt = checkpoint.Checkpointer(tmp_path / mode, keep=5, best_metric="loss", best_mode=mode)
+    for step, value in enumerate(values, 1):
+      ckpt.save(step, state, {"step": step, "validation": {"loss": value}}, metrics={"loss": value})
+      ckpt.wait()
+    assert ckpt.steps() == [1, 2, 3, 4, 5] and ckpt.best_step() == best
+    ckpt.close()
+
+
 def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path):
   config = tiny.get_config()
   trained = loop.train(config, str(tmp_path))

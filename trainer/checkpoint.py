@@ -123,7 +123,8 @@ class Checkpointer:
         scored.append((value, step))
     if not scored:
       return None
-    return (max if self.best_mode == "max" else min)(scored)[1]
+    # A tie goes to the earliest step, the one that first reached the value (as the run's summary reports it).
+    return (max if self.best_mode == "max" else min)(scored, key=lambda value_step: value_step[0])[1]
 
   def restore(self, step: int | None, abstract_state) -> tuple[object, dict, int]:
     """Restores `step` (default: the newest that is intact) onto `abstract_state`'s shardings.
