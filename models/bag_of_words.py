@@ -15,12 +15,14 @@ class BagOfWords(nnx.Module):
                rngs: nnx.Rngs):
     self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs, embedding_init=nnx.with_partitioning(
         nnx.initializers.normal(0.02), ("vocab", "embed")))
-    self.bias = nnx.Param(jnp.zeros((embed_dim,), jnp.float32))
+    self.bias = nnx.Param(nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",))(
+        jax.random.key(0), (embed_dim,), jnp.float32))  # zeros: the key is unused (and rngs keeps its stream)
     self.hidden = nnx.Linear(embed_dim, hidden, rngs=rngs, kernel_init=nnx.with_partitioning(
         nnx.initializers.he_normal(), ("embed", "mlp"))) if hidden else None
     width = hidden or embed_dim
     self.out = nnx.Linear(width, num_classes, rngs=rngs, kernel_init=nnx.with_partitioning(
-        nnx.initializers.glorot_uniform(), ("mlp", "classes")))
+        nnx.initializers.glorot_uniform(), ("mlp", "classes")), bias_init=nnx.with_partitioning(
+        nnx.initializers.zeros_init(), ("classes",)))
     self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
   def __call__(self, inputs):  # int32 [B, L] (0 = padding) -> float32 [B, classes]

@@ -131,3 +131,20 @@ def test_an_fsdp_checkpoint_evaluates_on_one_device(tmp_path):
   assert on_one["accuracy"] == pytest.approx(on_eight["accuracy"], abs=1e-9)
   assert on_one["loss"] == pytest.approx(on_eight["loss"], rel=1e-5)
   assert on_one["accuracy"] > 0.3  # trained, not a fresh init that would also agree
+
+
+def test_unnamed_parameters_are_noted_only_on_a_mesh_of_several_devices(capsys):
+  """On one device "replicated on every device" is moot: the note is for a mesh that could shard them."""
+  from flax import nnx  # pylint: disable=g-import-not-at-top
+
+  class Unnamed(nnx.Module):
+    def __init__(self):
+      self.scale = nnx.Param(np.ones((4,), np.float32))
+
+  abstract = nnx.state((nnx.eval_shape(Unnamed),))
+  for devices, noted in ((1, False), (2, True)):
+    mesh_lib._told.clear()  # pylint: disable=protected-access
+    config = mlp_digits.get_config()
+    config.mesh.data, config.mesh.fsdp = devices, 1
+    mesh_lib.state_shardings(abstract, mesh_lib.make_mesh(config.mesh, jax.devices()[:devices]))
+    assert ("1 parameters carry no logical axis names" in capsys.readouterr().err) == noted

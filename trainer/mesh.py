@@ -80,13 +80,13 @@ def rules(extra=()) -> tuple:
 
 def state_shardings(abstract_state, mesh: Mesh, extra_rules=()):
   """NamedShardings for an (abstract) nnx.State from the parameters' logical axis annotations and
-  `rules(extra_rules)`. Parameters without names are replicated (said once, on process 0); a name without
-  a rule is a UserError naming config.mesh.rules.
+  `rules(extra_rules)`. Parameters without names are replicated (said once, on process 0, when the mesh
+  has more than one device); a name without a rule is a UserError naming config.mesh.rules.
 
   A dimension that its mesh axes do not divide (20 classes over 8 devices) stays whole on every device.
   """
   table = rules(extra_rules)
-  _check_names(abstract_state, dict(table))
+  _check_names(abstract_state, dict(table), mesh.size)
   with nnx.logical_axis_rules(table):
     specs = nnx.get_partition_spec(abstract_state)
 
@@ -100,7 +100,7 @@ def state_shardings(abstract_state, mesh: Mesh, extra_rules=()):
 _told = set()
 
 
-def _check_names(abstract_state, table: dict):
+def _check_names(abstract_state, table: dict, devices: int):
   unnamed = []
   for path, variable in nnx.to_flat_state(abstract_state):
     names = variable.get_metadata().get("out_sharding")
@@ -114,7 +114,7 @@ def _check_names(abstract_state, table: dict):
         raise UserError(f"parameter {where} names the axis {name!r}, which has no mesh rule; add one to the "
                         f"config, e.g. config.mesh.rules = (({name!r}, None),) to keep it whole or "
                         f"(({name!r}, \"fsdp\"),) to shard it")
-  if unnamed and jax.process_index() == 0 and tuple(unnamed) not in _told:
+  if unnamed and devices > 1 and jax.process_index() == 0 and tuple(unnamed) not in _told:  # moot on one
     _told.add(tuple(unnamed))
     shown = ", ".join(unnamed[:4]) + (f" and {len(unnamed) - 4} more" if len(unnamed) > 4 else "")
     print(f"note: {len(unnamed)} parameters carry no logical axis names and are replicated on every device: "
