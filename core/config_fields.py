@@ -64,7 +64,8 @@ FIELDS = {
     "malloc": ("auto (glibc huge pages), jemalloc or system; FLAXFORGE_MALLOC overrides", None),
     "loss": ("cross_entropy or mse", None),
 
-    "data.name": ("dataset: digits, 20newsgroups, text_file, lm_text", None),
+    "data.name": ("dataset: digits, 20newsgroups, text_file, lm_text, fashion_mnist, image_folder, tabular, "
+                  "synthetic, or your module (my_data.loader, path/to/loader.py)", None),
     "data.data_dir": ("where prepared datasets live; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets", None),
     "data.manual_dir": ("folder holding a downloaded archive (offline)", None),
     "data.batch_size": ("global batch, over all devices and processes", count(1)),
@@ -111,7 +112,8 @@ FIELDS = {
     "data.test_bytes": ("bytes of the test split to evaluate; 0 = all", count(0)),
     "data.separator": ("byte id between documents", Range(0, 255, integer=True)),
 
-    "model.name": ("mlp, text_cnn, bag_of_words, bert, gpt", None),
+    "model.name": ("mlp, text_cnn, bag_of_words, bert, gpt, convnet, or your module (my_models.net, "
+                   "path/to/net.py)", None),
     "model.hidden": ("hidden layer widths (mlp) or one hidden width, 0 = none (bag_of_words)", count(0)),
     "model.activation": ("relu, sigmoid, tanh, gelu", None),
     "model.kernel_init": ("normal, uniform, lecun_*, xavier_*, he_*", None),

@@ -3,6 +3,7 @@ names, help, ranges, and each mistake ending in one line that names the fix (exi
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -66,6 +67,13 @@ def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   assert "data.batch_size = 32" in out.stdout and "[integer >= 1]" in out.stdout
   text_csv = flaxforge("train", "--config=text_csv", "--help", cwd=tmp_path).stdout
   assert "data.label_column = 'label'" in text_csv and "data.num_words = 30000" in text_csv
+
+
+def test_the_name_fields_list_every_built_in_dataset_and_model():
+  from flaxforge import data, models  # pylint: disable=g-import-not-at-top
+  for field, registry in (("data.name", data._LOADERS), ("model.name", models._MODULES)):  # pylint: disable=protected-access
+    described = config_fields.FIELDS[field][0]
+    assert all(re.search(rf"\b{name}\b", described) for name in registry), (field, described)
 
 
 def test_every_field_of_every_shipped_config_is_described(tmp_path):
