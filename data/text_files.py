@@ -27,9 +27,9 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import dataset, keyed, newsgroups, records, text
 
 SPLIT_VALUES = ("train", "validation", "test")
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")  # the files read by column; any other is plain text
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _JSONL = (".jsonl", ".ndjson")
+TABLE_SUFFIXES = (*_DELIMITERS, *_JSONL)  # the files read by column; any other is plain text
 _DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
              "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0, "bad_rows": "error"}
 _BAD_ROWS = ("error", "drop")
