@@ -1,7 +1,8 @@
 """Attention forward + backward on XLA:CPU at MiniLM's shapes (batch 32, sequence 128, 12 heads of 32):
-the trainer's per-head loop (models/transformer.py attention_per_head), the same with the padding mask as an
-additive bias, heads in groups of 2/3/4, all 12 batched, and jax.nn.dot_product_attention. Alternating,
-medians of 7 calls, milliseconds.
+the trainer's per-head loop (models/transformer.py attention_per_head: additive mask, FlashAttention's
+backward), the per-head loop it replaced (select mask, XLA's autodiff) and the same with an additive mask,
+heads in groups of 2/3/4, all 12 batched, and jax.nn.dot_product_attention. Alternating, medians of 7
+calls, milliseconds.
 
   .venv/bin/python benchmarks/attention_cpu.py
 """
@@ -29,6 +30,15 @@ def grouped(g):
   return attend
 
 
+def per_head_autodiff(q, k, v):
+  ks, vs = jnp.unstack(k, axis=2), jnp.unstack(v, axis=2)
+  heads = []
+  for n, qn in enumerate(jnp.unstack(q, axis=2)):
+    logits = jnp.where(MASK[:, 0], jnp.einsum("bth,bsh->bts", qn, ks[n]) / np.sqrt(H), LOWEST)
+    heads.append(jnp.einsum("bts,bsh->bth", jax.nn.softmax(logits, -1), vs[n]))
+  return jnp.stack(heads, 2)
+
+
 def per_head_bias(q, k, v):
   bias = jnp.where(MASK[:, 0, 0], 0.0, LOWEST)[:, None, :]
   ks, vs = jnp.unstack(k, axis=2), jnp.unstack(v, axis=2)
@@ -41,7 +51,8 @@ def per_head_bias(q, k, v):
 
 VARIANTS = {
     "per_head (trainer)": lambda q, k, v: attention_per_head(q, k, v, mask=MASK),
-    "per_head, additive mask": per_head_bias,
+    "per_head, autodiff (until 11-30)": per_head_autodiff,
+    "per_head, autodiff, additive mask": per_head_bias,
     "groups of 2": grouped(2), "groups of 3": grouped(3), "groups of 4": grouped(4), "all 12 batched": grouped(N),
     "jax.nn.dot_product_attention": lambda q, k, v: jax.nn.dot_product_attention(q, k, v, mask=MASK),
 }

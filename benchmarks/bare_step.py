@@ -1,9 +1,10 @@
 """The ceiling for a workload: the trainer's own jitted step (trainer.state + trainer.steps) looped over
 batches already on the devices, no input pipeline, metrics or checkpoints. Prints one JSON line.
 
-python -m benchmarks.bare_step --workload mlp [--steps_per_call 4] [--epochs 3] [--steps 100]
+python -m benchmarks.bare_step --workload mlp [--steps_per_call 4] [--epochs 3] [--steps 100] [--set model.dropout=0.0]
 """
 import argparse
+import ast
 import json
 import statistics
 import time
@@ -16,6 +17,14 @@ from flaxforge.launch import allocator, common
 from flaxforge.trainer import mesh as mesh_lib, setup, state as state_lib, steps as steps_lib
 
 
+def _override(text):
+  key, value = text.split("=", 1)
+  try:
+    return key, ast.literal_eval(value)
+  except (ValueError, SyntaxError):
+    return key, value
+
+
 def main():
   allocator.reexec_once()  # the trainer's malloc set-up, as flaxforge.launch.train has it
   p = argparse.ArgumentParser()
@@ -23,10 +32,12 @@ def main():
   p.add_argument("--steps_per_call", type=int, default=1)
   p.add_argument("--epochs", type=int, default=2)
   p.add_argument("--steps", type=int, default=0, help="steps per timed 'epoch' (default: the workload's)")
+  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                 help="a dotted config override, as a Python literal: --set model.dropout=0.0")
   args = p.parse_args()
   w = workloads.WORKLOADS[args.workload]
   spc = args.steps_per_call
-  config = workloads.config(args.workload)
+  config = workloads.config(args.workload, **dict(_override(kv) for kv in args.set))
   allocator.reexec_once(config.get("malloc", "auto"))  # as flaxforge.launch.train does, before JAX starts
   common.use_xla_flags(config.get("xla_flags", ""))
   mesh = mesh_lib.make_mesh(config.mesh)
@@ -62,7 +73,7 @@ def main():
   epoch()  # warm-up
   times = [epoch() for _ in range(args.epochs)]
   eps = n_steps * batch / statistics.median(times)
-  print(json.dumps(dict(workload=args.workload, impl=f"bare step spc={spc}", examples_per_s=eps,
+  print(json.dumps(dict(workload=args.workload, impl=f"bare step spc={spc}", overrides=args.set, examples_per_s=eps,
                         compile_s=compile_s, epoch_s=times)), flush=True)
 
 
