@@ -75,15 +75,16 @@ time.sleep(60)
   launcher = subprocess.Popen(["bash", str(LAUNCHER), "2"], env=_env(MODULE="worker", PYTHONPATH=str(tmp_path)),
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
   try:
-    ready = []
+    seen = []
     for line in launcher.stdout:
-      ready += [line] if line.rstrip().endswith("ready") else []
-      if len(ready) == 2:
+      seen.append(line)
+      if sum(s.rstrip().endswith("ready") for s in seen) == 2:
         break
+    assert sum(s.rstrip().endswith("ready") for s in seen) == 2, (launcher.poll(), seen)
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(timeout=20) == 0
     output = launcher.stdout.read()
-    assert "process 0 stopped" in output and "[1] process 1 stopped" in output, output
+    assert "process 0 stopped" in output and "[1] process 1 stopped" in output, (seen, output)
   finally:
     if launcher.poll() is None:
       os.killpg(launcher.pid, signal.SIGKILL)
