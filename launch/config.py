@@ -5,6 +5,8 @@ YAML after checking every numeric field against its range.
 """
 import sys
 
+import yaml
+
 from flaxforge.core import config_fields
 from flaxforge.launch import common
 
@@ -27,7 +29,8 @@ def main(argv):
   if not _SHOWING or len(argv) > 1:
     raise common.UserError(USAGE)
   config_fields.validate(CONFIG.value)
-  print(CONFIG.value, end="")
+  # safe_dump, not the ConfigDict's own YAML: it writes tuples as lists, without a !!python/tuple tag
+  print(yaml.safe_dump(CONFIG.value.to_dict(), default_flow_style=False), end="")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ def test_config_show_prints_the_resolved_config(tmp_path):
   out = flaxforge("config", "show", "tiny", "--config.train.num_steps=7", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
   assert "num_steps: 7" in out.stdout and "batch_size: 16" in out.stdout
+  assert "!!python" not in out.stdout and "  hidden:\n  - 64\n" in out.stdout  # tuples as plain YAML lists
   assert "usage: flaxforge config show NAME" in one_line(flaxforge("config", cwd=tmp_path))
 
 

@@ -38,10 +38,14 @@ def test_derive_from_the_step_sums_matches_scikit_learn():
   assert out["macro_f1"] == pytest.approx(sk.f1_score(TRUE, PRED, average="macro"), rel=1e-6)
 
 
-def test_a_class_never_predicted_or_absent_scores_zero():
+def test_a_class_never_predicted_scores_zero_and_an_absent_one_is_left_out_of_macro_f1():
   confusion = np.array([[3, 0, 0], [2, 0, 0], [0, 0, 0]], np.float32)  # class 1 never predicted, 2 absent
   report = metrics.class_report(confusion)
   assert report["precision"] == pytest.approx([0.6, 0.0, 0.0]) and report["recall"] == [1.0, 0.0, 0.0]
+  # macro-F1 over the classes that occur (0 and 1), as scikit-learn averages it: (0.75 + 0) / 2
+  true, pred = [0, 0, 0, 1, 1], [0, 0, 0, 0, 0]
+  assert report["macro_f1"] == pytest.approx(sk.f1_score(true, pred, average="macro"))
+  assert report["macro_f1"] == pytest.approx(0.375)
 
 
 def test_derive_means_and_bits_per_byte():

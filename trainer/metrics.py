@@ -27,14 +27,17 @@ def derive(sums: dict, info: dict) -> dict:
 
 
 def class_report(confusion: np.ndarray) -> dict:
-  """Macro-F1 and per-class precision and recall from a confusion matrix [true, predicted]."""
+  """Macro-F1 and per-class precision and recall from a confusion matrix [true, predicted]. Macro-F1 is the
+  mean over the classes that occur, as true labels or as predictions (scikit-learn's f1_score with
+  average="macro"): a class absent from both is left out rather than counted as 0."""
   confusion = np.asarray(confusion, np.float64)
   tp = np.diag(confusion)
   precision = np.divide(tp, confusion.sum(0), out=np.zeros_like(tp), where=confusion.sum(0) > 0)
   recall = np.divide(tp, confusion.sum(1), out=np.zeros_like(tp), where=confusion.sum(1) > 0)
   f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
                  where=(precision + recall) > 0)
-  return {"macro_f1": float(f1.mean()), "precision": precision.tolist(), "recall": recall.tolist(),
+  occurs = (confusion.sum(0) + confusion.sum(1)) > 0
+  return {"macro_f1": float(f1[occurs].mean()) if occurs.any() else 0.0, "precision": precision.tolist(), "recall": recall.tolist(),
           "confusion": confusion.tolist()}
 
 
