@@ -59,9 +59,25 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) ->
     except PermissionError as e:
       raise UserError(f"cannot write the data directory {builder.data_dir}: {e.strerror}; "
                       "pass --config.data.data_dir=A_WRITABLE_DIR") from e
+    except BaseException:
+      _remove_empty_folders(builder)  # a failed preparation (a bad row, a stop) leaves no empty copy behind
+      raise
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(f"prepare {builder.name}")
   return tfds.builder_from_directory(builder.data_dir)
+
+
+def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
+  """The folders a failed preparation made and left empty: the version, config and dataset folders, and
+  TFDS's download folders beside them."""
+  version = epath.Path(builder.data_dir)
+  folders = [version, version.parent] + ([version.parent.parent] if builder.builder_config else [])
+  downloads = folders[-1].parent / "downloads"
+  for folder in folders + [downloads / "extracted", downloads]:
+    try:
+      folder.rmdir()
+    except (OSError, ValueError):  # not empty (epath: a ValueError), or not there: keep it
+      pass
 
 
 def sources(builder: tfds.core.DatasetBuilder, split_names: Sequence[str]) -> dict[str, Sequence]:

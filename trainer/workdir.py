@@ -6,6 +6,7 @@ CHANGEABLE fields (how long and how visibly it trains, where files lie, the devi
 field, or other data, is another run and is refused in one line.
 """
 import atexit
+import itertools
 import json
 import uuid
 
@@ -39,6 +40,7 @@ CHANGEABLE = ("train.num_epochs", "train.num_steps", "train.time_limit_minutes",
               *PATH_FIELDS, "mesh", "profile", "malloc", "xla_flags")
 _REASONS = {"data.batch_size": " (the data position is a step number)"}
 _LEASES: dict[str, lease_lib.Lease] = {}
+_CREATED: list[epath.Path] = []  # folders this process made for a work directory, deepest first
 
 
 def resolve(path: str) -> epath.Path:
@@ -54,7 +56,11 @@ def prepare(path: str) -> epath.Path:
   if jax.process_index() == 0:
     probe = workdir / f".write-test-{uuid.uuid4().hex}"
     try:
+      # the local folders mkdir is about to make, deepest first
+      made = [] if "://" in str(workdir) else list(
+          itertools.takewhile(lambda p: not p.exists(), (workdir, *workdir.parents)))
       workdir.mkdir(parents=True, exist_ok=True)
+      _CREATED.extend(p for p in made if p not in _CREATED)
       probe.write_text("ok")
       probe.unlink()
       _LEASES.setdefault(str(workdir), lease_lib.Lease(workdir / LEASE)).acquire()
@@ -74,7 +80,17 @@ def release(workdir: epath.Path) -> None:
     held.release()
 
 
-atexit.register(lambda: [release(w) for w in list(_LEASES)])
+def _at_exit():
+  for workdir in list(_LEASES):
+    release(workdir)
+  for folder in _CREATED:
+    try:
+      folder.rmdir()  # only when empty: a run that refused to start leaves no folder behind
+    except (OSError, ValueError):  # epath says "not empty" with a ValueError
+      pass
+
+
+atexit.register(_at_exit)
 
 
 def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict, dict]:
