@@ -100,8 +100,9 @@ def test_a_run_that_refuses_to_start_leaves_no_empty_folders(tmp_path):
   copy's folders it made are removed again, a folder that held something is kept."""
   (tmp_path / "bad.csv").write_text("text,label\nhello world,a\n,b\ngood day,a\n")
   (tmp_path / "tfds" / "kept").mkdir(parents=True)
-  result = _run("flaxforge.launch.train", f"--workdir={tmp_path}/runs/new/run", f"--config.data.path={tmp_path}/bad.csv",
-                f"--config.data.data_dir={tmp_path}/tfds", config="launch/configs/text_csv.py")
+  result = _run("flaxforge.launch.train", f"--workdir={tmp_path}/runs/new/run",
+                f"--config.data.path={tmp_path}/bad.csv", f"--config.data.data_dir={tmp_path}/tfds",
+                config="launch/configs/text_csv.py")
   assert "row 3" in _one_line_error(result)
   left = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
   assert left == ["bad.csv", "tfds", "tfds/kept"], left

@@ -37,7 +37,8 @@ def class_report(confusion: np.ndarray) -> dict:
   f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp),
                  where=(precision + recall) > 0)
   occurs = (confusion.sum(0) + confusion.sum(1)) > 0
-  return {"macro_f1": float(f1[occurs].mean()) if occurs.any() else 0.0, "precision": precision.tolist(), "recall": recall.tolist(),
+  macro_f1 = float(f1[occurs].mean()) if occurs.any() else 0.0
+  return {"macro_f1": macro_f1, "precision": precision.tolist(), "recall": recall.tolist(),
           "confusion": confusion.tolist()}
 
 
