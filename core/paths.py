@@ -9,3 +9,13 @@ def expand(path: str) -> str:
   if not path or "://" in path:
     return path
   return os.path.abspath(path)
+
+
+def remove_empty(folders) -> None:
+  """Removes each folder (epath.Path) that is empty, in the order given; keeps one that holds anything or
+  is not there (epath reports "not empty" as a ValueError, a local OS as an OSError)."""
+  for folder in folders:
+    try:
+      folder.rmdir()
+    except (OSError, ValueError):
+      pass

@@ -73,11 +73,7 @@ def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
   version = epath.Path(builder.data_dir)
   folders = [version, version.parent] + ([version.parent.parent] if builder.builder_config else [])
   downloads = folders[-1].parent / "downloads"
-  for folder in folders + [downloads / "extracted", downloads]:
-    try:
-      folder.rmdir()
-    except (OSError, ValueError):  # not empty (epath: a ValueError), or not there: keep it
-      pass
+  paths.remove_empty(folders + [downloads / "extracted", downloads])
 
 
 def sources(builder: tfds.core.DatasetBuilder, split_names: Sequence[str]) -> dict[str, Sequence]:

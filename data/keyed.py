@@ -8,6 +8,7 @@ import re
 from etils import epath
 
 from flaxforge.data import newsgroups, records
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
 
 _SOURCE = "source.json"  # in each prepared copy: the file it was made from, its SHA-256, the runs using it
@@ -51,8 +52,7 @@ def forget_earlier_copies(prepared, path, sha256: str):
     made_from = json.loads(marker.read_text())
     if made_from["path"] == str(path) and made_from["sha256"] != sha256 and not _in_use(marker.parent, made_from):
       marker.parent.rmtree()  # the version folder; then its config folder, when nothing else is in it
-      if not any(marker.parent.parent.iterdir()):
-        marker.parent.parent.rmdir()
+      paths.remove_empty([marker.parent.parent])
 
 
 def note_run(prepared, workdir) -> None:

@@ -83,11 +83,7 @@ def release(workdir: epath.Path) -> None:
 def _at_exit():
   for workdir in list(_LEASES):
     release(workdir)
-  for folder in _CREATED:
-    try:
-      folder.rmdir()  # only when empty: a run that refused to start leaves no folder behind
-    except (OSError, ValueError):  # epath says "not empty" with a ValueError
-      pass
+  paths.remove_empty(_CREATED)  # a run that refused to start leaves no folder behind
 
 
 atexit.register(_at_exit)
