@@ -19,10 +19,11 @@ class Encoder(nnx.Module):
     self.transformer = Transformer(arch, rngs=rngs)
     self.pad_id = pad_id
 
-  def __call__(self, tokens, token_types=None):
-    """tokens int [B, T] (pad_id = padding), token_types int [B, T] or None -> float32 hidden states [B, T, d]."""
+  def __call__(self, tokens, token_types=None, output_positions=None):
+    """tokens int [B, T] (pad_id = padding), token_types int [B, T] or None -> float32 hidden states [B, T, d];
+    [B, P, d] at output_positions (int [B, P]) only, if given (see Transformer)."""
     h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), token_types=token_types,
-                            mask=(tokens != self.pad_id)[:, None, None, :])
+                            mask=(tokens != self.pad_id)[:, None, None, :], output_positions=output_positions)
     return h.astype(jnp.float32)
 
 
@@ -40,10 +41,10 @@ class BertClassifier(Encoder):
 
   def __call__(self, tokens):
     """tokens int [B, T] -> float32 logits [B, classes]."""
-    h = super().__call__(tokens)
-    if self.pool == "cls":
-      pooled = h[:, 0]
+    if self.pool == "cls":  # the last block computes position 0 alone
+      pooled = super().__call__(tokens, output_positions=jnp.zeros((tokens.shape[0], 1), jnp.int32))[:, 0]
     else:
+      h = super().__call__(tokens)
       weights = (tokens != self.pad_id)[..., None].astype(jnp.float32)
       pooled = (h * weights).sum(1) / jnp.maximum(weights.sum(1), 1.0)
     return self.head(self.dropout(pooled))

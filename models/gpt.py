@@ -61,9 +61,10 @@ class GPTClassifier(nnx.Module):
 
   def __call__(self, tokens):
     """tokens int [B, T] -> float32 logits [B, classes]."""
-    h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), is_causal=True)
     last = jnp.maximum((tokens != self.pad_id).sum(1) - 1, 0)
-    pooled = jnp.take_along_axis(h, last[:, None, None], axis=1)[:, 0].astype(jnp.float32)
+    # the last block computes each row's last token alone
+    h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), is_causal=True, output_positions=last[:, None])
+    pooled = h[:, 0].astype(jnp.float32)
     return self.head(self.dropout(pooled))
 
 

@@ -137,6 +137,31 @@ def test_bert_ignores_trailing_padding(pool):
   assert not np.allclose(forward(model, short), forward(model, short.at[:, 7].set(3)), atol=1e-5)
 
 
+causal_hidden = nnx.jit(lambda model, x: model.transformer(x, jnp.arange(x.shape[1]), is_causal=True)[0])
+masked_hidden = nnx.jit(lambda model, x: model.transformer(x, jnp.arange(x.shape[1]),
+                                                           mask=(x != 0)[:, None, None, :])[0])
+
+
+@pytest.mark.parametrize("cfg", [{"pool": "cls"}] + [dict(v, decoder=True) for v in VARIANTS])
+def test_pooled_classifier_equals_pooling_the_full_output(cfg):
+  # A pooled classifier's last block runs only the pooled position's query (Transformer's output_positions):
+  # its logits must equal the head applied to that position of the whole last layer's output. Decoders
+  # pool each row's last real token, so the rows carry different amounts of right padding.
+  cfg = dict(cfg)
+  if cfg.pop("decoder", False):
+    cfg = {k: v for k, v in cfg.items() if k != "tie_embeddings"}
+    model = gpt.from_config({"size": "tiny", **cfg}, {**CLS_INFO, "task": "classification"},
+                            rngs=nnx.Rngs(params=0, dropout=1))
+    x = tokens((3, 16), 500).at[0, 9:].set(0).at[1, 3:].set(0)
+    h = causal_hidden(model, x)[jnp.arange(3), jnp.array([8, 2, 15])]
+  else:
+    model = make_bert(**cfg)
+    x = tokens((3, 16), 500).at[0, 9:].set(0)
+    h = masked_hidden(model, x)[:, 0]
+  expected = model.head(h.astype(jnp.float32))
+  np.testing.assert_allclose(forward(model, x), expected, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("cfg", VARIANTS)
 def test_decode_with_cache_matches_full_forward(cfg):
   model = make_gpt(**cfg)
