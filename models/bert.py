@@ -9,6 +9,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxforge.core.errors import UserError
+from flaxforge.models.dropout import Dropout
 from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal,
                                           transformer_classifier_flops_per_example, zeros)
 
@@ -34,7 +35,7 @@ class BertClassifier(Encoder):
       raise UserError(f"model.pool must be 'cls' or 'mean', not {pool!r}")
     super().__init__(arch, pad_id=pad_id, rngs=rngs)
     self.pool = pool
-    self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
+    self.dropout = Dropout(arch.dropout, rngs=rngs)
     # The head is tiny, so it runs in float32 whatever the compute dtype.
     self.head = nnx.Linear(arch.embed_dim, num_classes, kernel_init=normal(0.02, ("embed", "classes")),
                            bias_init=zeros(("classes",)), rngs=rngs)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from flaxforge.models.dropout import Dropout
 from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal, transformer_flops_per_token,
                                           zeros)
 from flaxforge.core.errors import UserError
@@ -55,7 +56,7 @@ class GPTClassifier(nnx.Module):
   def __init__(self, arch: Arch, num_classes: int, *, pad_id: int = 0, rngs):
     self.arch, self.pad_id = arch, pad_id
     self.transformer = Transformer(arch, rngs=rngs)
-    self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
+    self.dropout = Dropout(arch.dropout, rngs=rngs)
     self.head = nnx.Linear(arch.embed_dim, num_classes, kernel_init=normal(0.02, ("embed", "classes")),
                            bias_init=zeros(("classes",)), rngs=rngs)
 

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from flaxforge.models import matmul
+from flaxforge.models.dropout import Dropout
 from flaxforge.core.errors import UserError
 
 # (num_layers, embed_dim, num_heads, mlp_dim). 125m and 350m are GPT-2 small and medium, 1b is GPT-3 XL
@@ -328,7 +329,7 @@ class Block(nnx.Module):
     self.attn = Attention(arch, rngs=rngs)
     self.mlp_norm = make_norm(arch, rngs=rngs)
     self.mlp = MLP(arch, rngs=rngs)
-    self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
+    self.dropout = Dropout(arch.dropout, rngs=rngs)
     self.post_norm = arch.block == "post"
 
   def __call__(self, x, positions, *, query_index=None, **attention_kwargs):
@@ -356,7 +357,7 @@ class Transformer(nnx.Module):
     self.pos_embed = table(arch.max_len, ("length", "embed")) if arch.position == "learned" else None
     self.type_embed = table(arch.token_types, ("length", "embed")) if arch.token_types else None
     self.embed_norm = make_norm(arch, rngs=rngs) if arch.block == "post" else None
-    self.dropout = nnx.Dropout(arch.dropout, rngs=rngs)
+    self.dropout = Dropout(arch.dropout, rngs=rngs)
     self.blocks = nnx.List([Block(arch, rngs=rngs) for _ in range(arch.num_layers)])
     self.final_norm = make_norm(arch, rngs=rngs) if arch.block == "pre" else None
 

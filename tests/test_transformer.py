@@ -9,6 +9,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from flaxforge.models import bert, gpt, transformer
+from flaxforge.models.dropout import Dropout
 from flaxforge.models.transformer import PRESETS, attention_per_head
 from flaxforge.core.errors import UserError
 
@@ -224,6 +225,22 @@ def test_dropout_follows_train_and_eval():
   np.testing.assert_array_equal(forward(model, x), forward(model, x))
   model.train()
   assert not np.allclose(forward(model, x), forward(model, x))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_16_bit_dropout_keeps_the_rate_and_the_mean(rate):
+  layer = Dropout(rate, rngs=nnx.Rngs(dropout=0))
+  x = jnp.linspace(0.5, 1.5, 64 * 1024).reshape(64, 1024)
+  a, b = layer(x), layer(x)
+  kept = np.asarray(a != 0)
+  assert abs(kept.mean() - (1 - rate)) < 0.005  # 65,536 draws: 5 standard deviations at most
+  np.testing.assert_allclose(np.asarray(a)[kept], (np.asarray(x) / (1 - rate))[kept], rtol=1e-4)
+  assert abs(float(a.sum() / x.sum()) - 1) < 0.01  # the mean is kept
+  assert not np.array_equal(kept, np.asarray(b != 0))  # a fresh mask per call
+  kept_2d = kept.reshape(-1, 2)  # the two halves of a 32-bit draw are not tied together
+  assert abs((kept_2d[:, 0] & kept_2d[:, 1]).mean() - (1 - rate) ** 2) < 0.005
+  layer.eval()
+  np.testing.assert_array_equal(layer(x), x)
 
 
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
