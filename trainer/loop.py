@@ -332,7 +332,7 @@ def _single_step_compiled_first(items, step_fn, leaves, sums, feed: feed_lib.Fee
     return
   batch, shared, _, n = first
   if n > 1:
-    step_fn.on_leaves.lower(leaves, sums, feed.one_step_spec(batch, n), shared).compile()  # jit reuses it
+    step_fn.jitted.lower(leaves, sums, feed.one_step_spec(batch, n), shared).compile()  # jit reuses it
   yield first
   yield from items
 
