@@ -233,7 +233,7 @@ def test_16_bit_dropout_keeps_the_rate_and_the_mean(rate):
   x = jnp.linspace(0.5, 1.5, 64 * 1024).reshape(64, 1024)
   a, b = layer(x), layer(x)
   kept = np.asarray(a != 0)
-  assert abs(kept.mean() - (1 - rate)) < 0.005  # 65,536 draws: 5 standard deviations at most
+  assert abs(kept.mean() - (1 - rate)) < 0.005  # fixed seed; 65,536 draws: 2.6 (rate 0.5) to 4.3 (0.1) sigma
   np.testing.assert_allclose(np.asarray(a)[kept], (np.asarray(x) / (1 - rate))[kept], rtol=1e-4)
   assert abs(float(a.sum() / x.sum()) - 1) < 0.01  # the mean is kept
   assert not np.array_equal(kept, np.asarray(b != 0))  # a fresh mask per call
