@@ -54,7 +54,8 @@ class BertClassifier(Encoder):
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
   return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim, int(info["seq_len"]),
-                                                  int(info["num_classes"]), **a.flops_shape())
+                                                  int(info["num_classes"]), pooled=cfg.get("pool", "cls") == "cls",
+                                                  **a.flops_shape())
 
 
 def from_config(cfg, info, *, rngs) -> BertClassifier:

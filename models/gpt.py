@@ -6,7 +6,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxforge.models.dropout import Dropout
-from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal, transformer_flops_per_token,
+from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal,
+                                          transformer_classifier_flops_per_example, transformer_flops_per_token,
                                           zeros)
 from flaxforge.core.errors import UserError
 
@@ -71,6 +72,9 @@ class GPTClassifier(nnx.Module):
 
 def flops_per_example(cfg, info) -> float:
   a = arch_from_config(cfg, info)
+  if info.get("task") == "classification":  # the body over seq_len tokens, the last block for one position
+    return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim, int(info["seq_len"]),
+                                                    int(info["num_classes"]), pooled=True, **a.flops_shape())
   per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab,
                                           **a.flops_shape())
   return per_token * int(info["seq_len"])

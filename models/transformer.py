@@ -419,10 +419,18 @@ def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_s
 
 
 def transformer_classifier_flops_per_example(num_layers, embed_dim, mlp_dim, seq_len, num_classes, *,
-                                             training=True, **shape):
+                                             training=True, pooled=False, **shape):
   """Encoder over seq_len tokens + one pooled [d, classes] head (matches bench/common.py); `shape` takes
-  transformer_flops_per_token's qkv_dim, kv_dim and gated."""
-  body = seq_len * transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, 0, training=False,
-                                               **shape)
+  transformer_flops_per_token's qkv_dim, kv_dim and gated.
+
+  pooled=True: the last layer computes one position ([CLS], or a decoder's last token; see
+  `Transformer(output_positions=)`): its keys and values for all T tokens, and the rest (q, attention over T
+  keys, out, MLP) for that position alone.
+  """
+  per_layer = transformer_flops_per_token(1, embed_dim, mlp_dim, seq_len, 0, training=False, **shape)
+  body = seq_len * num_layers * per_layer
+  if pooled:
+    kv = 4 * embed_dim * (shape.get("kv_dim") or shape.get("qkv_dim") or embed_dim)  # k and v, per token
+    body -= seq_len * per_layer - (seq_len * kv + per_layer - kv)
   forward = body + 2 * embed_dim * num_classes
   return 3 * forward if training else forward

@@ -7,7 +7,7 @@ import optax
 import pytest
 from flax import nnx
 
-from flaxforge.models import gpt
+from flaxforge.models import bert, gpt, transformer
 from flaxforge.models.mlp import mlp_flops_per_example
 from flaxforge.models.text_cnn import text_cnn_flops_per_example
 from flaxforge.models.transformer import transformer_classifier_flops_per_example, transformer_flops_per_token
@@ -26,6 +26,10 @@ def test_seed_workloads_match_the_benchmark_counts():
   # Encoder classifier, 4 x 256, mlp 1024, seq 128, 20 classes: per layer 128 * (4*256^2 + 2*256*1024)
   # + 2 * 128^2 * 256 = 109,051,904 MACs; x4 + 256*20 = 436,212,736 MACs.
   assert transformer_classifier_flops_per_example(4, 256, 1024, 128, 20, training=False) == 872_425_472
+  # Pooled ([CLS] or last token): the last layer's k and v for 128 tokens (128 * 2 * 256^2 = 16,777,216 MACs)
+  # and the rest for one position (851,968 - 2 * 128 * 256 = 720,896): 3 * 109,051,904 + 17,498,112 + 5,120.
+  assert transformer_classifier_flops_per_example(4, 256, 1024, 128, 20, training=False,
+                                                  pooled=True) == 2 * 344_658_944
 
 
 def test_transformer_formula_gpt2_small():
@@ -51,6 +55,24 @@ def test_analytic_matches_xla_for_small_gpt_training():
   xla = flops.xla_flops(jax.jit(jax.grad(loss)).lower(params, x))
   analytic = batch * seq * transformer_flops_per_token(2, 64, 256, seq, vocab)
   assert abs(xla / analytic - 1) < 0.15, (xla, analytic)
+
+
+@pytest.mark.parametrize("name,pool", [("bert", "cls"), ("bert", "mean"), ("gpt", None)])
+def test_classifier_counts_follow_xla_and_the_pruned_last_block(name, pool):
+  # XLA counts what the compiled forward does; the pooled count leaves out the pruned last block's work
+  # (XLA still sees that block's q projection for every token, ~6% here), the full count does not.
+  seq, cfg = 64, {"size": "tiny", "pool": pool}
+  info = {"task": "classification", "num_classes": 5, "vocab_size": 256, "seq_len": seq}
+  module = {"bert": bert, "gpt": gpt}[name]
+  model = module.from_config(cfg, info, rngs=nnx.Rngs(0))
+  model.eval()
+  graphdef, state = nnx.split(model)
+  xla = flops.xla_flops(jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)).lower(state, jnp.ones((2, seq), jnp.int32)))
+  analytic = 2 * module.flops_per_example(cfg, info) / 3
+  assert abs(xla / analytic - 1) < 0.12, (xla, analytic)  # XLA also counts norms, softmax, GELU
+  a = transformer.arch_from_config(cfg, info)
+  full = 2 * transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim, seq, 5, training=False)
+  assert (analytic < 0.9 * full) == (pool != "mean"), (analytic, full)
 
 
 def test_xla_flops_of_a_matmul_and_old_list_format():
