@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import csv_run
+from flaxforge import data as data_lib
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import evaluate
 
@@ -52,10 +53,11 @@ def test_changed_data_is_refused_naming_the_file(trained, tmp_path):
   path = shutil.copy(cfg.data.path, tmp_path / "topics.csv")
   with open(path, "a", encoding="utf-8") as f:
     f.write("moon rocket star,space\n")  # one appended row
-  before = _snapshot(tmp_path / "run")
+  before, prepared = _snapshot(tmp_path / "run"), sorted((tmp / "tfds").rglob("*"))
   with pytest.raises(UserError, match=r"other data \(the content of .*topics.csv \(sha256 \w+ -> \w+\)"):
     csv_run.train(csv_run.config(tmp, path), tmp_path / "run")
   assert _snapshot(tmp_path / "run") == before
+  assert sorted((tmp / "tfds").rglob("*")) == prepared  # refused before the edited file was prepared
 
 
 def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
@@ -70,7 +72,7 @@ def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
 
 def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path):
   """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run, even
-  after the changed file was prepared (by a refused rerun, or a new run in another --workdir as advised)."""
+  after the changed file was prepared beside it (by a new run in another --workdir, as the refusal advises)."""
   tmp, path, cfg, results = trained
   shutil.copytree(tmp / "run", tmp_path / "run")
   shutil.copy(path, tmp_path / "saved.csv")
@@ -78,6 +80,7 @@ def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path
     csv_run.write_topics(path, n=200, topics=("space", "food", "sport"), seed=1)
     with pytest.raises(UserError, match="holds a run trained on other data"):
       csv_run.train(cfg, tmp_path / "run")
+    data_lib.load(cfg.data)  # prepares the changed file in the same data directory
     scored = evaluate.evaluate_workdir(str(tmp_path / "run"))
   finally:
     shutil.copy(tmp_path / "saved.csv", path)

@@ -112,15 +112,30 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
   return config, changed
 
 
+def check_source(workdir: epath.Path, config) -> None:
+  """Refuses, before any data is prepared (which can take minutes), a run whose recorded input file
+  (data.path, a CSV, JSONL or table) now has other content: the quick part of `check_data`."""
+  path = config.data.get("path", "")
+  if not (path and _has_checkpoints(workdir) and (workdir / DATA_RECORD).exists()):
+    return
+  recorded, path = read_json(workdir / DATA_RECORD), epath.Path(paths.expand(path))
+  if recorded.get("source_sha256") and path.is_file():
+    _refuse_other_data(workdir, records.differences(
+        recorded, {**recorded, "source": str(path), "source_sha256": records.file_sha256(path)}))
+
+
 def check_data(workdir: epath.Path, config, dataset) -> dict:
   """The data's record (records.describe); refused if it differs from what the run's checkpoints saw."""
   record = records.describe(config.data.name, dataset)
   if _has_checkpoints(workdir) and (workdir / DATA_RECORD).exists():
-    changed = records.differences(read_json(workdir / DATA_RECORD), record)
-    if changed:
-      raise UserError(f"{workdir} holds a run trained on other data ({'; '.join(changed)}); restore the run's "
-                      "data, or train into a new --workdir")
+    _refuse_other_data(workdir, records.differences(read_json(workdir / DATA_RECORD), record))
   return record
+
+
+def _refuse_other_data(workdir: epath.Path, changed: list[str]) -> None:
+  if changed:
+    raise UserError(f"{workdir} holds a run trained on other data ({'; '.join(changed)}); restore the run's "
+                    "data, or train into a new --workdir")
 
 
 def open_data(workdir: epath.Path, config, data_dir: str = ""):
