@@ -32,9 +32,9 @@ def existing_path(value: str, flag: str, what: str = "file") -> pathlib.Path:
   return path
 
 
-def identity(paths) -> list:
+def identity(files) -> list:
   """(name, size, mtime_ns) of each file: a changed file changes the prepared copy's name."""
-  return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in paths]
+  return [[str(p), p.stat().st_size, p.stat().st_mtime_ns] for p in files]
 
 
 def examples(inputs, labels):
