@@ -117,6 +117,19 @@ def test_config_show_prints_the_resolved_config(tmp_path):
   assert "usage: flaxforge config show NAME" in one_line(flaxforge("config", cwd=tmp_path))
 
 
+@pytest.mark.parametrize("name", ["finetune_text", "finetune_lm"])
+def test_the_tokenizer_path_follows_the_pretrained_model_one_way(tmp_path, name):
+  """data.tokenizer_path defaults to model.pretrained; naming a tokenizer must not move the model."""
+  def shown(*overrides):
+    out = flaxforge("config", "show", name, *overrides, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    return re.findall(r"^  (pretrained|tokenizer_path): (.*)$", out.stdout, re.M)
+  model, tokenizer = "--config.model.pretrained=/m", "--config.data.tokenizer_path=/t/tokenizer.json"
+  assert sorted(shown(model)) == [("pretrained", "/m"), ("tokenizer_path", "/m")]
+  for order in ((model, tokenizer), (tokenizer, model)):
+    assert sorted(shown(*order)) == [("pretrained", "/m"), ("tokenizer_path", "/t/tokenizer.json")]
+
+
 @pytest.mark.parametrize("args,shown", [
     (("--input=missing.txt",), "cannot read --input=missing.txt (No such file or directory)"),
     (("--input=empty.txt",), "empty.txt holds no text to classify"),

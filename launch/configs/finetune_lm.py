@@ -18,7 +18,7 @@ def get_config():
   c.data.test_bytes = 0
   c.data.validation_fraction = 0.05
   c.model.pretrained = ""
-  c.data.tokenizer_path = c.model.get_ref("pretrained")
+  c.data.tokenizer_path = c.model.get_ref("pretrained") + ""  # one-way: setting it leaves model.pretrained
   c.model.lora = ml_collections.ConfigDict({"rank": 0, "alpha": 16.0, "targets": "qkv,out"})
   c.optimizer.learning_rate = 5e-5
   c.optimizer.weight_decay = 0.01
