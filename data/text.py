@@ -253,7 +253,9 @@ def encoder_options(cfg) -> dict:
     path = paths.expand(cfg.get("tokenizer_path", "") or "")
     file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
     if not os.path.isfile(file):
-      raise UserError(f"data.tokenizer=hf needs a tokenizer.json: {path or 'no path'} has none; pass "
+      why = ("no model or tokenizer is named" if not path else f"{path} does not exist" if not os.path.exists(path)
+             else f"{path} holds none")
+      raise UserError(f"data.tokenizer=hf needs a tokenizer.json, but {why}; pass "
                       "--config.model.pretrained=HF_MODEL_DIR (or --config.data.tokenizer_path=FILE)")
     return {"tokenizer": PRETRAINED, "tokenizer_path": file, "tokenizer_sha256": records.file_sha256(file),
             "seq_len": int(cfg.get("seq_len")), "remove": list(parse_remove(cfg.get("remove", "")))}

@@ -12,6 +12,7 @@ import transformers  # pylint: disable=wrong-import-position
 from tokenizers import decoders, models, pre_tokenizers, processors, trainers  # pylint: disable=wrong-import-position
 
 from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
+from flaxforge.data import text  # pylint: disable=wrong-import-position
 from flaxforge.data.hf_tokenizer import HFTokenizer  # pylint: disable=wrong-import-position
 
 TEXTS = ["The space shuttle reached orbit on Tuesday.", "ok", "",
@@ -76,3 +77,11 @@ def test_byte_level_bpe_matches_autotokenizer(byte_bpe):
 def test_missing_tokenizer_is_a_user_error(tmp_path):
   with pytest.raises(UserError, match="tokenizer.json"):
     HFTokenizer(tmp_path, seq_len=8)
+
+
+@pytest.mark.parametrize("given,said", [("", "no model or tokenizer is named"), ("missing", "missing does not exist"),
+                                        (".", "holds none")])
+def test_the_missing_tokenizer_message_says_what_is_missing(tmp_path, given, said):
+  path = str(tmp_path / given) if given else ""
+  with pytest.raises(UserError, match=f"needs a tokenizer.json, but .*{said}; pass --config.model.pretrained="):
+    text.encoder_options({"tokenizer": "hf", "tokenizer_path": path, "seq_len": 8})
