@@ -27,7 +27,9 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   texts = ["rocket orbit moon", "bread cheese soup apple rice cake"]
   ids = np.asarray(tokenizers.Tokenizer.from_file(f"{out}/tokenizer.json").encode_batch(texts)[1].ids)[None]
   assert ids.shape == (1, 16) and (ids != 0).sum() == 8  # the run's truncation and padding came along
-  theirs = transformers.AutoModel.from_pretrained(out).eval()
+  theirs, loading = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
+  theirs.eval()
+  assert not loading["missing_keys"] and not loading["unexpected_keys"], loading  # the base's pooler came along
   with torch.no_grad():
     want = theirs(torch.tensor(ids), attention_mask=torch.tensor(ids != 0)).last_hidden_state.numpy()
   run = restore.restore(str(tmp_path / "run"))
@@ -38,4 +40,5 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   original = transformers.AutoModel.from_pretrained(bert_dir).eval()
   with torch.no_grad():
     before = original(torch.tensor(ids), attention_mask=torch.tensor(ids != 0)).last_hidden_state.numpy()
+  torch.testing.assert_close(theirs.pooler.dense.weight, original.pooler.dense.weight, rtol=0, atol=0)
   assert np.abs(before - want).max() > 1e-3  # training changed the body (through the adapters, when LoRA)

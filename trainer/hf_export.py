@@ -3,6 +3,7 @@ the family's own layout, and the run's stored tokenizer, so `transformers` loads
 import jax
 from flax import nnx
 
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
 from flaxforge.data import text
 from flaxforge.models import hf, lora
@@ -12,7 +13,9 @@ from flaxforge.trainer import restore, workdir as workdir_lib
 def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False) -> str:
   """Writes `out` (config.json, model.safetensors, tokenizer.json when the run has a pretrained tokenizer)
   from the checkpoint at `step` (default the latest) and returns it. A classification head has no
-  `BertModel`/decoder equivalent and stays out. Raises UserError for a model with no Hugging Face family."""
+  `BertModel`/decoder equivalent and stays out; BERT's pooler, which no flaxforge classifier trains, is
+  copied from the pretrained directory when it is still there. Raises UserError for a model with no Hugging
+  Face family."""
   run = restore.restore(workdir, step=step, best=best)
   model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
   model = lora.merged(model)
@@ -20,7 +23,7 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
     encoder = text.encoder_from_json(workdir_lib.load_asset(run.workdir, "text_encoder"))
   except UserError:
     encoder = None
-  out = hf.export(model, out)
+  out = hf.export(model, out, base=paths.expand(run.config.model.get("pretrained", "") or "") or None)
   if isinstance(encoder, text.PretrainedEncoder) and jax.process_index() == 0:
     encoder.tokenizer.save(out)
   return out

@@ -139,12 +139,14 @@ def load(path, *, shardings=None, dtype="float32") -> nnx.Module:
   return nnx.merge(graphdef, params, rest)
 
 
-def export(model: nnx.Module, out, *, files=()) -> str:
+def export(model: nnx.Module, out, *, files=(), base=None) -> str:
   """Writes `model` (a `bert.Encoder` or `gpt.GPT` of a supported family) as a Hugging Face directory that
   `transformers` loads: config.json and model.safetensors (float32, the family's own tensor names and
-  layouts), plus copies of `files` (e.g. tokenizer.json). Returns `out`. Every process gathers each
-  parameter whole (a collective: call it on all processes; let one of them write). Raises UserError when
-  the architecture has no Hugging Face equivalent."""
+  layouts), plus copies of `files` (e.g. tokenizer.json). `base`: the Hugging Face directory the model was
+  loaded from, whose tensors that flaxforge does not train (the family's KEPT_FROM_BASE, e.g. BERT's pooler)
+  are copied unchanged when it holds them. Returns `out`. Every process gathers each parameter whole (a
+  collective: call it on all processes; let one of them write). Raises UserError when the architecture has
+  no Hugging Face equivalent."""
   arch = model.transformer.arch
   tie = isinstance(model, gpt.GPT) and model.lm_head is None
   family = next((f for f in FAMILIES if f.matches(arch, tie)), None)
@@ -157,6 +159,7 @@ def export(model: nnx.Module, out, *, files=()) -> str:
     value = np.asarray(multihost_utils.process_allgather(flat[key].get_value(), tiled=True), np.float32)
     for name, value in layout.write(tensor, value).items():
       tensors[name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name] = value
+  tensors.update(_kept_from_base(family, base))
   os.makedirs(out, exist_ok=True)
   save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
   with open(os.path.join(out, "config.json"), "w") as f:
@@ -164,3 +167,16 @@ def export(model: nnx.Module, out, *, files=()) -> str:
   for file in files:
     shutil.copy(file, out)
   return out
+
+
+def _kept_from_base(family, base) -> dict:
+  """The family's KEPT_FROM_BASE tensors that the directory `base` holds, as float32 arrays by export name."""
+  names = getattr(family, "KEPT_FROM_BASE", ())
+  if not (base and names and os.path.isdir(base)):
+    return {}
+  try:
+    checkpoint = layout.Checkpoint(base, family.ANCHOR)
+  except UserError:  # not this family's checkpoint: nothing to keep
+    return {}
+  return {family.EXPORT_PREFIX + name: np.asarray(checkpoint.slice(name)[:], np.float32)
+          for name in names if checkpoint.prefix + name in checkpoint.files or name in checkpoint.files}

@@ -7,6 +7,9 @@ from flaxforge.models.transformer import Arch
 MODEL_TYPES = ("bert",)
 ANCHOR = "embeddings.word_embeddings.weight"
 EXPORT_PREFIX = ""  # BertModel's own names; BertFor* models wrap them in "bert."
+# BertModel's pooler (tanh(dense([CLS]))) has no part in flaxforge's classifiers, which pool and add their own
+# head: export copies it from the base checkpoint unchanged, so `pooler_output` is the base model's.
+KEPT_FROM_BASE = ("pooler.dense.weight", "pooler.dense.bias")
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
