@@ -19,3 +19,11 @@ def remove_empty(folders) -> None:
       folder.rmdir()
     except (OSError, ValueError):
       pass
+
+
+def usual_permissions(path) -> None:
+  """Gives a local file the permissions open() would have given it (0o666 less the umask): safetensors
+  writes its files readable by their owner only, and an exported model is meant to be shared."""
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, 0o666 & ~umask)

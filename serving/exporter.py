@@ -22,6 +22,7 @@ import numpy as np
 from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
 from flaxforge.serving import artifact as artifact_lib
 from flaxforge.trainer import predict, restore
@@ -64,6 +65,7 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
   folder = _fresh_folder(out)
   (folder / artifact_lib.FUNCTION).write_bytes(exported.serialize())
   safetensors_numpy.save_file(weights, str(folder / artifact_lib.WEIGHTS))
+  paths.usual_permissions(folder / artifact_lib.WEIGHTS)
   (folder / artifact_lib.INFO).write_text(json.dumps(run.info, indent=2, sort_keys=True))
   (folder / artifact_lib.ASSETS).mkdir()
   for name, value in assets.items():

@@ -27,6 +27,8 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   texts = ["rocket orbit moon", "bread cheese soup apple rice cake"]
   ids = np.asarray(tokenizers.Tokenizer.from_file(f"{out}/tokenizer.json").encode_batch(texts)[1].ids)[None]
   assert ids.shape == (1, 16) and (ids != 0).sum() == 8  # the run's truncation and padding came along
+  modes = {name: os.stat(os.path.join(out, name)).st_mode & 0o777 for name in os.listdir(out)}
+  assert len(set(modes.values())) == 1, modes  # the weights as shareable as the rest (safetensors writes 0600)
   theirs, loading = transformers.AutoModel.from_pretrained(out, output_loading_info=True)
   theirs.eval()
   assert not loading["missing_keys"] and not loading["unexpected_keys"], loading  # the base's pooler came along

@@ -123,6 +123,8 @@ def test_one_artifact_serves_any_batch_size(run_dir, exported):
   manifest = json.loads((exported / "manifest.json").read_text())
   assert manifest["function"]["inputs"] == {"shape": ["batch", 24], "dtype": "int32", "encoding": "text"}
   assert manifest["jax_version"] and manifest["flaxforge_version"] and len(manifest["content_hash"]) == 64
+  modes = {p.name: p.stat().st_mode & 0o777 for p in exported.iterdir() if p.is_file()}
+  assert len(set(modes.values())) == 1, modes  # the weights as shareable as the rest (safetensors writes 0600)
 
 
 def test_altered_or_foreign_artifacts_are_refused(run_dir, exported, tmp_path):

@@ -23,6 +23,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 from safetensors.numpy import save_file
 
+from flaxforge.core import paths
 from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
 from flaxforge.models.hf import bert, gpt2, layout, llama
@@ -162,6 +163,7 @@ def export(model: nnx.Module, out, *, files=(), base=None) -> str:
   tensors.update(_kept_from_base(family, base))
   os.makedirs(out, exist_ok=True)
   save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+  paths.usual_permissions(os.path.join(out, "model.safetensors"))
   with open(os.path.join(out, "config.json"), "w") as f:
     json.dump(family.config(arch, tie), f, indent=2)
   for file in files:
