@@ -39,6 +39,10 @@ def test_a_lora_step_changes_only_adapters_and_head(tmp_path, bert_dir, topics):
   full = sum(x.size for k, x in before.items() if "lora_" not in k)
   trained = sum(x.size for k, x in before.items() if "lora_" in k or "'head'" in k)
   assert sum(x.size for x in opt_arrays) == 2 * trained < 0.5 * full  # Adam's two moments, adapters and head only
+  structure, _ = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=2)
+  total = sum(x.size for x in before.values())
+  banner = state_lib.parameters_line(config.model, structure.abstract)
+  assert banner == f"{total:,} parameters ({trained:,} trained: LoRA rank 4)", banner
 
 
 def test_merge_keeps_the_function():

@@ -123,7 +123,7 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
     progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
   if warm_line:
     progress.print(warm_line)
-  progress.print(f"{config.model.name}: {state_lib.parameter_count(structure.abstract):,} parameters; {total} "
+  progress.print(f"{config.model.name}: {state_lib.parameters_line(config.model, structure.abstract)}; {total} "
                  f"steps ({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
 
   if finished:

@@ -62,6 +62,14 @@ def with_pretrained(cfg, create, shardings):
   return create_pretrained
 
 
-def parameter_count(abstract: nnx.State) -> int:
-  """Trainable parameters in the model half of a (possibly abstract) train state."""
-  return sum(x.size for x in jax.tree.leaves(nnx.filter_state(abstract[0], nnx.Param)))
+def parameter_count(abstract: nnx.State, which=nnx.Param) -> int:
+  """Parameters (those `which` selects, e.g. `lora.trainable(cfg)`) in the model half of a (possibly
+  abstract) train state."""
+  return sum(x.size for x in jax.tree.leaves(nnx.filter_state(abstract[0], which)))
+
+
+def parameters_line(cfg, abstract: nnx.State) -> str:
+  """'22,648,707 parameters (48,751 trained: LoRA rank 4)', or '22,599,956 parameters' when all are trained."""
+  total, trained = parameter_count(abstract), parameter_count(abstract, lora.trainable(cfg))
+  lora_part = f" ({trained:,} trained: LoRA rank {int(cfg.lora.rank)})" if trained < total else ""
+  return f"{total:,} parameters{lora_part}"
