@@ -27,6 +27,14 @@ def test_schedule_values(schedule, warmup, want):
   assert {s: pytest.approx(float(lr(s)), abs=1e-6) for s in want} == want
 
 
+def test_a_warm_up_as_long_as_the_run_is_warned_about():
+  assert optim.warmup_warning(_cfg(warmup_steps=100, learning_rate=1e-4), 101) is None
+  assert optim.warmup_warning(_cfg(warmup_steps=0), 10) is None
+  said = optim.warmup_warning(_cfg(warmup_steps=100, learning_rate=1e-4), 10)
+  assert said == ("warning: optimizer.warmup_steps=100 is not below the run's 10 steps, so the learning rate "
+                  "never reaches 0.0001; lower --config.optimizer.warmup_steps")
+
+
 def test_unknown_schedule_and_optimizer_name_the_fix():
   with pytest.raises(UserError, match="--config.optimizer.schedule"):
     optim.schedule(_cfg(schedule="cosine"), 10)

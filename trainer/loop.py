@@ -6,6 +6,7 @@ those points the loop runs with implicit host<->device transfers disallowed (`ja
 stray sync inside the step loop is an error rather than a silent slowdown.
 """
 import dataclasses
+import sys
 import time
 
 import jax
@@ -123,6 +124,9 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
     progress.print(f"resumed from the checkpoint at step {step} in {ckpt.directory}")
   if warm_line:
     progress.print(warm_line)
+  warmup_warning = optim.warmup_warning(config.optimizer, total)
+  if warmup_warning:
+    print(warmup_warning, file=sys.stderr)
   progress.print(f"{config.model.name}: {state_lib.parameters_line(config.model, structure.abstract)}; {total} "
                  f"steps ({steps_per_epoch} per epoch, batch {config.data.batch_size}) on mesh {dict(mesh.shape)}")
 

@@ -24,6 +24,14 @@ def schedule(cfg, total_steps: int) -> optax.Schedule:
                   f"{', '.join(SCHEDULES)}")
 
 
+def warmup_warning(cfg, total_steps: int) -> str | None:
+  """A warning when the warm-up lasts the whole run, so the rate never reaches cfg.learning_rate; else None."""
+  if cfg.get("warmup_steps", 0) and cfg.warmup_steps >= total_steps:
+    return (f"warning: optimizer.warmup_steps={cfg.warmup_steps} is not below the run's {total_steps} steps, so "
+            f"the learning rate never reaches {cfg.learning_rate}; lower --config.optimizer.warmup_steps")
+  return None
+
+
 def _decay_mask(params):
   """Weight decay on matrices only: norms' scales and biases are left alone."""
   return jax.tree.map(lambda p: p.ndim >= 2, params)
