@@ -428,9 +428,10 @@ def transformer_classifier_flops_per_example(num_layers, embed_dim, mlp_dim, seq
   keys, out, MLP) for that position alone.
   """
   per_layer = transformer_flops_per_token(1, embed_dim, mlp_dim, seq_len, 0, training=False, **shape)
-  body = seq_len * num_layers * per_layer
   if pooled:
     kv = 4 * embed_dim * (shape.get("kv_dim") or shape.get("qkv_dim") or embed_dim)  # k and v, per token
-    body -= seq_len * per_layer - (seq_len * kv + per_layer - kv)
+    body = seq_len * (num_layers - 1) * per_layer + seq_len * kv + (per_layer - kv)
+  else:
+    body = seq_len * num_layers * per_layer
   forward = body + 2 * embed_dim * num_classes
   return 3 * forward if training else forward
