@@ -181,4 +181,4 @@ def _kept_from_base(family, base) -> dict:
   except UserError:  # not this family's checkpoint: nothing to keep
     return {}
   return {family.EXPORT_PREFIX + name: np.asarray(checkpoint.slice(name)[:], np.float32)
-          for name in names if checkpoint.prefix + name in checkpoint.files or name in checkpoint.files}
+          for name in names if checkpoint.has(name)}

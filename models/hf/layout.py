@@ -156,11 +156,18 @@ class Checkpoint:
       raise UserError(f"{path}: no tensor named like {anchor!r}; is config.json's model_type right?")
     self.prefix = found[0][:-len(anchor)]
 
+  def _stored(self, name: str) -> str | None:
+    return next((stored for stored in (self.prefix + name, name) if stored in self.files), None)
+
+  def has(self, name: str) -> bool:
+    """Whether the checkpoint holds `name` (with or without the wrapper's prefix)."""
+    return self._stored(name) is not None
+
   def name(self, name: str) -> str:
     """The stored name of `name` (with the wrapper's prefix unless it is stored at the top level)."""
-    for stored in (self.prefix + name, name):
-      if stored in self.files:
-        return stored
+    stored = self._stored(name)
+    if stored is not None:
+      return stored
     raise UserError(f"{self.path} lacks the tensor {self.prefix + name!r}; the weights do not match "
                     "config.json")
 
