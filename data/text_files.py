@@ -33,6 +33,7 @@ TABLE_SUFFIXES = (*_DELIMITERS, *_JSONL)  # the files read by column; any other 
 _DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
              "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0, "bad_rows": "error"}
 _BAD_ROWS = ("error", "drop")
+_COLUMNS = ("text_column", "label_column", "split_column", "bad_rows")  # read_table's arguments, in order
 
 
 def _decode(path: pathlib.Path) -> str:
@@ -158,6 +159,7 @@ def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_frac
 
 class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
+  table = None  # read_table's answer, set by `load` before preparing so a bad file is refused first
 
   def _info(self):
     return tfds.core.DatasetInfo(
@@ -173,14 +175,15 @@ class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     options = dict(self.builder_config.options)
     path = self.builder_config.source
-    columns = [options.pop(k) for k in ("text_column", "label_column", "split_column", "bad_rows")]
+    label_column = options["label_column"]
+    for k in (*_COLUMNS, "sha256"):
+      options.pop(k)
     fractions = options.pop("validation_fraction"), options.pop("test_fraction")
     seed = options.pop("split_seed")
-    options.pop("sha256")
-    texts, labels, splits, dropped = read_table(path, *columns)
+    texts, labels, splits, dropped = self.table
     labeler = text.label_encoder(labels)
     if len(labeler.names) < 2:
-      raise UserError(f"{pathlib.Path(path).name}: column {columns[1]!r} has the single value {labeler.names[0]!r}; "
+      raise UserError(f"{pathlib.Path(path).name}: column {label_column!r} has the single value {labeler.names[0]!r}; "
                       "a classifier needs at least 2 classes")
     ids = labeler.encode(labels)
     parts = split_rows(ids, splits, *fractions, seed)
@@ -228,6 +231,8 @@ def load(cfg) -> dataset.Dataset:
   config = newsgroups.builder_config(options(cfg, sha256), prefix=f"{stem}_", source=str(path))
   builder = TextFile(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=config)
   fresh = not builder.is_prepared()
+  if fresh and jax.process_index() == 0:
+    builder.table = read_table(path, *(config.options[k] for k in _COLUMNS))
   builder = dataset.prepare(builder)
   if fresh and jax.process_index() == 0:
     keyed.forget_earlier_copies(builder.data_dir, path, sha256)

@@ -34,7 +34,7 @@ def main(argv):
   if FORMAT.value == "hf":
     common.init_distributed()
     from flaxforge.trainer import hf_export  # pylint: disable=g-import-not-at-top
-    print(f"wrote {hf_export.export_workdir(workdir, OUT.value, step=STEP.value, best=BEST.value)}")
+    print(json.dumps(hf_export.export_workdir(workdir, OUT.value, step=STEP.value, best=BEST.value)))
     return
   from flaxforge import serving  # pylint: disable=g-import-not-at-top
   manifest = serving.export(workdir, OUT.value, step=STEP.value, best=BEST.value,

@@ -23,7 +23,9 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   topics = csv_run.write_topics(tmp_path / "topics.csv", n=120)
   config = tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 10, "model.lora.rank": lora_rank})
   loop.train(config, str(tmp_path / "run"))
-  out = hf_export.export_workdir(str(tmp_path / "run"), str(tmp_path / "hf"))
+  exported = hf_export.export_workdir(str(tmp_path / "run"), str(tmp_path / "hf"))
+  out = exported["out"]
+  assert exported["step"] == 10 and exported["files"] == ["config.json", "model.safetensors", "tokenizer.json"]
   texts = ["rocket orbit moon", "bread cheese soup apple rice cake"]
   ids = np.asarray(tokenizers.Tokenizer.from_file(f"{out}/tokenizer.json").encode_batch(texts)[1].ids)[None]
   assert ids.shape == (1, 16) and (ids != 0).sum() == 8  # the run's truncation and padding came along

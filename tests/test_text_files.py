@@ -204,3 +204,32 @@ def test_chinese_text_warns_with_words_and_trains_with_characters(tmp_path, capf
   results = csv_run.train(cfg, tmp_path / "run")
   assert results["accuracy"] >= 0.9  # chance is 0.5
   assert "single token" not in capfd.readouterr().err
+
+
+def test_file_fingerprint_is_read_once_while_the_file_is_unchanged(tmp_path, monkeypatch):
+  """A resume fingerprints the user's file before preparing it and the loader does again: one read."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "data.csv"
+  path.write_text("text,label\na,x\n")
+  reads = []
+  real = records._sha256  # pylint: disable=protected-access
+  monkeypatch.setattr(records, "_sha256", lambda p: reads.append(p) or real(p))
+  first = records.file_sha256(path)
+  assert records.file_sha256(str(path)) == first == hashlib.sha256(path.read_bytes()).hexdigest()
+  assert len(reads) == 1
+  path.write_text("text,label\nb,y\n")  # same size: the modification time (or inode) tells
+  os.utime(path, ns=(1, 1))
+  assert records.file_sha256(path) == hashlib.sha256(path.read_bytes()).hexdigest() != first
+  assert len(reads) == 2
+
+
+def test_a_bad_file_is_refused_before_preparing_is_announced_or_written(tmp_path, capfd):
+  """One line for a bad file: not a "preparing ..." line first, nor a half-written data directory."""
+  path = write_csv(tmp_path / "data.csv", reviews(40), header=("body", "label"))
+  with pytest.raises(UserError, match="column 'text' not found in data.csv"):
+    text_files.load(config(tmp_path, path))
+  assert "preparing" not in capfd.readouterr().err
+  assert not list((tmp_path / "tfds").glob("*/*/*"))
+  path = write_csv(path, reviews(40))
+  text_files.load(config(tmp_path, path))
+  assert "preparing" in capfd.readouterr().err

@@ -1,6 +1,7 @@
 """A trained run as a Hugging Face directory: the restored model's body (LoRA adapters merged into it) in
 the family's own layout, and the run's stored tokenizer, so `transformers` loads what the run learned."""
 import jax
+from etils import epath
 from flax import nnx
 
 from flaxforge.core import paths
@@ -10,9 +11,9 @@ from flaxforge.models import hf, lora
 from flaxforge.trainer import restore, workdir as workdir_lib
 
 
-def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False) -> str:
+def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False) -> dict:
   """Writes `out` (config.json, model.safetensors, tokenizer.json when the run has a pretrained tokenizer)
-  from the checkpoint at `step` (default the latest) and returns it. A classification head has no
+  from the checkpoint at `step` (default the latest); returns {"out", "step", "files"} (the file names). A classification head has no
   `BertModel`/decoder equivalent and stays out; BERT's pooler, which no flaxforge classifier trains, is
   copied from the pretrained directory when it is still there. Raises UserError for a model with no Hugging
   Face family."""
@@ -26,4 +27,4 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
   out = hf.export(model, out, base=paths.expand(run.config.model.get("pretrained", "") or "") or None)
   if isinstance(encoder, text.PretrainedEncoder) and jax.process_index() == 0:
     encoder.tokenizer.save(out)
-  return out
+  return {"out": out, "step": run.step, "files": sorted(p.name for p in epath.Path(out).iterdir())}
