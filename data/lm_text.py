@@ -2,21 +2,22 @@
 token ids (its end-of-text id between documents), cut into windows of seq_len + 1; or, from a .jsonl of
 {"prompt", "completion"} rows, one example per row whose loss mask covers the completion only.
 
-Sources: a .txt file (the whole file) or a .jsonl file (one `text` field per line), split by position into
-train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of them held out as
-validation) and the first `test_bytes` bytes of its test posts, joined with a separator byte in archive
-order as /work/shared/bench/lm_ref.py does, so "test" bits per byte compare with that reference.
+Sources: a .txt file (the whole file is one document) or a .jsonl file (one `text` field per line), split
+by position into train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of
+them held out as validation) and the first `test_bytes` bytes of its test posts, joined with a separator
+byte in archive order as /work/shared/bench/lm_ref.py does, so "test" bits per byte compare with that reference.
 Splits are in memory and random access; nothing is prepared on disk.
 """
 import json
 import pathlib
+import sys
 from typing import Iterable
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
-from flaxforge.data import dataset, newsgroups, synthetic, text
+from flaxforge.data import dataset, newsgroups, records, synthetic, text
 from flaxforge.core.errors import UserError
 
 VOCAB_SIZE = 256
@@ -68,30 +69,69 @@ def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
           "test": test[:test_bytes] if test_bytes else test}
 
 
-def file_documents(cfg) -> list[bytes]:
-  """The corpus file's documents as UTF-8: a .txt file is one document, a .jsonl file one per line."""
+PROMPT, COMPLETION = "prompt", "completion"
+
+
+def read_file(cfg) -> tuple[pathlib.Path, list[bytes] | None, list[tuple[int, str, str]] | None]:
+  """The corpus file as (path, documents, None) or, for prompt/completion rows, (path, None, rows).
+
+  A .txt file is ONE document, the whole file as raw bytes: newlines and blank lines are ordinary text, and
+  no end-of-text / separator is inserted anywhere in it. A .jsonl file is one document per line, its
+  `text_column` field as UTF-8; or, when its first row has a "prompt" or "completion" field and no
+  `text_column` field, supervised fine-tuning rows (line number, prompt, completion). Every row must match
+  the kind the first row set: UserError names the first row that does not (not JSON, a missing field, a
+  null or non-string value, an empty completion) and the fields each kind needs.
+  """
   path = pathlib.Path(paths.expand(cfg.get("path")))
   if not path.is_file():
     raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
   if path.suffix.lower() == ".txt":
-    return [path.read_bytes()]
-  if path.suffix.lower() in (".jsonl", ".ndjson"):
-    field, docs = cfg.get("text_column", "text"), []
-    for line_num, line in enumerate(path.read_bytes().split(b"\n"), 1):
-      if line.strip():
-        try:
-          docs.append(json.loads(line)[field].encode("utf-8"))
-        except (ValueError, KeyError, TypeError, AttributeError):
-          raise UserError(f"{path.name} row {line_num}: expected a JSON object with a string field {field!r}; "
-                          "pass --config.data.text_column=...") from None
-    return docs
-  raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+    return path, [path.read_bytes()], None
+  if path.suffix.lower() not in (".jsonl", ".ndjson"):
+    raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
+  field, rows = cfg.get("text_column", "text"), []
+  for line_num, line in enumerate(path.read_bytes().split(b"\n"), 1):
+    if line.strip():
+      try:
+        rows.append((line_num, json.loads(line)))
+      except ValueError as e:  # UnicodeDecodeError included
+        raise UserError(f"{path.name} row {line_num}: not valid UTF-8 JSON ({type(e).__name__}); "
+                        "fix the row") from None
+  if not rows:
+    raise UserError(f"{path.name} has no rows; pass --config.data.path=A_FILE_WITH_TEXT")
+  first_line, first = rows[0]
+  sft = isinstance(first, dict) and field not in first and (PROMPT in first or COMPLETION in first)
+  sft_fields = f"string fields {PROMPT!r} and {COMPLETION!r} (not empty)"
+  corpus_field = f"a string field {field!r} (--config.data.text_column=NAME for another name)"
+  need = (f"row {first_line} has {PROMPT!r} or {COMPLETION!r}, so every row is a fine-tuning row and needs "
+          f"{sft_fields}; a corpus instead needs {corpus_field} in every row; fix the row" if sft else
+          f"every row of a corpus needs {corpus_field}; fine-tuning rows instead need {sft_fields} from row "
+          f"{first_line} on; fix the row")
+
+  def value(line_num, row, key):
+    if not isinstance(row, dict):
+      raise UserError(f"{path.name} row {line_num}: expected a JSON object, found {_shown(row)}; {need}")
+    if key not in row:
+      raise UserError(f"{path.name} row {line_num}: field {key!r} not found; {need}")
+    if not isinstance(row[key], str) or (key == COMPLETION and not row[key]):
+      raise UserError(f"{path.name} row {line_num}: {key!r} is {_shown(row[key])}; {need}")
+    return row[key]
+
+  if sft:
+    return path, None, [(n, value(n, row, PROMPT), value(n, row, COMPLETION)) for n, row in rows]
+  return path, [value(n, row, field).encode("utf-8") for n, row in rows], None
 
 
-def file_streams(cfg, separator: int, encode=None) -> dict[str, np.ndarray]:
-  """The file's documents joined with `separator` (bytes; or token ids through `encode`, str -> ids),
-  split by position into train | validation | test."""
-  docs = file_documents(cfg)
+def _shown(value) -> str:
+  shown = json.dumps(value)
+  return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+def file_streams(cfg, docs: list[bytes], separator: int, encode=None) -> tuple[dict[str, np.ndarray], float]:
+  """`docs` joined with `separator` (bytes; or token ids through `encode`, str -> ids), split by position
+  into train | validation | test; and the train split's UTF-8 bytes per token (1.0 for bytes; through
+  `encode`, text bytes over tokens with the separators counted as tokens of no bytes, a document cut by
+  the split boundary counted pro rata)."""
   if encode is None:
     stream = join(docs, separator)
   else:
@@ -104,32 +144,53 @@ def file_streams(cfg, separator: int, encode=None) -> dict[str, np.ndarray]:
   test_bytes = cfg.get("test_bytes", 0)
   if test_bytes:
     streams["test"] = streams["test"][:test_bytes]
-  return streams
+  if encode is None:
+    return streams, 1.0
+  doc_tokens = np.array([len(doc) for doc in ids], np.float64)
+  starts = np.concatenate([[0.0], np.cumsum(doc_tokens + 1)[:-1]])
+  n_train = len(streams["train"])
+  in_train = np.clip(n_train - starts, 0, doc_tokens) / np.maximum(doc_tokens, 1)
+  train_bytes = float(np.dot(in_train, [len(d) for d in docs]))
+  return streams, (train_bytes / n_train if train_bytes and n_train else 1.0)
 
 
-def sft_examples(cfg, encode, pad_id: int, seq_len: int) -> dict[str, "synthetic.ArraySource"] | None:
-  """Supervised fine-tuning rows, when the corpus is a .jsonl of {"prompt", "completion"} objects (else
-  None): prompt + completion + end-of-text, truncated and right-padded to seq_len + 1 tokens; `loss_mask`
-  [seq_len] is 1 where the label is a completion token (the end-of-text included), 0 on the prompt and
-  padding. Rows split by position into train | validation | test."""
-  path = pathlib.Path(paths.expand(cfg.get("path")))
-  if path.suffix.lower() not in (".jsonl", ".ndjson"):
-    return None
-  rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-  if not rows or not all(isinstance(r, dict) and "prompt" in r and "completion" in r for r in rows):
-    return None
-  ids = np.full((len(rows), seq_len + 1), pad_id, np.int32)
-  loss_mask = np.zeros((len(rows), seq_len), np.float32)
-  for i, row in enumerate(rows):
-    prompt, completion = list(encode(row["prompt"])), list(encode(row["completion"])) + [pad_id]
+def sft_examples(cfg, name: str, rows: list[tuple[int, str, str]], encode, pad_id: int,
+                 seq_len: int) -> tuple[dict[str, "synthetic.ArraySource"], float]:
+  """Supervised fine-tuning `rows` (line number, prompt, completion) as examples: prompt + completion +
+  end-of-text, truncated and right-padded to seq_len + 1 tokens; `loss_mask` [seq_len] is 1 where the label
+  is a completion token (the end-of-text included), 0 on the prompt and padding. Rows split by position
+  into train | validation | test. Also the train rows' completion UTF-8 bytes per loss token (a completion
+  cut by seq_len counted pro rata).
+
+  UserError when a split's prompts leave no completion token within seq_len; a warning on stderr with the
+  count when only some rows lose their whole completion."""
+  n = len(rows)
+  ids = np.full((n, seq_len + 1), pad_id, np.int32)
+  loss_mask = np.zeros((n, seq_len), np.float32)
+  completion_bytes = np.zeros(n)
+  for i, (_, prompt_text, completion_text) in enumerate(rows):
+    prompt, completion = list(encode(prompt_text)), list(encode(completion_text)) + [pad_id]
     tokens = (prompt + completion)[:seq_len + 1]
     ids[i, :len(tokens)] = tokens
     loss_mask[i, max(len(prompt) - 1, 0):len(tokens) - 1] = 1.0
-  n = len(rows)
+    kept = min(max(len(tokens) - len(prompt), 0), len(completion) - 1)
+    completion_bytes[i] = len(completion_text.encode("utf-8")) * kept / max(len(completion) - 1, 1)
   val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
   bounds = {"train": (0, n - val - test), "validation": (n - val - test, n - test), "test": (n - test, n)}
-  return {name: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
-          for name, (a, b) in bounds.items()}
+  lost = loss_mask.sum(1) == 0
+  for split, (a, b) in bounds.items():
+    if b > a and lost[a:b].all():
+      raise UserError(f"{name}: data.seq_len={seq_len} leaves no completion tokens after the prompt in "
+                      f"{int(lost.sum())} of {n} rows, all {b - a} of the {split} split; raise "
+                      "--config.data.seq_len or shorten the prompts")
+  if lost.any():
+    print(f"warning: {name}: data.seq_len={seq_len} leaves no completion tokens after the prompt in "
+          f"{int(lost.sum())} of {n} rows; they add nothing to the loss", file=sys.stderr)
+  train_tokens = float(loss_mask[:n - val - test].sum())
+  train_bytes = float(completion_bytes[:n - val - test].sum())
+  splits = {split: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
+            for split, (a, b) in bounds.items()}
+  return splits, (train_bytes / train_tokens if train_bytes else 1.0)
 
 
 def _pretrained_tokenizer(cfg):
@@ -158,28 +219,41 @@ def codec(tokenizer: dict):
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups), text_column ('text', for .jsonl),
-  validation_fraction (0.1), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups,
-  0 = all for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups)."""
+  """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups; see `read_file`), text_column ('text',
+  for .jsonl), tokenizer ('' = bytes, 'hf' = tokenizer_path's tokenizer.json), validation_fraction (0.1),
+  test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups, 0 = all for files), split_seed (0),
+  separator (0), manual_dir and data_dir (20 Newsgroups).
+
+  info["bytes_per_token"] (what bits_per_byte divides by, for every split) is measured on the train split:
+  1.0 for a byte corpus, else its UTF-8 text bytes per token (see `file_streams` and `sft_examples`).
+  `source` is the file's path and SHA-256, so a resumed run refuses an edited file. UserError for a bad
+  file (`read_file`), a split too small for one example, or completions that seq_len cuts off entirely."""
   seq_len, separator = cfg.get("seq_len", 256), cfg.get("separator", 0)
-  vocab_size, tokenizer, splits = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}, None
+  vocab_size, tokenizer, encode = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}, None
   if cfg.get("tokenizer", "") == text.PRETRAINED:
     encode, encoder, separator = _pretrained_tokenizer(cfg)
     vocab_size, tokenizer = encoder.vocab_size, encoder.to_json()
-    splits = sft_examples(cfg, encode, separator, seq_len)
-    streams = file_streams(cfg, separator, encode) if splits is None else {}
-  elif cfg.get("path", ""):
-    streams = file_streams(cfg, separator)
+  splits, streams, source, bytes_per_token = None, {}, {}, 1.0
+  if cfg.get("path", ""):
+    path, docs, rows = read_file(cfg)
+    source = {"path": str(path), "sha256": records.file_sha256(path)}
+    if rows is None:
+      streams, bytes_per_token = file_streams(cfg, docs, separator, encode)
+    else:
+      splits, bytes_per_token = sft_examples(cfg, path.name, rows, encode or codec(tokenizer)[0], separator, seq_len)
   else:
     streams = newsgroups_streams(cfg, separator)
   splits = splits or {name: Windows(stream, seq_len) for name, stream in streams.items()}
   for name, examples in splits.items():
+    if not len(examples) and not streams:
+      raise UserError(f"the {name} split has no rows; add rows, or change --config.data.validation_fraction "
+                      "or --config.data.test_fraction")
     if not len(examples):
-      raise UserError(f"the {name} split has {len(streams.get(name, ()))} tokens, less than one window of "
+      raise UserError(f"the {name} split has {len(streams[name])} tokens, less than one window of "
                       f"seq_len + 1 = {seq_len + 1}; use more text or lower --config.data.seq_len")
   return dataset.Dataset(
       splits=splits,
-      info={"task": "lm", "vocab_size": vocab_size, "seq_len": seq_len,
-            **({"bytes_per_token": 1.0} if tokenizer["type"] == "bytes" else {})},
+      info={"task": "lm", "vocab_size": vocab_size, "seq_len": seq_len, "bytes_per_token": bytes_per_token},
       assets={"tokenizer": tokenizer},
+      source=source,
   )

@@ -6,8 +6,10 @@
 
 The artifact (jax.export program, safetensors weights, JSON vocabulary and labels, manifest) loads with
 `flaxforge.serving.load` without the model code. The Hugging Face directory (config.json, model.safetensors
-with LoRA adapters merged, the run's tokenizer.json) loads with `transformers` `AutoModel.from_pretrained`;
-a classification head is not part of it.
+with LoRA adapters merged, the run's tokenizer.json, flaxforge_export.json naming the run and step) loads
+with `transformers` `AutoModel.from_pretrained`; a classification head is not part of it. --out must be new,
+empty or an earlier export of the same format, which is replaced; anything else (the run's own folder, its
+base model) is refused.
 """
 import json
 
@@ -15,7 +17,8 @@ from absl import flags
 
 from flaxforge.launch import common
 
-OUT = flags.DEFINE_string("out", None, "Folder to write (an earlier export there is replaced).")
+OUT = flags.DEFINE_string("out", None, "Folder to write: new, empty, or an earlier export of the same "
+                          "format (replaced); other folders are refused.")
 FORMAT = flags.DEFINE_enum("format", "artifact", ["artifact", "hf"], "artifact: jax.export + safetensors + JSON "
                            "(flaxforge.serving.load); hf: a Hugging Face directory (pretrained runs).")
 STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")

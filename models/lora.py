@@ -1,5 +1,6 @@
 """Low-rank adapters (LoRA, Hu et al. 2021) on a model's dense layers, chosen by attribute name
-(`model.lora.targets`, e.g. "qkv,out" for attention, "up,down" for the MLP).
+(`model.lora.targets`, e.g. "qkv,out" for attention, "up,down" for the MLP; "qkv" is the q and kv layers
+of a grouped-query attention model).
 
 An adapted `nnx.Linear`/`nnx.LinearGeneral` keeps its own kernel and bias where they were (so pretrained
 weights load and export by the same paths) and gains `lora_a` [in, rank] and `lora_b` [rank, out]
@@ -15,6 +16,11 @@ from flax import nnx
 
 from flaxforge.core.errors import UserError
 from flaxforge.models import graph
+
+
+# "qkv" means the attention's input projections however the model holds them: one fused qkv layer, or
+# separate q and kv layers (grouped-query attention, as in Llama), so one target list serves every family.
+_ALIASES = {"qkv": ("qkv", "q", "kv")}
 
 
 class _Adapted:
@@ -67,14 +73,16 @@ def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
     return model
   rank, alpha = int(cfg.lora.rank), float(cfg.lora.get("alpha", 16.0))
   targets = {t.strip() for t in str(cfg.lora.get("targets", "qkv,out")).split(",") if t.strip()}
+  names = {name for t in targets for name in _ALIASES.get(t, (t,))}
   adapted = set()
   for path, layer in list(nnx.iter_graph(model)):
-    if path and path[-1] in targets and type(layer) in _ADAPTED:
+    if path and path[-1] in names and type(layer) in _ADAPTED:
       graph.replace(model, path, lambda layer: _adapt(layer, rank, alpha, rngs))
       adapted.add(path[-1])
-  if targets - adapted:
-    raise UserError(f"model.lora.targets names no dense layer: {', '.join(sorted(targets - adapted))}; use "
-                    "attention's q, kv, qkv, out or the MLP's gate, up, down")
+  missing = {t for t in targets if not adapted & set(_ALIASES.get(t, (t,)))}
+  if missing:
+    raise UserError(f"model.lora.targets names no dense layer: {', '.join(sorted(missing))}; use "
+                    "attention's qkv (or q, kv with grouped-query attention), out or the MLP's gate, up, down")
   return model
 
 

@@ -13,8 +13,6 @@ is therefore a deployment format, not an archive: the checkpoint is the source o
 """
 import importlib.metadata
 import json
-import pathlib
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -23,7 +21,6 @@ from flax import nnx
 from safetensors import numpy as safetensors_numpy
 
 from flaxforge.core import paths
-from flaxforge.core.errors import UserError
 from flaxforge.serving import artifact as artifact_lib
 from flaxforge.trainer import predict, restore
 
@@ -62,7 +59,7 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
       {k: jax.ShapeDtypeStruct(v.shape, v.dtype) for k, v in weights.items()},
       jax.ShapeDtypeStruct((batch, *shape), dtype))
 
-  folder = _fresh_folder(out)
+  folder = paths.fresh_folder(out, artifact_lib.MANIFEST)
   (folder / artifact_lib.FUNCTION).write_bytes(exported.serialize())
   safetensors_numpy.save_file(weights, str(folder / artifact_lib.WEIGHTS))
   paths.usual_permissions(folder / artifact_lib.WEIGHTS)
@@ -89,18 +86,3 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
   }
   (folder / artifact_lib.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
   return manifest
-
-
-def _fresh_folder(out: str) -> pathlib.Path:
-  """`out`, emptied if it holds an earlier export; a non-empty folder of anything else is refused."""
-  folder = pathlib.Path(out)
-  if folder.exists() and any(folder.iterdir()):
-    if not (folder / artifact_lib.MANIFEST).is_file():
-      raise UserError(f"{out} exists and is not an earlier export; pass an empty or new --out folder")
-    shutil.rmtree(folder)
-  try:
-    folder.mkdir(parents=True, exist_ok=True)
-  except OSError as e:
-    raise UserError(f"cannot create {out} ({e.strerror or e}); pass a writable --out folder") from e
-  return folder
-

@@ -1,6 +1,6 @@
 """Mistakes that need a trained text classifier or language model, made with the `flaxforge` command:
 predict keeps blank input lines in place and reads a table's text column; generate refuses a length past the
-model's context."""
+model's context, and predict on a language model points to generate."""
 import json
 import re
 
@@ -62,3 +62,5 @@ def test_generate_refuses_a_length_past_the_context(tmp_path):
   assert ("the prompt (7 bytes) plus --max_new_tokens=100000 exceed the model's context of 32 tokens; use "
           "--max_new_tokens=25 or less") in line
   assert flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=25", cwd=tmp_path).returncode == 0
+  assert "language model: it completes text rather than predicting labels; use flaxforge generate" in one_line(
+      flaxforge("predict", "--workdir=run", "the cat", cwd=tmp_path))

@@ -153,3 +153,26 @@ def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path)
   loop.train(config, str(tmp_path / "sft"))
   losses = _losses(tmp_path / "sft")
   assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_a_sequence_beyond_the_pretrained_positions_is_refused_before_anything_is_written(tmp_path, capfd):
+  import pytest  # pylint: disable=g-import-not-at-top
+  from flaxforge.core.errors import UserError  # pylint: disable=g-import-not-at-top
+  lines = ["rocket orbit moon launch"] * 20
+  corpus = tmp_path / "corpus.txt"
+  corpus.write_text("\n".join(lines))
+  gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", lines)  # 32 learned positions
+  config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{"data.seq_len": 64})
+  with pytest.raises(UserError, match=r"data.seq_len 64 exceeds the 32 positions of .*gpt2 \(a learned position "
+                                      r"table\); pass --config.data.seq_len=32 or less"):
+    loop.train(config, str(tmp_path / "lm"))
+  written = {p.name for p in (tmp_path / "lm").iterdir()} - {"lease.json"}  # released when the process ends
+  assert not written and not list((tmp_path / "tfds").rglob("*array_record*")), written
+  llama = tmp_path / "llama"  # rotary positions run past the trained ones: a warning, not a refusal
+  llama.mkdir()
+  (llama / "config.json").write_text(json.dumps({
+      "model_type": "llama", "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
+      "intermediate_size": 64, "num_hidden_layers": 2, "vocab_size": 300, "max_position_embeddings": 16}))
+  config.model.pretrained = str(llama)
+  setup.check_positions(config)
+  assert "warning: data.seq_len 64 exceeds the 16 positions" in capfd.readouterr().err

@@ -25,7 +25,8 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   loop.train(config, str(tmp_path / "run"))
   exported = hf_export.export_workdir(str(tmp_path / "run"), str(tmp_path / "hf"))
   out = exported["out"]
-  assert exported["step"] == 10 and exported["files"] == ["config.json", "model.safetensors", "tokenizer.json"]
+  assert exported["step"] == 10 and exported["files"] == sorted(os.listdir(out)) == [
+      "config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json"]
   texts = ["rocket orbit moon", "bread cheese soup apple rice cake"]
   ids = np.asarray(tokenizers.Tokenizer.from_file(f"{out}/tokenizer.json").encode_batch(texts)[1].ids)[None]
   assert ids.shape == (1, 16) and (ids != 0).sum() == 8  # the run's truncation and padding came along

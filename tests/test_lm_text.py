@@ -42,7 +42,8 @@ def test_jsonl_documents_joined_with_separator(tmp_path):
   got = b"".join(bytes(ds.splits[s].stream) for s in ("train", "validation", "test"))
   assert got == joined
   path.write_text('{"body": "a"}\n{"text": "b"}\n')
-  with pytest.raises(UserError, match="docs.jsonl row 2: expected a JSON object with a string field 'body'"):
+  with pytest.raises(UserError, match="docs.jsonl row 2: field 'body' not found; every row of a corpus needs a "
+                                      "string field 'body'"):
     lm_text.load({"path": str(path), "text_column": "body"})
 
 

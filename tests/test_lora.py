@@ -100,3 +100,20 @@ def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert
   weights.write_bytes(bytes(data))
   with pytest.raises(UserError, match=r"base weights in .*base changed since this run was saved"):
     restore.restore(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("kv_heads,layers", [(0, {"qkv", "out"}), (2, {"q", "kv", "out"})])
+def test_the_default_targets_adapt_attention_with_or_without_grouped_query_heads(kv_heads, layers):
+  """"qkv,out" (the config's default) is one fused qkv layer, or q and kv under grouped-query attention."""
+  from flaxforge.models import gpt  # pylint: disable=g-import-not-at-top
+  cfg = {"name": "gpt", "size": "tiny", "embed_dim": 32, "num_layers": 1, "num_heads": 4, "num_kv_heads": kv_heads,
+         "lora": {"rank": 2, "alpha": 4.0, "targets": "qkv,out"}}
+  model = lora.apply(gpt.from_config(_Cfg(cfg), {"task": "lm", "vocab_size": 64, "seq_len": 8}, rngs=nnx.Rngs(0)),
+                     _Cfg(cfg), rngs=nnx.Rngs(1))
+  adapted = {path[-1] for path, layer in nnx.iter_graph(model) if hasattr(layer, "lora_a")}
+  assert adapted == layers
+  missing = "gate" if kv_heads else "q"  # no gated MLP; q only under grouped-query attention
+  with pytest.raises(UserError, match=f"names no dense layer: {missing}; use attention's qkv"):
+    lora.apply(gpt.from_config(_Cfg(cfg), {"task": "lm", "vocab_size": 64, "seq_len": 8}, rngs=nnx.Rngs(0)),
+               _Cfg({**cfg, "lora": {**cfg["lora"], "targets": f"out,{missing}"}}),
+               rngs=nnx.Rngs(1))

@@ -92,6 +92,7 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   workdir = workdir_lib.prepare(workdir)  # and its lease: one training per work directory
   config, config_changes = workdir_lib.check_config(workdir, config)  # refuses a change to what defines the run
   workdir_lib.check_source(workdir, config)  # refuses an edited input file before preparing it
+  setup.check_positions(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
   data = setup.load_data(config)
   data_record = workdir_lib.check_data(workdir, config, data.dataset)  # refuses other data

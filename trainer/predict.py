@@ -90,6 +90,9 @@ def input_encoding(info: dict, assets: dict) -> str:
     return "table"
   if len(info.get("input_shape", ())) == 3 and "input_scale" in info:
     return "image"
+  if info.get("task") == "lm":
+    raise UserError("this run is a language model: it completes text rather than predicting labels; use "
+                    "flaxforge generate --workdir=... --prompt=... (or flaxforge serve for completions)")
   raise UserError("this run has no input encoder stored beside its checkpoints (predict, serve and export "
                   "handle text, image and table runs); retrain it with one of those configs")
 

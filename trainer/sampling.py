@@ -1,9 +1,10 @@
-"""Sampling continuations from a GPT run, for serving: temperature, top-k, top-p and stop sequences.
+"""Sampling continuations from a GPT run, for `flaxforge generate` and serving: temperature, top-k, top-p,
+the tokenizer's end-of-text id and stop sequences.
 
-One jitted loop per buffer size (powers of two): the prompt is fed through the same one-token cached
-decode step as the sampled tokens (token i+1 is the prompt's while i+1 < prompt length), so prompts and
-`max_tokens` of any length reuse a few compiled programs. `flaxforge.launch.generate` (whole-prompt
-prefill, fixed shapes) is the batch tool; this is the per-request one.
+One jitted loop per (rows, buffer size) (buffers are powers of two): the prompt is fed through the same
+one-token cached decode step as the sampled tokens (token i+1 is the prompt's while i+1 < prompt length),
+so prompts, `max_tokens` and the end-of-text id reuse a few compiled programs. The loop ends early once
+every row has sampled the end-of-text id.
 """
 import dataclasses
 import functools
@@ -14,6 +15,7 @@ import numpy as np
 from flax import nnx
 
 from flaxforge.core.errors import UserError
+from flaxforge.data import lm_text
 
 MIN_BUFFER = 64
 
@@ -21,7 +23,7 @@ MIN_BUFFER = 64
 @dataclasses.dataclass
 class Completion:
   text: str
-  finish_reason: str  # "stop" (a stop sequence ended it) or "length" (max_tokens reached)
+  finish_reason: str  # "stop" (end-of-text or a stop sequence ended it) or "length" (max_tokens reached)
   prompt_tokens: int
   completion_tokens: int
 
@@ -42,28 +44,37 @@ def _pick(logits, key, temperature, top_k, top_p):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "length"))
-def _sample(graphdef, state, buf, prompt_len, total_len, key, temperature, top_k, top_p, *, length):
+def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_k, top_p, end_id, *, length):
+  """buf int32 [B, length] (the prompt in each row's first prompt_len) -> buf with tokens up to total_len.
+  Row b samples with keys[b]; the loop ends early once every row has sampled end_id (-1: never)."""
   model = nnx.merge(graphdef, state)
-  cache = model.init_cache(1, length)
+  cache = model.init_cache(buf.shape[0], length)
+  pick = jax.vmap(_pick, in_axes=(0, 0, None, None, None))
 
-  def step(i, carry):
-    buf, cache = carry
+  def step(carry):
+    i, buf, cache, ended = carry
     logits, cache = model.decode(jax.lax.dynamic_slice_in_dim(buf, i, 1, axis=1), cache, i)
-    token = _pick(logits[0, -1], jax.random.fold_in(key, i), temperature, top_k, top_p)
-    token = jnp.where(i + 1 < prompt_len, buf[0, i + 1], token)
-    return jax.lax.dynamic_update_slice_in_dim(buf, token[None, None], i + 1, axis=1), cache
+    token = pick(logits[:, -1], jax.vmap(jax.random.fold_in, (0, None))(keys, i), temperature, top_k, top_p)
+    sampled = i + 1 >= prompt_len
+    token = jnp.where(sampled, token, buf[:, i + 1])
+    ended = ended | (sampled & (token == end_id))
+    return i + 1, jax.lax.dynamic_update_slice_in_dim(buf, token[:, None], i + 1, axis=1), cache, ended
 
-  return jax.lax.fori_loop(0, total_len - 1, step, (buf, cache))[0]
+  going = lambda carry: (carry[0] < total_len - 1) & ~jnp.all(carry[3])
+  ended = jnp.zeros(buf.shape[:1], bool)
+  return jax.lax.while_loop(going, step, (jnp.int32(0), buf, cache, ended))[1]
 
 
 class Sampler:
-  """Text in, text out, for a byte-level GPT (`tokenizer` is the run's assets/tokenizer.json)."""
+  """Text in, text out, for a GPT run (`tokenizer`: its assets/tokenizer.json, bytes or a Hugging Face
+  tokenizer). Its end-of-text id is the one the run's data pipeline put after each document or completion:
+  the tokenizer's end-of-text (padding) id, or for bytes the separator byte. Raises UserError for another
+  tokenizer type."""
 
   def __init__(self, model, tokenizer: dict, max_context: int):
-    if tokenizer.get("type") != "bytes":
-      raise UserError(f"tokenizer {tokenizer.get('type')!r} is not supported for completions (byte-level only)")
+    self.encode, self.decode, self.end_id = lm_text.codec(tokenizer)
     self.graphdef, self.state = nnx.split(model)
-    self.separator, self.max_context = int(tokenizer.get("separator", 0)), max_context
+    self.max_context = max_context
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None) -> "Sampler":
@@ -76,21 +87,31 @@ class Sampler:
     context = arch.max_len if arch.position == "learned" else 1 << 16
     return cls(model, workdir_lib.load_asset(run.workdir, "tokenizer"), context)
 
+  def sample(self, prompt_ids, max_tokens: int, *, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
+             top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True) -> list[list[int]]:
+    """Continuations of prompt_ids (a non-empty list of ids; prompt + max_tokens within max_context):
+    num_samples lists of at most max_tokens new ids; with stop_at_eos each ends before the first end-of-text
+    id it sampled. Sample r draws from seed + r (greedy when temperature <= 0)."""
+    total = len(prompt_ids) + max_tokens
+    length = min(max(MIN_BUFFER, 1 << (total - 1).bit_length()), self.max_context)
+    buf = np.zeros((num_samples, length), np.int32)
+    buf[:, :len(prompt_ids)] = prompt_ids
+    keys = jnp.stack([jax.random.key(seed + r) for r in range(num_samples)])
+    out = _sample(self.graphdef, self.state, buf, len(prompt_ids), total, keys, jnp.float32(temperature),
+                  jnp.int32(top_k), jnp.float32(top_p), jnp.int32(self.end_id if stop_at_eos else -1), length=length)
+    rows = np.asarray(out)[:, len(prompt_ids):total].tolist()
+    return [row[:row.index(self.end_id)] if stop_at_eos and self.end_id in row else row for row in rows]
+
   def complete(self, prompt: str, *, max_tokens: int = 16, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, stop=(), seed: int = 0) -> Completion:
     """Raises UserError when the prompt plus max_tokens exceed the model's context."""
-    ids = list(prompt.encode("utf-8")) or [self.separator]
-    total = len(ids) + max_tokens
-    if total > self.max_context:
+    ids = self.encode(prompt) or [self.end_id]
+    if len(ids) + max_tokens > self.max_context:
       raise UserError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceed the model's context of "
                       f"{self.max_context} tokens; shorten the prompt or lower max_tokens")
-    length = max(MIN_BUFFER, 1 << (total - 1).bit_length())
-    buf = np.zeros((1, length), np.int32)
-    buf[0, :len(ids)] = ids
-    out = _sample(self.graphdef, self.state, buf, len(ids), total, jax.random.key(seed), jnp.float32(temperature),
-                  jnp.int32(top_k), jnp.float32(top_p), length=length)
-    text = bytes(int(t) for t in np.asarray(out)[0, len(ids):total]).decode("utf-8", errors="replace")
+    new = self.sample(ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]
+    text = self.decode(new)
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     if cut >= 0:
-      return Completion(text[:cut], "stop", len(ids), len(text[:cut].encode("utf-8")))
-    return Completion(text, "length", len(ids), max_tokens)
+      return Completion(text[:cut], "stop", len(ids), len(self.encode(text[:cut])))
+    return Completion(text, "stop" if len(new) < max_tokens else "length", len(ids), len(new))

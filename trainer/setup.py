@@ -1,5 +1,6 @@
 """What training and evaluation both build from a config: the data as rows, and the checkpointer."""
 import dataclasses
+import sys
 
 import jax
 from flax import nnx
@@ -28,6 +29,23 @@ class Data:
     if name not in self.rows:
       raise UserError(f"split {name!r} not in the dataset; choose one of: {', '.join(self.rows)}")
     return self.rows[name]
+
+
+def check_positions(config) -> None:
+  """Before any data is prepared: refuses a data.seq_len beyond a pretrained model's learned position table
+  (GPT-2's n_positions, BERT's max_position_embeddings), and warns (stderr) past the positions a rotary
+  model was trained on, which it runs but usually with worse results."""
+  path, seq_len = config.model.get("pretrained", None), int(config.data.get("seq_len", 0) or 0)
+  if not (path and seq_len):
+    return
+  arch = hf.read_config(str(workdir_lib.resolve(path))).arch
+  if seq_len <= arch.max_len:
+    return
+  if arch.position == "learned":
+    raise UserError(f"data.seq_len {seq_len} exceeds the {arch.max_len} positions of {path} (a learned position "
+                    f"table); pass --config.data.seq_len={arch.max_len} or less")
+  print(f"warning: data.seq_len {seq_len} exceeds the {arch.max_len} positions {path} was trained on "
+        "(max_position_embeddings); rotary positions run past them, usually with worse results", file=sys.stderr)
 
 
 def load_data(config, *, info: dict | None = None, dataset=None) -> Data:

@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +30,10 @@ from flaxforge.models.transformer import Arch
 
 FAMILIES = (bert, gpt2, llama)
 VOCAB_MULTIPLE = 128  # embedding rows padded to a multiple, so the 'vocab' axis shards evenly
+MARKER = "flaxforge_export.json"  # what identifies an earlier export (transformers ignores the file)
+# Special tokens config.json names; without them transformers assumes the family's defaults (GPT-2's 50256,
+# outside a smaller vocabulary) and generate() does not stop at end of text.
+TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,14 +143,18 @@ def load(path, *, shardings=None, dtype="float32") -> nnx.Module:
   return nnx.merge(graphdef, params, rest)
 
 
-def export(model: nnx.Module, out, *, files=(), base=None) -> str:
+def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, source=None) -> str:
   """Writes `model` (a `bert.Encoder` or `gpt.GPT` of a supported family) as a Hugging Face directory that
   `transformers` loads: config.json and model.safetensors (float32, the family's own tensor names and
-  layouts), plus copies of `files` (e.g. tokenizer.json). `base`: the Hugging Face directory the model was
-  loaded from, whose tensors that flaxforge does not train (the family's KEPT_FROM_BASE, e.g. BERT's pooler)
-  are copied unchanged when it holds them. Returns `out`. Every process gathers each parameter whole (a
-  collective: call it on all processes; let one of them write). Raises UserError when the architecture has
-  no Hugging Face equivalent."""
+  layouts), `files` ({file name: text}, e.g. tokenizer.json) and MARKER (JSON: `source`, e.g. the run's
+  workdir and step). `out` must be new, empty or an earlier export, which is replaced (`paths.fresh_folder`).
+
+  `base`: the Hugging Face directory the model was loaded from, whose tensors that flaxforge does not train
+  (the family's KEPT_FROM_BASE, e.g. BERT's pooler) are copied unchanged when it holds them, and whose
+  config.json gives the TOKEN_IDS (bos/eos/pad). `token_ids`: {TOKEN_IDS key: id} for those that `base` does
+  not give. Returns `out`. Every process gathers each parameter whole (a collective: call it on all
+  processes); process 0 writes. Raises UserError when the architecture has no Hugging Face equivalent or
+  `out` is a non-empty folder that is not an earlier export."""
   arch = model.transformer.arch
   tie = isinstance(model, gpt.GPT) and model.lm_head is None
   family = next((f for f in FAMILIES if f.matches(arch, tie)), None)
@@ -161,14 +168,30 @@ def export(model: nnx.Module, out, *, files=(), base=None) -> str:
     for name, value in layout.write(tensor, value).items():
       tensors[name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name] = value
   tensors.update(_kept_from_base(family, base))
-  os.makedirs(out, exist_ok=True)
-  save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
-  paths.usual_permissions(os.path.join(out, "model.safetensors"))
-  with open(os.path.join(out, "config.json"), "w") as f:
-    json.dump(family.config(arch, tie), f, indent=2)
-  for file in files:
-    shutil.copy(file, out)
+  config = {**family.config(arch, tie), **(token_ids or {}), **_token_ids_of_base(base)}
+  if jax.process_index() != 0:
+    return out
+  folder = paths.fresh_folder(out, MARKER)
+  # The marker first: an export cut short stays replaceable by the next one.
+  (folder / MARKER).write_text(json.dumps(source or {}, indent=2, sort_keys=True))
+  save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+  paths.usual_permissions(folder / "model.safetensors")
+  (folder / "config.json").write_text(json.dumps(config, indent=2))
+  for name, content in (files or {}).items():
+    (folder / name).write_text(content)
   return out
+
+
+def _token_ids_of_base(base) -> dict:
+  """The TOKEN_IDS that the directory `base`'s config.json sets (not null); {} without one."""
+  if not base:
+    return {}
+  try:
+    with open(os.path.join(base, "config.json")) as f:
+      config = json.load(f)
+  except (OSError, ValueError):  # moved away or not JSON: nothing to keep
+    return {}
+  return {key: config[key] for key in TOKEN_IDS if config.get(key) is not None}
 
 
 def _kept_from_base(family, base) -> dict:
