@@ -55,7 +55,7 @@ def _sha256(path: str) -> str:
 
 def describe(name: str, ds: dataset_lib.Dataset) -> dict:
   """The JSON record of `ds`: its identity fields (IDENTITY) and where it lies (absolute paths)."""
-  encoder = ds.assets.get("text_encoder")
+  encoder = ds.assets.get("text_encoder") or ds.assets.get("tokenizer")  # a classifier's, or a language model's
   return {
       "loader": name,
       "prepared_dir": ds.prepared_dir,
@@ -73,13 +73,13 @@ def differences(old: dict, new: dict) -> list[str]:
   out = []
   for key in IDENTITY:
     a, b = old.get(key), new.get(key)
-    if key == "source_sha256" and not a:  # recorded by a version that did not fingerprint this loader's file
+    if key in ("source_sha256", "vocabulary") and not a:  # a record from before these were taken for this data
       continue
     if a != b:
       if key == "source_sha256":
         out.append(f"the content of {new.get('source') or old.get('source')} (sha256 {str(a)[:12]} -> {str(b)[:12]})")
       elif key == "vocabulary":
-        out.append("the fitted vocabulary")
+        out.append("the vocabulary or tokenizer")
       elif key == "shards":
         out.append("the prepared files")
       else:
@@ -117,7 +117,7 @@ def open_recorded(record: dict, cfg, info: dict, assets: dict, data_dir: str = "
                                              record.get("source_sha256")}) if "vocabulary" not in c]
   metadata = builder.info.metadata or {}
   if "text_encoder" in metadata and digest(dict(metadata["text_encoder"])) != record.get("vocabulary"):
-    changed.append("the fitted vocabulary")
+    changed.append("the vocabulary or tokenizer")
   if "label_names" in metadata and list(metadata["label_names"]) != record.get("labels"):
     changed.append(f"labels {_short(record.get('labels'))} -> {_short(list(metadata['label_names']))}")
   if changed:

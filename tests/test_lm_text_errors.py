@@ -3,6 +3,7 @@ completions that seq_len cuts off, honest bytes per token, and an edited corpus 
 import hashlib
 import json
 import os
+import pathlib
 
 import pytest
 import tokenizers
@@ -112,6 +113,15 @@ def test_the_file_is_fingerprinted(tokenizer_dir, tmp_path):
   after = records.describe("lm_text", lm_text.load({"path": str(corpus), "seq_len": 16}))
   assert records.differences(before, after) == [
       f"the content of {corpus} (sha256 {before['source_sha256'][:12]} -> {after['source_sha256'][:12]})"]
+  encoded = records.describe("lm_text", ds)
+  tokenizer = json.loads((pathlib.Path(tokenizer_dir) / "tokenizer.json").read_text())
+  tokenizer["added_tokens"][0]["content"] = "<|end|>"  # another tokenizer: the same file encodes otherwise
+  other = tmp_path / "other_tokenizer"
+  other.mkdir()
+  (other / "tokenizer.json").write_text(json.dumps(tokenizer))
+  assert records.differences(encoded, records.describe("lm_text", lm_text.load(_hf(str(other), path)))) == [
+      "the vocabulary or tokenizer"]
+  assert not records.differences({**encoded, "vocabulary": ""}, encoded)  # recorded before it was taken
 
 
 def _tiny_gpt(corpus, num_steps):
