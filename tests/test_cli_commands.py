@@ -128,6 +128,8 @@ def test_the_tokenizer_path_follows_the_pretrained_model_one_way(tmp_path, name)
   assert sorted(shown(model)) == [("pretrained", "/m"), ("tokenizer_path", "/m")]
   for order in ((model, tokenizer), (tokenizer, model)):
     assert sorted(shown(*order)) == [("pretrained", "/m"), ("tokenizer_path", "/t/tokenizer.json")]
+  listed = flaxforge("config", "show", name, cwd=tmp_path).stdout  # the pretrained directory decides these
+  assert not re.findall(r"^  (size|num_layers|position|norm|tie_embeddings|separator):", listed, re.M)
 
 
 @pytest.mark.parametrize("args,shown", [

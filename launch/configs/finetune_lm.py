@@ -3,8 +3,10 @@
   flaxforge train --config=finetune_lm --workdir=runs/lm --config.model.pretrained=HF_MODEL_DIR \
       --config.data.path=corpus.txt
 
-The corpus (.txt, or .jsonl with a "text" field) is encoded with the model's own tokenizer.json, documents
-joined by its end-of-text id, and cut into windows of seq_len + 1 tokens.
+The corpus (.txt: one document; or .jsonl with a "text" field: one per row) is encoded with the model's own
+tokenizer.json, documents joined by its end-of-text id, and cut into windows of seq_len + 1 tokens; a .jsonl
+of {"prompt", "completion"} rows is supervised fine-tuning, the loss on the completion only. The model
+directory gives the architecture, so gpt_text's size and shape fields are not part of this config.
 """
 import ml_collections
 
@@ -13,6 +15,9 @@ from flaxforge.launch.configs import gpt_text
 
 def get_config():
   c = gpt_text.get_config()
+  for name in ("size", "num_layers", "embed_dim", "num_heads", "mlp_dim", "position", "norm", "tie_embeddings"):
+    del c.model[name]  # config.json of model.pretrained decides them
+  del c.data.separator  # documents are joined by the tokenizer's end-of-text id
   c.data.tokenizer = "hf"
   c.data.seq_len = 128
   c.data.test_bytes = 0
