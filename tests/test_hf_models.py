@@ -199,3 +199,22 @@ def test_config_mistakes_are_user_errors(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps(CONFIGS["gpt2"]().config.to_dict()))
   with pytest.raises(UserError, match="model.safetensors"):
     hf.load(str(tmp_path))
+
+
+def test_config_is_read_once_while_unchanged(tmp_path, monkeypatch):
+  (tmp_path / "config.json").write_text(json.dumps(CONFIGS["gpt2"]().config.to_dict()))
+  opened, real_open = [], open
+
+  def counting_open(file, *args, **kwargs):
+    opened.append(str(file))
+    return real_open(file, *args, **kwargs)
+  monkeypatch.setattr("builtins.open", counting_open)
+  first = hf.read_config(str(tmp_path))
+  assert hf.read_config(str(tmp_path)) is first
+  assert opened.count(str(tmp_path / "config.json")) == 1
+  config = {**first.config, "n_layer": first.config["n_layer"] + 1}
+  (tmp_path / "config.json").write_text(json.dumps(config))  # an edit is read again
+  assert hf.read_config(str(tmp_path)).arch.num_layers == first.arch.num_layers + 1
+  (tmp_path / "config.json").write_text("{not json")
+  with pytest.raises(UserError, match="is not JSON"):
+    hf.read_config(str(tmp_path))

@@ -11,6 +11,7 @@ for each addressable device's block, and that block is read from the slices of t
 so no host reads, and no device holds, more than its share.
 """
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -55,18 +56,33 @@ class Pretrained:
 
 
 def read_config(path) -> Pretrained:
-  """Raises UserError when `path` has no config.json or its model_type is not supported."""
+  """Raises UserError when `path` has no config.json or its model_type is not supported. Answers again from
+  memory while config.json's inode, size and mtime are unchanged (start-up asks several times)."""
+  file = os.path.join(path, "config.json")
   try:
-    with open(os.path.join(path, "config.json")) as f:
+    stat = os.stat(file)
+  except OSError as e:
+    raise UserError(f"cannot read {file} ({e.strerror}); point model.pretrained at a Hugging Face model "
+                    "directory") from None
+  return _read_config(file, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=16)
+def _read_config(file: str, version: tuple) -> Pretrained:
+  del version  # part of the cache key only
+  try:
+    with open(file) as f:
       config = json.load(f)
   except OSError as e:
-    raise UserError(f"cannot read {os.path.join(path, 'config.json')} ({e.strerror}); point model.pretrained "
-                    "at a Hugging Face model directory") from None
+    raise UserError(f"cannot read {file} ({e.strerror}); point model.pretrained at a Hugging Face model "
+                    "directory") from None
+  except ValueError as e:
+    raise UserError(f"{file} is not JSON ({e}); point model.pretrained at a Hugging Face model directory") from None
   kind = config.get("model_type")
   family = next((f for f in FAMILIES if kind in f.MODEL_TYPES), None)
   if family is None:
     supported = ", ".join(t for f in FAMILIES for t in f.MODEL_TYPES)
-    raise UserError(f"{path}: model_type {kind!r} is not supported; use one of: {supported}")
+    raise UserError(f"{os.path.dirname(file)}: model_type {kind!r} is not supported; use one of: {supported}")
   padded = -(-config["vocab_size"] // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
   arch, tie = family.arch(config, padded)
   return Pretrained(family, arch, bool(tie), config)
@@ -183,13 +199,10 @@ def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, sou
 
 
 def _token_ids_of_base(base) -> dict:
-  """The TOKEN_IDS that the directory `base`'s config.json sets (not null); {} without one."""
-  if not base:
-    return {}
+  """The TOKEN_IDS that the directory `base`'s config.json sets (not null); {} when it has none or is gone."""
   try:
-    with open(os.path.join(base, "config.json")) as f:
-      config = json.load(f)
-  except (OSError, ValueError):  # moved away or not JSON: nothing to keep
+    config = read_config(base).config if base else {}
+  except UserError:  # moved away or unreadable: nothing to keep
     return {}
   return {key: config[key] for key in TOKEN_IDS if config.get(key) is not None}
 
