@@ -1,10 +1,11 @@
 """Sampling continuations from a GPT run, for `flaxforge generate` and serving: temperature, top-k, top-p,
 the tokenizer's end-of-text id and stop sequences.
 
-One jitted loop per (rows, buffer size) (buffers are powers of two): the prompt is fed through the same
-one-token cached decode step as the sampled tokens (token i+1 is the prompt's while i+1 < prompt length),
-so prompts, `max_tokens` and the end-of-text id reuse a few compiled programs. The loop ends early once
-every row has sampled the end-of-text id.
+One jitted program per (rows, buffer size, prefill size), all powers of two: one decode call fills the
+cache from the prompt (a prefill of at least MIN_PREFILL tokens, so short prompts share one program), then a
+loop of one-token cached decode steps samples from the prompt's last token on. Prompts, `max_tokens` and the
+end-of-text id thus reuse a few compiled programs, and a long prompt costs one parallel call rather than one
+sequential step per token. The loop ends early once every row has sampled the end-of-text id.
 """
 import dataclasses
 import functools
@@ -18,6 +19,7 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import lm_text
 
 MIN_BUFFER = 64
+MIN_PREFILL = 16
 
 
 @dataclasses.dataclass
@@ -43,26 +45,29 @@ def _pick(logits, key, temperature, top_k, top_p):
   return jnp.where(temperature > 0, sampled, greedy)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "length"))
-def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_k, top_p, end_id, *, length):
+@functools.partial(jax.jit, static_argnames=("graphdef", "length", "prefill"))
+def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_k, top_p, end_id, *, length,
+            prefill):
   """buf int32 [B, length] (the prompt in each row's first prompt_len) -> buf with tokens up to total_len.
-  Row b samples with keys[b]; the loop ends early once every row has sampled end_id (-1: never)."""
+  Row b samples with keys[b]; the loop ends early once every row has sampled end_id (-1: never).
+  `prefill` (>= prompt_len - 1, <= length) buffer tokens are decoded at once; the loop samples from position
+  prompt_len - 1 on (recomputing that one), so step i draws with fold_in(keys[b], i)."""
   model = nnx.merge(graphdef, state)
-  cache = model.init_cache(buf.shape[0], length)
+  # The cache slots from prompt_len on hold whatever the buffer had there, but each is rewritten by the loop's
+  # step at that position before any later position attends to it (decode is causal).
+  _, cache = model.decode(buf[:, :prefill], model.init_cache(buf.shape[0], length), 0)
   pick = jax.vmap(_pick, in_axes=(0, 0, None, None, None))
 
   def step(carry):
     i, buf, cache, ended = carry
     logits, cache = model.decode(jax.lax.dynamic_slice_in_dim(buf, i, 1, axis=1), cache, i)
     token = pick(logits[:, -1], jax.vmap(jax.random.fold_in, (0, None))(keys, i), temperature, top_k, top_p)
-    sampled = i + 1 >= prompt_len
-    token = jnp.where(sampled, token, buf[:, i + 1])
-    ended = ended | (sampled & (token == end_id))
+    ended = ended | (token == end_id)
     return i + 1, jax.lax.dynamic_update_slice_in_dim(buf, token[:, None], i + 1, axis=1), cache, ended
 
   going = lambda carry: (carry[0] < total_len - 1) & ~jnp.all(carry[3])
   ended = jnp.zeros(buf.shape[:1], bool)
-  return jax.lax.while_loop(going, step, (jnp.int32(0), buf, cache, ended))[1]
+  return jax.lax.while_loop(going, step, (prompt_len - 1, buf, cache, ended))[1]
 
 
 class Sampler:
@@ -96,9 +101,11 @@ class Sampler:
     length = min(max(MIN_BUFFER, 1 << (total - 1).bit_length()), self.max_context)
     buf = np.zeros((num_samples, length), np.int32)
     buf[:, :len(prompt_ids)] = prompt_ids
+    prefill = min(max(MIN_PREFILL, 1 << (len(prompt_ids) - 2).bit_length()), length)  # a power of two >= len - 1
     keys = jnp.stack([jax.random.key(seed + r) for r in range(num_samples)])
-    out = _sample(self.graphdef, self.state, buf, len(prompt_ids), total, keys, jnp.float32(temperature),
-                  jnp.int32(top_k), jnp.float32(top_p), jnp.int32(self.end_id if stop_at_eos else -1), length=length)
+    out = _sample(self.graphdef, self.state, buf, jnp.int32(len(prompt_ids)), total, keys, jnp.float32(temperature),
+                  jnp.int32(top_k), jnp.float32(top_p), jnp.int32(self.end_id if stop_at_eos else -1), length=length,
+                  prefill=prefill)
     rows = np.asarray(out)[:, len(prompt_ids):total].tolist()
     return [row[:row.index(self.end_id)] if stop_at_eos and self.end_id in row else row for row in rows]
 
