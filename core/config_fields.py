@@ -106,7 +106,8 @@ FIELDS = {
     "data.char_ngrams": ("char tokenizer: also 2..N-grams", count(1)),
     "data.tokenizer_path": ("tokenizer=hf: a tokenizer.json or the folder holding it; '' = model.pretrained", None),
     "data.bigrams": ("add word pairs as tokens", None),
-    "data.validation_fraction": ("share of the training set held out for validation", fraction()),
+    "data.validation_fraction": ("share of the training set held out for validation; 0 = no validation "
+                                 "split (train on every training row)", fraction()),
     "data.test_fraction": ("share held out for test (files without a split column)", fraction()),
     "data.split_seed": ("seed of the hold-out split", count(0)),
     "data.test_bytes": ("bytes of the test split to evaluate; 0 = all", count(0)),

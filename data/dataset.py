@@ -77,4 +77,6 @@ def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
 
 
 def sources(builder: tfds.core.DatasetBuilder, split_names: Sequence[str]) -> dict[str, Sequence]:
-  return {name: builder.as_data_source(split=name) for name in split_names}
+  """The builder's splits among `split_names`, in that order. A split the prepared copy lacks is left out
+  (a builder writes no validation split for `data.validation_fraction=0`: TFDS cannot write an empty one)."""
+  return {name: builder.as_data_source(split=name) for name in split_names if name in builder.info.splits}

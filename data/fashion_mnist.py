@@ -2,7 +2,8 @@
 as a TFDS array_record dataset of uint8 [28, 28, 1] images.
 
 The files may be gzip'd (as published) or not. A seeded, stratified `validation_fraction` of the 60,000
-training images is held out for validation; the 10,000 t10k images are the test split.
+training images is held out for validation (none with 0: every training image trains); the 10,000 t10k
+images are the test split.
 """
 import gzip
 import pathlib
@@ -82,16 +83,20 @@ class FashionMnist(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     folder = pathlib.Path(dl_manager.manual_dir)
     train_images, train_labels = read_split(folder, "train")
     test_images, test_labels = read_split(folder, "test")
-    validation, train = text.holdout(train_labels, [options["validation_fraction"]], options["split_seed"])
+    fraction = options["validation_fraction"]
+    validation, train = text.holdout(train_labels, [fraction], options["split_seed"])
+    parts = text.without_validation({"train": train, "validation": validation}, fraction)
+    text.refuse_empty(parts, "Fashion-MNIST",
+                      f"validation_fraction {fraction:g} of {len(train_labels)} training images")
     self.info.metadata["label_names"] = list(NAMES)
     self.info.metadata["pixel_stats"] = image_folder.pixel_statistics([train_images[train][..., None]])
-    return {"train": self._generate_examples(train_images[train][..., None], train_labels[train]),
-            "validation": self._generate_examples(train_images[validation][..., None], train_labels[validation]),
+    return {**{name: self._generate_examples(train_images[idx][..., None], train_labels[idx])
+               for name, idx in parts.items()},
             "test": self._generate_examples(test_images[..., None], test_labels)}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: manual_dir (the IDX files), validation_fraction (0.1), split_seed (0),
+  """`cfg` is `config.data`: manual_dir (the IDX files), validation_fraction (0.1; 0 = none), split_seed (0),
   normalize (unit|symmetric|standardize), random_crop_padding, random_flip, data_dir."""
   options = {k: cfg.get(k, v) for k, v in _DEFAULTS.items()}
   builder = FashionMnist(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=keyed.builder_config(options))

@@ -2,9 +2,10 @@
 
 Images of any size and format Pillow reads (PNG, JPEG, ...) are decoded, converted to RGB or greyscale and
 resized to `image_size` once, when the dataset is prepared. A seeded, stratified validation and test part is
-held out. Normalisation happens per batch from `info` (`input_scale`, `input_offset`: [0, 1], [-1, 1], or
-per-channel standardisation fitted on the training images); random crops and flips, when configured, are
-described in `info["augment"]` for the training transform (`augment` below).
+held out (no validation part with `validation_fraction=0`). Normalisation happens per batch from `info`
+(`input_scale`, `input_offset`: [0, 1], [-1, 1], or per-channel standardisation fitted on the training
+images); random crops and flips, when configured, are described in `info["augment"]` for the training
+transform (`augment` below).
 """
 import pathlib
 import zlib
@@ -134,16 +135,14 @@ class ImageFolder(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     labels = np.asarray(labels)
     validation, test, train = text.holdout(labels, [options["validation_fraction"], options["test_fraction"]],
                                            options["split_seed"])
-    for name, idx in (("train", train), ("validation", validation), ("test", test)):
-      if not len(idx):
-        raise UserError(f"{options['path']}: the {name} split is empty ({len(files)} images); add images or "
-                        f"raise --config.data.{name}_fraction")
+    parts = text.without_validation({"train": train, "validation": validation, "test": test},
+                                    options["validation_fraction"])
+    text.refuse_empty(parts, options["path"], f"{len(files)} images", "add images")
     size, color = tuple(options["image_size"]), options["color"]
     images = [decode(path, size, color) for path in files]  # decoded once; a bad file fails before writing
     self.info.metadata["label_names"] = names
     self.info.metadata["pixel_stats"] = pixel_statistics(images[i] for i in train)
-    return {name: self._generate_examples([images[i] for i in idx], labels[idx])
-            for name, idx in (("train", train), ("validation", validation), ("test", test))}
+    return {name: self._generate_examples([images[i] for i in idx], labels[idx]) for name, idx in parts.items()}
 
 
 def options(cfg) -> dict:
@@ -159,7 +158,7 @@ def options(cfg) -> dict:
 
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: path, image_size ((64, 64)), color (rgb|grey), normalize (unit|symmetric|
-  standardize), random_crop_padding (0), random_flip (False), validation_fraction, test_fraction,
+  standardize), random_crop_padding (0), random_flip (False), validation_fraction (0 = none), test_fraction,
   split_seed, data_dir."""
   opts = options(cfg)
   builder = ImageFolder(data_dir=dataset.data_dir(cfg.get("data_dir", "")),

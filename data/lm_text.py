@@ -6,7 +6,8 @@ Sources: a .txt file (the whole file is one document) or a .jsonl file (one `tex
 by position into train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of
 them held out as validation) and the first `test_bytes` bytes of its test posts, joined with a separator
 byte in archive order as /work/shared/bench/lm_ref.py does, so "test" bits per byte compare with that reference.
-Splits are in memory and random access; nothing is prepared on disk.
+`validation_fraction=0` leaves the validation split out (every training token trains). Splits are in
+memory and random access; nothing is prepared on disk.
 """
 import json
 import pathlib
@@ -64,9 +65,15 @@ def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
   n_val = int(round(cfg.get("validation_fraction", 0.1) * len(train)))
   test = join((body.encode("latin-1") for body, _ in newsgroups.documents(archive, "test")), separator)
   test_bytes = cfg.get("test_bytes", 200_000)
-  return {"train": join((train[i] for i in np.sort(order[n_val:])), separator),
-          "validation": join((train[i] for i in np.sort(order[:n_val])), separator),
-          "test": test[:test_bytes] if test_bytes else test}
+  streams = {"train": join((train[i] for i in np.sort(order[n_val:])), separator),
+             "validation": join((train[i] for i in np.sort(order[:n_val])), separator),
+             "test": test[:test_bytes] if test_bytes else test}
+  return _without_validation(cfg, streams)
+
+
+def _without_validation(cfg, splits: dict) -> dict:
+  """`splits` without "validation" when `validation_fraction` is 0: every training token trains."""
+  return {k: v for k, v in splits.items() if k != "validation" or cfg.get("validation_fraction", 0.1) != 0}
 
 
 PROMPT, COMPLETION = "prompt", "completion"
@@ -144,6 +151,7 @@ def file_streams(cfg, docs: list[bytes], separator: int, encode=None) -> tuple[d
   test_bytes = cfg.get("test_bytes", 0)
   if test_bytes:
     streams["test"] = streams["test"][:test_bytes]
+  streams = _without_validation(cfg, streams)
   if encode is None:
     return streams, 1.0
   doc_tokens = np.array([len(doc) for doc in ids], np.float64)
@@ -189,7 +197,7 @@ def sft_examples(cfg, name: str, rows: list[tuple[int, str, str]], encode, pad_i
   train_tokens = float(loss_mask[:n - val - test].sum())
   train_bytes = float(completion_bytes[:n - val - test].sum())
   splits = {split: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
-            for split, (a, b) in bounds.items()}
+            for split, (a, b) in _without_validation(cfg, bounds).items()}
   return splits, (train_bytes / train_tokens if train_bytes else 1.0)
 
 
@@ -220,9 +228,9 @@ def codec(tokenizer: dict):
 
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups; see `read_file`), text_column ('text',
-  for .jsonl), tokenizer ('' = bytes, 'hf' = tokenizer_path's tokenizer.json), validation_fraction (0.1),
-  test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups, 0 = all for files), split_seed (0),
-  separator (0), manual_dir and data_dir (20 Newsgroups).
+  for .jsonl), tokenizer ('' = bytes, 'hf' = tokenizer_path's tokenizer.json), validation_fraction (0.1;
+  0 = no validation split), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups, 0 = all
+  for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups).
 
   info["bytes_per_token"] (what bits_per_byte divides by, for every split) is measured on the train split:
   1.0 for a byte corpus, else its UTF-8 text bytes per token (see `file_streams` and `sft_examples`).

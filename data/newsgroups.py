@@ -146,6 +146,8 @@ class TwentyNewsgroups(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     archive = fetch_archive(dl_manager)
     train, test = list(documents(archive, "train")), list(documents(archive, "test"))
     validation_idx, train_idx = text.holdout(np.array([y for _, y in train]), [fraction], seed)
+    parts = text.without_validation({"train": train_idx, "validation": validation_idx}, fraction)
+    text.refuse_empty(parts, "20 Newsgroups", f"validation_fraction {fraction:g} of {len(train)} training posts")
     encoder = text.fit_encoder((train[i][0] for i in train_idx), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = list(GROUPS)
@@ -153,8 +155,7 @@ class TwentyNewsgroups(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
         encoder, [train[i][0] for i in train_idx], [train[i][0] for i in validation_idx])
     if warning:
       self.info.metadata["warning"] = warning
-    return {"train": self._generate_examples(encoder, [train[i] for i in train_idx]),
-            "validation": self._generate_examples(encoder, [train[i] for i in validation_idx]),
+    return {**{name: self._generate_examples(encoder, [train[i] for i in idx]) for name, idx in parts.items()},
             "test": self._generate_examples(encoder, test)}
 
   def _generate_examples(self, encoder, docs):
@@ -168,7 +169,8 @@ def options(cfg) -> dict:
 
 
 def from_builder(builder, split_names=SPLITS) -> dataset.Dataset:
-  """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names)."""
+  """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names):
+  those of `split_names` the builder has (no validation split when prepared with validation_fraction=0)."""
   encoder = text.encoder_from_json(builder.info.metadata["text_encoder"])
   names = list(builder.info.metadata["label_names"])
   if builder.info.metadata.get("warning"):
@@ -185,7 +187,7 @@ def from_builder(builder, split_names=SPLITS) -> dataset.Dataset:
 
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: data_dir, manual_dir, the text options (see `text.TextEncoder`),
-  validation_fraction (0.1) and split_seed (0)."""
+  validation_fraction (0.1; 0 = no validation split, all 11,314 train posts train) and split_seed (0)."""
   builder = TwentyNewsgroups(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=builder_config(options(cfg)))
   manual_dir = paths.expand(cfg.get("manual_dir", "")) or None
   if manual_dir and not builder.is_prepared() and not (epath.Path(manual_dir) / ARCHIVE).exists():

@@ -171,11 +171,9 @@ def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
     raise UserError(f"unknown task {opts['task']!r}; set --config.data.task to one of: {', '.join(TASKS)}")
   validation, test, train = text.holdout(targets if strata is None else strata,
                                          [opts["validation_fraction"], opts["test_fraction"]], opts["split_seed"])
-  parts = {"train": train, "validation": validation, "test": test}
-  for name, idx in parts.items():
-    if not len(idx):
-      raise UserError(f"{path.name}: the {name} split is empty ({len(table)} rows kept); add rows or raise "
-                      f"--config.data.{name}_fraction")
+  parts = text.without_validation({"train": train, "validation": validation, "test": test},
+                                  opts["validation_fraction"])
+  text.refuse_empty(parts, path.name, f"{len(table)} rows kept", "add rows")
   if opts["normalize"] not in NORMALIZE:
     raise UserError(f"unknown normalisation {opts['normalize']!r}; set --config.data.normalize to one of: "
                     f"{', '.join(NORMALIZE)}")
@@ -219,10 +217,10 @@ def options(cfg) -> dict:
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: path, label_column, feature_columns ("" = all others), categorical_columns
   ("" = the non-numeric ones), task (classification|regression), missing (drop|impute), normalize
-  (minmax|minmax_symmetric|standardize|none), categorical_encoding (one_hot|label), validation_fraction,
-  test_fraction, split_seed, data_dir. The table is read and the statistics fitted on each load (fast for
-  tables); the prepared rows are written once per file content and options, and the copies of the file's
-  earlier contents are deleted."""
+  (minmax|minmax_symmetric|standardize|none), categorical_encoding (one_hot|label), validation_fraction
+  (0 = no validation split), test_fraction, split_seed, data_dir. The table is read and the statistics
+  fitted on each load (fast for tables); the prepared rows are written once per file content and options,
+  and the copies of the file's earlier contents are deleted."""
   opts = options(cfg)
   _, _, _, stats = prepare_rows(opts)
   builder = Table(data_dir=dataset.data_dir(cfg.get("data_dir", "")),

@@ -3,7 +3,7 @@
 `TextEncoder.fit(texts, ...)` builds a top-N word vocabulary from the training texts; `encode(texts)` maps any
 texts to an int32 [N, seq_len] array; `to_json()`/`from_json()` carry every option, so eval and predict
 apply exactly what training applied. Also: scikit-learn's newsgroup header/footer/quote stripping, label
-names <-> ids, and a seeded stratified hold-out split.
+names <-> ids, and a seeded stratified hold-out split (`validation_fraction=0`: no validation split).
 """
 import collections
 import dataclasses
@@ -308,3 +308,27 @@ def holdout(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[n
       start += n
     parts[-1].append(idx[start:])
   return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
+
+
+def without_validation(parts: dict, validation_fraction: float) -> dict:
+  """`parts` (split name -> row indices) without its "validation" entry when `validation_fraction` is 0:
+  no validation split, so every training row trains (a refit after choosing settings on validation). The
+  builders then write no such split (TFDS cannot write an empty one). A positive fraction is kept as is."""
+  if validation_fraction == 0 and not len(parts.get("validation", ())):
+    return {name: idx for name, idx in parts.items() if name != "validation"}
+  return parts
+
+
+def refuse_empty(parts: dict, where: str, size: str, add: str = "") -> None:
+  """One-line UserError for the first split in `parts` with no rows, naming the fix: `add` ("add rows"),
+  else the fraction to change (a validation split can also be left out with validation_fraction=0)."""
+  for name, idx in parts.items():
+    if len(idx):
+      continue
+    if name == "train":
+      fix = "lower --config.data.validation_fraction" + (" or --config.data.test_fraction" if "test" in parts else "")
+    else:
+      fix = f"raise --config.data.{name}_fraction"
+      if name == "validation":
+        fix += " (or set it to 0 to train on every training row without a validation split)"
+    raise UserError(f"{where}: the {name} split is empty ({size}); {f'{add} or ' if add else ''}{fix}")

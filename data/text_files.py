@@ -2,7 +2,8 @@
 
 Label names are the sorted distinct values of the label column. Without a split column, a seeded,
 stratified validation and test part is held out of the rows; with one (values train/validation/test),
-a missing validation or test part is held out of the train rows. The prepared copy is keyed by the file's
+a missing validation or test part is held out of the train rows. `validation_fraction=0` holds out no
+validation part: the prepared copy has train and test splits only. The prepared copy is keyed by the file's
 content (SHA-256) and every option, so an unchanged file is read once, wherever it lies. When the file's
 content changes, the copies prepared from its earlier contents are deleted unless a run still uses them
 (keyed.forget_earlier_copies): eval scores a run on the copy it trained on.
@@ -147,14 +148,15 @@ def read_texts(path, text_column: str, fix: str = "") -> list[str]:
 
 def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_fraction: float,
                seed: int) -> dict[str, np.ndarray]:
-  """Row indices per split: the split column's, and what it lacks held out of its train rows."""
+  """Row indices per split: the split column's, and what it lacks held out of its train rows. Without
+  validation rows in the column and with `validation_fraction` 0 there is no "validation" entry."""
   given = {s: np.flatnonzero(np.asarray(splits) == s) for s in SPLIT_VALUES} if splits else {}
   pool = given.get("train", np.arange(len(labels)))
   wanted = [s for s in ("validation", "test") if not len(given.get(s, ()))]
   fractions = {"validation": validation_fraction, "test": test_fraction}
   *held, rest = text.holdout(labels[pool], [fractions[s] for s in wanted], seed)
   out = {**given, **{s: pool[i] for s, i in zip(wanted, held)}, "train": pool[rest]}
-  return {s: out[s] for s in SPLIT_VALUES}
+  return text.without_validation({s: out[s] for s in SPLIT_VALUES}, validation_fraction)
 
 
 class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
@@ -187,16 +189,13 @@ class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
                       "a classifier needs at least 2 classes")
     ids = labeler.encode(labels)
     parts = split_rows(ids, splits, *fractions, seed)
-    for name, idx in parts.items():
-      if not len(idx):
-        raise UserError(f"{pathlib.Path(path).name}: the {name} split is empty ({len(texts)} rows); add rows or "
-                        f"raise --config.data.{name}_fraction")
+    text.refuse_empty(parts, pathlib.Path(path).name, f"{len(texts)} rows", "add rows")
     encoder = text.fit_encoder((texts[i] for i in parts["train"]), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = labeler.to_json()
     self.info.metadata["dropped_rows"] = dropped
     warning = text.vocabulary_warning(
-        encoder, [texts[i] for i in parts["train"]], [texts[i] for i in parts["validation"]])
+        encoder, [texts[i] for i in parts["train"]], [texts[i] for i in parts.get("validation", ())])
     if warning:
       self.info.metadata["warning"] = warning
     return {name: self._generate_examples(encoder.encode([texts[i] for i in idx]), ids[idx])
@@ -223,8 +222,8 @@ def options(cfg, sha256: str) -> dict:
 
 def load(cfg) -> dataset.Dataset:
   """`cfg` is `config.data`: path, text_column ('text'), label_column ('label'), split_column ('' = none),
-  validation_fraction (0.1), test_fraction (0.1), split_seed (0), bad_rows ('error' or 'drop'), data_dir
-  and the text options."""
+  validation_fraction (0.1; 0 = no validation split), test_fraction (0.1), split_seed (0), bad_rows ('error'
+  or 'drop'), data_dir and the text options."""
   path = source(cfg)
   sha256 = records.file_sha256(path)
   stem = re.sub(r"[^a-z0-9]+", "_", path.stem.lower())[:24]

@@ -3,6 +3,7 @@ import math
 
 import jax
 
+from flaxforge.core.errors import UserError
 from flaxforge.data import pipeline
 from flaxforge.trainer import feed
 from flaxforge.trainer import mesh as mesh_lib
@@ -40,6 +41,9 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   confusion matrix as PNG) in `report_dir` (default <workdir>/report): "report" lists the files written, or
   "report_error" says why none could be (a read-only run), so the metrics are never lost. The data is the
   run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file."""
+  missing = workdir_lib.missing_split(workdir_lib.resolve(workdir), split, f"--split={split}")
+  if missing:  # before restoring: one line naming the splits the run has
+    raise UserError(f"{missing}; pass --split={'test' if split != 'test' else 'train'}")
   run = restore.restore(workdir, step=step, best=best, model=model)
   data = setup.load_data(run.config, info=run.info,
                          dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))

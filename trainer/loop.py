@@ -145,7 +145,7 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
     elif step < total:
       progress.print(f"time limit of {config.train.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
-  progress.close(ckpt.steps(), workdir)
+  progress.close(ckpt.steps(), workdir, validated="validation" in data.rows)
   results = _test(run, state, step, finished) if "test" in data.rows else {}
   run.writer.close()
   ckpt.close()

@@ -140,19 +140,26 @@ class Progress:
       else:
         print(line, flush=True)
 
-  def close(self, checkpoints: list[int] | None = None, workdir=None):
-    """Ends the bar and prints the summary: final and best validation metric with their steps, the
-    checkpoints kept and the work directory's files."""
+  def close(self, checkpoints: list[int] | None = None, workdir=None, *, validated: bool = True):
+    """Ends the bar and prints the summary: final and best validation metric with their steps (or, for data
+    without a validation split, `validated=False`, that there are none), the checkpoints kept and the work
+    directory's files."""
     if self._bar is not None:
       self._bar.close()
-    if not self.validations or workdir is None:
+    trained = self.step > self._start_step
+    if workdir is None or not (self.validations or (trained and not validated)):
       return
-    metric = self._best_metric if self._best_metric in self.validations[-1][1] else "loss"
-    pick = max if self._best_mode == "max" and metric != "loss" else min
-    final_step, final = self.validations[-1]
-    best_step, best = pick(self.validations, key=lambda sv: sv[1][metric])
-    self.print(f"summary: validation {metric} {final[metric]:.4f} at the last step {final_step}, best "
-               f"{best[metric]:.4f} at step {best_step}; checkpoints kept: {', '.join(map(str, checkpoints or [])) or 'none'}")
+    kept = ', '.join(map(str, checkpoints or [])) or 'none'
+    if self.validations:
+      metric = self._best_metric if self._best_metric in self.validations[-1][1] else "loss"
+      pick = max if self._best_mode == "max" and metric != "loss" else min
+      final_step, final = self.validations[-1]
+      best_step, best = pick(self.validations, key=lambda sv: sv[1][metric])
+      self.print(f"summary: validation {metric} {final[metric]:.4f} at the last step {final_step}, best "
+                 f"{best[metric]:.4f} at step {best_step}; checkpoints kept: {kept}")
+    else:
+      self.print(f"summary: no validation split (every training row trained); the final model is the last "
+                 f"step {self.step}; checkpoints kept: {kept}")
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in epath.Path(workdir).iterdir()
                    if not p.name.startswith(".") and p.name != "lease.json")  # the lease ends with the run
     self.print(f"work directory {workdir}: {' '.join(files)}")

@@ -35,7 +35,10 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
   if best:
     step = ckpt.best_step()
     if step is None:
-      raise UserError(f"no checkpoint in {workdir} has a validation '{config.checkpoint.best_metric}'; "
+      missing = workdir_lib.missing_split(workdir, "validation", "--best")
+      raise UserError(f"{missing}, so no checkpoint is ranked; drop --best (the latest checkpoint is the "
+                      "final model) or pass --step=N" if missing else
+                      f"no checkpoint in {workdir} has a validation '{config.checkpoint.best_metric}'; "
                       "drop --best or pass --step")
   state, _, step = ckpt.restore(step, structure.abstract)
   ckpt.close()

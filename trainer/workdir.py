@@ -207,6 +207,29 @@ def load_config(workdir: epath.Path) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(read_json(workdir / "config.json"))
 
 
+def recorded_splits(workdir: epath.Path) -> list[str] | None:
+  """The splits the run's data record lists (no "validation" after data.validation_fraction=0); None for a
+  run from before the record."""
+  path = workdir / DATA_RECORD
+  if not path.exists():
+    return None
+  order = ("train", "validation", "test")  # data.json's keys are sorted; name them in the usual order
+  return sorted(read_json(path).get("splits", {}), key=lambda s: (order.index(s) if s in order else len(order), s))
+
+
+def missing_split(workdir: epath.Path, split: str, flag: str) -> str | None:
+  """One line when the run's recorded data has no `split` (which `flag` asks for), naming the splits it has;
+  None when it has it, or when no record says."""
+  splits = recorded_splits(workdir)
+  if splits is None or split in splits:
+    return None
+  refit = split == "validation" and (workdir / "config.json").exists() and \
+      load_config(workdir).get("data", {}).get("validation_fraction", None) == 0
+  why = " (data.validation_fraction=0: every training row trained, none was held out)" if refit else ""
+  return (f"{flag} needs the {split} split, which the run in {workdir} does not have{why}; its splits: "
+          f"{', '.join(splits)}")
+
+
 def load_info(workdir: epath.Path) -> dict:
   return read_json(workdir / "info.json")
 
