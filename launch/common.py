@@ -8,10 +8,11 @@ import traceback
 
 from absl import app, flags
 from absl import logging as absl_logging
+from etils import epath
 from ml_collections import config_flags
 
 from flaxforge.launch import allocator
-from flaxforge.core import config_fields
+from flaxforge.core import config_fields, paths
 from flaxforge.core.errors import UserError
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +32,7 @@ def shipped_configs() -> list[str]:
   """Names of the configs in launch/configs/ (what --config=NAME accepts)."""
   names = []
   for file in sorted(os.listdir(_CONFIGS)):
-    if file.endswith(".py") and file != "base.py":
+    if file.endswith(".py") and file != "base.py" and not file.startswith("_"):
       with open(os.path.join(_CONFIGS, file), encoding="utf-8") as f:
         names += [file[:-3]] if "def get_config" in f.read() else []
   return names
@@ -64,16 +65,30 @@ def _resolve_config_argv(argv: list[str]):
       argv[i + 1] = config_path(argv[i + 1])
 
 
+def _stored_run_config(argv: list[str]) -> str | None:
+  """Without --config, a --workdir that holds a run gives its own config (launch/configs/_stored.py)."""
+  if any(a == "--config" or a.startswith("--config=") for a in argv[1:]):
+    return None
+  given = [v for a, v in zip(argv, argv[1:] + [""]) if a == "--workdir"]
+  given += [a[len("--workdir="):] for a in argv if a.startswith("--workdir=")]
+  workdir = given[-1] if given else ""
+  if not workdir or not (epath.Path(paths.expand(workdir)) / "config.json").exists():
+    return None
+  return os.path.join(_CONFIGS, "_stored.py") + ":" + workdir
+
+
 def define_config_flag():
-  """--config=NAME|FILE plus --config.FIELD=VALUE overrides (ml_collections may read them while defining)."""
+  """--config=NAME|FILE plus --config.FIELD=VALUE overrides (ml_collections may read them while defining).
+  Without --config: the run's own config when --workdir holds one (a resume), else the default config."""
   try:
     _resolve_config_argv(sys.argv)
   except UserError as e:
     _fail(str(e))
   try:
     return config_flags.DEFINE_config_file(
-        "config", _DEFAULT_CONFIG, f"A shipped config ({', '.join(shipped_configs())}) or a config file; "
-        "default: default")
+        "config", _stored_run_config(sys.argv) or _DEFAULT_CONFIG,
+        f"A shipped config ({', '.join(shipped_configs())}) or a config file; default: the run's own in "
+        "--workdir, else default")
   except Exception as e:  # pylint: disable=broad-except
     _fail(_flag_error_line(e))
 
@@ -124,7 +139,11 @@ def help_text(usage: str) -> str:
   lines.append(f"  --{'helpfull':<22}also absl's logging and debugging flags")
   config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
   if config is not None:
-    lines += ["", f"config fields ({os.path.basename(flags.FLAGS['config'].config_filename)}); "
+    source = flags.FLAGS["config"].config_filename
+    stored = os.path.join(_CONFIGS, "_stored.py") + ":"
+    source = f"the run's own: {source[len(stored):]}/config.json" if source.startswith(stored) else \
+        os.path.basename(source)
+    lines += ["", f"config fields ({source}); "
               "set any with --config.FIELD=VALUE, e.g. --config.data.batch_size=64:"]
     for title, fields in config_fields.by_section(config).items():
       lines.append(f" {title}")

@@ -12,12 +12,7 @@ def main(argv):
   if len(argv) > 1:
     raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
   workdir = common.require_workdir()
-  config = CONFIG.value
-  if not common.flags.FLAGS["config"].present:  # a rerun without --config resumes with the run's own
-    from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    overrides = {n[7:]: common.flags.FLAGS[n].value for n in common.flags.FLAGS if n.startswith("config.")
-                 and common.flags.FLAGS[n].present}
-    config = workdir_lib.stored_config(workdir, overrides) or config
+  config = CONFIG.value  # without --config, the run's own in the workdir (if any) with the overrides set
   config_fields.validate(config)
   common.allocator.reexec_once(config.get("malloc", "auto"))  # the config's own choice, if it has one
   common.use_xla_flags(config.get("xla_flags", ""))

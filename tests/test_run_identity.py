@@ -161,3 +161,18 @@ def test_a_rerun_without_config_resumes_with_the_stored_one(tmp_path):
   assert again.returncode == 0, again.stderr[-2000:]
   assert "resumed from the checkpoint at step 20" in again.stdout
   assert json.loads((tmp_path / "config.json").read_text())["model"]["hidden"] == [64]  # tiny.py's, not default's
+
+
+def test_a_rerun_without_config_checks_overrides_against_the_runs_own_fields(trained, tmp_path):
+  """data.seq_len is a field of text_csv, not of the default config: without --config it is the run's
+  field, so changing it is refused as a change of the run (not as an unknown field), and --help lists it."""
+  tmp, _, _, _ = trained
+  shutil.copytree(tmp / "run", tmp_path / "run")
+  before = _snapshot(tmp_path / "run")
+  refused = _train(tmp_path / "run", "--config.data.seq_len=32")
+  assert refused.returncode == 2, refused.stderr[-2000:]
+  assert "data.seq_len: 16 -> 32" in refused.stderr and "unknown config field" not in refused.stderr
+  assert _snapshot(tmp_path / "run") == before
+  shown = _train(tmp_path / "run", "--help")
+  assert shown.returncode == 0 and "text_column = 'text'" in shown.stdout
+  assert f"config fields (the run's own: {tmp_path / 'run'}/config.json)" in shown.stdout

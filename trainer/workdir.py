@@ -147,21 +147,6 @@ def open_data(workdir: epath.Path, config, data_dir: str = ""):
   return records.open_recorded(read_json(workdir / DATA_RECORD), config.data, load_info(workdir), assets, data_dir)
 
 
-def stored_config(workdir: str, overrides: dict) -> ml_collections.ConfigDict | None:
-  """The run's own config with `overrides` ({"train.num_epochs": 20}) set, or None for a new work directory."""
-  path = resolve(workdir) / "config.json"
-  if not path.exists():
-    return None
-  config = ml_collections.ConfigDict(read_json(path))
-  for field, value in overrides.items():
-    *sections, name = field.split(".")
-    node = config
-    for section in sections:
-      node = node[section]
-    node[name] = value
-  return config
-
-
 def _has_checkpoints(workdir: epath.Path) -> bool:
   directory = workdir / CHECKPOINTS
   return directory.exists() and any(p.name.isdigit() for p in directory.iterdir())
