@@ -148,9 +148,11 @@ def read_texts(path, text_column: str, fix: str = "") -> list[str]:
 
 def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_fraction: float,
                seed: int) -> dict[str, np.ndarray]:
-  """Row indices per split: the split column's, and what it lacks held out of its train rows. Without
-  validation rows in the column and with `validation_fraction` 0 there is no "validation" entry."""
+  """Row indices per split: the split column's, and what it lacks held out of its train rows. With
+  `validation_fraction` 0 there is no "validation" entry: the column's validation rows, if any, train too."""
   given = {s: np.flatnonzero(np.asarray(splits) == s) for s in SPLIT_VALUES} if splits else {}
+  if validation_fraction == 0 and "validation" in given:
+    given["train"] = np.sort(np.concatenate([given["train"], given.pop("validation")]))
   pool = given.get("train", np.arange(len(labels)))
   wanted = [s for s in ("validation", "test") if not len(given.get(s, ()))]
   fractions = {"validation": validation_fraction, "test": test_fraction}

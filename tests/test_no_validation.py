@@ -126,6 +126,15 @@ def test_text_file(tmp_path):
                                                  for i in range(30)))
   ds = text_files.load({**cfg, "path": str(split), "split_column": "part", "validation_fraction": 0})
   assert _sizes(ds) == {"train": 24, "test": 6}
+  # A split column with validation rows: with 0 they train too; the column's test rows stay the test split.
+  column = tmp_path / "v.csv"
+  column.write_text("text,label,part\n" + "".join(
+      f"w{i} {'ab'[i % 2]},{'ab'[i % 2]},{'test' if i < 6 else 'validation' if i < 12 else 'train'}\n"
+      for i in range(30)))
+  ds = text_files.load({**cfg, "path": str(column), "split_column": "part", "validation_fraction": 0})
+  assert _sizes(ds) == {"train": 24, "test": 6}
+  assert _sizes(text_files.load({**cfg, "path": str(column), "split_column": "part"})) == \
+      {"train": 18, "validation": 6, "test": 6}
 
 
 def test_newsgroups(tmp_path):
