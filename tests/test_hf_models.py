@@ -218,3 +218,9 @@ def test_config_is_read_once_while_unchanged(tmp_path, monkeypatch):
   (tmp_path / "config.json").write_text("{not json")
   with pytest.raises(UserError, match="is not JSON"):
     hf.read_config(str(tmp_path))
+
+
+def test_export_of_a_model_without_a_transformer_is_one_line(tmp_path):
+  with pytest.raises(UserError, match="this Linear model has no Hugging Face equivalent .* --format=artifact"):
+    hf.export(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), str(tmp_path / "out"))  # was an AttributeError
+  assert not (tmp_path / "out").exists()

@@ -171,12 +171,13 @@ def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, sou
   not give. Returns `out`. Every process gathers each parameter whole (a collective: call it on all
   processes); process 0 writes. Raises UserError when the architecture has no Hugging Face equivalent or
   `out` is a non-empty folder that is not an earlier export."""
-  arch = model.transformer.arch
+  arch = getattr(getattr(model, "transformer", None), "arch", None)
   tie = isinstance(model, gpt.GPT) and model.lm_head is None
-  family = next((f for f in FAMILIES if f.matches(arch, tie)), None)
+  family = next((f for f in FAMILIES if f.matches(arch, tie)), None) if arch else None
   if family is None:
-    raise UserError("this model has no Hugging Face equivalent (export supports BERT encoders, GPT-2 and "
-                    "Llama-family decoders, e.g. models loaded from Hugging Face)")
+    raise UserError(f"this {type(model).__name__} model has no Hugging Face equivalent (export --format=hf "
+                    "supports BERT encoders, GPT-2 and Llama-family decoders, e.g. models loaded from Hugging "
+                    "Face); --format=artifact exports any run")
   flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
   tensors = {}
   for key, tensor in family.tensors(arch, tie).items():
