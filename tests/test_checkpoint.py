@@ -58,6 +58,13 @@ def test_a_tie_for_the_best_goes_to_the_earliest_step(tmp_path):
       ckpt.wait()
     assert ckpt.steps() == [1, 2, 3, 4, 5] and ckpt.best_step() == best
     ckpt.close()
+    # Retention keeps that same step (Orbax's BestN alone would keep the latest of a tie, step 4).
+    ckpt = checkpoint.Checkpointer(tmp_path / f"{mode}_keep1", keep=1, best_metric="loss", best_mode=mode)
+    for step, value in enumerate(values, 1):
+      ckpt.save(step, state, {"step": step, "validation": {"loss": value}}, metrics={"loss": value})
+      ckpt.wait()
+    assert ckpt.steps() == [best, 5] and ckpt.best_step() == best
+    ckpt.close()
 
 
 def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path):

@@ -61,8 +61,11 @@ class Checkpointer:
     self._protected = _Steps(set())
     preserve = [policies.LatestN(keep), self._protected]
     if best_metric and keep_best:
-      preserve.append(policies.BestN(get_metric_fn=lambda m: m[best_metric], reverse=best_mode == "min",
-                                     n=keep_best, keep_checkpoints_without_metrics=False))
+      # BestN keeps the last n of a stable sort, so a tie would go to the latest step; the step in the key
+      # sends it to the earliest, the step best_step() and the run's summary name.
+      sign = 1 if best_mode == "min" else -1
+      preserve.append(policies.BestN(get_metric_fn=lambda m: (m[best_metric], sign * m.get(_STEP, 0)),
+                                     reverse=best_mode == "min", n=keep_best, keep_checkpoints_without_metrics=False))
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policies.AnyPreservationPolicy(preserve),
         enable_async_checkpointing=async_save,
@@ -99,7 +102,7 @@ class Checkpointer:
     with self._no_space_is_one_line():
       self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)),
-                         metrics=metrics, force=True)
+                         metrics=metrics and {**metrics, _STEP: step}, force=True)
 
   def warm_up(self, state):
     """Compiles the fingerprint for `state`'s shapes (a one-time 0.4 s on CPU for the text CNN, otherwise
@@ -300,6 +303,7 @@ def _verify(state, meta: dict):
 
 
 _DELETING = "deleting"
+_STEP = "_step"  # added to the metrics Orbax ranks by, to break ties
 
 
 class _OrbaxNoSpace(logging.Filter):
