@@ -1,11 +1,12 @@
 """Sample text from a trained GPT run (key-value cache, temperature, top-k):
 
-  python -m flaxforge.launch.generate --workdir=runs/gpt --prompt="The space shuttle" --max_new_tokens=200 \
-      --temperature=0.8 --top_k=40 [--step=N | --best]
+  flaxforge generate --workdir=runs/gpt --prompt="The space shuttle" --temperature=0.8 --top_k=40
+  flaxforge generate --workdir=runs/gpt --prompt="The space shuttle" --max_new_tokens=50 [--step=N | --best]
 
 Each sample ends at the run's end-of-text id (a Hugging Face tokenizer's, or a byte-level run's separator
-byte; --nostop_at_eos samples all --max_new_tokens), which is not printed. Serving's sampler
-(trainer/sampling.py) does the sampling.
+byte; --nostop_at_eos samples all --max_new_tokens), which is not printed; nor is the one an empty prompt
+starts from. The prompt plus the new tokens must fit in the run's context: the positions it was trained on
+(data.seq_len, or a pretrained model's if more). Serving's sampler (trainer/sampling.py) does the sampling.
 """
 import sys
 
@@ -14,7 +15,9 @@ from absl import flags
 from flaxforge.launch import common
 
 PROMPT = flags.DEFINE_string("prompt", "", "Text to continue.")
-MAX_NEW = flags.DEFINE_integer("max_new_tokens", 200, "Tokens to sample after the prompt.")
+DEFAULT_NEW = 200
+MAX_NEW = flags.DEFINE_integer("max_new_tokens", None, f"Tokens to sample after the prompt (default: {DEFAULT_NEW}, "
+                               "or as many as the model's context has room for after the prompt, if fewer).")
 TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = greedy.")
 TOP_K = flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 = all.")
 SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
@@ -28,7 +31,7 @@ STOP_AT_EOS = flags.DEFINE_bool("stop_at_eos", True, "End a sample at the tokeni
 def _check_sampling():
   """Refuses sampling flags out of range (a negative temperature would sample without a word)."""
   for holder, low in ((TEMPERATURE, 0), (TOP_K, 0), (MAX_NEW, 0), (NUM, 1)):
-    if holder.value < low:
+    if holder.value is not None and holder.value < low:
       raise common.UserError(f"--{holder.name}={holder.value} is out of range; use --{holder.name}={low} or more "
                              f"({flags.FLAGS[holder.name].help})")
 
@@ -39,22 +42,13 @@ def main(argv):
   common.one_checkpoint(STEP.value, BEST.value)
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from flaxforge.trainer import restore, sampling, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import sampling  # pylint: disable=g-import-not-at-top
 
-  run = restore.restore(workdir, step=STEP.value, best=BEST.value)
-  if run.config.model.name != "gpt":
-    raise common.UserError(f"{workdir} holds a {run.config.model.name!r} model; generation needs a gpt run")
-  tokenizer = workdir_lib.load_asset(run.workdir, "tokenizer")
-  model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
-  context = model.arch.max_len  # positions it was trained on; it does not slide a window past them
-  sampler = sampling.Sampler(model, tokenizer, context)
-  prompt = sampler.encode(PROMPT.value) or [sampler.end_id]
-  if len(prompt) + MAX_NEW.value > context:
-    raise common.UserError(f"the prompt ({len(prompt)} {'bytes' if tokenizer['type'] == 'bytes' else 'tokens'}) plus --max_new_tokens={MAX_NEW.value} exceed the model's "
-                           f"context of {context} tokens; use --max_new_tokens={max(context - len(prompt), 0)} or less "
-                           "(or a shorter prompt)")
-  samples = sampler.sample(prompt, MAX_NEW.value, num_samples=NUM.value, temperature=TEMPERATURE.value,
+  sampler = sampling.Sampler.from_workdir(workdir, step=STEP.value, best=BEST.value)
+  prompt = sampler.encode(PROMPT.value)
+  count = MAX_NEW.value if MAX_NEW.value is not None else min(DEFAULT_NEW, max(sampler.room(prompt), 1))
+  sampler.check(prompt, count, "--max_new_tokens")
+  samples = sampler.sample(prompt, count, num_samples=NUM.value, temperature=TEMPERATURE.value,
                            top_k=TOP_K.value, seed=SEED.value, stop_at_eos=STOP_AT_EOS.value)
   for new in samples:
     sys.stdout.write(sampler.decode(prompt + new) + "\n\n")

@@ -4,6 +4,7 @@
                         (image runs: "images": [base64 of a file, ...]; table runs: "rows": [{column: value}];
                         a regression run answers {"value": float} per input)
   POST /v1/completions  OpenAI completions shape: prompt, max_tokens, temperature, top_k, top_p, stop, seed
+                        (the prompt plus max_tokens within the run's context: trainer/sampling.py `context`)
   GET  /healthz         {"status": "ok"}
   GET  /metrics         Prometheus text format
 

@@ -6,11 +6,13 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 import tokenizers
 from flax import nnx
 from tokenizers import pre_tokenizers
 
 from conftest import run_module
+from flaxforge.core.errors import UserError
 from flaxforge.data import text
 from flaxforge.trainer import sampling
 
@@ -31,8 +33,8 @@ class Script(nnx.Module):
     return jnp.broadcast_to(self.logits[...][index][None, None], tokens.shape + self.logits.shape[-1:]), cache
 
 
-def _byte_sampler(script: bytes):
-  return sampling.Sampler(Script(list(script), 256), BYTES, max_context=128)
+def _byte_sampler(script: bytes, context: int = 128):
+  return sampling.Sampler(Script(list(script), 256), BYTES, max_context=context)
 
 
 def test_a_byte_level_completion_ends_at_the_separator():
@@ -43,6 +45,38 @@ def test_a_byte_level_completion_ends_at_the_separator():
   ids = list(b"the cat")
   assert sampler.sample(ids, 12, num_samples=2, temperature=0) == [list(b" sat.")] * 2
   assert sampler.sample(ids, 12, temperature=0, stop_at_eos=False) == [list(b" sat.\0the do")]
+
+
+def test_an_empty_prompt_starts_from_the_separator_which_is_not_returned():
+  sampler = _byte_sampler(b"\0the cat sat.\0the dog")
+  done = sampler.complete("", max_tokens=20, temperature=0)
+  assert (done.text, done.finish_reason, done.prompt_tokens, done.completion_tokens) == ("the cat sat.", "stop", 0, 12)
+  assert sampler.sample([], 5, temperature=0) == [list(b"the c")]
+
+
+@pytest.mark.parametrize("prompt,new,shown,fix", [
+    (b"a", 100, "the prompt (1 byte) plus max_tokens=100 exceed the model's context of 16 tokens; use max_tokens=15 "
+                "or less (or a shorter prompt)", (1, 15)),
+    (b"", 16, "the prompt (0 bytes) plus max_tokens=16 exceed", (0, 15)),  # its start token takes a place
+    (b"x" * 30, 0, "the prompt (30 bytes) exceeds the model's context of 16 tokens; shorten it to at most 16 bytes",
+     (16, 0)),
+    (b"x" * 30, 4, "the prompt (30 bytes) exceeds the model's context of 16 tokens; shorten it to at most 12 bytes "
+                   "to leave room for max_tokens=4", (12, 4)),
+    (b"x" * 16, 1, "the prompt (16 bytes) fills the model's context of 16 tokens; shorten it to at most 15 bytes",
+     (15, 1)),
+], ids=["too-many-new", "empty", "prompt-alone", "prompt-and-new", "prompt-fills"])
+def test_a_prompt_past_the_context_is_told_the_fix(prompt, new, shown, fix):
+  sampler = _byte_sampler(b"the cat", context=16)
+  with pytest.raises(UserError) as refused:
+    sampler.complete(prompt.decode(), max_tokens=new, temperature=0)
+  assert str(refused.value).startswith(shown)
+  length, tokens = fix
+  sampler.check([1] * length, tokens)  # the fix fits, and it is the most that does
+  with pytest.raises(UserError):
+    sampler.check([1] * length, tokens + 1)
+  if length:
+    with pytest.raises(UserError):
+      sampler.check([1] * (length + 1), tokens)
 
 
 def test_the_stop_compiles_once_for_prompts_and_settings_within_a_buffer():

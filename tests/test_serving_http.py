@@ -190,6 +190,10 @@ def test_completions_from_a_trained_gpt_run(tmp_path):
   with running(server.make_app(sampler=sampler, name="gpt")) as client:
     r = client.post("/v1/completions", json={"prompt": "the space", "max_tokens": 8, "temperature": 0})
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 8
+    past = client.post("/v1/completions", json={"prompt": "the space", "max_tokens": 100})  # rope: trained on 32
+    assert past.status_code == 400 and past.json()["error"]["message"] == (
+        "the prompt (9 bytes) plus max_tokens=100 exceed the model's context of 32 tokens; use max_tokens=23 or less "
+        "(or a shorter prompt)")
   model = nnx.merge(sampler.graphdef, sampler.state)
   want = np.asarray(gpt.generate(model, np.frombuffer(b"the space", np.uint8), 8, temperature=0))[0, 9:]
   assert r.json()["choices"][0]["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")

@@ -6,6 +6,9 @@ cache from the prompt (a prefill of at least MIN_PREFILL tokens, so short prompt
 loop of one-token cached decode steps samples from the prompt's last token on. Prompts, `max_tokens` and the
 end-of-text id thus reuse a few compiled programs, and a long prompt costs one parallel call rather than one
 sequential step per token. The loop ends early once every row has sampled the end-of-text id.
+
+A run's context (`context`: the positions it was trained on) bounds the prompt plus the new tokens, for
+generate and serving alike; `Sampler.check` refuses more in one line that names the fix.
 """
 import dataclasses
 import functools
@@ -70,33 +73,66 @@ def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_
   return jax.lax.while_loop(going, step, (prompt_len - 1, buf, cache, ended))[1]
 
 
+def context(config, info: dict, arch) -> int:
+  """The context a GPT run can honestly use, the one limit of generate and serving: the positions it was
+  trained on, data.seq_len, or a pretrained model's if more (its max_position_embeddings, GPT-2's
+  n_positions: arch.max_len); for learned positions never past the table. Rotary positions would run on,
+  but past the trained ones the text degrades."""
+  trained = int(info["seq_len"])
+  if config.model.get("pretrained", None):
+    trained = max(trained, arch.max_len)
+  return min(trained, arch.max_len) if arch.position == "learned" else trained
+
+
 class Sampler:
   """Text in, text out, for a GPT run (`tokenizer`: its assets/tokenizer.json, bytes or a Hugging Face
   tokenizer). Its end-of-text id is the one the run's data pipeline put after each document or completion:
-  the tokenizer's end-of-text (padding) id, or for bytes the separator byte. Raises UserError for another
-  tokenizer type."""
+  the tokenizer's end-of-text (padding) id, or for bytes the separator byte. `max_context` bounds a prompt
+  plus its new tokens (a run's: `context`). Raises UserError for another tokenizer type."""
 
   def __init__(self, model, tokenizer: dict, max_context: int):
     self.encode, self.decode, self.end_id = lm_text.codec(tokenizer)
+    self.unit = "byte" if tokenizer.get("type") == "bytes" else "token"  # what a prompt's length counts
     self.graphdef, self.state = nnx.split(model)
     self.max_context = max_context
 
   @classmethod
-  def from_workdir(cls, workdir: str, *, step: int | None = None) -> "Sampler":
+  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False) -> "Sampler":
+    """The run's checkpoint (`step`, default the latest; `best`) with its tokenizer and `context`."""
     from flaxforge.trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    run = restore.restore(workdir, step=step)
+    run = restore.restore(workdir, step=step, best=best)
     if run.config.model.name != "gpt":
-      raise UserError(f"{workdir} holds a {run.config.model.name!r} model; completions need a gpt run")
+      raise UserError(f"{workdir} holds a {run.config.model.name!r} model; generating text needs a gpt run")
     model, _ = nnx.merge(run.structure.eval_graphdef, jax.device_get(run.state))
-    arch = model.arch
-    context = arch.max_len if arch.position == "learned" else 1 << 16
-    return cls(model, workdir_lib.load_asset(run.workdir, "tokenizer"), context)
+    return cls(model, workdir_lib.load_asset(run.workdir, "tokenizer"), context(run.config, run.info, model.arch))
+
+  def room(self, ids) -> int:
+    """How many new tokens fit in the context after prompt `ids` (an empty prompt takes one position: its
+    start token)."""
+    return self.max_context - max(len(ids), 1)
+
+  def check(self, ids, max_tokens: int, name: str = "max_tokens"):
+    """Raises UserError, naming the fix (`name`: the option that set max_tokens), unless prompt `ids` and
+    max_tokens new tokens fit in the context."""
+    room, limit = self.room(ids), self.max_context
+    if max_tokens <= room:
+      return
+    count = lambda n: f"{n} {self.unit}{'' if n == 1 else 's'}"
+    if room > 0:
+      raise UserError(f"the prompt ({count(len(ids))}) plus {name}={max_tokens} exceed the model's context of "
+                      f"{limit} tokens; use {name}={room} or less (or a shorter prompt)")
+    fit = limit - max_tokens if max_tokens < limit else limit - 1
+    why = f" to leave room for {name}={max_tokens}" if 1 < max_tokens < limit else ""
+    raise UserError(f"the prompt ({count(len(ids))}) {'fills' if room == 0 else 'exceeds'} the model's context "
+                    f"of {limit} tokens; shorten it to at most {count(fit)}{why}")
 
   def sample(self, prompt_ids, max_tokens: int, *, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
              top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True) -> list[list[int]]:
-    """Continuations of prompt_ids (a non-empty list of ids; prompt + max_tokens within max_context):
-    num_samples lists of at most max_tokens new ids; with stop_at_eos each ends before the first end-of-text
-    id it sampled. Sample r draws from seed + r (greedy when temperature <= 0)."""
+    """Continuations of prompt_ids (a list of ids that `check` passed with max_tokens; an empty one starts
+    from the end-of-text id, as a document does): num_samples lists of at most max_tokens new ids; with
+    stop_at_eos each ends before the first end-of-text id it sampled. Sample r draws from seed + r (greedy
+    when temperature <= 0)."""
+    prompt_ids = list(prompt_ids) or [self.end_id]
     total = len(prompt_ids) + max_tokens
     length = min(max(MIN_BUFFER, 1 << (total - 1).bit_length()), self.max_context)
     buf = np.zeros((num_samples, length), np.int32)
@@ -111,11 +147,9 @@ class Sampler:
 
   def complete(self, prompt: str, *, max_tokens: int = 16, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, stop=(), seed: int = 0) -> Completion:
-    """Raises UserError when the prompt plus max_tokens exceed the model's context."""
-    ids = self.encode(prompt) or [self.end_id]
-    if len(ids) + max_tokens > self.max_context:
-      raise UserError(f"prompt ({len(ids)} tokens) + max_tokens ({max_tokens}) exceed the model's context of "
-                      f"{self.max_context} tokens; shorten the prompt or lower max_tokens")
+    """Raises UserError when the prompt plus max_tokens exceed the model's context (`check`)."""
+    ids = self.encode(prompt)
+    self.check(ids, max_tokens)
     new = self.sample(ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]
     text = self.decode(new)
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
