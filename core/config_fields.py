@@ -108,7 +108,8 @@ FIELDS = {
     "data.bigrams": ("add word pairs as tokens", None),
     "data.validation_fraction": ("share of the training set held out for validation; 0 = no validation "
                                  "split (train on every training row)", fraction()),
-    "data.test_fraction": ("share held out for test (files without a split column)", fraction()),
+    "data.test_fraction": ("share held out for test (files without a split column)",
+                           Range(0, 1, low_open=True, high_open=True)),
     "data.split_seed": ("seed of the hold-out split", count(0)),
     "data.test_bytes": ("bytes of the test split to evaluate; 0 = all", count(0)),
     "data.separator": ("byte id between documents", Range(0, 255, integer=True)),
