@@ -76,11 +76,11 @@ time.sleep(60)
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
   try:
     seen = []
-    for line in launcher.stdout:
+    for line in launcher.stdout:  # the two processes share the pipe: their lines may interleave mid-line
       seen.append(line)
-      if sum(s.rstrip().endswith("ready") for s in seen) == 2:
+      if "".join(seen).count("ready") == 2:
         break
-    assert sum(s.rstrip().endswith("ready") for s in seen) == 2, (launcher.poll(), seen)
+    assert "".join(seen).count("ready") == 2, (launcher.poll(), seen)
     launcher.send_signal(signal.SIGTERM)
     assert launcher.wait(timeout=20) == 0
     output = launcher.stdout.read()
