@@ -18,6 +18,7 @@ from flaxforge.core.errors import UserError
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CONFIGS = os.path.join(_PACKAGE_ROOT, "launch", "configs")
 _DEFAULT_CONFIG = os.path.join(_CONFIGS, "default.py")
+_STORED_CONFIG = os.path.join(_CONFIGS, "_stored.py")  # a run's own config.json, as FILE:WORKDIR
 _HELP = ("--help", "-h", "--helpshort")
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory: checkpoints, metrics, config (local or gs://).")
@@ -74,7 +75,7 @@ def _stored_run_config(argv: list[str]) -> str | None:
   workdir = given[-1] if given else ""
   if not workdir or not (epath.Path(paths.expand(workdir)) / "config.json").exists():
     return None
-  return os.path.join(_CONFIGS, "_stored.py") + ":" + workdir
+  return f"{_STORED_CONFIG}:{workdir}"
 
 
 def define_config_flag():
@@ -140,7 +141,7 @@ def help_text(usage: str) -> str:
   config = flags.FLAGS["config"].value if "config" in flags.FLAGS else None
   if config is not None:
     source = flags.FLAGS["config"].config_filename
-    stored = os.path.join(_CONFIGS, "_stored.py") + ":"
+    stored = _STORED_CONFIG + ":"
     source = f"the run's own: {source[len(stored):]}/config.json" if source.startswith(stored) else \
         os.path.basename(source)
     lines += ["", f"config fields ({source}); "
