@@ -68,12 +68,7 @@ def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
   streams = {"train": join((train[i] for i in np.sort(order[n_val:])), separator),
              "validation": join((train[i] for i in np.sort(order[:n_val])), separator),
              "test": test[:test_bytes] if test_bytes else test}
-  return _without_validation(cfg, streams)
-
-
-def _without_validation(cfg, splits: dict) -> dict:
-  """`splits` without "validation" when `validation_fraction` is 0: every training token trains."""
-  return {k: v for k, v in splits.items() if k != "validation" or cfg.get("validation_fraction", 0.1) != 0}
+  return text.without_validation(streams, cfg.get("validation_fraction", 0.1))
 
 
 PROMPT, COMPLETION = "prompt", "completion"
@@ -151,7 +146,7 @@ def file_streams(cfg, docs: list[bytes], separator: int, encode=None) -> tuple[d
   test_bytes = cfg.get("test_bytes", 0)
   if test_bytes:
     streams["test"] = streams["test"][:test_bytes]
-  streams = _without_validation(cfg, streams)
+  streams = text.without_validation(streams, cfg.get("validation_fraction", 0.1))
   if encode is None:
     return streams, 1.0
   doc_tokens = np.array([len(doc) for doc in ids], np.float64)
@@ -197,7 +192,7 @@ def sft_examples(cfg, name: str, rows: list[tuple[int, str, str]], encode, pad_i
   train_tokens = float(loss_mask[:n - val - test].sum())
   train_bytes = float(completion_bytes[:n - val - test].sum())
   splits = {split: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
-            for split, (a, b) in _without_validation(cfg, bounds).items()}
+            for split, (a, b) in text.without_validation(bounds, cfg.get("validation_fraction", 0.1)).items()}
   return splits, (train_bytes / train_tokens if train_bytes else 1.0)
 
 

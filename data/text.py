@@ -311,11 +311,12 @@ def holdout(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[n
 
 
 def without_validation(parts: dict, validation_fraction: float) -> dict:
-  """`parts` (split name -> row indices) without its "validation" entry when `validation_fraction` is 0:
-  no validation split, so every training row trains (a refit after choosing settings on validation). The
-  builders then write no such split (TFDS cannot write an empty one). A positive fraction is kept as is."""
-  if validation_fraction == 0 and not len(parts.get("validation", ())):
-    return {name: idx for name, idx in parts.items() if name != "validation"}
+  """`parts` (split name -> row indices, or a token stream's (start, end) bounds) without its "validation"
+  entry when `validation_fraction` is 0: no validation split, so every training row trains (a refit after
+  choosing settings on validation); the caller has held none out. The builders then write no such split
+  (TFDS cannot write an empty one). A positive fraction is kept as is."""
+  if validation_fraction == 0:
+    return {name: part for name, part in parts.items() if name != "validation"}
   return parts
 
 

@@ -8,11 +8,10 @@ import traceback
 
 from absl import app, flags
 from absl import logging as absl_logging
-from etils import epath
 from ml_collections import config_flags
 
 from flaxforge.launch import allocator
-from flaxforge.core import config_fields, paths
+from flaxforge.core import config_fields, run_config
 from flaxforge.core.errors import UserError
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -73,7 +72,7 @@ def _stored_run_config(argv: list[str]) -> str | None:
   given = [v for a, v in zip(argv, argv[1:] + [""]) if a == "--workdir"]
   given += [a[len("--workdir="):] for a in argv if a.startswith("--workdir=")]
   workdir = given[-1] if given else ""
-  if not workdir or not (epath.Path(paths.expand(workdir)) / "config.json").exists():
+  if not run_config.exists(workdir):
     return None
   return f"{_STORED_CONFIG}:{workdir}"
 
@@ -205,7 +204,11 @@ def run(main):
         traceback.print_exc()
       _fail(str(e))
 
-  app.run(wrapped, flags_parser=_parse)
+  try:
+    app.run(wrapped, flags_parser=_parse)
+  except BrokenPipeError:  # the reader left (`flaxforge train --help | head`): stop quietly, as cat does
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python flushes stdout again at exit
+    sys.exit(1)
 
 
 def print_result(result: dict, *lines: str):

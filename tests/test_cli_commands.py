@@ -69,6 +69,16 @@ def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   assert "data.label_column = 'label'" in text_csv and "data.num_words = 30000" in text_csv
 
 
+def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
+  """`flaxforge train --help | head -1`: the reader has gone when help is written; no BrokenPipeError traceback."""
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.Popen([FLAXFORGE, "train", "--help"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  proc.stdout.close()  # before anything is written, so every write fails
+  stderr = proc.stderr.read()
+  assert proc.wait(timeout=120) == 1 and stderr == "", stderr[-2000:]
+
+
 def test_the_name_fields_list_every_built_in_dataset_and_model():
   from flaxforge import data, models  # pylint: disable=g-import-not-at-top
   for field, registry in (("data.name", data._LOADERS), ("model.name", models._MODULES)):  # pylint: disable=protected-access

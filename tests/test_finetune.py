@@ -11,6 +11,7 @@ import time
 
 import jax
 import numpy as np
+import pytest
 import tokenizers
 from safetensors.numpy import load_file
 
@@ -18,10 +19,11 @@ import csv_run
 import tiny_hf
 from tiny_hf import bert_dir, topics  # noqa: F401  (pytest fixtures)
 from conftest import REPO, checkpoint_arrays
+from flaxforge.core.errors import UserError
 from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.launch.configs import finetune_lm
-from flaxforge.trainer import loop, predict, setup, state as state_lib, workdir as workdir_lib
+from flaxforge.trainer import loop, predict, sampling, setup, state as state_lib, workdir as workdir_lib
 
 
 def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, topics):
@@ -131,6 +133,9 @@ def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
   config = tiny_hf.config(tmp_path, gpt2_dir, topics, **{"model.name": "gpt", "train.num_steps": 40})
   metrics = loop.train(config, str(tmp_path / "run"))
   assert metrics["accuracy"] >= 0.9, metrics
+  with pytest.raises(UserError, match=r"holds a classification 'gpt' model; generating text needs a gpt "
+                     r"language-model run"):  # the name alone would pass, and sampling would crash
+    sampling.Sampler.from_workdir(str(tmp_path / "run"))
 
 
 def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path):
@@ -156,8 +161,6 @@ def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path)
 
 
 def test_a_sequence_beyond_the_pretrained_positions_is_refused_before_anything_is_written(tmp_path, capfd):
-  import pytest  # pylint: disable=g-import-not-at-top
-  from flaxforge.core.errors import UserError  # pylint: disable=g-import-not-at-top
   lines = ["rocket orbit moon launch"] * 20
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("\n".join(lines))

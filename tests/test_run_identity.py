@@ -176,3 +176,10 @@ def test_a_rerun_without_config_checks_overrides_against_the_runs_own_fields(tra
   shown = _train(tmp_path / "run", "--help")
   assert shown.returncode == 0 and "text_column = 'text'" in shown.stdout
   assert f"config fields (the run's own: {tmp_path / 'run'}/config.json)" in shown.stdout
+  stored = tmp_path / "run" / "config.json"
+  stored.write_text(stored.read_text()[:40])  # damaged (a disk filled mid-copy, say): one line, nothing lost
+  damaged = _snapshot(tmp_path / "run")
+  broken = _train(tmp_path / "run")
+  assert broken.returncode == 2 and "Traceback" not in broken.stderr, broken.stderr[-2000:]
+  assert f"error: {stored} is not JSON" in broken.stderr.strip().splitlines()[-1]
+  assert _snapshot(tmp_path / "run") == damaged

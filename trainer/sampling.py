@@ -101,8 +101,10 @@ class Sampler:
     """The run's checkpoint (`step`, default the latest; `best`) with its tokenizer and `context`."""
     from flaxforge.trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
     run = restore.restore(workdir, step=step, best=best)
-    if run.config.model.name != "gpt":
-      raise UserError(f"{workdir} holds a {run.config.model.name!r} model; generating text needs a gpt run")
+    if run.config.model.name != "gpt" or run.info.get("task") != "lm":  # a gpt classifier has no LM head
+      what = f"{run.info.get('task') or 'classification'} {run.config.model.name!r}"
+      raise UserError(f"{workdir} holds a {what} model; generating text needs a gpt language-model run "
+                      "(--config=gpt_text or finetune_lm)")
     model, _ = nnx.merge(run.structure.eval_graphdef, jax.device_get(run.state))
     return cls(model, workdir_lib.load_asset(run.workdir, "tokenizer"), context(run.config, run.info, model.arch))
 

@@ -16,7 +16,8 @@ from etils import epath
 
 from flaxforge import data as data_lib
 from flaxforge.core import lease as lease_lib
-from flaxforge.core import paths
+from flaxforge.core import paths, run_config
+from flaxforge.core.run_config import read_json  # also the reader of callers' run files
 from flaxforge.core.errors import UserError
 from flaxforge.data import keyed, records
 from flaxforge.trainer import preemption
@@ -97,9 +98,9 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
     section, name = field.split(".")
     if section in config and isinstance(config[section].get(name), str):
       config[section][name] = paths.expand(config[section][name])
-  if not _has_checkpoints(workdir) or not (workdir / "config.json").exists():
+  if not _has_checkpoints(workdir) or not run_config.exists(workdir):
     return config, {}
-  old, new = _flat(read_json(workdir / "config.json")), _flat(json.loads(config.to_json_best_effort()))
+  old, new = _flat(run_config.read(workdir).to_dict()), _flat(json.loads(config.to_json_best_effort()))
   old.update({k: paths.expand(old[k]) for k in RUN_PATH_FIELDS if isinstance(old.get(k), str)})  # recorded as given
   changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
   # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
@@ -172,14 +173,8 @@ def write_json(path: epath.Path, value) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True))
 
 
-def read_json(path: epath.Path):
-  if not path.exists():
-    raise UserError(f"{path} not found: is --workdir a directory that flaxforge.launch.train wrote?")
-  return json.loads(path.read_text())
-
-
 def save_run(workdir: epath.Path, config, info: dict, assets: dict, data_record: dict) -> None:
-  write_json(workdir / "config.json", json.loads(config.to_json_best_effort()))
+  write_json(workdir / run_config.FILE, json.loads(config.to_json_best_effort()))
   write_json(workdir / DATA_RECORD, data_record)
   if data_record.get("prepared_dir") and jax.process_index() == 0:
     keyed.note_run(data_record["prepared_dir"], workdir)  # so a changed file's new copy keeps this run's
@@ -189,7 +184,7 @@ def save_run(workdir: epath.Path, config, info: dict, assets: dict, data_record:
 
 
 def load_config(workdir: epath.Path) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(read_json(workdir / "config.json"))
+  return run_config.read(workdir)
 
 
 def recorded_splits(workdir: epath.Path) -> list[str] | None:
@@ -208,7 +203,7 @@ def missing_split(workdir: epath.Path, split: str, flag: str) -> str | None:
   splits = recorded_splits(workdir)
   if splits is None or split in splits:
     return None
-  refit = split == "validation" and (workdir / "config.json").exists() and \
+  refit = split == "validation" and run_config.exists(workdir) and \
       load_config(workdir).get("data", {}).get("validation_fraction", None) == 0
   why = " (data.validation_fraction=0: every training row trained, none was held out)" if refit else ""
   return (f"{flag} needs the {split} split, which the run in {workdir} does not have{why}; its splits: "
