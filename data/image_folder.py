@@ -133,8 +133,8 @@ class ImageFolder(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     options = self.builder_config.options
     files, labels, names = list_images(pathlib.Path(options["path"]))
     labels = np.asarray(labels)
-    validation, test, train = text.holdout(labels, [options["validation_fraction"], options["test_fraction"]],
-                                           options["split_seed"])
+    test, validation, train = text.holdout(labels, [options["test_fraction"], options["validation_fraction"]],
+                                           options["split_seed"])  # test first: a refit keeps its rows
     parts = text.without_validation({"train": train, "validation": validation, "test": test},
                                     options["validation_fraction"])
     text.refuse_empty(parts, options["path"], f"{len(files)} images", "add images")

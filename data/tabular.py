@@ -169,8 +169,8 @@ def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
     labeler, strata = None, np.zeros(len(targets), np.int64)
   else:
     raise UserError(f"unknown task {opts['task']!r}; set --config.data.task to one of: {', '.join(TASKS)}")
-  validation, test, train = text.holdout(targets if strata is None else strata,
-                                         [opts["validation_fraction"], opts["test_fraction"]], opts["split_seed"])
+  test, validation, train = text.holdout(targets if strata is None else strata,  # test first: a refit keeps it
+                                         [opts["test_fraction"], opts["validation_fraction"]], opts["split_seed"])
   parts = text.without_validation({"train": train, "validation": validation, "test": test},
                                   opts["validation_fraction"])
   text.refuse_empty(parts, path.name, f"{len(table)} rows kept", "add rows")

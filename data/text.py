@@ -296,6 +296,8 @@ def holdout(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[n
   """Seeded, stratified split of indices: one array per fraction, then the rest (sorted indices).
 
   Each class gives round(fraction * its size) examples to each held-out part, so small classes may give none.
+  A part's examples depend only on the seed and the fractions before it: the builders pass the test fraction
+  first, so a refit (validation fraction 0) tests on the same examples as the run that chose its settings.
   """
   rng = np.random.default_rng(seed)
   parts = [[] for _ in range(len(fractions) + 1)]

@@ -154,7 +154,7 @@ def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_frac
   if validation_fraction == 0 and "validation" in given:
     given["train"] = np.sort(np.concatenate([given["train"], given.pop("validation")]))
   pool = given.get("train", np.arange(len(labels)))
-  wanted = [s for s in ("validation", "test") if not len(given.get(s, ()))]
+  wanted = [s for s in ("test", "validation") if not len(given.get(s, ()))]  # test first: a refit keeps it
   fractions = {"validation": validation_fraction, "test": test_fraction}
   *held, rest = text.holdout(labels[pool], [fractions[s] for s in wanted], seed)
   out = {**given, **{s: pool[i] for s, i in zip(wanted, held)}, "train": pool[rest]}

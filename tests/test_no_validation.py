@@ -196,6 +196,26 @@ def test_lm_text(tmp_path):
   assert _sizes(ds) == {"train": 18, "test": 2}
 
 
+def test_a_refit_tests_on_the_rows_the_chosen_settings_were_tested_on(tmp_path):
+  """Without a split column the test rows are drawn before the validation rows: the refit (fraction 0) is
+  tested on the same rows as the run that chose its settings, so the two test scores compare."""
+  labels = np.array([0, 1, 1] * 20)
+  chosen, refit = (text_files.split_rows(labels, None, f, 0.1, seed=3) for f in (0.2, 0))
+  np.testing.assert_array_equal(chosen["test"], refit["test"])
+  np.testing.assert_array_equal(refit["train"], np.sort(np.concatenate([chosen["train"], chosen["validation"]])))
+  for c in range(2):  # each image its own shade, so the test images say which rows they are
+    (tmp_path / "photos" / f"c{c}").mkdir(parents=True)
+    for i in range(20):
+      Image.fromarray(np.full((4, 4, 3), 10 * i + c, np.uint8)).save(tmp_path / "photos" / f"c{c}" / f"{i}.png")
+  cfg = {"path": str(tmp_path / "photos"), "data_dir": str(tmp_path / "tfds"), "image_size": (4, 4)}
+  shades = lambda ds: sorted(int(ds.splits["test"][i]["inputs"][0, 0, 0]) for i in range(len(ds.splits["test"])))
+  assert shades(image_folder.load(cfg)) == shades(image_folder.load({**cfg, "validation_fraction": 0}))
+  pd.DataFrame({"x": np.arange(40.0), "label": ["a", "b"] * 20}).to_csv(tmp_path / "t.csv", index=False)
+  cfg = {"path": str(tmp_path / "t.csv"), "data_dir": str(tmp_path / "tfds"), "normalize": "none"}
+  xs = lambda ds: sorted(float(ds.splits["test"][i]["inputs"][0]) for i in range(len(ds.splits["test"])))
+  assert xs(tabular.load(cfg)) == xs(tabular.load({**cfg, "validation_fraction": 0}))
+
+
 def test_a_positive_fraction_keeps_its_validation_split():
   parts = {"train": np.arange(3), "validation": np.zeros(0, np.int64)}
   assert list(text.without_validation(parts, 0)) == ["train"]
