@@ -48,7 +48,7 @@ def test_a_project_with_data_models_and_trainer_of_its_own_trains_and_evaluates(
     (tmp_path / name).write_text(f"raise RuntimeError('the user\\'s own {name} was imported')\n")
   proc = _run(*COMMANDS[command]("train"), f"--config={REPO}/launch/configs/text_csv.py", "--workdir=runs/r1",
               "--config.data.path=data/reviews.csv", "--config.data.data_dir=tfds", "--config.data.seq_len=16",
-              "--config.model.embed_dim=16", "--config.train.num_epochs=3", "--config.train.progress_bar=false",
+              "--config.model.embed_dim=16", "--config.train.num_epochs=10", "--config.train.progress_bar=false",
               cwd=tmp_path)
   result = json.loads(proc.stdout.strip().splitlines()[-1])
   assert result["split"] == "test" and result["accuracy"] >= 0.8, result  # two classes: chance is 0.5
