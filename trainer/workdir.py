@@ -100,7 +100,7 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
       config[section][name] = paths.expand(config[section][name])
   if not _has_checkpoints(workdir) or not run_config.exists(workdir):
     return config, {}
-  old, new = _flat(run_config.read(workdir).to_dict()), _flat(json.loads(config.to_json_best_effort()))
+  old, new = _flat(read_json(workdir / run_config.FILE)), _flat(json.loads(config.to_json_best_effort()))
   old.update({k: paths.expand(old[k]) for k in RUN_PATH_FIELDS if isinstance(old.get(k), str)})  # recorded as given
   changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
   # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
