@@ -56,36 +56,6 @@ def __getattr__(name):
 
 
 def _config(config):
-  """`config` as a ConfigDict: as given, a shipped config by name or a file, or overrides on the default."""
-  import importlib  # pylint: disable=g-import-not-at-top
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  import os  # pylint: disable=g-import-not-at-top
-  import pkgutil  # pylint: disable=g-import-not-at-top
-  from flaxforge.core.errors import UserError  # pylint: disable=g-import-not-at-top
+  """`config` as a ConfigDict, by the command line's resolver (launch/configs)."""
   from flaxforge.launch import configs  # pylint: disable=g-import-not-at-top
-  if isinstance(config, dict):
-    base = importlib.import_module("flaxforge.launch.configs.default").get_config()
-    for field, value in config.items():
-      *sections, name = field.split(".")
-      node = base
-      for section in sections:
-        node = node.get(section) if hasattr(node, "items") else None
-      if not hasattr(node, "items") or name not in node:
-        raise UserError(f"unknown config field {field!r}; flaxforge train --help lists the fields a config has")
-      try:
-        node[name] = value
-      except (TypeError, ValueError) as e:
-        raise UserError(f"config.{field} = {value!r}: {e}; pass a value of the field's type") from None
-    return base
-  if not isinstance(config, str):
-    return config
-  if os.path.isfile(config):
-    spec = importlib.util.spec_from_file_location("flaxforge_user_config", config)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
-  shipped = {m.name: f"flaxforge.launch.configs.{m.name}" for m in pkgutil.iter_modules(configs.__path__)}
-  shipped = {n: m for n, m in shipped.items() if n != "base" and hasattr(importlib.import_module(m), "get_config")}
-  if config not in shipped:
-    raise UserError(f"config {config!r} is neither a file nor a shipped config; shipped configs: {', '.join(shipped)}")
-  return importlib.import_module(shipped[config]).get_config()
+  return configs.load(config)

@@ -10,14 +10,12 @@ from absl import app, flags
 from absl import logging as absl_logging
 from ml_collections import config_flags
 
-from flaxforge.launch import allocator
 from flaxforge.core import config_fields, run_config
 from flaxforge.core.errors import UserError
+from flaxforge.launch import allocator, configs
+from flaxforge.trainer import fields
 
-_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_CONFIGS = os.path.join(_PACKAGE_ROOT, "launch", "configs")
-_DEFAULT_CONFIG = os.path.join(_CONFIGS, "default.py")
-_STORED_CONFIG = os.path.join(_CONFIGS, "_stored.py")  # a run's own config.json, as FILE:WORKDIR
+_STORED_CONFIG = os.path.join(configs.FOLDER, "_stored.py")  # a run's own config.json, as FILE:WORKDIR
 _HELP = ("--help", "-h", "--helpshort")
 
 WORKDIR = flags.DEFINE_string("workdir", None, "Work directory: checkpoints, metrics, config (local or gs://).")
@@ -28,41 +26,13 @@ NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the jo
 PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator_address).")
 
 
-def shipped_configs() -> list[str]:
-  """Names of the configs in launch/configs/ (what --config=NAME accepts)."""
-  names = []
-  for file in sorted(os.listdir(_CONFIGS)):
-    if file.endswith(".py") and file != "base.py" and not file.startswith("_"):
-      with open(os.path.join(_CONFIGS, file), encoding="utf-8") as f:
-        names += [file[:-3]] if "def get_config" in f.read() else []
-  return names
-
-
-def config_path(value: str) -> str:
-  """--config's value as a file: a path (from this folder, else from the package root, so README commands
-  work anywhere), or a shipped config's name. ml_collections' FILE:ARGUMENT form is kept."""
-  path, colon, argument = value.partition(":")
-  candidates = [path, os.path.join(_PACKAGE_ROOT, path)] if path else []
-  if "/" not in path and not path.endswith(".py"):
-    candidates.append(os.path.join(_CONFIGS, path + ".py"))
-  found = next((c for c in candidates if os.path.isfile(c)), None)
-  if found:
-    return found + colon + argument
-  shipped = shipped_configs()
-  name = os.path.basename(path).removesuffix(".py")
-  guess = difflib.get_close_matches(name, shipped, n=1)
-  raise UserError(f"config {value!r} is neither a file nor a shipped config"
-                  f"{f' (did you mean {guess[0]!r}?)' if guess else ''}; shipped configs: {', '.join(shipped)}; "
-                  "pass --config=NAME or --config=PATH/TO/CONFIG.py")
-
-
 def _resolve_config_argv(argv: list[str]):
   """Rewrites --config=NAME (or --config NAME) in place to the config's file, before absl reads it."""
   for i, arg in enumerate(argv):
     if arg.startswith("--config="):
-      argv[i] = "--config=" + config_path(arg[len("--config="):])
+      argv[i] = "--config=" + configs.path(arg[len("--config="):])
     elif arg == "--config" and i + 1 < len(argv):
-      argv[i + 1] = config_path(argv[i + 1])
+      argv[i + 1] = configs.path(argv[i + 1])
 
 
 def _stored_run_config(argv: list[str]) -> str | None:
@@ -86,8 +56,8 @@ def define_config_flag():
     _fail(str(e))
   try:
     return config_flags.DEFINE_config_file(
-        "config", _stored_run_config(sys.argv) or _DEFAULT_CONFIG,
-        f"A shipped config ({', '.join(shipped_configs())}) or a config file; default: the run's own in "
+        "config", _stored_run_config(sys.argv) or configs.DEFAULT,
+        f"A shipped config ({', '.join(configs.shipped())}) or a config file; default: the run's own in "
         "--workdir, else default")
   except Exception as e:  # pylint: disable=broad-except
     _fail(_flag_error_line(e))
@@ -145,9 +115,9 @@ def help_text(usage: str) -> str:
         os.path.basename(source)
     lines += ["", f"config fields ({source}); "
               "set any with --config.FIELD=VALUE, e.g. --config.data.batch_size=64:"]
-    for title, fields in config_fields.by_section(config).items():
+    for title, described in config_fields.by_section(config, fields.sections_of(config)).items():
       lines.append(f" {title}")
-      for name, value, description, allowed in fields:
+      for name, value, description, allowed in described:
         shown = f"{name} = {value!r}"
         lines.append(f"  {shown:<36} {description}{f' [{allowed}]' if allowed else ''}")
   return "\n".join(lines)

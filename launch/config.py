@@ -1,14 +1,14 @@
 """Show a config with its overrides applied: flaxforge config show NAME [--config.FIELD=VALUE ...]
 
 NAME is a shipped config (tiny, text_csv, gpt_text, ...) or a config file. Prints the resolved config as
-YAML after checking every numeric field against its range.
+YAML after checking every field against its declared range or choices.
 """
 import sys
 
 import yaml
 
-from flaxforge.core import config_fields
 from flaxforge.launch import common
+from flaxforge.trainer import fields
 
 USAGE = "usage: flaxforge config show NAME [--config.FIELD=VALUE ...], e.g. flaxforge config show text_csv"
 
@@ -28,7 +28,7 @@ CONFIG = common.define_config_flag()
 def main(argv):
   if not _SHOWING or len(argv) > 1:
     raise common.UserError(USAGE)
-  config_fields.validate(CONFIG.value)
+  fields.validate(CONFIG.value)
   # safe_dump, not the ConfigDict's own YAML: it writes tuples as lists, without a !!python/tuple tag
   print(yaml.safe_dump(CONFIG.value.to_dict(), default_flow_style=False), end="")
 

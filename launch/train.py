@@ -2,8 +2,8 @@
 
 The same as python -m flaxforge.launch.train. NAME is a shipped config (flaxforge config show NAME prints it).
 """
-from flaxforge.core import config_fields
 from flaxforge.launch import common
+from flaxforge.trainer import fields
 
 CONFIG = common.define_config_flag()
 
@@ -13,9 +13,10 @@ def main(argv):
     raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
   workdir = common.require_workdir()
   config = CONFIG.value  # without --config, the run's own in the workdir (if any) with the overrides set
-  config_fields.validate(config)
-  common.allocator.reexec_once(config.get("malloc", "auto"))  # the config's own choice, if it has one
-  common.use_xla_flags(config.get("xla_flags", ""))
+  fields.validate(config)
+  run = fields.Run.of(config)
+  common.allocator.reexec_once(run.malloc)  # the config's own choice
+  common.use_xla_flags(run.xla_flags)
   common.init_distributed()
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top  (after jax.distributed.initialize)
   results = loop.train(config, workdir)

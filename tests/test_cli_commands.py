@@ -11,7 +11,9 @@ import pytest
 
 from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
+from flaxforge.launch import configs
 from flaxforge.launch.configs import default, tiny
+from flaxforge.trainer import fields
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
 
@@ -60,9 +62,11 @@ def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   assert out.returncode == 0, out.stderr
   lines = out.stdout.splitlines()
   assert len(lines) <= 100, len(lines)
-  for name, value in config_fields.flatten(default.get_config()).items():
+  config = default.get_config()
+  declared = config_fields.declarations(fields.sections_of(config))
+  for name, value in config_fields.flatten(config).items():
     shown = [l for l in lines if l.strip().startswith(f"{name} = {value!r}")]
-    assert shown and config_fields.FIELDS[name][0] in shown[0], name
+    assert shown and declared[name].description in shown[0], name
   assert "--workdir" in out.stdout and "logtostderr" not in out.stdout
   assert "data.batch_size = 32" in out.stdout and "[integer >= 1]" in out.stdout
   text_csv = flaxforge("train", "--config=text_csv", "--help", cwd=tmp_path).stdout
@@ -81,17 +85,17 @@ def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
 
 def test_the_name_fields_list_every_built_in_dataset_and_model():
   from flaxforge import data, models  # pylint: disable=g-import-not-at-top
+  declared = config_fields.declarations(fields.sections_of(default.get_config()))
   for field, registry in (("data.name", data._LOADERS), ("model.name", models._MODULES)):  # pylint: disable=protected-access
-    described = config_fields.FIELDS[field][0]
+    described = declared[field].description
     assert all(re.search(rf"\b{name}\b", described) for name in registry), (field, described)
 
 
 def test_every_field_of_every_shipped_config_is_described(tmp_path):
-  from flaxforge.launch import common  # pylint: disable=g-import-not-at-top
-  import importlib  # pylint: disable=g-import-not-at-top
-  for name in common.shipped_configs():
-    fields = config_fields.flatten(importlib.import_module(f"flaxforge.launch.configs.{name}").get_config())
-    assert not set(fields) - set(config_fields.FIELDS), name
+  for name in configs.shipped():
+    config = configs.load(name)
+    held = config_fields.flatten(config)
+    assert not set(held) - set(config_fields.declarations(fields.sections_of(config))), name
 
 
 @pytest.mark.parametrize("override,shown", [
@@ -109,14 +113,14 @@ def test_numeric_fields_outside_their_range(tmp_path, override, shown):
 
 def test_validate_checks_configs_given_through_python():
   config = tiny.get_config()
-  config_fields.validate(config)
+  fields.validate(config)
   config.model.hidden = (64, -3)
   with pytest.raises(UserError, match=r"config.model.hidden = \(64, -3\) is out of range"):  # tuples too
-    config_fields.validate(config)
+    fields.validate(config)
   config.model.hidden = (64,)
   config.optimizer.learning_rate = 0.0
   with pytest.raises(UserError, match=r"config.optimizer.learning_rate = 0.0 is out of range: allowed is number > 0"):
-    config_fields.validate(config)
+    fields.validate(config)
 
 
 def test_config_show_prints_the_resolved_config(tmp_path):

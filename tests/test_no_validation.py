@@ -16,11 +16,11 @@ import pytest
 from PIL import Image
 
 import csv_run
-from flaxforge.core import config_fields
+from flaxforge.data import fields as data_fields
 from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, lm_text, newsgroups, tabular, text, text_files
 from flaxforge.launch.configs import text_csv
-from flaxforge.trainer import evaluate
+from flaxforge.trainer import evaluate, fields
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
 ROWS = 160  # csv_run.write_topics: 80 rows of each of 2 topics
@@ -95,14 +95,15 @@ def test_early_stopping_without_a_validation_split_is_refused(refit, tmp_path):
 
 
 def test_the_field_allows_zero_and_says_what_it_means():
-  description, allowed = config_fields.FIELDS["data.validation_fraction"]
+  declared = data_fields.Validation.declared()["validation_fraction"]
+  allowed = declared.range
   assert allowed.allows(0) and not allowed.allows(1) and not allowed.allows(-0.1)
-  assert "0 = no validation split" in description
+  assert "0 = no validation split" in declared.description
   # test_fraction has no such meaning (a run without a test split is not offered): 0 is outside its range.
   config = text_csv.get_config()
   config.data.test_fraction = 0.0
   with pytest.raises(UserError, match=r"config.data.test_fraction = 0.0 is out of range: allowed is number > 0"):
-    config_fields.validate(config)
+    fields.validate(config)
 
 
 # Each builder with validation_fraction: 0 writes no validation split; a positive fraction that gives the

@@ -13,9 +13,8 @@ import jax
 import numpy as np
 
 from flaxforge import models
-from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
-from flaxforge.trainer import checkpoint, early_stopping, evaluate, feed as feed_lib
+from flaxforge.trainer import checkpoint, early_stopping, evaluate, feed as feed_lib, fields
 from flaxforge.trainer import flops as flops_lib
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
@@ -77,7 +76,7 @@ def train(config, workdir: str, devices=None, *, model=None) -> dict:
   """Trains (or resumes) the run in `workdir` (on `devices`, default all); returns the final test metrics.
   `model`: a factory `(cfg, info, rngs) -> nnx.Module` used instead of `config.model.name`, which then
   records it as 'module:name' (a resume with another function is another run)."""
-  config_fields.validate(config)
+  fields.validate(config)
   if model is not None:
     config = config.copy_and_resolve_references()
     config.model.name = f"{model.__module__}:{model.__qualname__}"

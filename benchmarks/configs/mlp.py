@@ -1,14 +1,15 @@
 """Workload B of /work/shared/bench: MLP 784-512-512-10, batch 128, Adam 1e-3, on 60,000 synthetic rows."""
-import ml_collections
-
-from flaxforge.launch.configs import mlp_digits
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = mlp_digits.get_config()
+  c = base.get_config(data.Synthetic, model.MLP)
   c.data.name = "synthetic"
-  c.data.synthetic = ml_collections.ConfigDict(dict(kind="dense", num_train=60_000, features=784, num_classes=10))
+  c.data.synthetic.update(dict(kind="dense", num_train=60_000, features=784, num_classes=10))
   c.data.batch_size = 128
+  c.model.name = "mlp"
   c.model.hidden = (512, 512)
   c.model.kernel_init = "lecun_normal"
   c.model.dropout = 0.0

@@ -3,14 +3,21 @@
 Word vocabulary fitted on the training texts (the same data path as the text CNN), a [CLS] id at
 position 0, the first 128 tokens of each post (headers included), pre-norm blocks with learned positions.
 """
-from flaxforge.launch.configs import base, text_options
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config()
+  c = base.get_config(data.Archive, data.Validation, data.Tokenizer, data.Vocabulary, model.TransformerShape,
+                      model.TransformerCompute, model.Encoder)
   c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.data.name = "20newsgroups"
-  text_options.add(c.data, num_words=20000, seq_len=128, padding="post", truncating="post", cls_token=True)
+  c.data.num_words = 20000
+  c.data.seq_len = 128
+  c.data.padding = "post"
+  c.data.truncating = "post"
+  c.data.cls_token = True
   c.data.batch_size = 32
   c.data.eval_batch_size = 64
   c.model.name = "bert"

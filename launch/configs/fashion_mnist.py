@@ -6,11 +6,13 @@
 The first run prepares the dataset once (TFDS array_record); 10% of the training images are held out for
 validation, the t10k images are the test split.
 """
+from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config()
+  c = base.get_config(data.Archive, data.Validation, data.Augment, model.ConvNet)
   c.data.name = "fashion_mnist"
   c.data.validation_fraction = 0.1
   c.data.split_seed = 0

@@ -1,4 +1,4 @@
-"""Continue pretraining a Hugging Face causal LM (GPT-2, Llama family) on your corpus:
+"""Continued pretraining or supervised fine-tuning of a pretrained causal LM (Llama/Qwen2/Mistral, GPT-2):
 
   flaxforge train --config=finetune_lm --workdir=runs/lm --config.model.pretrained=HF_MODEL_DIR \
       --config.data.path=corpus.txt
@@ -8,26 +8,37 @@ tokenizer.json, documents joined by its end-of-text id, and cut into windows of 
 of {"prompt", "completion"} rows is supervised fine-tuning, the loss on the completion only. The model
 directory gives the architecture, so gpt_text's size and shape fields are not part of this config.
 """
-import ml_collections
-
-from flaxforge.launch.configs import gpt_text
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = gpt_text.get_config()
-  for name in ("size", "num_layers", "embed_dim", "num_heads", "mlp_dim", "position", "norm", "tie_embeddings"):
-    del c.model[name]  # config.json of model.pretrained decides them
-  del c.data.separator  # documents are joined by the tokenizer's end-of-text id
+  c = base.get_config(data.Validation, data.Test, data.Corpus, data.PretrainedTokenizer, model.Pretrained,
+                      model.TransformerCompute, model.LoRA)
+  c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
+  c.data.name = "lm_text"
   c.data.tokenizer = "hf"
   c.data.seq_len = 128
   c.data.test_bytes = 0
   c.data.validation_fraction = 0.05
+  c.data.test_fraction = 0.1
+  c.data.batch_size = 16
+  c.data.eval_batch_size = 16
+  c.model.name = "gpt"
   c.model.pretrained = ""
   c.data.tokenizer_path = c.model.get_ref("pretrained") + ""  # one-way: setting it leaves model.pretrained
-  c.model.lora = ml_collections.ConfigDict({"rank": 0, "alpha": 16.0, "targets": "qkv,out"})
+  c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 5e-5
+  c.optimizer.b2 = 0.95
   c.optimizer.weight_decay = 0.01
+  c.optimizer.schedule = "warmup_cosine"
   c.optimizer.warmup_steps = 20
-  c.train.num_steps = 0
+  c.optimizer.end_lr_factor = 0.1
+  c.optimizer.grad_clip_norm = 1.0
+  c.checkpoint.best_metric = "loss"
+  c.checkpoint.best_mode = "min"
   c.train.num_epochs = 1
+  c.train.log_every = 50
+  c.train.eval_every_steps = 500
   return c

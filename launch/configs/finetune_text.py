@@ -7,13 +7,15 @@ or on 20 Newsgroups with --config.data.name=20newsgroups. The model directory gi
 weights of the body and the tokenizer (tokenizer.json, stored with the run); the classification head is
 new. --config.model.lora.rank=8 trains low-rank adapters instead of every weight.
 """
-import ml_collections
-
-from flaxforge.launch.configs import base, text_options
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config()
+  c = base.get_config(data.TextFile, data.Archive, data.Validation, data.Test, data.Tokenizer,
+                      data.PretrainedTokenizer, model.Pretrained, model.TransformerCompute, model.Encoder,
+                      model.LoRA)
   c.data.name = "text_file"  # or 20newsgroups
   c.data.path = ""
   c.data.text_column = "text"
@@ -23,7 +25,8 @@ def get_config():
   c.data.bad_rows = "error"
   # Sequence 256 with mean pooling (all-MiniLM-L6-v2 was pretrained with it) beat 128 with [CLS] on 20
   # Newsgroups' validation split, 0.914 against 0.887 after 3 epochs, at twice the cost per step (BENCHMARKS.md).
-  text_options.add(c.data, seq_len=256, tokenizer="hf")
+  c.data.seq_len = 256
+  c.data.tokenizer = "hf"
   c.data.batch_size = 32
   c.data.eval_batch_size = 64
   c.model.name = "bert"
@@ -33,7 +36,6 @@ def get_config():
   c.model.pool = "mean"  # or "cls"
   c.model.dtype = "float32"  # bfloat16 on TPU/GPU
   c.model.dropout = 0.1
-  c.model.lora = ml_collections.ConfigDict({"rank": 0, "alpha": 16.0, "targets": "qkv,out"})
   c.optimizer.name = "adamw"
   c.optimizer.learning_rate = 1e-4
   c.optimizer.weight_decay = 0.01

@@ -4,11 +4,14 @@ Default corpus: the 20 Newsgroups texts (train split for training and validation
 of the test split for test bits per byte). Your own: --config.data.path=corpus.txt (or .jsonl with a
 "text" field). Sizes: --config.model.size=tiny|small|125m|350m|1b.
 """
+from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config()
+  c = base.get_config(data.Archive, data.Validation, data.Test, data.Corpus, data.ByteTokens,
+                      model.TransformerShape, model.TransformerCompute, model.Decoder)
   c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.loss = "cross_entropy"
   c.data.name = "lm_text"

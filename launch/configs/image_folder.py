@@ -5,14 +5,15 @@
 
 PNG, JPEG (any size, any mode) are decoded with Pillow, converted to `color` and resized to `image_size`
 once, when the dataset is prepared; a seeded, stratified validation and test part is held out. The
-prepared copy is keyed by the folder's files (names, sizes, times) and the options. The model and
-optimizer fields are fashion_mnist.py's.
+prepared copy is keyed by the folder's files (names, sizes, times) and the options.
 """
-from flaxforge.launch.configs import fashion_mnist
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = fashion_mnist.get_config()
+  c = base.get_config(data.ImageFolder, data.Validation, data.Test, data.Augment, model.ConvNet)
   c.data.name = "image_folder"
   c.data.path = ""
   c.data.image_size = (64, 64)  # (height, width)
@@ -22,7 +23,12 @@ def get_config():
   c.data.random_crop_padding = 4
   c.data.random_flip = True
   c.data.batch_size = 32
+  c.model.name = "convnet"
   c.model.channels = (32, 64, 128)
+  c.model.dense = 128
+  c.model.dropout = 0.3
+  c.optimizer.name = "adam"
+  c.optimizer.learning_rate = 1e-3
   c.train.num_epochs = 20
   c.train.log_every = 20
   return c

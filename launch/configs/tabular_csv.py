@@ -8,11 +8,13 @@ standardised or min-max scaled; categorical columns one-hot or label encoded. Ev
 the training split and stored as JSON in the run (assets/table_transform.json). For a numeric target add
 --config.data.task=regression --config.loss=mse (squared error of the single output; records carry rmse).
 """
-from flaxforge.launch.configs import mlp_digits
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = mlp_digits.get_config()  # the MLP's fields (activation, initialisers, dropout) and their defaults
+  c = base.get_config(data.Table, data.Validation, data.Test, model.MLP)
   c.data.name = "tabular"
   c.data.path = ""
   c.data.label_column = "label"
@@ -26,6 +28,7 @@ def get_config():
   c.data.test_fraction = 0.2
   c.data.split_seed = 0
   c.data.batch_size = 16
+  c.model.name = "mlp"
   c.model.hidden = (64, 32)
   c.optimizer.learning_rate = 3e-3
   c.train.num_epochs = 40

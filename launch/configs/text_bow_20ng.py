@@ -3,13 +3,18 @@
 Same data path as the seed config (a top-N vocabulary fitted on the training texts, stored as token ids),
 with a larger vocabulary and longer sequences; the model pools the set of words instead of convolving.
 """
-from flaxforge.launch.configs import base, text_options
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config()
+  c = base.get_config(data.Archive, data.Validation, data.Tokenizer, data.Vocabulary, model.BagOfWords)
   c.data.name = "20newsgroups"
-  text_options.add(c.data, num_words=50000, seq_len=1000, padding="post", truncating="post")
+  c.data.num_words = 50000
+  c.data.seq_len = 1000
+  c.data.padding = "post"
+  c.data.truncating = "post"
   c.data.batch_size = 64
   c.model.name = "bag_of_words"
   c.model.embed_dim = 128

@@ -8,11 +8,14 @@ split is held out; with one (values train/validation/test) it is used as given. 
 cached in the data directory, keyed by the file's name, size and time and the preprocessing options.
 The model is the bag-of-words classifier; --config.model.name=text_cnn (with its fields) also works.
 """
-from flaxforge.launch.configs import base, text_options
+from flaxforge.data import fields as data
+from flaxforge.launch.configs import base
+from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config()
+  c = base.get_config(data.TextFile, data.Validation, data.Test, data.Tokenizer, data.Vocabulary,
+                      model.BagOfWords)
   c.data.name = "text_file"
   c.data.path = ""
   c.data.text_column = "text"
@@ -20,7 +23,10 @@ def get_config():
   c.data.split_column = ""  # "" = hold out validation and test splits
   c.data.test_fraction = 0.1
   c.data.bad_rows = "error"  # a row with a missing, null, NaN or empty text or label: "error" or "drop"
-  text_options.add(c.data, num_words=30000, seq_len=400, padding="post", truncating="post")
+  c.data.num_words = 30000
+  c.data.seq_len = 400
+  c.data.padding = "post"
+  c.data.truncating = "post"
   c.data.batch_size = 32
   c.model.name = "bag_of_words"
   c.model.embed_dim = 128
