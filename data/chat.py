@@ -16,13 +16,15 @@ The loss mask marks the assistant's tokens. With `{% generation %}` blocks it ma
 overlaps the characters a block rendered: the same tokens as transformers' `return_assistant_tokens_mask`
 (which takes the tokens of a span's first and last character) whenever those characters belong to tokens,
 as they always do with byte-level BPE; where a tokenizer drops them (whitespace in a word-level vocabulary)
-transformers stops marking, that span and every later one, while this still marks the span's tokens. A
-template without such blocks (transformers warns and marks nothing) is masked by prefixes instead: an assistant message i's span runs from the end of
-`render(messages[:i], add_generation_prompt=True)` (the prompt, the assistant header included) to the end
-of `render(messages[:i + 1])`, less trailing whitespace, so it holds the reply and the template's
-end-of-turn text (Llama 3's <|eot_id|>, ChatML's <|im_end|>) but not the newline after it. This needs a
-template that renders a conversation's beginning the same whatever follows; one that does not (e.g. one
-that drops the reasoning of earlier turns) raises UserError naming the fix: add `{% generation %}` blocks.
+transformers stops marking, that span and every later one, while this still marks the span's tokens.
+
+A template without such blocks (transformers warns and marks nothing) is masked by prefixes instead: an
+assistant message i's span runs from the end of `render(messages[:i], add_generation_prompt=True)` (the
+prompt, the assistant header included) to the end of `render(messages[:i + 1])`, less trailing
+whitespace, so it holds the reply and the template's end-of-turn text (Llama 3's <|eot_id|>, ChatML's
+<|im_end|>) but not the newline after it. This needs a template that renders a conversation's beginning
+the same whatever follows; one that does not (e.g. one that drops the reasoning of earlier turns) raises
+UserError naming the fix: add `{% generation %}` blocks.
 """
 import contextlib
 import datetime
@@ -211,8 +213,9 @@ class ChatTemplate:
   def render(self, messages, *, add_generation_prompt: bool = False, tools=None, documents=None,
              spans: list | None = None) -> str:
     """The conversation as the template writes it. With `spans` (a list), appends the (start, end)
-    character range of each `{% generation %}` block. UserError for bad messages (`checked`) or when the
-    template refuses the conversation (its raise_exception, e.g. roles that do not alternate)."""
+    character range of each `{% generation %}` block (not thread-safe: the tracker lives on the template).
+    UserError for bad messages (`checked`) or when the template refuses the conversation (its
+    raise_exception, e.g. roles that do not alternate)."""
     kwargs = dict(messages=checked(messages), tools=tools, documents=documents,
                   add_generation_prompt=add_generation_prompt, **self.special_tokens)
     try:
@@ -239,7 +242,11 @@ class ChatTemplate:
     for i, message in enumerate(messages):
       if message.get("role") != "assistant":
         continue
-      prompt = self.render(messages[:i], add_generation_prompt=True) if i else ""
+      if not i:
+        raise UserError("the conversation starts with the assistant, and without {% generation %} blocks in "
+                        "the chat template its reply cannot be told from the template's preamble; start with a "
+                        "system or user message")
+      prompt = self.render(messages[:i], add_generation_prompt=True)
       turn = self.render(messages[:i + 1])
       if not (text.startswith(prompt) and text.startswith(turn) and len(turn) >= len(prompt)):
         raise UserError(f"the chat template of {self.model_dir} renders earlier turns differently once later "

@@ -207,6 +207,14 @@ def test_bad_messages_are_one_line(model, messages, match):
   assert "\n" not in str(e.value)
 
 
+def test_a_reply_first_needs_generation_blocks(model):
+  _, tagged, plain, _ = model
+  messages = [{"role": "assistant", "content": "Paris"}, {"role": "user", "content": "No."}]
+  with pytest.raises(UserError, match="starts with the assistant.*system or user message"):
+    chat.ChatTemplate(plain).encode(messages)
+  assert chat.ChatTemplate(tagged).encode(messages)[1].sum() > 0
+
+
 def test_a_template_that_rewrites_earlier_turns_needs_generation_blocks(tmp_path):
   # Drops the reasoning of every assistant turn but the last, as reasoning models' templates do.
   rewriting = ("{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' and not loop.last %}"

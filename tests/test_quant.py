@@ -36,7 +36,8 @@ def test_int8_error_is_at_most_half_a_step_per_channel():
   np.testing.assert_allclose(stored["scale"], np.abs(np.asarray(w)).max(axis=(0, 1)) / 127, rtol=1e-6)
   error = np.abs(np.asarray(quant.dequantize(stored, w.shape)) - np.asarray(w))
   assert np.all(error <= np.asarray(stored["scale"]) / 2 * (1 + 1e-5) + 1e-12)
-  assert np.abs(np.asarray(stored["q"])).max() == 127 and not np.any(np.asarray(quant.dequantize(stored, w.shape))[..., 7])
+  assert np.abs(np.asarray(stored["q"])).max() == 127
+  assert not np.any(np.asarray(quant.dequantize(stored, w.shape))[..., 7])
 
 
 @pytest.mark.parametrize("double_quant", [False, True])
