@@ -45,7 +45,8 @@ def test_packed_rows_give_the_unpacked_loss_and_gradients():
   def packed_loss(model):
     mask = segments.attention_mask(jnp.asarray(packed["segment_ids"]))
     h, _ = model.transformer(jnp.asarray(packed["inputs"]), jnp.asarray(packed["positions"]), mask=mask)
-    return _loss(model._logits(h), jnp.asarray(packed["label"]), jnp.asarray(packed["loss_mask"]))  # pylint: disable=protected-access
+    logits = model._logits(h)  # pylint: disable=protected-access
+    return _loss(logits, jnp.asarray(packed["label"]), jnp.asarray(packed["loss_mask"]))
 
   want, want_grads = nnx.value_and_grad(unpacked_loss)(model)
   got, got_grads = nnx.value_and_grad(packed_loss)(model)
