@@ -1,6 +1,7 @@
 """Datasets by name: a built-in loader or the user's own module (`my_data.loader` or `path/to/loader.py`),
 whose `load(cfg)` returns a `data.dataset.Dataset` (random-access splits, JSON info and assets)."""
 from flaxforge.core import imports
+from flaxforge.data import fields
 
 _LOADERS = {
     "digits": "flaxforge.data.digits",
@@ -15,5 +16,5 @@ _LOADERS = {
 
 
 def load(cfg):
-  """`cfg` is `config.data`; `cfg.name` picks the loader."""
-  return imports.resolve(cfg.name, _LOADERS, "load", "data.name", "dataset").load(cfg)
+  """`cfg` is `config.data`; its `name` (data.fields.Dataset) picks the loader."""
+  return imports.resolve(fields.Dataset.read(cfg).name, _LOADERS, "load", "data.name", "dataset").load(cfg)

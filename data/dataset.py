@@ -11,6 +11,9 @@ from jax.experimental import multihost_utils
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
+from flaxforge.data import fields
+
+SPLITS = ("train", "validation", "test")  # the split names a loader may hand the trainer, in this order
 
 
 @dataclasses.dataclass
@@ -41,8 +44,9 @@ class PlainLog:
     pass
 
 
-def data_dir(configured: str) -> epath.Path:
-  """The TFDS data directory: the config's, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+def data_dir(cfg) -> epath.Path:
+  """The TFDS data directory: `config.data`'s data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
+  configured = fields.Dataset.read(cfg).data_dir
   return epath.Path(paths.expand(configured or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"))
 
 

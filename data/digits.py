@@ -41,10 +41,10 @@ class Digits(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
 
 
 def load(cfg) -> dataset.Dataset:
-  builder = dataset.prepare(Digits(data_dir=dataset.data_dir(cfg.data_dir)))
+  builder = dataset.prepare(Digits(data_dir=dataset.data_dir(cfg)))
   names = [str(i) for i in range(10)]
   return dataset.Dataset(
-      splits=dataset.sources(builder, ["train", "validation", "test"]),
+      splits=dataset.sources(builder, dataset.SPLITS),
       info={"task": "classification", "num_classes": 10, "label_names": names,
             "input_shape": [8, 8], "input_scale": 1.0 / _PIXEL_MAX},
       assets={"labels": names},

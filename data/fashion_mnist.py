@@ -5,19 +5,19 @@ The files may be gzip'd (as published) or not. A seeded, stratified `validation_
 training images is held out for validation (none with 0: every training image trains); the 10,000 t10k
 images are the test split.
 """
+import dataclasses
 import gzip
 import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from flaxforge.data import dataset, image_folder, keyed, text
+from flaxforge.data import builders, dataset, fields, image_folder, splits
 from flaxforge.core.errors import UserError
 
 NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
          "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
-_DEFAULTS = {"validation_fraction": 0.1, "split_seed": 0}
 _UBYTE = 0x08
 
 
@@ -59,24 +59,13 @@ def read_split(folder: pathlib.Path, split: str) -> tuple[np.ndarray, np.ndarray
   return images, labels
 
 
-class FashionMnist(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
-  _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
+class FashionMnist(builders.ArrayBuilder):
+  DESCRIPTION = "Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) from its IDX files"
+  HOMEPAGE = "https://github.com/zalandoresearch/fashion-mnist"
   MANUAL_DOWNLOAD_INSTRUCTIONS = "Put the four Fashion-MNIST IDX files (.gz or not) in the manual_dir."
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="Fashion-MNIST (Xiao, Rasul & Vollgraf 2017) from its IDX files; options: "
-                    + self.builder_config.description,
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-            "label": tfds.features.ClassLabel(names=NAMES),
-        }),
-        supervised_keys=("inputs", "label"),
-        homepage="https://github.com/zalandoresearch/fashion-mnist",
-        metadata=tfds.core.MetadataDict(),
-    )
+  def features(self):
+    return tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8), tfds.features.ClassLabel(names=NAMES)
 
   def _split_generators(self, dl_manager):
     options = self.builder_config.options
@@ -84,27 +73,25 @@ class FashionMnist(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     train_images, train_labels = read_split(folder, "train")
     test_images, test_labels = read_split(folder, "test")
     fraction = options["validation_fraction"]
-    validation, train = text.holdout(train_labels, [fraction], options["split_seed"])
-    parts = text.without_validation({"train": train, "validation": validation}, fraction)
-    text.refuse_empty(parts, "Fashion-MNIST",
-                      f"validation_fraction {fraction:g} of {len(train_labels)} training images")
+    parts = splits.hold_out(train_labels, validation=fraction, seed=options["split_seed"], where="Fashion-MNIST",
+                            size=f"validation_fraction {fraction:g} of {len(train_labels)} training images")
     self.info.metadata["label_names"] = list(NAMES)
-    self.info.metadata["pixel_stats"] = image_folder.pixel_statistics([train_images[train][..., None]])
+    self.info.metadata["pixel_stats"] = image_folder.pixel_statistics([train_images[parts["train"]][..., None]])
     return {**{name: self._generate_examples(train_images[idx][..., None], train_labels[idx])
                for name, idx in parts.items()},
             "test": self._generate_examples(test_images[..., None], test_labels)}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: manual_dir (the IDX files), validation_fraction (0.1; 0 = none), split_seed (0),
-  normalize (unit|symmetric|standardize), random_crop_padding, random_flip, data_dir."""
-  options = {k: cfg.get(k, v) for k, v in _DEFAULTS.items()}
-  builder = FashionMnist(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=keyed.builder_config(options))
-  manual_dir = cfg.get("manual_dir", "") or None
+  """`cfg` is `config.data` (data.fields.Archive, Validation, Augment): the IDX files in manual_dir, prepared
+  once per split options in data_dir."""
+  options = dataclasses.asdict(fields.Validation.read(cfg))
+  builder = FashionMnist(data_dir=dataset.data_dir(cfg), config=builders.builder_config(options))
+  manual_dir = fields.Archive.read(cfg).manual_dir or None
   if not builder.is_prepared():
     if not manual_dir:
       raise UserError("Fashion-MNIST is read from its IDX files; pass --config.data.manual_dir=FOLDER_WITH_THEM")
     for stems in FILES.values():
       for stem in stems:
-        find(keyed.existing_path(manual_dir, "manual_dir", "folder"), stem)
+        find(builders.existing_path(manual_dir, "manual_dir", "folder"), stem)
   return image_folder.image_dataset(dataset.prepare(builder, manual_dir), cfg)

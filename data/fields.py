@@ -17,7 +17,8 @@ class Dataset(Section):
 
 @dataclasses.dataclass(frozen=True)
 class Archive(Section):
-  """A downloadable dataset (20 Newsgroups, Fashion-MNIST) read offline from a folder."""
+  """A downloadable dataset (20 Newsgroups, also lm_text's default corpus; Fashion-MNIST) read offline from a
+  folder."""
   SECTION, TITLE = "data", _TITLE
   manual_dir: str = field("", "folder holding the downloaded archive (offline)")
 
@@ -33,9 +34,9 @@ class Validation(Section):
 
 @dataclasses.dataclass(frozen=True)
 class Test(Section):
-  """The test split held out of a user's file or folder that has no test split of its own."""
+  """The test split held out of a user's file or folder that has no test split of its own (data/splits.py)."""
   SECTION, TITLE = "data", _TITLE
-  test_fraction: float = field(0.1, "share held out for test (files without a split column)",
+  test_fraction: float = field(0.1, "share held out for test (a file or folder without its own test split)",
                                range=Range(0, 1, low_open=True, high_open=True))
 
 
@@ -78,6 +79,7 @@ class Vocabulary(Section):
 
 @dataclasses.dataclass(frozen=True)
 class PretrainedTokenizer(Section):
+  """A pretrained model's own tokenizer, for data.tokenizer=hf (data/text.py PretrainedEncoder)."""
   SECTION, TITLE = "data", _TITLE
   tokenizer_path: str = field("", "a tokenizer.json or the folder holding it; '' = model.pretrained's")
 
@@ -91,7 +93,8 @@ class Corpus(Section):
   text_column: str = field("text", "JSON field holding the text")
   tokenizer: str = field("bytes", "bytes, or hf (the pretrained model's tokenizer.json)", choices=("bytes", "hf"))
   seq_len: int = field(256, "tokens per training window", range=count(1))
-  test_bytes: int = field(200_000, "bytes of the test split to evaluate; 0 = all", range=count(0))
+  test_bytes: int = field(200_000, "tokens (bytes, for a byte corpus) of the test split to evaluate; 0 = all",
+                          range=count(0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +106,7 @@ class ByteTokens(Section):
 
 @dataclasses.dataclass(frozen=True)
 class Augment(Section):
-  """Image scaling and training-time augmentation (data/preprocess.py)."""
+  """Image scaling and training-time augmentation (data/image_folder.py image_dataset, data/preprocess.py)."""
   SECTION, TITLE = "data", _TITLE
   normalize: str = field("unit", "pixels to unit [0, 1], symmetric [-1, 1] or standardize",
                          choices=("unit", "symmetric", "standardize"))
@@ -125,7 +128,7 @@ class ImageFolder(Section):
 class Table(Section):
   """A user's table (data/tabular.py)."""
   SECTION, TITLE = "data", _TITLE
-  path: str = field("", "your CSV/TSV")
+  path: str = field("", "your CSV/TSV/JSONL table")
   label_column: str = field("label", "column holding the label (or the regression target)")
   feature_columns: str = field("", "comma-separated input columns; '' = every column but the label")
   categorical_columns: str = field("", "comma-separated categorical columns; '' = the non-numeric ones")

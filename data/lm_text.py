@@ -18,8 +18,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
-from flaxforge.data import dataset, newsgroups, records, synthetic, text
+from flaxforge.data import dataset, fields, newsgroups, records, splits, synthetic, text
 from flaxforge.core.errors import UserError
+from flaxforge.data.hf_tokenizer import HFTokenizer
 
 VOCAB_SIZE = 256
 
@@ -46,7 +47,7 @@ def join(docs: Iterable[bytes], separator: int) -> np.ndarray:
 
 
 def _archive(cfg) -> pathlib.Path:
-  manual_dir = cfg.get("manual_dir", "")
+  manual_dir = fields.Archive.read(cfg).manual_dir
   if manual_dir:
     path = pathlib.Path(paths.expand(manual_dir)) / newsgroups.ARCHIVE
     if not path.is_file():
@@ -54,44 +55,45 @@ def _archive(cfg) -> pathlib.Path:
                       "into that folder, or fix --config.data.manual_dir")
     newsgroups.check_manual(path)
     return path
-  downloads = dataset.data_dir(cfg.get("data_dir", "")) / "downloads"
+  downloads = dataset.data_dir(cfg) / "downloads"
   return pathlib.Path(newsgroups.fetch_archive(tfds.download.DownloadManager(download_dir=downloads)))
 
 
 def newsgroups_streams(cfg, separator: int) -> dict[str, np.ndarray]:
-  archive = _archive(cfg)
+  """The 20 Newsgroups train posts (a seeded share held out whole as validation) and test posts, each
+  joined with `separator` in archive order."""
+  archive, split = _archive(cfg), fields.Validation.read(cfg)
   train = [body.encode("latin-1") for body, _ in newsgroups.documents(archive, "train")]
-  order = np.random.default_rng(cfg.get("split_seed", 0)).permutation(len(train))
-  n_val = int(round(cfg.get("validation_fraction", 0.1) * len(train)))
-  test = join((body.encode("latin-1") for body, _ in newsgroups.documents(archive, "test")), separator)
-  test_bytes = cfg.get("test_bytes", 200_000)
+  order = np.random.default_rng(split.split_seed).permutation(len(train))
+  n_val = int(round(split.validation_fraction * len(train)))
   streams = {"train": join((train[i] for i in np.sort(order[n_val:])), separator),
              "validation": join((train[i] for i in np.sort(order[:n_val])), separator),
-             "test": test[:test_bytes] if test_bytes else test}
-  return text.without_validation(streams, cfg.get("validation_fraction", 0.1))
+             "test": join((body.encode("latin-1") for body, _ in newsgroups.documents(archive, "test")), separator)}
+  return splits.without_validation(streams, split.validation_fraction)
 
 
 PROMPT, COMPLETION = "prompt", "completion"
 
 
-def read_file(cfg) -> tuple[pathlib.Path, list[bytes] | None, list[tuple[int, str, str]] | None]:
+def read_file(given: str, field: str) -> tuple[pathlib.Path, list[bytes] | None,
+                                              list[tuple[int, str, str]] | None]:
   """The corpus file as (path, documents, None) or, for prompt/completion rows, (path, None, rows).
 
-  A .txt file is ONE document, the whole file as raw bytes: newlines and blank lines are ordinary text, and
-  no end-of-text / separator is inserted anywhere in it. A .jsonl file is one document per line, its
-  `text_column` field as UTF-8; or, when its first row has a "prompt" or "completion" field and no
-  `text_column` field, supervised fine-tuning rows (line number, prompt, completion). Every row must match
-  the kind the first row set: UserError names the first row that does not (not JSON, a missing field, a
-  null or non-string value, an empty completion) and the fields each kind needs.
+  `given` is data.path, `field` data.text_column. A .txt file is ONE document, the whole file as raw bytes:
+  newlines and blank lines are ordinary text, and no end-of-text / separator is inserted anywhere in it. A
+  .jsonl file is one document per line, its `field` as UTF-8; or, when its first row has a "prompt" or
+  "completion" field and no `field`, supervised fine-tuning rows (line number, prompt, completion). Every row
+  must match the kind the first row set: UserError names the first row that does not (not JSON, a missing
+  field, a null or non-string value, an empty completion) and the fields each kind needs.
   """
-  path = pathlib.Path(paths.expand(cfg.get("path")))
+  path = pathlib.Path(paths.expand(given))
   if not path.is_file():
-    raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
+    raise UserError(f"{given} not found; pass --config.data.path=A_TEXT_FILE (.txt or .jsonl)")
   if path.suffix.lower() == ".txt":
     return path, [path.read_bytes()], None
   if path.suffix.lower() not in (".jsonl", ".ndjson"):
     raise UserError(f"{path.name}: unknown file type {path.suffix!r}; use .txt or .jsonl")
-  field, rows = cfg.get("text_column", "text"), []
+  rows = []
   for line_num, line in enumerate(path.read_bytes().split(b"\n"), 1):
     if line.strip():
       try:
@@ -129,24 +131,18 @@ def _shown(value) -> str:
   return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
-def file_streams(cfg, docs: list[bytes], separator: int, encode=None) -> tuple[dict[str, np.ndarray], float]:
-  """`docs` joined with `separator` (bytes; or token ids through `encode`, str -> ids), split by position
-  into train | validation | test; and the train split's UTF-8 bytes per token (1.0 for bytes; through
-  `encode`, text bytes over tokens with the separators counted as tokens of no bytes, a document cut by
-  the split boundary counted pro rata)."""
+def file_streams(docs: list[bytes], separator: int, encode, validation: float,
+                 test: float) -> tuple[dict[str, np.ndarray], float]:
+  """`docs` joined with `separator` (bytes; or token ids through `encode`, str -> ids, if not None), split by
+  position into train | validation | test (`splits.by_position`); and the train split's UTF-8 bytes per token
+  (1.0 for bytes; through `encode`, text bytes over tokens with the separators counted as tokens of no bytes, a
+  document cut by the split boundary counted pro rata)."""
   if encode is None:
     stream = join(docs, separator)
   else:
     ids = [np.asarray(encode(d.decode("utf-8", errors="replace")), np.int32) for d in docs]
     stream = np.concatenate([part for doc in ids for part in (doc, [separator])][:-1]).astype(np.int32)
-  n = len(stream)
-  val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
-  streams = {"train": stream[:n - val - test], "validation": stream[n - val - test:n - test],
-             "test": stream[n - test:]}
-  test_bytes = cfg.get("test_bytes", 0)
-  if test_bytes:
-    streams["test"] = streams["test"][:test_bytes]
-  streams = text.without_validation(streams, cfg.get("validation_fraction", 0.1))
+  streams = {name: stream[a:b] for name, (a, b) in splits.by_position(len(stream), validation, test).items()}
   if encode is None:
     return streams, 1.0
   doc_tokens = np.array([len(doc) for doc in ids], np.float64)
@@ -157,13 +153,13 @@ def file_streams(cfg, docs: list[bytes], separator: int, encode=None) -> tuple[d
   return streams, (train_bytes / n_train if train_bytes and n_train else 1.0)
 
 
-def sft_examples(cfg, name: str, rows: list[tuple[int, str, str]], encode, pad_id: int,
-                 seq_len: int) -> tuple[dict[str, "synthetic.ArraySource"], float]:
+def sft_examples(name: str, rows: list[tuple[int, str, str]], encode, pad_id: int, seq_len: int, validation: float,
+                 test: float) -> tuple[dict[str, "synthetic.ArraySource"], float]:
   """Supervised fine-tuning `rows` (line number, prompt, completion) as examples: prompt + completion +
   end-of-text, truncated and right-padded to seq_len + 1 tokens; `loss_mask` [seq_len] is 1 where the label
   is a completion token (the end-of-text included), 0 on the prompt and padding. Rows split by position
-  into train | validation | test. Also the train rows' completion UTF-8 bytes per loss token (a completion
-  cut by seq_len counted pro rata).
+  into train | validation | test (`splits.by_position`). Also the train rows' completion UTF-8 bytes per loss
+  token (a completion cut by seq_len counted pro rata).
 
   UserError when a split's prompts leave no completion token within seq_len; a warning on stderr with the
   count when only some rows lose their whole completion."""
@@ -178,8 +174,7 @@ def sft_examples(cfg, name: str, rows: list[tuple[int, str, str]], encode, pad_i
     loss_mask[i, max(len(prompt) - 1, 0):len(tokens) - 1] = 1.0
     kept = min(max(len(tokens) - len(prompt), 0), len(completion) - 1)
     completion_bytes[i] = len(completion_text.encode("utf-8")) * kept / max(len(completion) - 1, 1)
-  val, test = int(cfg.get("validation_fraction", 0.1) * n), int(cfg.get("test_fraction", 0.1) * n)
-  bounds = {"train": (0, n - val - test), "validation": (n - val - test, n - test), "test": (n - test, n)}
+  bounds = splits.by_position(n, validation, test)
   lost = loss_mask.sum(1) == 0
   for split, (a, b) in bounds.items():
     if b > a and lost[a:b].all():
@@ -189,21 +184,11 @@ def sft_examples(cfg, name: str, rows: list[tuple[int, str, str]], encode, pad_i
   if lost.any():
     print(f"warning: {name}: data.seq_len={seq_len} leaves no completion tokens after the prompt in "
           f"{int(lost.sum())} of {n} rows; they add nothing to the loss", file=sys.stderr)
-  train_tokens = float(loss_mask[:n - val - test].sum())
-  train_bytes = float(completion_bytes[:n - val - test].sum())
-  splits = {split: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
-            for split, (a, b) in text.without_validation(bounds, cfg.get("validation_fraction", 0.1)).items()}
-  return splits, (train_bytes / train_tokens if train_bytes else 1.0)
-
-
-def _pretrained_tokenizer(cfg):
-  """data.tokenizer=hf: the model's own tokenizer (whole documents, no truncation or padding), its stored
-  form, and its separator (the end-of-text / padding id)."""
-  if not cfg.get("path", ""):
-    raise UserError("data.tokenizer=hf reads your corpus; pass --config.data.path=corpus.txt (or .jsonl)")
-  encoder = text.PretrainedEncoder.fit((), **text.encoder_options(cfg))
-  encode, _, separator = codec(encoder.to_json())
-  return encode, encoder, separator
+  _, end = bounds["train"]
+  train_tokens, train_bytes = float(loss_mask[:end].sum()), float(completion_bytes[:end].sum())
+  examples = {split: synthetic.ArraySource(inputs=ids[a:b, :-1], label=ids[a:b, 1:], loss_mask=loss_mask[a:b])
+              for split, (a, b) in bounds.items()}
+  return examples, (train_bytes / train_tokens if train_bytes else 1.0)
 
 
 def codec(tokenizer: dict):
@@ -222,32 +207,40 @@ def codec(tokenizer: dict):
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: seq_len (256), path ('' = 20 Newsgroups; see `read_file`), text_column ('text',
-  for .jsonl), tokenizer ('' = bytes, 'hf' = tokenizer_path's tokenizer.json), validation_fraction (0.1;
-  0 = no validation split), test_fraction (0.1, files only), test_bytes (200,000 for 20 Newsgroups, 0 = all
-  for files), split_seed (0), separator (0), manual_dir and data_dir (20 Newsgroups).
+  """`cfg` is `config.data` (data.fields.Corpus, ByteTokens or PretrainedTokenizer, Validation, Test, and
+  Archive for 20 Newsgroups): the corpus at `path` (see `read_file`), else 20 Newsgroups, as windows of
+  seq_len + 1 tokens (test_fraction applies to files only; test_bytes cuts the test stream).
 
   info["bytes_per_token"] (what bits_per_byte divides by, for every split) is measured on the train split:
   1.0 for a byte corpus, else its UTF-8 text bytes per token (see `file_streams` and `sft_examples`).
   `source` is the file's path and SHA-256, so a resumed run refuses an edited file. UserError for a bad
   file (`read_file`), a split too small for one example, or completions that seq_len cuts off entirely."""
-  seq_len, separator = cfg.get("seq_len", 256), cfg.get("separator", 0)
-  vocab_size, tokenizer, encode = VOCAB_SIZE, {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}, None
-  if cfg.get("tokenizer", "") == text.PRETRAINED:
-    encode, encoder, separator = _pretrained_tokenizer(cfg)
+  corpus, separator = fields.Corpus.read(cfg), fields.ByteTokens.read(cfg).separator
+  fractions = fields.Validation.read(cfg).validation_fraction, fields.Test.read(cfg).test_fraction
+  seq_len, vocab_size, encode = corpus.seq_len, VOCAB_SIZE, None
+  tokenizer = {"type": "bytes", "vocab_size": VOCAB_SIZE, "separator": separator}
+  if corpus.tokenizer == text.PRETRAINED:
+    if not corpus.path:
+      raise UserError("data.tokenizer=hf reads your corpus; pass --config.data.path=corpus.txt (or .jsonl)")
+    file = text.tokenizer_file(fields.PretrainedTokenizer.read(cfg).tokenizer_path)
+    encoder = text.PretrainedEncoder(HFTokenizer(file, seq_len))
     vocab_size, tokenizer = encoder.vocab_size, encoder.to_json()
-  splits, streams, source, bytes_per_token = None, {}, {}, 1.0
-  if cfg.get("path", ""):
-    path, docs, rows = read_file(cfg)
+    encode, _, separator = codec(tokenizer)  # whole documents: no truncation or padding
+  parts, streams, source, bytes_per_token = None, {}, {}, 1.0
+  if corpus.path:
+    path, docs, rows = read_file(corpus.path, corpus.text_column)
     source = {"path": str(path), "sha256": records.file_sha256(path)}
     if rows is None:
-      streams, bytes_per_token = file_streams(cfg, docs, separator, encode)
+      streams, bytes_per_token = file_streams(docs, separator, encode, *fractions)
     else:
-      splits, bytes_per_token = sft_examples(cfg, path.name, rows, encode or codec(tokenizer)[0], separator, seq_len)
+      parts, bytes_per_token = sft_examples(path.name, rows, encode or codec(tokenizer)[0], separator, seq_len,
+                                            *fractions)
   else:
     streams = newsgroups_streams(cfg, separator)
-  splits = splits or {name: Windows(stream, seq_len) for name, stream in streams.items()}
-  for name, examples in splits.items():
+  if corpus.test_bytes and "test" in streams:
+    streams["test"] = streams["test"][:corpus.test_bytes]
+  parts = parts or {name: Windows(stream, seq_len) for name, stream in streams.items()}
+  for name, examples in parts.items():
     if not len(examples) and not streams:
       raise UserError(f"the {name} split has no rows; add rows, or change --config.data.validation_fraction "
                       "or --config.data.test_fraction")
@@ -255,7 +248,7 @@ def load(cfg) -> dataset.Dataset:
       raise UserError(f"the {name} split has {len(streams[name])} tokens, less than one window of "
                       f"seq_len + 1 = {seq_len + 1}; use more text or lower --config.data.seq_len")
   return dataset.Dataset(
-      splits=splits,
+      splits=parts,
       info={"task": "lm", "vocab_size": vocab_size, "seq_len": seq_len, "bytes_per_token": bytes_per_token},
       assets={"tokenizer": tokenizer},
       source=source,

@@ -2,11 +2,9 @@
 
 Token ids are stored already encoded, so training reads fixed-length int32 rows. The encoder is fitted once,
 on the training part, at prepare time and saved in the dataset's metadata; every set of preprocessing options
-is its own BuilderConfig (named by a hash of the options), so changing an option prepares a new copy.
+is its own prepared copy (data/builders.py), so changing an option prepares a new copy.
 """
 import dataclasses
-import hashlib
-import json
 import socket
 import sys
 import tarfile
@@ -21,7 +19,7 @@ from etils import epath
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import dataset, records, text
+from flaxforge.data import builders, dataset, fields, records, splits, text
 
 URL = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
 SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
@@ -33,8 +31,6 @@ GROUPS = (
     "soc.religion.christian", "talk.politics.guns", "talk.politics.mideast", "talk.politics.misc",
     "talk.religion.misc",
 )  # sorted: the ids scikit-learn gives them
-SPLITS = ("train", "validation", "test")
-_SPLIT_DEFAULTS = {"validation_fraction": 0.1, "split_seed": 0}
 
 
 def documents(archive, split: str) -> Iterator[tuple[str, int]]:
@@ -107,90 +103,46 @@ def _check_reachable(url: str, timeout: float = 10.0) -> None:
                            timeout=timeout).close()
 
 
-@dataclasses.dataclass
-class OptionsConfig(tfds.core.BuilderConfig):
-  """A BuilderConfig made from preprocessing options; its name is a digest of them. `source` (a user's
-  file) is where to read from, not part of the name: the options carry the file's content hash."""
-  options: dict = dataclasses.field(default_factory=dict)
-  source: str = ""
-
-
-def builder_config(options: dict, prefix: str = "", source: str = "") -> OptionsConfig:
-  digest = hashlib.sha256(json.dumps(options, sort_keys=True).encode()).hexdigest()[:12]
-  name = f"{prefix}w{options.get('num_words', 0)}_l{options['seq_len']}_{digest}"
-  return OptionsConfig(name=name, description=json.dumps(options, sort_keys=True), options=options, source=source)
-
-
-def encoded_features(seq_len: int, label) -> tfds.features.FeaturesDict:
-  return tfds.features.FeaturesDict({"inputs": tfds.features.Tensor(shape=(seq_len,), dtype=np.int32),
-                                     "label": label})
-
-
-class TwentyNewsgroups(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
+class TwentyNewsgroups(builders.ArrayBuilder):
+  DESCRIPTION = "20 Newsgroups, bydate split, as token ids"
+  HOMEPAGE = "http://qwone.com/~jason/20Newsgroups/"
   MANUAL_DOWNLOAD_INSTRUCTIONS = f"Download {URL} and put {ARCHIVE} in the manual_dir."
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="20 Newsgroups, bydate split, as token ids; options: " + self.builder_config.description,
-        features=encoded_features(self.builder_config.options["seq_len"], tfds.features.ClassLabel(names=GROUPS)),
-        supervised_keys=("inputs", "label"),
-        homepage="http://qwone.com/~jason/20Newsgroups/",
-        metadata=tfds.core.MetadataDict(),
-    )
+  def features(self):
+    return builders.ids_feature(self.builder_config.options["seq_len"]), tfds.features.ClassLabel(names=GROUPS)
 
   def _split_generators(self, dl_manager):
     options = dict(self.builder_config.options)
     fraction, seed = options.pop("validation_fraction"), options.pop("split_seed")
     archive = fetch_archive(dl_manager)
     train, test = list(documents(archive, "train")), list(documents(archive, "test"))
-    validation_idx, train_idx = text.holdout(np.array([y for _, y in train]), [fraction], seed)
-    parts = text.without_validation({"train": train_idx, "validation": validation_idx}, fraction)
-    text.refuse_empty(parts, "20 Newsgroups", f"validation_fraction {fraction:g} of {len(train)} training posts")
-    encoder = text.fit_encoder((train[i][0] for i in train_idx), options)
+    parts = splits.hold_out(np.array([y for _, y in train]), validation=fraction, seed=seed, where="20 Newsgroups",
+                            size=f"validation_fraction {fraction:g} of {len(train)} training posts")
+    encoder = text.fit_encoder((train[i][0] for i in parts["train"]), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = list(GROUPS)
     warning = text.vocabulary_warning(
-        encoder, [train[i][0] for i in train_idx], [train[i][0] for i in validation_idx])
+        encoder, [train[i][0] for i in parts["train"]], [train[i][0] for i in parts.get("validation", ())])
     if warning:
       self.info.metadata["warning"] = warning
-    return {**{name: self._generate_examples(encoder, [train[i] for i in idx]) for name, idx in parts.items()},
-            "test": self._generate_examples(encoder, test)}
-
-  def _generate_examples(self, encoder, docs):
-    ids = encoder.encode([body for body, _ in docs])
-    for i, (row, (_, label)) in enumerate(zip(ids, docs)):
-      yield i, {"inputs": row, "label": label}
+    examples = {name: [train[i] for i in idx] for name, idx in parts.items()}
+    return {name: self._generate_examples(encoder.encode([body for body, _ in docs]), [y for _, y in docs])
+            for name, docs in {**examples, "test": test}.items()}
 
 
 def options(cfg) -> dict:
-  return {**text.encoder_options(cfg), **{k: cfg.get(k, v) for k, v in _SPLIT_DEFAULTS.items()}}
-
-
-def from_builder(builder, split_names=SPLITS) -> dataset.Dataset:
-  """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names):
-  those of `split_names` the builder has (no validation split when prepared with validation_fraction=0)."""
-  encoder = text.encoder_from_json(builder.info.metadata["text_encoder"])
-  names = list(builder.info.metadata["label_names"])
-  if builder.info.metadata.get("warning"):
-    print(f"warning: {builder.info.metadata['warning']}", file=sys.stderr)
-  return dataset.Dataset(
-      splits=dataset.sources(builder, split_names),
-      info={"task": "classification", "num_classes": len(names), "label_names": names,
-            "vocab_size": encoder.vocab_size, "seq_len": encoder.seq_len,
-            **({"pad_id": encoder.pad_id} if isinstance(encoder, text.PretrainedEncoder) else {})},
-      assets={"text_encoder": encoder.to_json(), "labels": names},
-      prepared_dir=str(builder.data_dir),
-  )
+  """What shapes the prepared copy: the text options and the validation split's."""
+  return {**text.encoder_options(cfg), **dataclasses.asdict(fields.Validation.read(cfg))}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: data_dir, manual_dir, the text options (see `text.TextEncoder`),
-  validation_fraction (0.1; 0 = no validation split, all 11,314 train posts train) and split_seed (0)."""
-  builder = TwentyNewsgroups(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=builder_config(options(cfg)))
-  manual_dir = paths.expand(cfg.get("manual_dir", "")) or None
+  """`cfg` is `config.data` (data.fields.Archive, Validation and the text sections): 20 Newsgroups from
+  manual_dir (else downloaded), prepared once per set of options in data_dir."""
+  opts = options(cfg)
+  builder = TwentyNewsgroups(data_dir=dataset.data_dir(cfg),
+                             config=builders.builder_config(opts, label=text.copy_label(opts)))
+  manual_dir = paths.expand(fields.Archive.read(cfg).manual_dir) or None
   if manual_dir and not builder.is_prepared() and not (epath.Path(manual_dir) / ARCHIVE).exists():
     raise UserError(f"{ARCHIVE} not found in {manual_dir}; download it from {URL} into that folder, or fix "
                     "--config.data.manual_dir")
-  return from_builder(dataset.prepare(builder, manual_dir))
+  return text.from_builder(dataset.prepare(builder, manual_dir))

@@ -98,8 +98,8 @@ class _BatchAt:
 
 
 def _dataset(batch_at: _BatchAt, start: int, stop: int, threads: int, prefetch: int):
-  if threads < 0:  # auto. Rows in memory need no reader threads: on a 2-core CPU, Grain's pool only took
-    threads = 0 if batch_at.rows.in_memory else 2  # cycles from XLA (text CNN 17.8k vs 13.1k examples/s)
+  if threads < 0:  # auto: rows in memory need no reader threads, whose pool only takes cycles from XLA
+    threads = 0 if batch_at.rows.in_memory else 2  # (BENCHMARKS.md "Issue 7: performance", change 2)
   ds = grain.MapDataset.range(start, stop).map(batch_at)
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=threads, prefetch_buffer_size=prefetch))
 

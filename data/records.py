@@ -1,21 +1,14 @@
-"""A run's data, recorded and reopened: what was trained on (a content fingerprint) and where it lies.
+"""A run's data record: what was trained on (content fingerprints) and where it lies.
 
-Training records `describe(name, dataset)` in the work directory. Eval and predict reopen exactly that
-prepared copy with `open_recorded` (never re-running a builder, which would re-fit the vocabulary and labels
-on whatever the user's file holds now) and check it against the record.
+Training records `describe(name, dataset)` in the work directory; a resume compares the data with it
+(`differences`), and eval and predict reopen exactly that prepared copy (data/reopen.py).
 """
 import functools
 import hashlib
 import json
 import os
 
-import tensorflow_datasets as tfds
 from etils import epath
-
-from flaxforge import data as data_lib
-from flaxforge.core import paths
-from flaxforge.core.errors import UserError
-from flaxforge.data import dataset as dataset_lib
 
 RECORD_FILE = "data.json"  # in a work directory: the record of the data its run trained on
 
@@ -53,8 +46,9 @@ def _sha256(path: str) -> str:
   return h.hexdigest()
 
 
-def describe(name: str, ds: dataset_lib.Dataset) -> dict:
-  """The JSON record of `ds`: its identity fields (IDENTITY) and where it lies (absolute paths)."""
+def describe(name: str, ds) -> dict:
+  """The JSON record of `ds` (a data.dataset.Dataset that loader `name` made): its identity fields (IDENTITY)
+  and where it lies (absolute paths)."""
   encoder = ds.assets.get("text_encoder") or ds.assets.get("tokenizer")  # a classifier's, or a language model's
   return {
       "loader": name,
@@ -83,47 +77,8 @@ def differences(old: dict, new: dict) -> list[str]:
       elif key == "shards":
         out.append("the prepared files")
       else:
-        out.append(f"{key} {_short(a)} -> {_short(b)}")
+        out.append(f"{key} {short(a)} -> {short(b)}")
   return out
-
-
-def open_recorded(record: dict, cfg, info: dict, assets: dict, data_dir: str = "") -> dataset_lib.Dataset:
-  """The splits a run trained and tested on, with the run's own `info` and `assets` (from its work directory).
-
-  A prepared copy is opened from its recorded directory, or from `data_dir` (a folder that holds the same
-  `loader/config/version` tree, where the copy was moved). Data made in memory, or a copy that is gone, is
-  rebuilt from `cfg` and used only if it matches the record. UserError says what moved or changed and
-  which flag points at it.
-  """
-  prepared = record.get("prepared_dir", "")
-  directory = epath.Path(prepared)
-  if data_dir:
-    directory = epath.Path(paths.expand(data_dir)).joinpath(*directory.parts[-3:])
-  if not prepared or not (data_dir or (directory / "dataset_info.json").exists()):
-    ds = data_lib.load(cfg)
-    changed = differences(record, describe(record.get("loader", ""), ds))
-    if not changed:
-      return ds
-    if not prepared:
-      raise UserError(f"the data differs from what this run was trained on ({'; '.join(changed)}); restore it "
-                      "to score this run")
-  if not (directory / "dataset_info.json").exists():
-    raise UserError(f"the prepared data this run was trained on is not in {directory} (moved or deleted) and "
-                    f"its source has changed; pass --data_dir=FOLDER that holds {'/'.join(directory.parts[-3:])}")
-  builder = tfds.builder_from_directory(directory)
-  ds = dataset_lib.Dataset(splits=dataset_lib.sources(builder, list(record["splits"])), info=info,
-                           assets=assets, prepared_dir=str(directory))
-  changed = [c for c in differences(record, {**describe(record["loader"], ds), "source_sha256":
-                                             record.get("source_sha256")}) if "vocabulary" not in c]
-  metadata = builder.info.metadata or {}
-  if "text_encoder" in metadata and digest(dict(metadata["text_encoder"])) != record.get("vocabulary"):
-    changed.append("the vocabulary or tokenizer")
-  if "label_names" in metadata and list(metadata["label_names"]) != record.get("labels"):
-    changed.append(f"labels {_short(record.get('labels'))} -> {_short(list(metadata['label_names']))}")
-  if changed:
-    raise UserError(f"the prepared data in {directory} is not what this run was trained on "
-                    f"({'; '.join(changed)}); pass --data_dir=FOLDER holding the run's own copy")
-  return ds
 
 
 def _shards(prepared_dir: str) -> str:
@@ -135,6 +90,6 @@ def _shards(prepared_dir: str) -> str:
   return digest(files)
 
 
-def _short(value) -> str:
+def short(value) -> str:
   text = json.dumps(value)
   return text if len(text) <= 80 else text[:77] + "..."

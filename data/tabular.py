@@ -12,6 +12,7 @@ The fitted statistics are one JSON object (`fit` returns it, `transform` applies
 beside the checkpoint as `assets/table_transform.json`, and the prepared training rows are themselves
 `transform(statistics, rows)`, so predict reproduces the training inputs from the JSON alone.
 """
+import dataclasses
 import pathlib
 
 import jax
@@ -20,16 +21,10 @@ import pandas as pd
 import tensorflow_datasets as tfds
 from sklearn import impute, preprocessing
 
-from flaxforge.data import dataset, keyed, records, text
+from flaxforge.data import builders, dataset, fields, records, splits
 from flaxforge.core.errors import UserError
 
-TASKS = ("classification", "regression")
-MISSING = ("drop", "impute")
-NORMALIZE = {"minmax": (0.0, 1.0), "minmax_symmetric": (-1.0, 1.0), "standardize": None, "none": None}
-ENCODINGS = ("one_hot", "label")
-_DEFAULTS = {"label_column": "label", "feature_columns": "", "categorical_columns": "", "task": "classification",
-             "missing": "impute", "normalize": "standardize", "categorical_encoding": "one_hot",
-             "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0}
+_MINMAX = {"minmax": (0.0, 1.0), "minmax_symmetric": (-1.0, 1.0)}  # data.normalize: MinMaxScaler's range
 _NA = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
 
 
@@ -86,16 +81,17 @@ def _categories(table: pd.DataFrame, cols: list[str]) -> np.ndarray:
   return np.vectorize(_category, otypes=[object])(values) if values.size else values
 
 
-def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, missing: str, normalize: str,
+def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, normalize: str,
         categorical_encoding: str) -> dict:
-  """The JSON statistics of the preprocessing, fitted on the training rows with scikit-learn."""
+  """The JSON statistics of the preprocessing, fitted on the training rows with scikit-learn (missing values
+  are filled with the training mean or most frequent value; `prepare_rows` has dropped them if asked to)."""
   stats = {"numeric": [], "categorical": [], "categorical_encoding": categorical_encoding}
   if numeric:
     values = train[numeric].to_numpy(np.float64)
     fills = impute.SimpleImputer(strategy="mean", keep_empty_features=True).fit(values).statistics_
     values = np.where(np.isnan(values), fills, values)
-    if NORMALIZE[normalize]:
-      scaler = preprocessing.MinMaxScaler(feature_range=NORMALIZE[normalize]).fit(values)
+    if normalize in _MINMAX:
+      scaler = preprocessing.MinMaxScaler(feature_range=_MINMAX[normalize]).fit(values)
       scale, offset = scaler.scale_, scaler.min_  # x * scale_ + min_
     elif normalize == "standardize":
       scaler = preprocessing.StandardScaler().fit(values)
@@ -111,9 +107,6 @@ def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, miss
     encoder = preprocessing.OrdinalEncoder().fit(values)
     stats["categorical"] = [{"column": str(c), "fill": str(f), "categories": [str(v) for v in cats]}
                             for c, f, cats in zip(categorical, imputer.statistics_, encoder.categories_)]
-  if missing not in MISSING:
-    raise UserError(f"unknown missing-value handling {missing!r}; set --config.data.missing to one of: "
-                    f"{', '.join(MISSING)}")
   return stats
 
 
@@ -158,49 +151,31 @@ def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
     table = table.dropna(subset=numeric + categorical)
   table = table.reset_index(drop=True)
   if opts["task"] == "classification":
-    labeler = text.label_encoder([str(v) for v in table[label]])
+    labeler = splits.label_encoder([str(v) for v in table[label]])
     if len(labeler.names) < 2:
       raise UserError(f"{path.name}: column {label!r} has fewer than 2 values; a classifier needs at least 2 classes")
     targets, strata = labeler.encode([str(v) for v in table[label]]), None
-  elif opts["task"] == "regression":
+  else:
     targets = pd.to_numeric(table[label], errors="coerce").to_numpy(np.float32)
     if np.isnan(targets).any():
       raise UserError(f"{path.name}: column {label!r} holds non-numbers; regression needs numeric targets")
     labeler, strata = None, np.zeros(len(targets), np.int64)
-  else:
-    raise UserError(f"unknown task {opts['task']!r}; set --config.data.task to one of: {', '.join(TASKS)}")
-  test, validation, train = text.holdout(targets if strata is None else strata,  # test first: a refit keeps it
-                                         [opts["test_fraction"], opts["validation_fraction"]], opts["split_seed"])
-  parts = text.without_validation({"train": train, "validation": validation, "test": test},
-                                  opts["validation_fraction"])
-  text.refuse_empty(parts, path.name, f"{len(table)} rows kept", "add rows")
-  if opts["normalize"] not in NORMALIZE:
-    raise UserError(f"unknown normalisation {opts['normalize']!r}; set --config.data.normalize to one of: "
-                    f"{', '.join(NORMALIZE)}")
-  if opts["categorical_encoding"] not in ENCODINGS:
-    raise UserError(f"unknown categorical encoding {opts['categorical_encoding']!r}; set "
-                    f"--config.data.categorical_encoding to one of: {', '.join(ENCODINGS)}")
-  stats = fit(table.iloc[train], numeric, categorical, missing=opts["missing"], normalize=opts["normalize"],
+  parts = splits.hold_out(targets if strata is None else strata, validation=opts["validation_fraction"],
+                          test=opts["test_fraction"], seed=opts["split_seed"], where=path.name,
+                          size=f"{len(table)} rows kept", add="add rows")
+  stats = fit(table.iloc[parts["train"]], numeric, categorical, normalize=opts["normalize"],
               categorical_encoding=opts["categorical_encoding"])
   stats["label"] = {"column": label, "task": opts["task"], "names": list(labeler.names) if labeler else None}
   return table, targets, parts, stats
 
 
-class Table(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
-  _generate_examples = staticmethod(keyed.examples)  # _split_generators computes every row
+class Table(builders.ArrayBuilder):
+  DESCRIPTION = "Rows of a user's table as preprocessed features"
 
-  def _info(self):
+  def features(self):
     stats, task = self.builder_config.options["statistics"], self.builder_config.options["task"]
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="Rows of a user's table as preprocessed features; options: " + self.builder_config.description,
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(len(feature_names(stats)),), dtype=np.float32),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int64 if task == "classification" else np.float32),
-        }),
-        supervised_keys=("inputs", "label"),
-    )
+    return (tfds.features.Tensor(shape=(len(feature_names(stats)),), dtype=np.float32),
+            tfds.features.Tensor(shape=(), dtype=np.int64 if task == "classification" else np.float32))
 
   def _split_generators(self, dl_manager):
     table, targets, parts, _ = prepare_rows(self.builder_config.options)
@@ -209,28 +184,27 @@ class Table(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
 
 
 def options(cfg) -> dict:
-  path = keyed.existing_path(cfg.get("path", ""), "path")
-  opts = {k: cfg.get(k, v) for k, v in _DEFAULTS.items()}
-  return {**opts, "path": str(path), "sha256": records.file_sha256(path)}  # its content: a touched file is reused
+  """What shapes the prepared copy: the file's content (a touched file is reused) and every option."""
+  table = fields.Table.read(cfg)
+  path = builders.existing_path(table.path, "path")
+  return {**dataclasses.asdict(table), **dataclasses.asdict(fields.Validation.read(cfg)),
+          **dataclasses.asdict(fields.Test.read(cfg)), "path": str(path), "sha256": records.file_sha256(path)}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: path, label_column, feature_columns ("" = all others), categorical_columns
-  ("" = the non-numeric ones), task (classification|regression), missing (drop|impute), normalize
-  (minmax|minmax_symmetric|standardize|none), categorical_encoding (one_hot|label), validation_fraction
-  (0 = no validation split), test_fraction, split_seed, data_dir. The table is read and the statistics
+  """`cfg` is `config.data` (data.fields.Table, Validation, Test). The table is read and the statistics
   fitted on each load (fast for tables); the prepared rows are written once per file content and options,
   and the copies of the file's earlier contents are deleted."""
   opts = options(cfg)
   _, _, _, stats = prepare_rows(opts)
-  builder = Table(data_dir=dataset.data_dir(cfg.get("data_dir", "")),
-                  config=keyed.builder_config({**opts, "statistics": stats}, source=opts["path"]))
+  builder = Table(data_dir=dataset.data_dir(cfg),
+                  config=builders.builder_config({**opts, "statistics": stats}, source=opts["path"]))
   fresh = not builder.is_prepared()
   builder = dataset.prepare(builder)
   if fresh and jax.process_index() == 0:
-    keyed.forget_earlier_copies(builder.data_dir, opts["path"], opts["sha256"])
+    builders.forget_earlier_copies(builder.data_dir, opts["path"], opts["sha256"])
   names = stats["label"]["names"]
   info = {"task": opts["task"], "input_shape": [len(feature_names(stats))], "feature_names": feature_names(stats)}
   info.update({"num_classes": len(names), "label_names": names} if names else {"num_classes": 1})
-  return dataset.Dataset(splits=dataset.sources(builder, ["train", "validation", "test"]), info=info,
+  return dataset.Dataset(splits=dataset.sources(builder, dataset.SPLITS), info=info,
                          assets={"table_transform": stats, **({"labels": names} if names else {})})

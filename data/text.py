@@ -2,26 +2,24 @@
 
 `TextEncoder.fit(texts, ...)` builds a top-N word vocabulary from the training texts; `encode(texts)` maps any
 texts to an int32 [N, seq_len] array; `to_json()`/`from_json()` carry every option, so eval and predict
-apply exactly what training applied. Also: scikit-learn's newsgroup header/footer/quote stripping, label
-names <-> ids, and a seeded stratified hold-out split (`validation_fraction=0`: no validation split).
+apply exactly what training applied. Also: scikit-learn's newsgroup header/footer/quote stripping, a
+pretrained model's own tokenizer, and the trainer's view of a prepared copy of encoded texts (`from_builder`).
 """
 import collections
 import dataclasses
 import os
 import re
+import sys
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import records
+from flaxforge.data import dataset, fields, records
 from flaxforge.data.hf_tokenizer import HFTokenizer
 
-KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'
 REMOVABLE = ("headers", "footers", "quotes")
-PADDING_SIDES = ("pre", "post")
-TOKENIZERS = ("word", "char")  # char: Unicode characters (for text without spaces), plus 2..char_ngrams-grams
 PRETRAINED = "hf"  # data.tokenizer: a pretrained model's own tokenizer.json (data.tokenizer_path)
 
 # scikit-learn's sklearn/datasets/_twenty_newsgroups.py, ported line for line.
@@ -65,32 +63,27 @@ def parse_remove(remove) -> tuple[str, ...]:
 class TextEncoder:
   """Words -> ids. Id 0 is padding; with `oov`, id 1 stands for every word outside the vocabulary
   (else such words are dropped, as Keras does without `oov_token`); words take the next ids in order
-  of training-set frequency, ties broken by first occurrence. All ids are < `num_words`."""
+  of training-set frequency, ties broken by first occurrence. All ids are < `num_words`. The settings are
+  data.fields.Tokenizer's and Vocabulary's (`tokenizer` "word" or "char": Unicode characters, for text
+  without spaces, each followed by the 2..char_ngrams-grams it starts); build one with `fit` or `from_json`."""
   vocab: list[str]
-  seq_len: int = 100
-  num_words: int = 10000
-  lowercase: bool = True
-  filters: str = KERAS_FILTERS
-  remove: tuple[str, ...] = ()
-  oov: bool = False
-  cls_token: bool = False  # position 0 of every row holds a [CLS] id (the id after padding and OOV)
-  bigrams: bool = False
-  padding: str = "pre"
-  truncating: str = "pre"
-  tokenizer: str = "word"
-  char_ngrams: int = 1
+  seq_len: int
+  num_words: int
+  lowercase: bool
+  filters: str
+  remove: tuple[str, ...]
+  oov: bool
+  cls_token: bool  # position 0 of every row holds a [CLS] id (the id after padding and OOV)
+  bigrams: bool
+  padding: str
+  truncating: str
+  tokenizer: str
+  char_ngrams: int
 
   def __post_init__(self):
     self.remove = parse_remove(self.remove)
-    if self.tokenizer not in TOKENIZERS or self.char_ngrams < 1:
-      raise UserError(f"data.tokenizer must be one of {', '.join(TOKENIZERS)} and data.char_ngrams >= 1; got "
-                      f"{self.tokenizer!r} and {self.char_ngrams}")
-    for name in ("padding", "truncating"):
-      if getattr(self, name) not in PADDING_SIDES:
-        raise UserError(f"data.{name} must be 'pre' or 'post', not {getattr(self, name)!r}")
-    if self.seq_len < 1 or self.num_words < 2 + self.oov:
-      raise UserError(f"need data.seq_len >= 1 and data.num_words >= {2 + self.oov}; "
-                      f"got {self.seq_len} and {self.num_words}")
+    if self.num_words < 2 + self.oov:
+      raise UserError(f"data.oov needs data.num_words >= 3 (padding, OOV and a word); got {self.num_words}")
     self._table = str.maketrans({c: " " for c in self.filters})
     self._ids = {w: i + self.first_id for i, w in enumerate(self.vocab)}
 
@@ -119,7 +112,8 @@ class TextEncoder:
 
   @classmethod
   def fit(cls, texts: Iterable[str], **options) -> "TextEncoder":
-    encoder = cls(vocab=[], **options)
+    """The vocabulary of `texts` under `options` (a setting left out takes its declared default)."""
+    encoder = cls(vocab=[], **_settings(options))
     counts = collections.Counter()
     for text in texts:
       counts.update(encoder.tokens(text))
@@ -169,10 +163,10 @@ class TextEncoder:
 
   @classmethod
   def from_json(cls, d: dict) -> "TextEncoder":
-    d = dict(d)
-    if d.pop("type", "word_encoder") != "word_encoder":
-      raise UserError(f"not a word encoder: type {d.get('type')!r}")
-    return cls(**d)
+    """The encoder `to_json` wrote (a setting it predates takes its declared default)."""
+    if d.get("type", "word_encoder") != "word_encoder":
+      raise UserError(f"not a word encoder: type {d['type']!r}")
+    return cls(vocab=list(d["vocab"]), **_settings(d))
 
 
 def strip(text: str, remove: Sequence[str]) -> str:
@@ -222,48 +216,44 @@ def fit_encoder(texts: Iterable[str], options: dict):
   return kind.fit(texts, **options)
 
 
-@dataclasses.dataclass(frozen=True)
-class LabelEncoder:
-  """Label names <-> class ids; ids are positions in `names`."""
-  names: tuple[str, ...]
+def _settings(node) -> dict:
+  """TextEncoder's settings (data.fields.Tokenizer's and Vocabulary's fields) in `node`: config.data, a
+  dict of options or an encoder's JSON; a setting it lacks takes its declared default."""
+  return {**dataclasses.asdict(fields.Tokenizer.read(node)), **dataclasses.asdict(fields.Vocabulary.read(node))}
 
-  def encode(self, values: Iterable) -> np.ndarray:
-    index = {n: i for i, n in enumerate(self.names)}
-    try:
-      return np.array([index[str(v)] for v in values], np.int32)
-    except KeyError as e:
-      raise UserError(f"unknown label {e.args[0]!r}; known labels are: {', '.join(self.names)}") from None
 
-  def decode(self, ids: Iterable[int]) -> list[str]:
-    return [self.names[int(i)] for i in ids]
-
-  def to_json(self) -> list[str]:
-    return list(self.names)
-
-  @classmethod
-  def from_json(cls, names: Sequence[str]) -> "LabelEncoder":
-    return cls(tuple(names))
+def tokenizer_file(path: str) -> str:
+  """The tokenizer.json that `path` (data.tokenizer_path: the file, or the model folder holding it) names;
+  UserError naming the flags when there is none."""
+  path = paths.expand(path)
+  file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
+  if not os.path.isfile(file):
+    why = ("no model or tokenizer is named" if not path else f"{path} does not exist" if not os.path.exists(path)
+           else f"{path} holds none")
+    raise UserError(f"data.tokenizer=hf needs a tokenizer.json, but {why}; pass "
+                    "--config.model.pretrained=HF_MODEL_DIR (or --config.data.tokenizer_path=FILE)")
+  return file
 
 
 def encoder_options(cfg) -> dict:
-  """The `TextEncoder` options in `config.data` (a ConfigDict or dict), with the encoder's defaults.
+  """The encoder options in `config.data` (a ConfigDict or dict): what shapes a prepared copy's token ids.
   The tokenizer fields appear only when not the default, so copies prepared before they existed stay valid.
   With tokenizer='hf': the tokenizer file's path and SHA-256, seq_len and remove only."""
-  if cfg.get("tokenizer", "word") == PRETRAINED:
-    path = paths.expand(cfg.get("tokenizer_path", "") or "")
-    file = os.path.join(path, "tokenizer.json") if os.path.isdir(path) else path
-    if not os.path.isfile(file):
-      why = ("no model or tokenizer is named" if not path else f"{path} does not exist" if not os.path.exists(path)
-             else f"{path} holds none")
-      raise UserError(f"data.tokenizer=hf needs a tokenizer.json, but {why}; pass "
-                      "--config.model.pretrained=HF_MODEL_DIR (or --config.data.tokenizer_path=FILE)")
-    return {"tokenizer": PRETRAINED, "tokenizer_path": file, "tokenizer_sha256": records.file_sha256(file),
-            "seq_len": int(cfg.get("seq_len")), "remove": list(parse_remove(cfg.get("remove", "")))}
-  options = {f.name: cfg.get(f.name, f.default) for f in dataclasses.fields(TextEncoder) if f.name != "vocab"}
+  options = _settings(cfg)
   options["remove"] = list(parse_remove(options["remove"]))
+  if options["tokenizer"] == PRETRAINED:
+    file = tokenizer_file(fields.PretrainedTokenizer.read(cfg).tokenizer_path)
+    return {"tokenizer": PRETRAINED, "tokenizer_path": file, "tokenizer_sha256": records.file_sha256(file),
+            "seq_len": int(options["seq_len"]), "remove": options["remove"]}
   if options["tokenizer"] == "word" and options["char_ngrams"] == 1:
     del options["tokenizer"], options["char_ngrams"]
   return options
+
+
+def copy_label(options: dict) -> str:
+  """`w<num_words>_l<seq_len>` of `encoder_options` (w0: a pretrained tokenizer fits no vocabulary), the
+  readable part of a prepared text copy's name."""
+  return f"w{0 if options.get('tokenizer') == PRETRAINED else options['num_words']}_l{options['seq_len']}"
 
 
 def vocabulary_warning(encoder: TextEncoder, train: Sequence[str], validation: Sequence[str]) -> str:
@@ -285,53 +275,18 @@ def vocabulary_warning(encoder: TextEncoder, train: Sequence[str], validation: S
   return ""
 
 
-def label_encoder(values: Iterable) -> LabelEncoder:
-  """Names = the sorted distinct values as strings (numerically sorted when all are integers)."""
-  names = {str(v) for v in values}
-  numeric = all(re.fullmatch(r"[+-]?\d+", n) for n in names)
-  return LabelEncoder(tuple(sorted(names, key=int if numeric else None)))
-
-
-def holdout(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:
-  """Seeded, stratified split of indices: one array per fraction, then the rest (sorted indices).
-
-  Each class gives round(fraction * its size) examples to each held-out part, so small classes may give none.
-  A part's examples depend only on the seed and the fractions before it: the builders pass the test fraction
-  first, so a refit (validation fraction 0) tests on the same examples as the run that chose its settings.
-  """
-  rng = np.random.default_rng(seed)
-  parts = [[] for _ in range(len(fractions) + 1)]
-  for c in np.unique(labels):
-    idx = rng.permutation(np.flatnonzero(labels == c))
-    start = 0
-    for part, fraction in zip(parts, fractions):
-      n = int(round(fraction * len(idx)))
-      part.append(idx[start:start + n])
-      start += n
-    parts[-1].append(idx[start:])
-  return [np.sort(np.concatenate(p)) if p else np.zeros(0, np.int64) for p in parts]
-
-
-def without_validation(parts: dict, validation_fraction: float) -> dict:
-  """`parts` (split name -> row indices, or a token stream's (start, end) bounds) without its "validation"
-  entry when `validation_fraction` is 0: no validation split, so every training row trains (a refit after
-  choosing settings on validation); the caller has held none out. The builders then write no such split
-  (TFDS cannot write an empty one). A positive fraction is kept as is."""
-  if validation_fraction == 0:
-    return {name: part for name, part in parts.items() if name != "validation"}
-  return parts
-
-
-def refuse_empty(parts: dict, where: str, size: str, add: str = "") -> None:
-  """One-line UserError for the first split in `parts` with no rows, naming the fix: `add` ("add rows"),
-  else the fraction to change (a validation split can also be left out with validation_fraction=0)."""
-  for name, idx in parts.items():
-    if len(idx):
-      continue
-    if name == "train":
-      fix = "lower --config.data.validation_fraction" + (" or --config.data.test_fraction" if "test" in parts else "")
-    else:
-      fix = f"raise --config.data.{name}_fraction"
-      if name == "validation":
-        fix += " (or set it to 0 to train on every training row without a validation split)"
-    raise UserError(f"{where}: the {name} split is empty ({size}); {f'{add} or ' if add else ''}{fix}")
+def from_builder(builder, split_names=dataset.SPLITS) -> dataset.Dataset:
+  """The trainer's view of a prepared encoded-text builder (its metadata holds encoder and label names):
+  those of `split_names` the builder has (no validation split when prepared with validation_fraction=0)."""
+  encoder = encoder_from_json(builder.info.metadata["text_encoder"])
+  names = list(builder.info.metadata["label_names"])
+  if builder.info.metadata.get("warning"):
+    print(f"warning: {builder.info.metadata['warning']}", file=sys.stderr)
+  return dataset.Dataset(
+      splits=dataset.sources(builder, split_names),
+      info={"task": "classification", "num_classes": len(names), "label_names": names,
+            "vocab_size": encoder.vocab_size, "seq_len": encoder.seq_len,
+            **({"pad_id": encoder.pad_id} if isinstance(encoder, PretrainedEncoder) else {})},
+      assets={"text_encoder": encoder.to_json(), "labels": names},
+      prepared_dir=str(builder.data_dir),
+  )

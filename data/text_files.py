@@ -6,17 +6,17 @@ a missing validation or test part is held out of the train rows. `validation_fra
 validation part: the prepared copy has train and test splits only. The prepared copy is keyed by the file's
 content (SHA-256) and every option, so an unchanged file is read once, wherever it lies. When the file's
 content changes, the copies prepared from its earlier contents are deleted unless a run still uses them
-(keyed.forget_earlier_copies): eval scores a run on the copy it trained on.
+(builders.forget_earlier_copies): eval scores a run on the copy it trained on.
 
 A row whose text or label is missing, null, NaN or empty is refused in one line naming the file and row,
 or with `bad_rows="drop"` dropped and counted (`dropped_rows` in the run's info).
 """
 import csv
+import dataclasses
 import io
 import json
 import math
 import pathlib
-import re
 import sys
 
 import jax
@@ -25,15 +25,11 @@ import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import dataset, keyed, newsgroups, records, text
+from flaxforge.data import builders, dataset, fields, records, splits, text
 
-SPLIT_VALUES = ("train", "validation", "test")
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _JSONL = (".jsonl", ".ndjson")
 TABLE_SUFFIXES = (*_DELIMITERS, *_JSONL)  # the files read by column; any other is plain text
-_DEFAULTS = {"text_column": "text", "label_column": "label", "split_column": "",
-             "validation_fraction": 0.1, "test_fraction": 0.1, "split_seed": 0, "bad_rows": "error"}
-_BAD_ROWS = ("error", "drop")
 _COLUMNS = ("text_column", "label_column", "split_column", "bad_rows")  # read_table's arguments, in order
 
 
@@ -101,8 +97,6 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
 
   A missing, null, NaN or empty text or label is a UserError naming the row, or (bad_rows="drop") skipped.
   """
-  if bad_rows not in _BAD_ROWS:
-    raise UserError(f"data.bad_rows is {bad_rows!r}; use one of: {', '.join(_BAD_ROWS)}")
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
   if suffix not in _DELIMITERS and suffix not in _JSONL:
@@ -113,7 +107,7 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   content = _decode(path)
   rows = (_jsonl_rows(path.name, content, columns) if suffix in _JSONL
           else _csv_rows(path.name, content, _DELIMITERS[suffix], columns))
-  texts, labels, splits, dropped = [], [], [], 0
+  texts, labels, split_names, dropped = [], [], [], 0
   for line_num, values in rows:
     bad = [c for c, v in zip((text_column, label_column), values) if v is None or not v.strip()]
     if bad and bad_rows == "drop":
@@ -125,13 +119,13 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
     texts.append(values[0])
     labels.append(values[1].strip())
     if split_column:
-      splits.append(values[2].strip().lower())
-      if splits[-1] not in SPLIT_VALUES:
+      split_names.append(values[2].strip().lower())
+      if split_names[-1] not in dataset.SPLITS:
         raise UserError(f"{path.name} row {line_num}: {split_column!r} is {values[2]!r}; "
-                        f"use one of: {', '.join(SPLIT_VALUES)}")
+                        f"use one of: {', '.join(dataset.SPLITS)}")
   if not texts:
     raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
-  return texts, labels, (splits if split_column else None), dropped
+  return texts, labels, (split_names if split_column else None), dropped
 
 
 def read_texts(path, text_column: str, fix: str = "") -> list[str]:
@@ -146,52 +140,46 @@ def read_texts(path, text_column: str, fix: str = "") -> list[str]:
   return [values[0] or "" for _, values in rows]
 
 
-def split_rows(labels: np.ndarray, splits, validation_fraction: float, test_fraction: float,
-               seed: int) -> dict[str, np.ndarray]:
-  """Row indices per split: the split column's, and what it lacks held out of its train rows. With
+def split_rows(labels: np.ndarray, split_names, validation_fraction: float, test_fraction: float, seed: int,
+               where: str) -> dict[str, np.ndarray]:
+  """Row indices per split: the split column's (`split_names`, one per row, or None), and what it lacks held
+  out of its train rows (`splits.hold_out`; UserError naming `where` for an empty split). With
   `validation_fraction` 0 there is no "validation" entry: the column's validation rows, if any, train too."""
-  given = {s: np.flatnonzero(np.asarray(splits) == s) for s in SPLIT_VALUES} if splits else {}
+  given = {s: np.flatnonzero(np.asarray(split_names) == s) for s in dataset.SPLITS} if split_names else {}
   if validation_fraction == 0 and "validation" in given:
     given["train"] = np.sort(np.concatenate([given["train"], given.pop("validation")]))
-  pool = given.get("train", np.arange(len(labels)))
-  wanted = [s for s in ("test", "validation") if not len(given.get(s, ()))]  # test first: a refit keeps it
-  fractions = {"validation": validation_fraction, "test": test_fraction}
-  *held, rest = text.holdout(labels[pool], [fractions[s] for s in wanted], seed)
-  out = {**given, **{s: pool[i] for s, i in zip(wanted, held)}, "train": pool[rest]}
-  return text.without_validation({s: out[s] for s in SPLIT_VALUES}, validation_fraction)
+  pool = given.pop("train") if split_names else np.arange(len(labels))
+  given = {s: rows for s, rows in given.items() if len(rows)}  # the column's validation and test rows
+  held = splits.hold_out(labels[pool], seed=seed, where=where, size=f"{len(labels)} rows", add="add rows",
+                         validation=None if "validation" in given else validation_fraction,
+                         test=None if "test" in given else test_fraction)
+  out = {**given, **{s: pool[rows] for s, rows in held.items()}}
+  return {s: out[s] for s in dataset.SPLITS if s in out}
 
 
-class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
-  VERSION = tfds.core.Version("1.0.0")
+class TextFile(builders.ArrayBuilder):
+  DESCRIPTION = "Labelled texts from a user's file, as token ids"
   table = None  # read_table's answer, set by `load` before preparing so a bad file is refused first
 
-  def _info(self):
-    return tfds.core.DatasetInfo(
-        builder=self,
-        description="Labelled texts from a user's file, as token ids; options: " + self.builder_config.description,
-        # Label names come from the file, read after _info; they live in the metadata instead.
-        features=newsgroups.encoded_features(self.builder_config.options["seq_len"],
-                                             tfds.features.Tensor(shape=(), dtype=np.int64)),
-        supervised_keys=("inputs", "label"),
-        metadata=tfds.core.MetadataDict(),
-    )
+  def features(self):
+    # Label names come from the file, read after _info; they live in the metadata instead.
+    return builders.ids_feature(self.builder_config.options["seq_len"]), tfds.features.Tensor(shape=(), dtype=np.int64)
 
   def _split_generators(self, dl_manager):
     options = dict(self.builder_config.options)
-    path = self.builder_config.source
+    file_name = pathlib.Path(self.builder_config.source).name
     label_column = options["label_column"]
     for k in (*_COLUMNS, "sha256"):
       options.pop(k)
     fractions = options.pop("validation_fraction"), options.pop("test_fraction")
     seed = options.pop("split_seed")
-    texts, labels, splits, dropped = self.table
-    labeler = text.label_encoder(labels)
+    texts, labels, split_names, dropped = self.table
+    labeler = splits.label_encoder(labels)
     if len(labeler.names) < 2:
-      raise UserError(f"{pathlib.Path(path).name}: column {label_column!r} has the single value {labeler.names[0]!r}; "
+      raise UserError(f"{file_name}: column {label_column!r} has the single value {labeler.names[0]!r}; "
                       "a classifier needs at least 2 classes")
     ids = labeler.encode(labels)
-    parts = split_rows(ids, splits, *fractions, seed)
-    text.refuse_empty(parts, pathlib.Path(path).name, f"{len(texts)} rows", "add rows")
+    parts = split_rows(ids, split_names, *fractions, seed, file_name)
     encoder = text.fit_encoder((texts[i] for i in parts["train"]), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = labeler.to_json()
@@ -203,41 +191,39 @@ class TextFile(dataset.PlainLog, tfds.core.GeneratorBasedBuilder):
     return {name: self._generate_examples(encoder.encode([texts[i] for i in idx]), ids[idx])
             for name, idx in parts.items()}
 
-  def _generate_examples(self, inputs, labels):
-    for i, (row, label) in enumerate(zip(inputs, labels)):
-      yield i, {"inputs": row, "label": int(label)}
-
 
 def source(cfg) -> pathlib.Path:
-  if not cfg.get("path", ""):
+  given = fields.TextFile.read(cfg).path
+  if not given:
     raise UserError("no input file; pass --config.data.path=FILE.csv (or .tsv, .jsonl)")
-  path = pathlib.Path(paths.expand(cfg.get("path")))
+  path = pathlib.Path(paths.expand(given))
   if not path.is_file():
-    raise UserError(f"{cfg.get('path')} not found; pass --config.data.path=AN_EXISTING_FILE")
+    raise UserError(f"{given} not found; pass --config.data.path=AN_EXISTING_FILE")
   return path
 
 
 def options(cfg, sha256: str) -> dict:
   """Everything that shapes the prepared data: the file's content (its SHA-256) and every option."""
-  return {**text.encoder_options(cfg), **{k: cfg.get(k, v) for k, v in _DEFAULTS.items()}, "sha256": sha256}
+  columns = {k: v for k, v in dataclasses.asdict(fields.TextFile.read(cfg)).items() if k != "path"}
+  return {**text.encoder_options(cfg), **columns, **dataclasses.asdict(fields.Validation.read(cfg)),
+          **dataclasses.asdict(fields.Test.read(cfg)), "sha256": sha256}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data`: path, text_column ('text'), label_column ('label'), split_column ('' = none),
-  validation_fraction (0.1; 0 = no validation split), test_fraction (0.1), split_seed (0), bad_rows ('error'
-  or 'drop'), data_dir and the text options."""
+  """`cfg` is `config.data` (data.fields.TextFile, Validation, Test and the text sections): the file at
+  `path`, prepared once per content and options in data_dir; `dropped_rows` in the info."""
   path = source(cfg)
   sha256 = records.file_sha256(path)
-  stem = re.sub(r"[^a-z0-9]+", "_", path.stem.lower())[:24]
-  config = newsgroups.builder_config(options(cfg, sha256), prefix=f"{stem}_", source=str(path))
-  builder = TextFile(data_dir=dataset.data_dir(cfg.get("data_dir", "")), config=config)
+  opts = options(cfg, sha256)
+  builder = TextFile(data_dir=dataset.data_dir(cfg),
+                     config=builders.builder_config(opts, source=str(path), label=text.copy_label(opts)))
   fresh = not builder.is_prepared()
   if fresh and jax.process_index() == 0:
-    builder.table = read_table(path, *(config.options[k] for k in _COLUMNS))
+    builder.table = read_table(path, *(opts[k] for k in _COLUMNS))
   builder = dataset.prepare(builder)
   if fresh and jax.process_index() == 0:
-    keyed.forget_earlier_copies(builder.data_dir, path, sha256)
-  ds = newsgroups.from_builder(builder)
+    builders.forget_earlier_copies(builder.data_dir, path, sha256)
+  ds = text.from_builder(builder)
   ds.source = {"path": str(path), "sha256": sha256}
-  ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))
+  ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))  # 0: prepared before it was counted
   return ds

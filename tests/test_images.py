@@ -80,7 +80,7 @@ def test_augmentation_crops_and_flips_training_batches_only(tmp_path):
     out = preprocess.make_transform(info, train=True, seed=seed)({"inputs": images.copy()})["inputs"]
     views.add(out[0].tobytes())
   assert len(views) > 5  # crops and flips vary
-  flipped = image_folder.augment(images, {"flip": True}, seed=0)
+  flipped = preprocess.augment(images, {"flip": True}, seed=0)
   assert all(np.array_equal(f, i) or np.array_equal(f, i[:, ::-1]) for f, i in zip(flipped, images))
   evaluation = preprocess.make_transform(info)({"inputs": images.copy()})["inputs"]
   np.testing.assert_array_equal(evaluation, images.astype(np.float32))  # eval batches are not augmented

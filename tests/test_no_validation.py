@@ -18,7 +18,7 @@ from PIL import Image
 import csv_run
 from flaxforge.data import fields as data_fields
 from flaxforge.core.errors import UserError
-from flaxforge.data import fashion_mnist, image_folder, lm_text, newsgroups, tabular, text, text_files
+from flaxforge.data import fashion_mnist, image_folder, lm_text, newsgroups, splits, tabular, text_files
 from flaxforge.launch.configs import text_csv
 from flaxforge.trainer import evaluate, fields
 
@@ -201,7 +201,7 @@ def test_a_refit_tests_on_the_rows_the_chosen_settings_were_tested_on(tmp_path):
   """Without a split column the test rows are drawn before the validation rows: the refit (fraction 0) is
   tested on the same rows as the run that chose its settings, so the two test scores compare."""
   labels = np.array([0, 1, 1] * 20)
-  chosen, refit = (text_files.split_rows(labels, None, f, 0.1, seed=3) for f in (0.2, 0))
+  chosen, refit = (text_files.split_rows(labels, None, f, 0.1, seed=3, where="t.csv") for f in (0.2, 0))
   np.testing.assert_array_equal(chosen["test"], refit["test"])
   np.testing.assert_array_equal(refit["train"], np.sort(np.concatenate([chosen["train"], chosen["validation"]])))
   for c in range(2):  # each image its own shade, so the test images say which rows they are
@@ -219,7 +219,7 @@ def test_a_refit_tests_on_the_rows_the_chosen_settings_were_tested_on(tmp_path):
 
 def test_a_positive_fraction_keeps_its_validation_split():
   parts = {"train": np.arange(3), "validation": np.zeros(0, np.int64)}
-  assert list(text.without_validation(parts, 0)) == ["train"]
-  assert list(text.without_validation(parts, 0.05)) == ["train", "validation"]  # then refused as empty
+  assert list(splits.without_validation(parts, 0)) == ["train"]
+  assert list(splits.without_validation(parts, 0.05)) == ["train", "validation"]  # then refused as empty
   with pytest.raises(UserError, match=r"^x: the validation split is empty \(3 rows\); add rows or raise"):
-    text.refuse_empty(text.without_validation(parts, 0.05), "x", "3 rows", "add rows")
+    splits.refuse_empty(splits.without_validation(parts, 0.05), "x", "3 rows", "add rows")

@@ -1,4 +1,4 @@
-"""data/text.py: Keras Tokenizer/pad_sequences parity, newsgroup stripping, JSON round trip, labels, splits."""
+"""data/text.py: Keras Tokenizer/pad_sequences parity, newsgroup stripping, JSON round trip, options."""
 import json
 import time
 
@@ -6,13 +6,16 @@ import numpy as np
 import pytest
 from sklearn.datasets import _twenty_newsgroups as sk
 
-from flaxforge.data import text
+from flaxforge.data import fields, text
 from flaxforge.core.errors import UserError
 
 
 # ---- a literal port of keras_preprocessing's Tokenizer and pad_sequences, the behaviour to match ----
 
-def keras_words(s, filters=text.KERAS_FILTERS):
+KERAS_FILTERS = '!"#$%&()*+,-./:;<=>?@[\\]^_`{|}~\t\n'  # keras_preprocessing.text.Tokenizer's default
+
+
+def keras_words(s, filters=KERAS_FILTERS):
   s = s.lower().translate(str.maketrans({c: " " for c in filters}))
   return [w for w in s.split(" ") if w]
 
@@ -83,14 +86,15 @@ def test_vocabulary_ranks_ties_by_first_occurrence():
 
 
 def test_keras_filters_and_single_space_split():
-  enc = text.TextEncoder(vocab=[])
+  assert fields.Vocabulary.declared()["filters"].default == KERAS_FILTERS
+  enc = text.TextEncoder.fit([])
   assert enc.tokens("Hello, World!\tIT'S e-mail:x") == ["hello", "world", "it's", "e", "mail", "x"]
   assert enc.tokens("a\rb") == ["a\rb"]  # Keras splits on " " only; \r is not in its filter set
-  assert text.TextEncoder(vocab=[], lowercase=False, filters="").tokens("Ab,c") == ["Ab,c"]
+  assert text.TextEncoder.fit([], lowercase=False, filters="").tokens("Ab,c") == ["Ab,c"]
 
 
 def test_bigrams_follow_their_first_word():
-  enc = text.TextEncoder(vocab=[], bigrams=True)
+  enc = text.TextEncoder.fit([], bigrams=True)
   assert enc.tokens("A b, c") == ["a", "a b", "b", "b c", "c"]
   assert enc.tokens("solo") == ["solo"] and enc.tokens("") == []
   fitted = text.TextEncoder.fit(["x y", "x y"], bigrams=True, seq_len=3)
@@ -119,12 +123,12 @@ def test_stripping_matches_scikit_learn(post):
 
 
 def test_remove_options_strip_before_tokenizing():
-  enc = text.TextEncoder(vocab=[], remove="headers,footers,quotes")
+  enc = text.TextEncoder.fit([], remove="headers,footers,quotes")
   assert enc.remove == ("headers", "footers", "quotes")
   assert enc.tokens(POST) == ["my", "reply", "which", "stays"]
-  assert "subject" in text.TextEncoder(vocab=[]).tokens(POST)
+  assert "subject" in text.TextEncoder.fit([]).tokens(POST)
   with pytest.raises(UserError, match="signatures"):
-    text.TextEncoder(vocab=[], remove=("signatures",))
+    text.TextEncoder.fit([], remove=("signatures",))
 
 
 def test_json_round_trip_keeps_every_option():
@@ -138,37 +142,26 @@ def test_json_round_trip_keeps_every_option():
 
 def test_bad_options_are_user_errors():
   with pytest.raises(UserError, match="padding"):
-    text.TextEncoder(vocab=[], padding="left")
+    text.TextEncoder.fit([], padding="left")
   with pytest.raises(UserError, match="seq_len"):
-    text.TextEncoder(vocab=[], seq_len=0)
+    text.TextEncoder.fit([], seq_len=0)
+  with pytest.raises(UserError, match="num_words >= 3"):  # padding, OOV and one word
+    text.TextEncoder.fit([], num_words=2, oov=True)
+
+
+def test_an_encoder_saved_before_a_setting_existed_takes_its_declared_default():
+  saved = text.TextEncoder.fit(["b a c"], seq_len=4).to_json()
+  for newer in ("tokenizer", "char_ngrams", "cls_token", "bigrams"):
+    del saved[newer]
+  back = text.TextEncoder.from_json(saved)
+  assert (back.tokenizer, back.char_ngrams, back.cls_token, back.bigrams) == ("word", 1, False, False)
+  assert back.encode(["c a"]).tolist() == [[0, 0, 3, 2]]  # vocabulary b, a, c from id 1
 
 
 def test_encoder_options_read_config_with_defaults():
   opts = text.encoder_options({"seq_len": 50, "remove": "quotes", "unrelated": 1})
   assert opts["seq_len"] == 50 and opts["num_words"] == 10000 and opts["remove"] == ["quotes"]
   assert "unrelated" not in opts and "vocab" not in opts
-
-
-def test_label_encoder():
-  labels = text.label_encoder(["10", 2, "1", "2"])
-  assert labels.names == ("1", "2", "10")  # all integers: numeric order
-  np.testing.assert_array_equal(labels.encode([2, "10"]), [1, 2])
-  assert labels.decode([0, 2]) == ["1", "10"]
-  assert text.label_encoder(["pos", "neg", "pos"]).names == ("neg", "pos")
-  assert text.LabelEncoder.from_json(json.loads(json.dumps(labels.to_json()))) == labels
-  with pytest.raises(UserError, match="unknown label '3'"):
-    labels.encode(["3"])
-
-
-def test_holdout_is_stratified_seeded_and_partitions():
-  labels = np.repeat([0, 1, 2], [100, 50, 10])
-  val, test, train = text.holdout(labels, [0.1, 0.2], seed=0)
-  assert np.bincount(labels[val]).tolist() == [10, 5, 1]
-  assert np.bincount(labels[test]).tolist() == [20, 10, 2]
-  assert sorted(np.concatenate([val, test, train]).tolist()) == list(range(160))
-  again = text.holdout(labels, [0.1, 0.2], seed=0)
-  assert all((a == b).all() for a, b in zip(again, [val, test, train]))
-  assert not (text.holdout(labels, [0.1, 0.2], seed=1)[0] == val).all()
 
 
 def test_encoding_is_fast():
@@ -191,8 +184,8 @@ def test_cls_token_leads_every_row_and_words_fill_the_rest():
 
 
 def test_character_tokens_and_ngrams():
-  enc = text.TextEncoder(vocab=[], tokenizer="char", char_ngrams=2)
+  enc = text.TextEncoder.fit([], tokenizer="char", char_ngrams=2)
   assert enc.tokens("Ab, c") == ["a", "ab", "b", "bc", "c"]  # filters and spaces dropped, lower-cased
   assert text.TextEncoder.fit(["今天足球", "足球"], tokenizer="char").vocab[:2] == ["足", "球"]
-  with pytest.raises(UserError, match="data.tokenizer must be one of word, char"):
-    text.TextEncoder(vocab=[], tokenizer="bytes")
+  with pytest.raises(UserError, match="config.data.tokenizer = 'bytes' is not one of: word, char, hf"):
+    text.TextEncoder.fit([], tokenizer="bytes")

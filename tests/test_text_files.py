@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from flaxforge.data import keyed, records, text, text_files
+from flaxforge.data import builders, records, splits, text, text_files
 from flaxforge.core.errors import UserError
 
 
@@ -36,7 +36,7 @@ def test_csv_splits_labels_and_encoding(tmp_path):
   assert ds.assets["labels"] == ["meh", "neg", "pos"] and ds.info["seq_len"] == 10
   counts = {name: np.bincount([src[i]["label"] for i in range(len(src))], minlength=3)
             for name, src in ds.splits.items()}
-  total = np.bincount(text.label_encoder([y for _, y in rows]).encode([y for _, y in rows]))
+  total = np.bincount(splits.label_encoder([y for _, y in rows]).encode([y for _, y in rows]))
   np.testing.assert_array_equal(sum(counts.values()), total)
   np.testing.assert_array_equal(counts["validation"], np.round(total * 0.1))  # stratified
   np.testing.assert_array_equal(counts["test"], np.round(total * 0.1))
@@ -59,7 +59,7 @@ def test_prepared_copies_keyed_by_content_and_unused_earlier_ones_removed(tmp_pa
   run = tmp_path / "run"  # a run trained on the first content keeps that copy
   run.mkdir()
   (run / records.RECORD_FILE).write_text(json.dumps({"prepared_dir": first.prepared_dir}))
-  keyed.note_run(first.prepared_dir, run)
+  builders.note_run(first.prepared_dir, run)
   write_csv(path, reviews(210))  # new content: a new copy; the first stays for the run trained on it
   second = text_files.load(config(tmp_path, path))
   assert len(calls) == 1 and os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
