@@ -40,7 +40,8 @@ TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
   """What a Hugging Face directory's config.json says: the family module, the Arch, whether the LM head
-  shares the token embedding, and config.json itself."""
+  shares the token embedding, and config.json itself. models/registry.py hands it to bert's and gpt's
+  `from_config` for a config with model.pretrained set."""
   family: object
   arch: Arch
   tie_embeddings: bool
@@ -90,7 +91,7 @@ def _read_config(file: str, version: tuple) -> Pretrained:
 
 def content_hash(path) -> str:
   """sha256 (hex) of a Hugging Face directory's weights: config.json and every safetensors file the
-  checkpoint is made of, in name order (reads them whole: about 0.3 s per 100 MB)."""
+  checkpoint is made of, in name order (reads them whole)."""
   files = ["config.json"] + sorted(set(layout.Checkpoint(path, read_config(path).family.ANCHOR).files.values()))
   digest = hashlib.sha256()
   for name in files:
