@@ -197,7 +197,11 @@ def test_config_mistakes_are_user_errors(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "vocab_size": 10}))
   with pytest.raises(UserError, match="model_type 't5' is not supported"):
     hf.read_config(str(tmp_path))
-  (tmp_path / "config.json").write_text(json.dumps(CONFIGS["gpt2"]().config.to_dict()))
+  gpt2 = CONFIGS["gpt2"]().config.to_dict()
+  (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in gpt2.items() if k not in ("n_head", "n_embd")}))
+  with pytest.raises(UserError, match=r"config.json lacks n_embd, n_head; point model.pretrained at a complete"):
+    hf.read_config(str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps(gpt2))
   with pytest.raises(UserError, match="model.safetensors"):
     hf.load(str(tmp_path))
 
