@@ -1,5 +1,5 @@
 """Attention forward + backward on XLA:CPU at MiniLM's shapes (batch 32, sequence 128, 12 heads of 32):
-the trainer's per-head loop (models/transformer.py attention_per_head: additive mask, FlashAttention's
+the trainer's per-head loop (models/attention.py attention_per_head: additive mask, FlashAttention's
 backward), the per-head loop it replaced (select mask, XLA's autodiff) and the same with an additive mask,
 heads in groups of 2/3/4, all 12 batched, and jax.nn.dot_product_attention. Alternating, medians of 7
 calls, milliseconds.
@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxforge.models.transformer import attention_per_head
+from flaxforge.models.attention import attention_per_head
 
 B, T, N, H = 32, 128, 12, 32
 MASK = (jnp.arange(T) < 100)[None, None, None, :].repeat(B, 0)  # keys after 100 are padding

@@ -8,22 +8,23 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from flaxforge.models import fields
+from flaxforge.models.initializers import normal, zeros
+
 
 class BagOfWords(nnx.Module):
 
-  def __init__(self, vocab_size: int, num_classes: int, *, embed_dim=256, hidden=0, dropout=0.0,
+  def __init__(self, vocab_size: int, num_classes: int, options: fields.BagOfWords = fields.BagOfWords(), *,
                rngs: nnx.Rngs):
-    self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs, embedding_init=nnx.with_partitioning(
-        nnx.initializers.normal(0.02), ("vocab", "embed")))
-    self.bias = nnx.Param(nnx.with_partitioning(nnx.initializers.zeros_init(), ("embed",))(
-        jax.random.key(0), (embed_dim,), jnp.float32))  # zeros: the key is unused (and rngs keeps its stream)
+    embed_dim, hidden = options.embed_dim, options.hidden
+    self.embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs, embedding_init=normal(0.02, ("vocab", "embed")))
+    # zeros: the key is unused (and rngs keeps its stream)
+    self.bias = nnx.Param(zeros(("embed",))(jax.random.key(0), (embed_dim,), jnp.float32))
     self.hidden = nnx.Linear(embed_dim, hidden, rngs=rngs, kernel_init=nnx.with_partitioning(
         nnx.initializers.he_normal(), ("embed", "mlp"))) if hidden else None
-    width = hidden or embed_dim
-    self.out = nnx.Linear(width, num_classes, rngs=rngs, kernel_init=nnx.with_partitioning(
-        nnx.initializers.glorot_uniform(), ("mlp", "classes")), bias_init=nnx.with_partitioning(
-        nnx.initializers.zeros_init(), ("classes",)))
-    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+    self.out = nnx.Linear(hidden or embed_dim, num_classes, rngs=rngs, kernel_init=nnx.with_partitioning(
+        nnx.initializers.glorot_uniform(), ("mlp", "classes")), bias_init=zeros(("classes",)))
+    self.dropout = nnx.Dropout(options.dropout, rngs=rngs)
 
   def __call__(self, inputs):  # int32 [B, L] (0 = padding) -> float32 [B, classes]
     ids = jnp.sort(inputs, axis=-1)
@@ -38,5 +39,4 @@ class BagOfWords(nnx.Module):
 
 
 def from_config(cfg, info, *, rngs: nnx.Rngs) -> BagOfWords:
-  return BagOfWords(info["vocab_size"], info["num_classes"], embed_dim=cfg.get("embed_dim", 256),
-                    hidden=cfg.get("hidden", 0), dropout=cfg.get("dropout", 0.0), rngs=rngs)
+  return BagOfWords(info["vocab_size"], info["num_classes"], fields.BagOfWords.read(cfg), rngs=rngs)

@@ -8,10 +8,10 @@ data pipeline prepends; 'mean' averages the hidden states of the non-padding tok
 import jax.numpy as jnp
 from flax import nnx
 
-from flaxforge.core.errors import UserError
+from flaxforge.models import fields
 from flaxforge.models.dropout import Dropout
-from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal,
-                                          transformer_classifier_flops_per_example, zeros)
+from flaxforge.models.initializers import normal, zeros
+from flaxforge.models.transformer import Arch, Transformer, arch_from_config, transformer_classifier_flops_per_example
 
 
 class Encoder(nnx.Module):
@@ -30,9 +30,8 @@ class Encoder(nnx.Module):
 
 class BertClassifier(Encoder):
 
-  def __init__(self, arch: Arch, num_classes: int, *, pool="cls", pad_id: int = 0, rngs):
-    if pool not in ("cls", "mean"):
-      raise UserError(f"model.pool must be 'cls' or 'mean', not {pool!r}")
+  def __init__(self, arch: Arch, num_classes: int, *, pool: str, pad_id: int = 0, rngs):
+    """pool: 'cls' or 'mean' (fields.Encoder)."""
     super().__init__(arch, pad_id=pad_id, rngs=rngs)
     self.pool = pool
     self.dropout = Dropout(arch.dropout, rngs=rngs)
@@ -51,13 +50,14 @@ class BertClassifier(Encoder):
     return self.head(self.dropout(pooled))
 
 
-def flops_per_example(cfg, info) -> float:
-  a = arch_from_config(cfg, info)
+def flops_per_example(cfg, info, pretrained=None) -> float:
+  a, pool = arch_from_config(cfg, info, pretrained), fields.Encoder.read(cfg).pool
   return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim, int(info["seq_len"]),
-                                                  int(info["num_classes"]), pooled=cfg.get("pool", "cls") == "cls",
-                                                  **a.flops_shape())
+                                                  int(info["num_classes"]), pooled=pool == "cls", **a.flops_shape())
 
 
-def from_config(cfg, info, *, rngs) -> BertClassifier:
-  return BertClassifier(arch_from_config(cfg, info), int(info["num_classes"]), pool=cfg.get("pool", "cls"),
-                        pad_id=int(info.get("pad_id", 0)), rngs=rngs)
+def from_config(cfg, info, *, rngs, pretrained=None) -> BertClassifier:
+  """Given `pretrained` (a models.hf.Pretrained), that Hugging Face directory's architecture (its weights are
+  loaded separately, by models.hf.load_params)."""
+  return BertClassifier(arch_from_config(cfg, info, pretrained), int(info["num_classes"]),
+                        pool=fields.Encoder.read(cfg).pool, pad_id=int(info.get("pad_id", 0)), rngs=rngs)

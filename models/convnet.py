@@ -8,14 +8,16 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from flaxforge.models import fields
+from flaxforge.models.initializers import zeros
+
 _he = nnx.initializers.he_normal()
-_zeros = nnx.initializers.zeros_init()
 
 
 class ConvNet(nnx.Module):
 
-  def __init__(self, input_shape, num_classes: int, *, channels=(32, 64), convs_per_stage=1, dense=128,
-               dropout=0.0, rngs: nnx.Rngs):
+  def __init__(self, input_shape, num_classes: int, options: fields.ConvNet = fields.ConvNet(), *, rngs: nnx.Rngs):
+    channels, convs_per_stage, dense = options.channels, options.convs_per_stage, options.dense
     height, width, *rest = input_shape
     in_channels = rest[0] if rest else 1
     self.convs = nnx.List()
@@ -23,17 +25,17 @@ class ConvNet(nnx.Module):
       for _ in range(convs_per_stage):
         self.convs.append(nnx.Conv(in_channels, out_channels, (3, 3), padding="SAME", rngs=rngs,
                                    kernel_init=nnx.with_partitioning(_he, (None, None, "embed", "mlp")),
-                                   bias_init=nnx.with_partitioning(_zeros, ("mlp",))))
+                                   bias_init=zeros(("mlp",))))
         in_channels = out_channels
       height, width = height // 2, width // 2
     self.convs_per_stage = convs_per_stage
     self.hidden = nnx.Linear(height * width * in_channels, dense, rngs=rngs,
                              kernel_init=nnx.with_partitioning(_he, ("embed", "mlp")),
-                             bias_init=nnx.with_partitioning(_zeros, ("mlp",)))
+                             bias_init=zeros(("mlp",)))
     self.out = nnx.Linear(dense, num_classes, rngs=rngs,
                           kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), ("mlp", "classes")),
-                          bias_init=nnx.with_partitioning(_zeros, ("classes",)))
-    self.dropout = nnx.Dropout(dropout, rngs=rngs)
+                          bias_init=zeros(("classes",)))
+    self.dropout = nnx.Dropout(options.dropout, rngs=rngs)
 
   def __call__(self, inputs):  # float [B, H, W, C] or [B, H, W] -> float32 logits [B, classes]
     x = inputs.astype(jnp.float32)
@@ -48,19 +50,19 @@ class ConvNet(nnx.Module):
 
 
 def from_config(cfg, info, *, rngs: nnx.Rngs) -> ConvNet:
-  return ConvNet(info["input_shape"], info["num_classes"], channels=tuple(cfg.channels),
-                 convs_per_stage=cfg.convs_per_stage, dense=cfg.dense, dropout=cfg.dropout, rngs=rngs)
+  return ConvNet(info["input_shape"], info["num_classes"], fields.ConvNet.read(cfg), rngs=rngs)
 
 
 def flops_per_example(cfg, info) -> float:
-  """2 x multiply-accumulates, training = 3 x forward less the first convolution's input gradient."""
+  """Counted as registry.flops_per_example says: less the first convolution's input gradient."""
+  options = fields.ConvNet.read(cfg)
   height, width, *rest = info["input_shape"]
   cin, forward, first = (rest[0] if rest else 1), 0, None
-  for cout in cfg.channels:
-    for _ in range(cfg.convs_per_stage):
+  for cout in options.channels:
+    for _ in range(options.convs_per_stage):
       layer = 2 * height * width * 9 * cin * cout
       first = layer if first is None else first
       forward, cin = forward + layer, cout
     height, width = height // 2, width // 2
-  forward += 2 * (height * width * cin * cfg.dense + cfg.dense * info["num_classes"])
+  forward += 2 * (height * width * cin * options.dense + options.dense * info["num_classes"])
   return 3 * forward - first

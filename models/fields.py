@@ -6,7 +6,15 @@ from flaxforge.core.config_fields import POSITIVE, Section, count, field, fracti
 
 _KERNEL_INITS = ("normal", "uniform", "zeros", "lecun_normal", "lecun_uniform", "xavier_normal", "xavier_uniform",
                  "glorot_normal", "glorot_uniform", "he_normal", "he_uniform")
-PRESETS = ("tiny", "small", "125m", "350m", "1b")  # models/transformer.py PRESETS's sizes
+# A transformer's size presets: (num_layers, embed_dim, num_heads, mlp_dim). 125m and 350m are GPT-2 small and
+# medium, 1b is GPT-3 XL (1.3B); 'small' is the CPU preset, 'tiny' the test one.
+PRESETS = {
+    "tiny": (2, 64, 2, 256),
+    "small": (4, 256, 4, 1024),
+    "125m": (12, 768, 12, 3072),
+    "350m": (24, 1024, 16, 4096),
+    "1b": (24, 2048, 16, 8192),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +74,7 @@ class ConvNet(Section):
 class TransformerShape(Section):
   """A from-scratch transformer's shape (models/transformer.py); a pretrained one takes its config.json's."""
   SECTION, TITLE = "model", "model"
-  size: str = field("small", "size preset", choices=PRESETS)
+  size: str = field("small", "size preset", choices=tuple(PRESETS))
   num_layers: int = field(0, "transformer blocks; 0 = the preset's", range=count(0))
   embed_dim: int = field(0, "model width; 0 = the preset's", range=count(0))
   num_heads: int = field(0, "attention heads; 0 = the preset's", range=count(0))

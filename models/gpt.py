@@ -1,15 +1,14 @@
-"""Decoder-only causal language model, with a key-value cache for generation."""
-import functools
-
-import jax
+"""Decoder-only causal language model, with a key-value cache for generation (flaxforge's `Sampler` samples
+from it), and a decoder as a classifier."""
 import jax.numpy as jnp
 from flax import nnx
 
-from flaxforge.models.dropout import Dropout
-from flaxforge.models.transformer import (Arch, Transformer, arch_from_config, normal,
-                                          transformer_classifier_flops_per_example, transformer_flops_per_token,
-                                          zeros)
 from flaxforge.core.errors import UserError
+from flaxforge.models import fields
+from flaxforge.models.dropout import Dropout
+from flaxforge.models.initializers import normal, zeros
+from flaxforge.models.transformer import (Arch, Transformer, arch_from_config,
+                                          transformer_classifier_flops_per_example, transformer_flops_per_token)
 
 
 class GPT(nnx.Module):
@@ -70,82 +69,22 @@ class GPTClassifier(nnx.Module):
     return self.head(self.dropout(pooled))
 
 
-def flops_per_example(cfg, info) -> float:
-  a = arch_from_config(cfg, info)
+def flops_per_example(cfg, info, pretrained=None) -> float:
+  a = arch_from_config(cfg, info, pretrained)
   if info.get("task") == "classification":  # the body over seq_len tokens, the last block for one position
     return transformer_classifier_flops_per_example(a.num_layers, a.embed_dim, a.mlp_dim, int(info["seq_len"]),
                                                     int(info["num_classes"]), pooled=True, **a.flops_shape())
-  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, a.max_len, a.padded_vocab,
-                                          **a.flops_shape())
+  per_token = transformer_flops_per_token(a.num_layers, a.embed_dim, a.mlp_dim, int(info["seq_len"]),
+                                          a.padded_vocab, **a.flops_shape())
   return per_token * int(info["seq_len"])
 
 
-def from_config(cfg, info, *, rngs) -> GPT | GPTClassifier:
-  """A language model, or for classification data a `GPTClassifier`. With cfg.pretrained, the Hugging Face
-  directory's architecture (its weights are loaded separately, by models.hf.load_params)."""
+def from_config(cfg, info, *, rngs, pretrained=None) -> GPT | GPTClassifier:
+  """A language model, or for classification data a `GPTClassifier`. Given `pretrained` (a models.hf.Pretrained),
+  that Hugging Face directory's architecture and head tying (its weights are loaded separately, by
+  models.hf.load_params)."""
+  arch = arch_from_config(cfg, info, pretrained)
   if info.get("task") == "classification":
-    return GPTClassifier(arch_from_config(cfg, info), int(info["num_classes"]), pad_id=int(info.get("pad_id", 0)),
-                         rngs=rngs)
-  if cfg.get("pretrained", None):
-    from flaxforge.models import hf  # pylint: disable=import-outside-toplevel (hf imports this module)
-    tie = hf.read_config(cfg.get("pretrained")).tie_embeddings
-  else:
-    tie = bool(cfg.get("tie_embeddings", True))
-  return GPT(arch_from_config(cfg, info), tie_embeddings=tie, rngs=rngs)
-
-
-def _sample(logits, key, temperature, top_k, greedy):
-  if greedy:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  logits = logits / temperature
-  if top_k:
-    kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
-    logits = jnp.where(logits < kth, -jnp.inf, logits)
-  return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
-
-
-@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "top_k", "greedy", "use_cache"))
-def _generate(graphdef, state, prompt, rng, temperature, *, max_new_tokens, top_k, greedy, use_cache):
-  model = nnx.merge(graphdef, state)
-  model.eval()  # this is a copy: the caller's model keeps its mode
-  batch, plen = prompt.shape
-  buf = jnp.zeros((batch, plen + max_new_tokens), jnp.int32).at[:, :plen].set(prompt)
-
-  def put(buf, i, logits):  # sample new token i (absolute position plen + i) from logits [B, V]
-    tok = _sample(logits, jax.random.fold_in(rng, i), temperature, top_k, greedy)
-    return jax.lax.dynamic_update_slice_in_dim(buf, tok[:, None], plen + i, axis=1)
-
-  if not use_cache:  # rerun the whole buffer each step; causality keeps the empty tail out of the way
-    step = lambda i, buf: put(buf, i, model(buf)[:, plen + i - 1])
-    return jax.lax.fori_loop(0, max_new_tokens, step, buf)
-
-  logits, cache = model.decode(prompt, model.init_cache(batch, buf.shape[1]), 0)
-  buf = put(buf, 0, logits[:, -1])
-
-  def step(i, carry):
-    buf, cache = carry
-    pos = plen + i - 1
-    logits, cache = model.decode(jax.lax.dynamic_slice_in_dim(buf, pos, 1, axis=1), cache, pos)
-    return put(buf, i, logits[:, -1]), cache
-
-  return jax.lax.fori_loop(1, max_new_tokens, step, (buf, cache))[0]
-
-
-def generate(model: GPT, prompt_ids, max_new_tokens, temperature=1.0, top_k=0, rng=None, use_cache=True):
-  """Continue prompts: prompt_ids int [B, P] (or [P]; every row the same length, P >= 1).
-
-  Returns int32 [B, P + max_new_tokens], prompt included. temperature <= 0 is greedy (argmax);
-  top_k > 0 samples among the k most likely tokens. Runs as one jitted loop (compiled once per shape).
-  """
-  prompt = jnp.asarray(prompt_ids, jnp.int32)
-  prompt = prompt[None] if prompt.ndim == 1 else prompt
-  if max_new_tokens <= 0:
-    return prompt
-  if model.arch.position == "learned" and prompt.shape[1] + max_new_tokens > model.arch.max_len:
-    raise UserError(f"prompt ({prompt.shape[1]}) + new tokens ({max_new_tokens}) exceed model.max_len "
-                    f"{model.arch.max_len} (learned positions)")
-  greedy = temperature is None or temperature <= 0
-  graphdef, state = nnx.split(model)
-  return _generate(graphdef, state, prompt, jax.random.key(0) if rng is None else rng,
-                   jnp.float32(1.0 if greedy else temperature), max_new_tokens=int(max_new_tokens),
-                   top_k=int(top_k or 0), greedy=greedy, use_cache=use_cache)
+    return GPTClassifier(arch, int(info["num_classes"]), pad_id=int(info.get("pad_id", 0)), rngs=rngs)
+  tie = pretrained.tie_embeddings if pretrained is not None else fields.Decoder.read(cfg).tie_embeddings
+  return GPT(arch, tie_embeddings=tie, rngs=rngs)

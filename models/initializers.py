@@ -1,23 +1,23 @@
-"""Activations and weight initialisers by name, as the config spells them."""
+"""Activations and weight initialisers by name, as the config spells them (models/fields.py declares the
+names), and the initialisers that name their parameters' logical axes (trainer/mesh.py shards by them).
+
+Every built-in model imports this module, which lets a model be built outside a mesh (tests, notebooks,
+`hf.load`): parameters get their shardings from the trainer's jitted init (`out_shardings`), where Flax's
+eager sharding would demand a mesh at construction.
+"""
+import flax
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from flaxforge.core.errors import UserError
+flax.config.update("flax_always_shard_variable", False)
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,
     "sigmoid": jax.nn.sigmoid,
     "tanh": jnp.tanh,
     "gelu": jax.nn.gelu,
-    "linear": lambda x: x,
 }
-
-
-def activation(name: str):
-  if name not in ACTIVATIONS:
-    raise UserError(f"unknown activation {name!r}; use one of: {', '.join(ACTIVATIONS)}")
-  return ACTIVATIONS[name]
 
 
 def _uniform(limit: float):
@@ -26,15 +26,14 @@ def _uniform(limit: float):
   return init
 
 
-def initializer(name: str, *, std: float = 0.01, limit: float = 0.05, value: float = 0.0):
-  """`normal` (std), `uniform` (in [-limit, limit]), `constant`/`zeros`, or a fan-scaled family:
-  lecun_normal/lecun_uniform, xavier_normal/xavier_uniform (= glorot_*), he_normal/he_uniform."""
+def initializer(name: str, *, std: float, limit: float):
+  """`normal` (std), `uniform` (in [-limit, limit]), `zeros`, or a fan-scaled family: lecun_normal/
+  lecun_uniform, xavier_normal/xavier_uniform (= glorot_*), he_normal/he_uniform."""
   inits = nnx.initializers
   table = {
       "normal": lambda: inits.normal(std),
       "uniform": lambda: _uniform(limit),
       "zeros": inits.zeros_init,
-      "constant": lambda: inits.constant(value),
       "lecun_normal": inits.lecun_normal,
       "lecun_uniform": inits.lecun_uniform,
       "xavier_normal": inits.xavier_normal,
@@ -44,6 +43,14 @@ def initializer(name: str, *, std: float = 0.01, limit: float = 0.05, value: flo
       "he_normal": inits.he_normal,
       "he_uniform": inits.he_uniform,
   }
-  if name not in table:
-    raise UserError(f"unknown initializer {name!r}; use one of: {', '.join(table)}")
   return table[name]()
+
+
+def normal(std: float, names: tuple):
+  """Normal(0, std) parameters with logical axes `names`."""
+  return nnx.with_partitioning(nnx.initializers.normal(std), names)
+
+
+def zeros(names: tuple):
+  """Zero parameters with logical axes `names`."""
+  return nnx.with_partitioning(nnx.initializers.zeros_init(), names)

@@ -6,7 +6,8 @@ An adapted `nnx.Linear`/`nnx.LinearGeneral` keeps its own kernel and bias where 
 weights load and export by the same paths) and gains `lora_a` [in, rank] and `lora_b` [rank, out]
 (`nnx.LoRAParam`, B zero-initialised: training starts from the pretrained function); its output becomes
 base(x) + x A B * alpha / rank. The optimizer updates `nnx.LoRAParam` (and a new classification head)
-only (`trainable`), so the base weights are frozen and carry no optimizer state; `merged` folds the adapters into the kernels for export.
+only (`trainable`), so the base weights are frozen and carry no optimizer state; `merged` folds the adapters
+into the kernels for export.
 """
 import math
 
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxforge.core.errors import UserError
-from flaxforge.models import graph
+from flaxforge.models import fields, graph
 
 
 # "qkv" means the attention's input projections however the model holds them: one fused qkv layer, or
@@ -48,10 +49,14 @@ class LoRALinearGeneral(_Adapted, nnx.LinearGeneral):
 _ADAPTED = {nnx.Linear: LoRALinear, nnx.LinearGeneral: LoRALinearGeneral}
 
 
+def options(cfg) -> fields.LoRA:
+  """`cfg` (`config.model`)'s `lora` section."""
+  return fields.LoRA.read(cfg["lora"] if "lora" in cfg else None)
+
+
 def enabled(cfg) -> bool:
   """`cfg` is `config.model`."""
-  lora = cfg.get("lora", None)
-  return bool(lora and lora.get("rank", 0))
+  return options(cfg).rank > 0
 
 
 def trainable(cfg):
@@ -69,10 +74,11 @@ def frozen(cfg):
 def apply(model: nnx.Module, cfg, *, rngs) -> nnx.Module:
   """Adds adapters to every dense layer of `model` whose attribute name is in cfg.lora.targets (`cfg` is
   `config.model`; nothing without a rank). Raises UserError when no layer has a target's name."""
-  if not enabled(cfg):
+  lora = options(cfg)
+  if not lora.rank:
     return model
-  rank, alpha = int(cfg.lora.rank), float(cfg.lora.get("alpha", 16.0))
-  targets = {t.strip() for t in str(cfg.lora.get("targets", "qkv,out")).split(",") if t.strip()}
+  rank, alpha = lora.rank, float(lora.alpha)
+  targets = {t.strip() for t in lora.targets.split(",") if t.strip()}
   names = {name for t in targets for name in _ALIASES.get(t, (t,))}
   adapted = set()
   for path, layer in list(nnx.iter_graph(model)):

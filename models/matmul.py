@@ -2,9 +2,9 @@
 
 The weight gradient of `y = x @ w` contracts x and dy over their rows. XLA:CPU's YNNPACK matmul takes a
 left operand only when it contracts its last dimension, and XLA tends to hand `x^T @ dy` to Eigen with x
-transposed, at about half the speed. Written as `(dy^T @ x)^T`, the transposed copy is the (smaller)
-output gradient and the matmul stays on YNNPACK: an MLP block's forward and backward pass, 159 -> 91-102 ms
-on 2 cores. Other backends keep `lax.dot_general`, and so does any contraction that is not "trailing dims
+transposed, which runs more slowly. Written as `(dy^T @ x)^T`, the transposed copy is the (smaller)
+output gradient and the matmul stays on YNNPACK (BENCHMARKS.md, "Dense layers' weight gradients on
+YNNPACK"). Other backends keep `lax.dot_general`, and so does any contraction that is not "trailing dims
 of x with leading dims of w".
 """
 import math

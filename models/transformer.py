@@ -1,6 +1,7 @@
 """The one transformer of flaxforge, for BERT and GPT and for the Hugging Face families they load (BERT,
-GPT-2, Llama/Qwen2/Mistral): size presets, attention (multi-head or grouped-query), a plain or gated MLP,
-pre- or post-norm blocks, and the embedding + block stack.
+GPT-2, Llama/Qwen2/Mistral): its architecture (`Arch`, from a config's size preset and fields), the blocks
+(attention's projections, multi-head or grouped-query; a plain or gated MLP; pre- or post-norm), the
+embedding + block stack, and its FLOP count. Attention's maths and RoPE are in models/attention.py.
 
 Every parameter carries logical axis names (trainer/mesh.py maps them to mesh axes); parameters are
 float32 and activations use `Arch.dtype`.
@@ -10,22 +11,12 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 
-from flaxforge.models import matmul
-from flaxforge.models.dropout import Dropout
 from flaxforge.core.errors import UserError
-
-# (num_layers, embed_dim, num_heads, mlp_dim). 125m and 350m are GPT-2 small and medium, 1b is GPT-3 XL
-# (1.3B). 'small' is the CPU preset, 'tiny' the test one.
-PRESETS = {
-    "tiny": (2, 64, 2, 256),
-    "small": (4, 256, 4, 1024),
-    "125m": (12, 768, 12, 3072),
-    "350m": (24, 1024, 16, 4096),
-    "1b": (24, 2048, 16, 8192),
-}
+from flaxforge.models import attention, fields, matmul
+from flaxforge.models.dropout import Dropout
+from flaxforge.models.initializers import normal, zeros
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +33,7 @@ class Arch:
   norm: str = "layer"  # layer | rms
   position: str = "rope"  # rope | learned
   use_bias: bool = True  # on every dense layer but q/k/v, which follow qkv_bias
-  attention_impl: str = "auto"  # auto | xla | cudnn (see attention_implementation)
+  attention_impl: str = "auto"  # auto | xla | cudnn (attention.attention_implementation)
   # What pretrained families need; the defaults are flaxforge's own from-scratch models.
   qkv_bias: bool = True
   num_kv_heads: int = 0  # grouped-query attention (Llama): key/value heads, 0 = num_heads
@@ -67,62 +58,32 @@ class Arch:
     return {"kv_dim": self.kv_heads * self.head_dim, "gated": self.gated_mlp}
 
 
-def arch_from_config(cfg, info) -> Arch:
-  """The cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it; or,
-  with cfg.pretrained set, the architecture of that Hugging Face directory (its compute dtype, dropout and
-  attention_impl from cfg)."""
-  if cfg.get("pretrained", None):
-    from flaxforge.models import hf  # pylint: disable=import-outside-toplevel (hf imports this module)
-    arch = hf.read_config(cfg.get("pretrained")).arch
-    return dataclasses.replace(arch, dtype=jnp.dtype(cfg.get("dtype", None) or "float32"),
-                               dropout=float(cfg.get("dropout", 0.0)),
-                               attention_impl=cfg.get("attention_impl", None) or "auto")
-  size = cfg.get("size", "small")
-  if size not in PRESETS:
-    raise UserError(f"unknown model.size {size!r}; use one of: {', '.join(PRESETS)}")
-  fields = dict(zip(("num_layers", "embed_dim", "num_heads", "mlp_dim"), PRESETS[size]))
-  for name in fields:
-    if (cfg.get(name, 0) or 0) > 0:
-      fields[name] = int(cfg.get(name))
-  if fields["embed_dim"] % fields["num_heads"]:
-    raise UserError(f"model.embed_dim {fields['embed_dim']} must be a multiple of model.num_heads "
-                    f"{fields['num_heads']}")
-  kv_heads = int(cfg.get("num_kv_heads", 0) or 0)
-  if kv_heads and fields["num_heads"] % kv_heads:
-    raise UserError(f"model.num_heads {fields['num_heads']} must be a multiple of model.num_kv_heads {kv_heads}")
-  choices = {"norm": ("layer", "rms"), "position": ("rope", "learned"), "dtype": ("float32", "bfloat16"),
-             "attention_impl": ("auto", "xla", "cudnn"), "mlp_activation": ("gelu_tanh", "gelu", "silu")}
-  picked = {name: cfg.get(name, None) or options[0] for name, options in choices.items()}
-  for name, value in picked.items():
-    if value not in choices[name]:
-      raise UserError(f"model.{name} must be one of {choices[name]}, not {value!r}")
-  vocab, multiple = int(info["vocab_size"]), int(cfg.get("vocab_multiple", 128))
-  return Arch(
-      **fields,
-      max_len=int(cfg.get("max_len", 0) or info["seq_len"]),
-      vocab_size=vocab,
-      padded_vocab=-(-vocab // multiple) * multiple,
-      dropout=float(cfg.get("dropout", 0.0)),
-      dtype=jnp.dtype(picked["dtype"]),
-      norm=picked["norm"],
-      position=picked["position"],
-      # Biases are on by default (GPT-2/BERT style) also for speed: XLA:CPU ran the 'small' train step
-      # 17-25% slower without them (a slower layout for the bias-free MLP backward).
-      use_bias=bool(cfg.get("use_bias", True)),
-      qkv_bias=bool(cfg.get("use_bias", True)),
-      attention_impl=picked["attention_impl"],
-      num_kv_heads=kv_heads,
-      activation=picked["mlp_activation"],
-      gated_mlp=bool(cfg.get("gated_mlp", False)),
-  )
-
-
-def normal(std, names):
-  return nnx.with_partitioning(nnx.initializers.normal(std), names)
-
-
-def zeros(names):
-  return nnx.with_partitioning(nnx.initializers.zeros_init(), names)
+def arch_from_config(cfg, info, pretrained=None) -> Arch:
+  """The architecture `cfg` (`config.model`: fields.TransformerShape) describes for the dataset `info`: the
+  cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it. Or, given
+  `pretrained` (a models.hf.Pretrained: what a Hugging Face config.json says), that architecture. Either
+  computes as fields.TransformerCompute says (dtype, dropout, attention_impl). Raises UserError when the
+  heads do not divide the width or the key/value heads the heads."""
+  compute = fields.TransformerCompute.read(cfg)
+  how = dict(dtype=jnp.dtype(compute.dtype), dropout=compute.dropout, attention_impl=compute.attention_impl)
+  if pretrained is not None:
+    return dataclasses.replace(pretrained.arch, **how)
+  shape = fields.TransformerShape.read(cfg)
+  sizes = {name: getattr(shape, name) or preset
+           for name, preset in zip(("num_layers", "embed_dim", "num_heads", "mlp_dim"), fields.PRESETS[shape.size])}
+  if sizes["embed_dim"] % sizes["num_heads"]:
+    raise UserError(f"model.embed_dim {sizes['embed_dim']} must be a multiple of model.num_heads "
+                    f"{sizes['num_heads']}")
+  if shape.num_kv_heads and sizes["num_heads"] % shape.num_kv_heads:
+    raise UserError(f"model.num_heads {sizes['num_heads']} must be a multiple of model.num_kv_heads "
+                    f"{shape.num_kv_heads}")
+  vocab = int(info["vocab_size"])
+  # Biases are on by default (GPT-2/BERT style), also because XLA:CPU lays out the bias-free MLP's backward
+  # more slowly.
+  return Arch(**sizes, max_len=shape.max_len or int(info["seq_len"]), vocab_size=vocab,
+              padded_vocab=-(-vocab // shape.vocab_multiple) * shape.vocab_multiple, norm=shape.norm,
+              position=shape.position, use_bias=shape.use_bias, qkv_bias=shape.use_bias,
+              num_kv_heads=shape.num_kv_heads, activation=shape.mlp_activation, gated_mlp=shape.gated_mlp, **how)
 
 
 def make_norm(arch: Arch, *, rngs):
@@ -135,104 +96,12 @@ def make_norm(arch: Arch, *, rngs):
 
 def gelu_erf(x):
   """Exact GELU as PyTorch and BERT write it, x * (1 + erf(x / sqrt 2)) / 2. jax.nn.gelu(approximate=False)
-  uses erfc instead (exact in the far negative tail), whose forward + backward ran 1.4x slower on XLA:CPU
-  at MiniLM's [32, 128, 1536]; the two differ by < 1e-6."""
+  uses erfc instead (exact in the far negative tail), which XLA:CPU differentiates more slowly (BENCHMARKS.md,
+  "Exact GELU"); the two differ by < 1e-6."""
   return x * (0.5 + 0.5 * jax.lax.erf(x * (1 / math.sqrt(2))))
 
 
 ACTIVATIONS = {"gelu_tanh": jax.nn.gelu, "gelu": gelu_erf, "silu": jax.nn.silu}
-
-
-def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: tuple = ()) -> np.ndarray:
-  """float32 [head_dim / 2] inverse frequencies, base^(-2i / head_dim), rescaled as Hugging Face's
-  rope_parameters say: rope_type 'default', 'linear' (all divided by factor) or 'llama3' (low frequencies
-  divided by factor, high ones kept, a smooth blend between; Llama 3.1's long-context scaling)."""
-  inv = base ** (-np.arange(0, head_dim, 2, dtype=np.float64) / head_dim)
-  params = dict(scaling)
-  kind = params.get("rope_type", params.get("type", "default"))
-  if kind == "linear":
-    inv = inv / params["factor"]
-  elif kind == "llama3":
-    factor, low, high = params["factor"], params["low_freq_factor"], params["high_freq_factor"]
-    old_len = params["original_max_position_embeddings"]
-    wavelen = 2 * np.pi / inv
-    smooth = (old_len / wavelen - low) / (high - low)
-    blended = (1 - smooth) * inv / factor + smooth * inv
-    inv = np.where(wavelen > old_len / low, inv / factor, np.where(wavelen < old_len / high, inv, blended))
-  elif kind != "default":
-    raise UserError(f"rope_type {kind!r} is not supported; use a model with rope_type default, linear or llama3")
-  return inv.astype(np.float32)
-
-
-def rope(x, positions, inv_freq):
-  """Rotary position embedding, half-split layout (Hugging Face's rotate_half). x: [B, T, N, H];
-  positions: int [T]; inv_freq: float32 [H / 2] (rope_frequencies)."""
-  angle = (positions.astype(jnp.float32)[:, None] * inv_freq)[:, None, :]  # [T, 1, half]
-  sin, cos = jnp.sin(angle), jnp.cos(angle)
-  x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
-  return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
-
-
-def attention_implementation(setting: str, dtype, head_dim: int):
-  """jax.nn.dot_product_attention's `implementation` for a setting: 'auto' picks cuDNN's fused kernel for
-  16-bit compute on an Ampere or newer GPU (1.85x faster train steps for 125m in bf16 on an H200), else
-  XLA's, which runs everywhere."""
-  if setting == "auto":
-    device = jax.devices()[0]
-    fits = jnp.dtype(dtype).itemsize == 2 and head_dim % 8 == 0 and head_dim <= 128
-    newer = float(getattr(device, "compute_capability", 0) or 0) >= 8.0
-    return "cudnn" if device.platform == "gpu" and fits and newer else None
-  return None if setting == "xla" else setting
-
-
-@jax.custom_vjp
-def _one_head(q, k, v, bias):
-  """softmax(q k^T + bias) v for one head: q [B, T, H] (already scaled), k and v [B, S, H], bias float32
-  broadcastable to [B, T, S] (0, or the lowest float32 where a key is hidden)."""
-  return _one_head_forward(q, k, v, bias)[0]
-
-
-def _one_head_forward(q, k, v, bias):
-  logits = jnp.einsum("bth,bsh->bts", q, k, preferred_element_type=jnp.float32) + bias
-  probs = jax.nn.softmax(logits, axis=-1)
-  out = jnp.einsum("bts,bsh->bth", probs.astype(v.dtype), v)
-  return out, (q, k, v, probs, out)
-
-
-def _one_head_backward(residuals, d_out):
-  # FlashAttention's backward (Dao et al. 2022, alg. 2): rowsum(dP * P) = rowsum(dO * O), a reduction over
-  # the head dimension instead of over the keys. With the mask as an additive bias (lowest + logit rounds to
-  # lowest, so a hidden key gets exactly 0, as with a select) fwd+bwd ran 16% faster on XLA:CPU than XLA's
-  # autodiff of a select-masked forward (benchmarks/attention_cpu.py).
-  q, k, v, probs, out = residuals
-  d_v = jnp.einsum("bts,bth->bsh", probs.astype(d_out.dtype), d_out).astype(v.dtype)
-  d_probs = jnp.einsum("bth,bsh->bts", d_out, v, preferred_element_type=jnp.float32)
-  row = jnp.sum(d_out.astype(jnp.float32) * out.astype(jnp.float32), axis=-1, keepdims=True)
-  d_logits = (probs * (d_probs - row)).astype(q.dtype)
-  d_q = jnp.einsum("bts,bsh->bth", d_logits, k).astype(q.dtype)
-  d_k = jnp.einsum("bts,bth->bsh", d_logits, q).astype(k.dtype)
-  return d_q, d_k, d_v, None
-
-
-_one_head.defvjp(_one_head_forward, _one_head_backward)
-
-
-def attention_per_head(q, k, v, *, mask=None, is_causal=False):
-  """jax.nn.dot_product_attention's XLA math, one head at a time: XLA:CPU runs N matmuls batched over B
-  twice as fast as one batched over [B, N] (fwd+bwd of 4 heads of [32, 128, 64]: 15.6 ms against 23.5).
-  k and v may have fewer heads than q (grouped-query attention): query head n reads key head n // group."""
-  if is_causal:
-    causal = jnp.tril(jnp.ones((q.shape[1], k.shape[1]), bool))
-    mask = causal if mask is None else mask & causal
-  lowest = jnp.finfo(jnp.float32).min
-  bias = jnp.zeros((1, 1, 1, 1), jnp.float32) if mask is None else jnp.where(mask, 0.0, lowest)
-  group = q.shape[2] // k.shape[2]
-  # unstack, not q[:, :, n]: its gradient is one concatenate rather than N zero-padded copies to add up
-  ks, vs = jnp.unstack(k, axis=2), jnp.unstack(v, axis=2)
-  qs = jnp.unstack(q * jnp.asarray(1.0 / math.sqrt(q.shape[-1]), q.dtype), axis=2)
-  head_bias = lambda n: bias[:, min(n, bias.shape[1] - 1)] if bias.ndim == 4 else bias
-  heads = [_one_head(qn, ks[n // group], vs[n // group], head_bias(n)) for n, qn in enumerate(qs)]
-  return jnp.stack(heads, axis=2)
 
 
 def take_positions(x, index):
@@ -263,10 +132,9 @@ class Attention(nnx.Module):
       self.kv = project((2, kv, h), ("qkv", "heads", "kv"))
     self.out = nnx.LinearGeneral((n, h), d, axis=(-2, -1), bias_init=zeros(("embed",)), use_bias=arch.use_bias,
                                  kernel_init=normal(_residual_std(arch), ("heads", "kv", "embed")), **kw)
-    self.inv_freq = (tuple(rope_frequencies(h, arch.rope_base, arch.rope_scaling).tolist())
+    self.inv_freq = (tuple(attention.rope_frequencies(h, arch.rope_base, arch.rope_scaling).tolist())
                      if arch.position == "rope" else None)
     self.impl = arch.attention_impl
-    self.head_dim = h
 
   def __call__(self, x, positions, *, mask=None, is_causal=False, cache=None, index=None, query_index=None):
     """x [B, T, d] -> ([B, T, d], cache). With a cache ({'k', 'v'}: [B, L, N, H]) the new keys and values
@@ -279,7 +147,7 @@ class Attention(nnx.Module):
       q, (k, v) = self.q(x), (y[:, :, 0] for y in jnp.split(self.kv(x), 2, axis=2))
     if self.inv_freq is not None:
       inv_freq = jnp.asarray(self.inv_freq, jnp.float32)
-      q, k = rope(q, positions, inv_freq), rope(k, positions, inv_freq)
+      q, k = attention.rope(q, positions, inv_freq), attention.rope(k, positions, inv_freq)
     if cache is not None:
       k = jax.lax.dynamic_update_slice(cache["k"], k.astype(cache["k"].dtype), (0, index, 0, 0))
       v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
@@ -290,14 +158,7 @@ class Attention(nnx.Module):
       if is_causal:  # the queries sit at query_index, not at 0..P-1
         causal = query_index[:, None, :, None] >= jnp.arange(k.shape[1])
         mask, is_causal = (causal if mask is None else mask & causal), False
-    # A fused kernel buys nothing for a few decode queries, so the cached path keeps XLA's.
-    impl = attention_implementation(self.impl, q.dtype, self.head_dim) if cache is None else None
-    if impl == "cudnn" and mask is not None:  # cuDNN takes a mask only as a full [.., T, S] bias
-      mask = jnp.broadcast_to(mask, mask.shape[:2] + (q.shape[1], k.shape[1]))
-    if impl is None and cache is None and jax.default_backend() == "cpu":
-      y = attention_per_head(q, k, v, mask=mask, is_causal=is_causal)
-    else:
-      y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=is_causal, implementation=impl)
+    y = attention.attend(q, k, v, setting=self.impl, mask=mask, is_causal=is_causal, cached=cache is not None)
     return self.out(y), cache
 
 
@@ -393,12 +254,10 @@ class Transformer(nnx.Module):
     return x, (new_caches if caches is not None else None)
 
 
-# FLOP convention (as in shared/bench/common.py): FLOPs = 2 x the multiply-accumulates of matmuls and
-# convolutions; embeddings, activations, softmax, norms, pooling and the optimizer are not counted. A training
-# step costs 3 x forward, except where an input gradient is never needed (a first layer fed by data).
 def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,
                                 kv_dim=None, gated=False, training=True, causal=False):
-  """FLOPs per token of a transformer (GPT/BERT body, plus an LM head if vocab_size > 0).
+  """FLOPs per token of a transformer (GPT/BERT body, plus an LM head if vocab_size > 0), counted as
+  registry.flops_per_example says.
 
   With a = qkv_dim (num_heads * head_dim, default embed_dim), d = embed_dim, T = seq_len:
     N        = L * (4*d*a + 2*d*mlp) + d*vocab   matmul weights (q, k, v, out; mlp up, down; LM head)

@@ -84,11 +84,12 @@ def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
 
 
 def test_the_name_fields_list_every_built_in_dataset_and_model():
-  from flaxforge import data, models  # pylint: disable=g-import-not-at-top
+  from flaxforge import data  # pylint: disable=g-import-not-at-top
+  from flaxforge.models import registry  # pylint: disable=g-import-not-at-top
   declared = config_fields.declarations(fields.sections_of(default.get_config()))
-  for field, registry in (("data.name", data._LOADERS), ("model.name", models._MODULES)):  # pylint: disable=protected-access
+  for field, names in (("data.name", data._LOADERS), ("model.name", registry._MODULES)):  # pylint: disable=protected-access
     described = declared[field].description
-    assert all(re.search(rf"\b{name}\b", described) for name in registry), (field, described)
+    assert all(re.search(rf"\b{name}\b", described) for name in names), (field, described)
 
 
 def test_every_field_of_every_shipped_config_is_described(tmp_path):

@@ -8,6 +8,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers is imported
 
 import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
+import ml_collections  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
 import torch  # pylint: disable=wrong-import-position
@@ -17,7 +18,7 @@ from jax.sharding import PartitionSpec as P  # pylint: disable=wrong-import-posi
 from safetensors import safe_open  # pylint: disable=wrong-import-position
 
 from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
-from flaxforge.models import bert, gpt, hf  # pylint: disable=wrong-import-position
+from flaxforge.models import bert, gpt, hf, registry  # pylint: disable=wrong-import-position
 from flaxforge.models.hf import layout  # pylint: disable=wrong-import-position
 from flaxforge.trainer import mesh as mesh_lib  # pylint: disable=wrong-import-position
 
@@ -163,12 +164,12 @@ def test_minilm_matches_transformers(minilm):
 
 
 def test_pretrained_config_builds_the_architecture_and_load_params_fills_it(saved):
-  # The trainer's path: models' from_config with model.pretrained, then load_params over its state; a new
-  # classification head is left as initialised.
+  # The trainer's path: the registry builds model.pretrained's architecture, then load_params over its state;
+  # a new classification head is left as initialised.
   family, _, path = saved
-  module = bert if family == "bert" else gpt
+  cfg = ml_collections.ConfigDict({"name": "bert" if family == "bert" else "gpt", "pretrained": path, "pool": "mean"})
   info = {"vocab_size": VOCAB, "seq_len": 12, "num_classes": 3}
-  model = module.from_config({"pretrained": path, "pool": "mean"}, info, rngs=nnx.Rngs(0))
+  model = registry.build(cfg, info, rngs=nnx.Rngs(0))
   head = None if family != "bert" else np.asarray(model.head.kernel.get_value())
   nnx.update(model, hf.load_params(path, nnx.state(model, nnx.Param)))
   ids = np.concatenate([tokens()[0], tokens()[0][:, ::-1]])
@@ -196,7 +197,11 @@ def test_config_mistakes_are_user_errors(tmp_path):
   (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5", "vocab_size": 10}))
   with pytest.raises(UserError, match="model_type 't5' is not supported"):
     hf.read_config(str(tmp_path))
-  (tmp_path / "config.json").write_text(json.dumps(CONFIGS["gpt2"]().config.to_dict()))
+  gpt2 = CONFIGS["gpt2"]().config.to_dict()
+  (tmp_path / "config.json").write_text(json.dumps({k: v for k, v in gpt2.items() if k not in ("n_head", "n_embd")}))
+  with pytest.raises(UserError, match=r"config.json lacks n_embd, n_head; point model.pretrained at a complete"):
+    hf.read_config(str(tmp_path))
+  (tmp_path / "config.json").write_text(json.dumps(gpt2))
   with pytest.raises(UserError, match="model.safetensors"):
     hf.load(str(tmp_path))
 

@@ -13,7 +13,7 @@ import pytest
 from flax import nnx
 
 from flaxforge import data as data_lib
-from flaxforge import models
+from flaxforge.models import registry
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import base
 from flaxforge.trainer import mesh as mesh_lib, state as state_lib
@@ -98,7 +98,7 @@ def test_a_users_model_and_data_train_by_import_path_from_their_folder(project):
 
 def test_a_file_path_names_a_model_too(project):
   cfg = ml_collections.ConfigDict({"name": str(project / "my_models" / "net.py"), "width": 4})
-  model = models.build(cfg, {"num_classes": 3}, rngs=nnx.Rngs(0))
+  model = registry.build(cfg, {"num_classes": 3}, rngs=nnx.Rngs(0))
   assert model(np.zeros((2, 8), np.float32)).shape == (2, 3)
 
 
@@ -106,14 +106,14 @@ def test_one_line_errors_name_the_module_and_what_it_lacks(project, monkeypatch)
   monkeypatch.chdir(project)
   (project / "my_models" / "empty.py").write_text("X = 1\n")
   with pytest.raises(UserError, match=r"module 'my_models.empty' .*has no function from_config\(\)"):
-    models.build(ml_collections.ConfigDict({"name": "my_models.empty"}), {}, rngs=nnx.Rngs(0))
+    registry.build(ml_collections.ConfigDict({"name": "my_models.empty"}), {}, rngs=nnx.Rngs(0))
   with pytest.raises(UserError, match=r"unknown dataset 'my_data.nope'.*--config.data.name"):
     data_lib.load(ml_collections.ConfigDict({"name": "my_data.nope"}))
   with pytest.raises(UserError, match=r"nothing.py not found.*--config.model.name"):
-    models.build(ml_collections.ConfigDict({"name": "nothing.py"}), {}, rngs=nnx.Rngs(0))
+    registry.build(ml_collections.ConfigDict({"name": "nothing.py"}), {}, rngs=nnx.Rngs(0))
   (project / "my_models" / "broken.py").write_text("import a_package_that_is_not_installed\n")
   with pytest.raises(ModuleNotFoundError):  # a missing import inside the user's module is theirs to see
-    models.build(ml_collections.ConfigDict({"name": "my_models.broken"}), {}, rngs=nnx.Rngs(0))
+    registry.build(ml_collections.ConfigDict({"name": "my_models.broken"}), {}, rngs=nnx.Rngs(0))
 
 
 def _config(project, rules):

@@ -15,10 +15,11 @@ CONTEXT = 48  # not a power of two: the buffer and the prefill are capped to it
 forward = nnx.jit(lambda model, x: model(x))
 
 
-def greedy(model, prompt, new):
-  """The reference: the whole [1, CONTEXT] buffer through the model (no cache) per token; causal attention
-  keeps the zeros after the prompt out of the way, and one shape compiles once for every prompt length."""
-  buf = np.zeros((1, CONTEXT), np.int32)
+def greedy(model, prompt, new, length=CONTEXT):
+  """The reference generation loop: the whole [1, length] buffer through the model (no cache) per token;
+  causal attention keeps the zeros after the prompt out of the way, and one shape compiles once for every
+  prompt length. prompt: a list of ids -> the `new` ids that follow it."""
+  buf = np.zeros((1, length), np.int32)
   buf[0, :len(prompt)] = prompt
   for t in range(len(prompt), len(prompt) + new):
     buf[0, t] = int(np.argmax(forward(model, buf)[0, t - 1]))

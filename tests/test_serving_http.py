@@ -19,6 +19,7 @@ from flaxforge.models import gpt, transformer
 from flaxforge.serving import server
 from flaxforge.trainer import predict, sampling
 from conftest import run_module
+from test_sampling_prefill import greedy
 from test_serving import TEXTS, train_text_run
 
 _COMPILES = collections.Counter()
@@ -144,7 +145,7 @@ def tiny_gpt():
   return model
 
 
-def test_completions_follow_the_openai_shape_and_greedy_matches_generate(tiny_gpt):
+def test_completions_follow_the_openai_shape_and_greedy_matches_an_uncached_loop(tiny_gpt):
   sampler = sampling.Sampler(tiny_gpt, {"type": "bytes", "separator": 0}, max_context=128)
   with running(server.make_app(sampler=sampler, name="gpt")) as client:
     r = client.post("/v1/completions", json={"prompt": "The shuttle", "max_tokens": 12, "temperature": 0})
@@ -154,8 +155,8 @@ def test_completions_follow_the_openai_shape_and_greedy_matches_generate(tiny_gp
     choice = body["choices"][0]
     assert choice["finish_reason"] == "length" and body["usage"] == {
         "prompt_tokens": 11, "completion_tokens": 12, "total_tokens": 23}
-    want = np.asarray(gpt.generate(tiny_gpt, np.frombuffer(b"The shuttle", np.uint8), 12, temperature=0))[0, 11:]
-    assert choice["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")
+    want = greedy(tiny_gpt, list(b"The shuttle"), 12, length=128)
+    assert choice["text"] == bytes(want).decode("utf-8", errors="replace")
     stop = choice["text"][3:5]
     r = client.post("/v1/completions", json={"prompt": "The shuttle", "max_tokens": 12, "temperature": 0,
                                              "stop": [stop]})
@@ -195,8 +196,8 @@ def test_completions_from_a_trained_gpt_run(tmp_path):
         "the prompt (9 bytes) plus max_tokens=100 exceed the model's context of 32 tokens; use max_tokens=23 or less "
         "(or a shorter prompt)")
   model = nnx.merge(sampler.graphdef, sampler.state)
-  want = np.asarray(gpt.generate(model, np.frombuffer(b"the space", np.uint8), 8, temperature=0))[0, 9:]
-  assert r.json()["choices"][0]["text"] == bytes(int(t) for t in want).decode("utf-8", errors="replace")
+  want = greedy(model, list(b"the space"), 8, length=32)
+  assert r.json()["choices"][0]["text"] == bytes(want).decode("utf-8", errors="replace")
 
 
 def test_a_batch_waits_only_for_requests_on_their_way():

@@ -6,7 +6,6 @@ import optax
 import pytest
 from flax import nnx
 
-from flaxforge import models  # noqa: F401  (sets Flax's config for models built outside a mesh)
 from flaxforge.models import text_cnn
 from flaxforge.core.errors import UserError
 

@@ -1,4 +1,5 @@
-"""BERT and GPT on CPU: shapes, parameter counts, masking, the KV cache, bf16, dropout modes, sharding."""
+"""BERT and GPT on CPU: shapes, parameter counts, masking, the KV cache (and the sampler on it), bf16, dropout
+modes, sharding."""
 import functools
 
 import jax
@@ -8,10 +9,13 @@ import pytest
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from flaxforge.models import bert, gpt, transformer
-from flaxforge.models.dropout import Dropout
-from flaxforge.models.transformer import PRESETS, attention_per_head
 from flaxforge.core.errors import UserError
+from flaxforge.models import bert, gpt, transformer
+from flaxforge.models.attention import attention_per_head
+from flaxforge.models.dropout import Dropout
+from flaxforge.models.fields import PRESETS
+from flaxforge.trainer import sampling
+from test_sampling_prefill import BYTES, greedy
 
 LM_INFO = {"vocab_size": 256, "seq_len": 32}
 CLS_INFO = {"vocab_size": 500, "seq_len": 16, "num_classes": 5}
@@ -177,14 +181,12 @@ def test_decode_with_cache_matches_full_forward(cfg):
   np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=1e-5)
 
 
-def test_greedy_generation_same_with_and_without_cache():
+def test_greedy_sampling_with_the_cache_matches_an_uncached_loop():
   model = make_gpt()
-  prompt = tokens((2, 5), 256)
-  with_cache = gpt.generate(model, prompt, 12, temperature=0.0, use_cache=True)
-  without = gpt.generate(model, prompt, 12, temperature=0.0, use_cache=False)
-  assert with_cache.shape == (2, 17)
-  np.testing.assert_array_equal(with_cache[:, :5], prompt)
-  np.testing.assert_array_equal(with_cache, without)
+  prompt = tokens((5,), 256).tolist()
+  sampler = sampling.Sampler(model, BYTES, max_context=LM_INFO["seq_len"])
+  got = sampler.sample(prompt, 12, num_samples=2, temperature=0, stop_at_eos=False)
+  assert got == [greedy(model, prompt, 12, length=LM_INFO["seq_len"])] * 2
 
 
 def _ranks(model, out, prompt_len):
@@ -198,13 +200,14 @@ def test_sampling_is_seeded_and_top_k_restricts_it():
   """A hot temperature over an untrained model's flat logits: without top_k most draws fall outside the
   top 3, with top_k=3 none may."""
   model = make_gpt()
-  prompt = tokens((16, 5), 256)
-  a = gpt.generate(model, prompt, 8, temperature=3.0, top_k=3, rng=jax.random.key(1))
-  b = gpt.generate(model, prompt, 8, temperature=3.0, top_k=3, rng=jax.random.key(1))
+  prompt = tokens((5,), 256).tolist()
+  sampler = sampling.Sampler(model, BYTES, max_context=LM_INFO["seq_len"])
+  draw = lambda top_k: jnp.asarray([prompt + row for row in sampler.sample(
+      prompt, 8, num_samples=16, temperature=3.0, top_k=top_k, seed=1, stop_at_eos=False)])
+  a, b = draw(3), draw(3)
   np.testing.assert_array_equal(a, b)
-  np.testing.assert_array_equal(a[:, :5], prompt)
   assert _ranks(model, a, 5).max() < 3
-  free = gpt.generate(model, prompt, 8, temperature=3.0, top_k=0, rng=jax.random.key(1))
+  free = draw(0)
   assert (_ranks(model, free, 5) >= 3).mean() > 0.5
 
 

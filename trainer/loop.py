@@ -12,7 +12,7 @@ import time
 import jax
 import numpy as np
 
-from flaxforge import models
+from flaxforge.models import registry
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import checkpoint, early_stopping, evaluate, feed as feed_lib, fields
 from flaxforge.trainer import flops as flops_lib
@@ -318,7 +318,7 @@ def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, float | None]:
   """(model FLOPs of one step, the devices' peak FLOP/s): the model's analytic count if it declares one,
   else XLA's count of the step for `batch_spec`, the shapes of one step's global batch."""
   config = run.config
-  per_example = None if run.model else models.flops_per_example(config.model, run.data.info)
+  per_example = None if run.model else registry.flops_per_example(config.model, run.data.info)
   if per_example:
     per_step = per_example * config.data.batch_size
   else:

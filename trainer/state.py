@@ -10,8 +10,7 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from flaxforge import models
-from flaxforge.models import hf, lora
+from flaxforge.models import hf, lora, registry
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import optim
 
@@ -28,7 +27,7 @@ class Structure:
 def _init_fn(config, info, total_steps, model_factory):
   def init():
     rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
-    model = models.build(config.model, info, rngs=rngs, factory=model_factory)
+    model = registry.build(config.model, info, rngs=rngs, factory=model_factory)
     return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=lora.trainable(config.model))
   return init
 

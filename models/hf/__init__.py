@@ -40,7 +40,8 @@ TOKEN_IDS = ("bos_token_id", "eos_token_id", "pad_token_id")
 @dataclasses.dataclass(frozen=True)
 class Pretrained:
   """What a Hugging Face directory's config.json says: the family module, the Arch, whether the LM head
-  shares the token embedding, and config.json itself."""
+  shares the token embedding, and config.json itself. models/registry.py hands it to bert's and gpt's
+  `from_config` for a config with model.pretrained set."""
   family: object
   arch: Arch
   tie_embeddings: bool
@@ -83,14 +84,25 @@ def _read_config(file: str, version: tuple) -> Pretrained:
   if family is None:
     supported = ", ".join(t for f in FAMILIES for t in f.MODEL_TYPES)
     raise UserError(f"{os.path.dirname(file)}: model_type {kind!r} is not supported; use one of: {supported}")
-  padded = -(-config["vocab_size"] // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-  arch, tie = family.arch(config, padded)
+  read = _typed(family.Config, config, file)
+  arch, tie = family.arch(read, -(-read.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE)
   return Pretrained(family, arch, bool(tie), config)
+
+
+def _typed(cls, config: dict, file: str):
+  """A family's `Config` from config.json's values (a null one takes the default, as an absent one does);
+  UserError naming the fields without a default that it lacks."""
+  given = {f.name: config[f.name] for f in dataclasses.fields(cls) if config.get(f.name) is not None}
+  missing = [f.name for f in dataclasses.fields(cls) if f.name not in given and f.default is dataclasses.MISSING]
+  if missing:
+    raise UserError(f"{file} lacks {', '.join(missing)}; point model.pretrained at a complete Hugging Face model "
+                    "directory")
+  return cls(**given)
 
 
 def content_hash(path) -> str:
   """sha256 (hex) of a Hugging Face directory's weights: config.json and every safetensors file the
-  checkpoint is made of, in name order (reads them whole: about 0.3 s per 100 MB)."""
+  checkpoint is made of, in name order (reads them whole)."""
   files = ["config.json"] + sorted(set(layout.Checkpoint(path, read_config(path).family.ANCHOR).files.values()))
   digest = hashlib.sha256()
   for name in files:
@@ -185,7 +197,7 @@ def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, sou
     for name, value in layout.write(tensor, value).items():
       tensors[name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name] = value
   tensors.update(_kept_from_base(family, base))
-  config = {**family.config(arch, tie), **(token_ids or {}), **_token_ids_of_base(base)}
+  config = {**family.config_json(arch, tie), **(token_ids or {}), **_token_ids_of_base(base)}
   if jax.process_index() != 0:
     return out
   folder = paths.fresh_folder(out, MARKER)

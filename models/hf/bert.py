@@ -1,4 +1,6 @@
 """BERT-family encoders (`BertModel`, e.g. MiniLM): post-norm blocks, learned positions, token types."""
+import dataclasses
+
 from flaxforge.core.errors import UserError
 from flaxforge.models import bert
 from flaxforge.models.hf.layout import dense, heads_in, heads_out, layer_norm, table, vector
@@ -13,22 +15,36 @@ KEPT_FROM_BASE = ("pooler.dense.weight", "pooler.dense.bias")
 ACTIVATIONS = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh"}
 
 
-def arch(c: dict, padded_vocab: int) -> tuple[Arch, bool]:
-  if c.get("position_embedding_type", "absolute") != "absolute" or c.get("hidden_act") not in ACTIVATIONS:
-    raise UserError(f"BERT with position_embedding_type={c.get('position_embedding_type')!r}, hidden_act="
-                    f"{c.get('hidden_act')!r} is not supported; use absolute positions and gelu")
-  return Arch(num_layers=c["num_hidden_layers"], embed_dim=c["hidden_size"], num_heads=c["num_attention_heads"],
-              mlp_dim=c["intermediate_size"], max_len=c["max_position_embeddings"], vocab_size=c["vocab_size"],
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """The config.json fields read here, with transformers' BertConfig defaults."""
+  num_hidden_layers: int
+  hidden_size: int
+  num_attention_heads: int
+  intermediate_size: int
+  max_position_embeddings: int
+  vocab_size: int
+  hidden_act: str = "gelu"
+  layer_norm_eps: float = 1e-12
+  type_vocab_size: int = 2
+  position_embedding_type: str = "absolute"
+
+
+def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
+  if c.position_embedding_type != "absolute" or c.hidden_act not in ACTIVATIONS:
+    raise UserError(f"BERT with position_embedding_type={c.position_embedding_type!r}, hidden_act="
+                    f"{c.hidden_act!r} is not supported; use absolute positions and gelu")
+  return Arch(num_layers=c.num_hidden_layers, embed_dim=c.hidden_size, num_heads=c.num_attention_heads,
+              mlp_dim=c.intermediate_size, max_len=c.max_position_embeddings, vocab_size=c.vocab_size,
               padded_vocab=padded_vocab, norm="layer", position="learned", block="post",
-              activation=ACTIVATIONS[c["hidden_act"]], norm_eps=c.get("layer_norm_eps", 1e-12),
-              token_types=c.get("type_vocab_size", 2)), False
+              activation=ACTIVATIONS[c.hidden_act], norm_eps=c.layer_norm_eps, token_types=c.type_vocab_size), False
 
 
 def matches(a: Arch, tie: bool) -> bool:
   return a.block == "post" and a.position == "learned" and a.norm == "layer" and not a.gated_mlp
 
 
-def config(a: Arch, tie: bool) -> dict:
+def config_json(a: Arch, tie: bool) -> dict:
   act = {ours: theirs for theirs, ours in ACTIVATIONS.items()}
   return {"architectures": ["BertModel"], "model_type": "bert", "vocab_size": a.vocab_size,
           "hidden_size": a.embed_dim, "num_hidden_layers": a.num_layers, "num_attention_heads": a.num_heads,

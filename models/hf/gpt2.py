@@ -1,5 +1,7 @@
 """GPT-2: pre-norm, learned positions, tied head, gelu_new, Conv1D weights stored [in, out] (no
 transposition), one fused c_attn [d, 3d] for q, k and v."""
+import dataclasses
+
 from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
 from flaxforge.models.hf.layout import Tensor, conv1d, dense, layer_norm, linear, table, vector
@@ -11,15 +13,29 @@ EXPORT_PREFIX = "transformer."  # as GPT2LMHeadModel names them
 ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu"}
 
 
-def arch(c: dict, padded_vocab: int) -> tuple[Arch, bool]:
-  if (c.get("activation_function", "gelu_new") not in ACTIVATIONS or not c.get("scale_attn_weights", True)
-      or c.get("scale_attn_by_inverse_layer_idx", False)):
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """The config.json fields read here, with transformers' GPT2Config defaults."""
+  n_layer: int
+  n_embd: int
+  n_head: int
+  n_positions: int
+  vocab_size: int
+  n_inner: int | None = None  # 4 * n_embd
+  activation_function: str = "gelu_new"
+  scale_attn_weights: bool = True
+  scale_attn_by_inverse_layer_idx: bool = False
+  layer_norm_epsilon: float = 1e-5
+  tie_word_embeddings: bool = True
+
+
+def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
+  if c.activation_function not in ACTIVATIONS or not c.scale_attn_weights or c.scale_attn_by_inverse_layer_idx:
     raise UserError("GPT-2 with a non-gelu activation or non-standard attention scaling is not supported")
-  d = c["n_embd"]
-  return Arch(num_layers=c["n_layer"], embed_dim=d, num_heads=c["n_head"], mlp_dim=c.get("n_inner") or 4 * d,
-              max_len=c["n_positions"], vocab_size=c["vocab_size"], padded_vocab=padded_vocab, norm="layer",
-              position="learned", activation=ACTIVATIONS[c.get("activation_function", "gelu_new")],
-              norm_eps=c.get("layer_norm_epsilon", 1e-5)), c.get("tie_word_embeddings", True)
+  return Arch(num_layers=c.n_layer, embed_dim=c.n_embd, num_heads=c.n_head, mlp_dim=c.n_inner or 4 * c.n_embd,
+              max_len=c.n_positions, vocab_size=c.vocab_size, padded_vocab=padded_vocab, norm="layer",
+              position="learned", activation=ACTIVATIONS[c.activation_function],
+              norm_eps=c.layer_norm_epsilon), c.tie_word_embeddings
 
 
 def matches(a: Arch, tie: bool) -> bool:
@@ -27,7 +43,7 @@ def matches(a: Arch, tie: bool) -> bool:
           and a.use_bias and a.qkv_bias and a.kv_heads == a.num_heads and not a.token_types)
 
 
-def config(a: Arch, tie: bool) -> dict:
+def config_json(a: Arch, tie: bool) -> dict:
   act = {"gelu_tanh": "gelu_new", "gelu": "gelu"}
   return {"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "vocab_size": a.vocab_size,
           "n_embd": a.embed_dim, "n_layer": a.num_layers, "n_head": a.num_heads, "n_inner": a.mlp_dim,

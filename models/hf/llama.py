@@ -3,6 +3,8 @@ options), grouped-query attention, SwiGLU, an untied head unless tie_word_embedd
 biases. PyTorch Linear weights [out, in] are transposed; Hugging Face's q/k weights are already in the
 half-split rotary layout that ours uses, so heads need no permutation. Mistral's sliding window is not
 applied: outputs agree for sequences up to the window (4,096 tokens)."""
+import dataclasses
+
 from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
 from flaxforge.models.hf.layout import heads_in, heads_out, linear, table, vector
@@ -13,29 +15,49 @@ ANCHOR = "embed_tokens.weight"
 EXPORT_PREFIX = "model."  # as LlamaForCausalLM names them
 
 
-def _rope(c: dict) -> tuple[float, tuple]:
+@dataclasses.dataclass(frozen=True)
+class Config:
+  """The config.json fields read here, with transformers' LlamaConfig defaults, except max_position_embeddings:
+  Llama 2's 4,096 (LlamaConfig says 2,048; every family's config.json sets it)."""
+  model_type: str
+  hidden_size: int
+  num_attention_heads: int
+  num_hidden_layers: int
+  intermediate_size: int
+  vocab_size: int
+  num_key_value_heads: int | None = None  # num_attention_heads
+  head_dim: int | None = None  # hidden_size / num_attention_heads
+  hidden_act: str = "silu"
+  attention_bias: bool = False
+  mlp_bias: bool = False
+  max_position_embeddings: int = 4096
+  rms_norm_eps: float = 1e-6
+  rope_theta: float = 10000.0  # transformers v4; v5 moves it into rope_parameters
+  rope_scaling: dict | None = None  # transformers v4
+  rope_parameters: dict | None = None  # transformers v5
+  tie_word_embeddings: bool = False
+
+
+def _rope(c: Config) -> tuple[float, tuple]:
   """(theta, scaling pairs) from transformers v5's rope_parameters or v4's rope_theta + rope_scaling."""
-  params = dict(c.get("rope_parameters") or c.get("rope_scaling") or {})
-  theta = float(params.pop("rope_theta", c.get("rope_theta", 10000.0)))
+  params = dict(c.rope_parameters or c.rope_scaling or {})
+  theta = float(params.pop("rope_theta", c.rope_theta))
   kind = params.get("rope_type", params.get("type", "default"))
   return theta, (() if kind == "default" else tuple(sorted(params.items())))
 
 
-def arch(c: dict, padded_vocab: int) -> tuple[Arch, bool]:
-  d, n = c["hidden_size"], c["num_attention_heads"]
-  qwen = c["model_type"] == "qwen2"
-  attention_bias, mlp_bias = c.get("attention_bias", False), c.get("mlp_bias", False)
-  if c.get("hidden_act", "silu") != "silu" or (c.get("head_dim") or d // n) != d // n or (
-      not qwen and attention_bias != mlp_bias):
-    raise UserError(f"{c['model_type']} with hidden_act={c.get('hidden_act')!r}, head_dim={c.get('head_dim')} "
-                    f"or attention_bias != mlp_bias is not supported; use silu, head_dim = hidden_size / heads")
+def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
+  d, n = c.hidden_size, c.num_attention_heads
+  qwen = c.model_type == "qwen2"
+  if c.hidden_act != "silu" or (c.head_dim or d // n) != d // n or (not qwen and c.attention_bias != c.mlp_bias):
+    raise UserError(f"{c.model_type} with hidden_act={c.hidden_act!r}, head_dim={c.head_dim} or attention_bias "
+                    "!= mlp_bias is not supported; use silu, head_dim = hidden_size / heads")
   theta, scaling = _rope(c)
-  return Arch(num_layers=c["num_hidden_layers"], embed_dim=d, num_heads=n, mlp_dim=c["intermediate_size"],
-              max_len=c.get("max_position_embeddings", 4096), vocab_size=c["vocab_size"],
-              padded_vocab=padded_vocab, norm="rms", position="rope", use_bias=not qwen and mlp_bias,
-              qkv_bias=qwen or attention_bias, num_kv_heads=c.get("num_key_value_heads") or n,
-              activation="silu", gated_mlp=True, norm_eps=c.get("rms_norm_eps", 1e-6), rope_base=theta,
-              rope_scaling=scaling), c.get("tie_word_embeddings", False)
+  return Arch(num_layers=c.num_hidden_layers, embed_dim=d, num_heads=n, mlp_dim=c.intermediate_size,
+              max_len=c.max_position_embeddings, vocab_size=c.vocab_size, padded_vocab=padded_vocab, norm="rms",
+              position="rope", use_bias=not qwen and c.mlp_bias, qkv_bias=qwen or c.attention_bias,
+              num_kv_heads=c.num_key_value_heads or n, activation="silu", gated_mlp=True, norm_eps=c.rms_norm_eps,
+              rope_base=theta, rope_scaling=scaling), c.tie_word_embeddings
 
 
 def matches(a: Arch, tie: bool) -> bool:
@@ -43,7 +65,7 @@ def matches(a: Arch, tie: bool) -> bool:
           and a.activation == "silu" and not a.token_types)
 
 
-def config(a: Arch, tie: bool) -> dict:
+def config_json(a: Arch, tie: bool) -> dict:
   qwen = a.qkv_bias and not a.use_bias
   rope = {"rope_theta": a.rope_base, "rope_type": "default", **dict(a.rope_scaling)}
   c = {"architectures": ["Qwen2ForCausalLM" if qwen else "LlamaForCausalLM"],
