@@ -106,7 +106,8 @@ def _stored_config(workdir: str):
 def _encoding(workdir: str) -> str:
   """The run's input encoding, from its info.json and assets (texts where the folder holds no run: the restore
   then says what is missing)."""
-  from flaxforge.trainer import predict, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from flaxforge.inference import predict  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   folder = workdir_lib.resolve(workdir)
   if not (folder / "info.json").exists():
     return "text"
@@ -120,7 +121,7 @@ def main(argv):
   if TOP_K.value < 1:
     raise common.UserError(f"--top_k={TOP_K.value} is out of range; use --top_k=1 or more (how many labels to "
                            "show per input)")
-  from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
+  from flaxforge.inference import predict  # pylint: disable=g-import-not-at-top
   names, inputs = READERS[_encoding(workdir)](argv[1:], workdir)  # read first: a bad input fails before the restore
   predictor = predict.Predictor.from_workdir(workdir, step=STEP.value, best=BEST.value)
   kept = [x for x in inputs if not isinstance(x, str) or x.strip()]  # blank text lines get an empty line

@@ -4,7 +4,7 @@
                         (image runs: "images": [base64 of a file, ...]; table runs: "rows": [{column: value}];
                         a regression run answers {"value": float} per input)
   POST /v1/completions  OpenAI completions shape: prompt, max_tokens, temperature, top_k, top_p, stop, seed
-                        (the prompt plus max_tokens within the run's context: trainer/sampling.py `context`)
+                        (the prompt plus max_tokens within the run's context: inference/sampling.py `context`)
   GET  /healthz         {"status": "ok"}
   GET  /metrics         Prometheus text format
 
@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flaxforge.core.errors import UserError
 from flaxforge.serving import batcher as batcher_lib
-from flaxforge.trainer import predict as predict_lib
+from flaxforge.inference import predict as predict_lib
 
 
 @dataclasses.dataclass
@@ -95,7 +95,7 @@ def _number(body: dict, name: str, kind, default, *, low, high):
   return value
 
 
-# The request field holding a run's raw inputs, by its encoding (trainer/predict.py ENCODERS).
+# The request field holding a run's raw inputs, by its encoding (inference/predict.py ENCODERS).
 FIELDS = {"text": "texts", "image": "images", "table": "rows"}
 
 
@@ -131,7 +131,7 @@ def _stops(body: dict) -> list[str]:
 
 def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, name: str = "flaxforge",
              limits: Limits | None = None) -> FastAPI:
-  """The ASGI app over a classifier `predictor`, a GPT `sampler` (trainer/sampling.py), or both."""
+  """The ASGI app over a classifier `predictor`, a GPT `sampler` (inference/sampling.py), or both."""
   limits = limits or Limits()
   metrics = Metrics(limits.max_texts)
   batcher = None

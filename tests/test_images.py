@@ -15,7 +15,8 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, preprocess
 from flaxforge.launch.configs import image_folder as image_folder_config
 from flaxforge.serving import server
-from flaxforge.trainer import loop, predict
+from flaxforge.inference import predict
+from flaxforge.trainer import loop
 from conftest import run_module
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 40, 230)}

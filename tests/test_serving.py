@@ -17,7 +17,8 @@ from flaxforge import serving
 from flaxforge.serving import artifact as artifact_lib
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import text_csv
-from flaxforge.trainer import loop, predict
+from flaxforge.inference import predict
+from flaxforge.trainer import loop
 
 CUES = {"sports": "goal match team coach league".split(), "cooking": "oven recipe flour bake sauce".split(),
         "travel": "flight hotel beach passport train".split()}

@@ -17,7 +17,7 @@ from jax import monitoring
 
 from flaxforge.models import gpt, transformer
 from flaxforge.serving import server
-from flaxforge.trainer import predict, sampling
+from flaxforge.inference import predict, sampling
 from conftest import run_module
 from test_serving import TEXTS, train_text_run
 

@@ -22,7 +22,8 @@ from safetensors import numpy as safetensors_numpy
 
 from flaxforge.core import paths
 from flaxforge.serving import artifact as artifact_lib
-from flaxforge.trainer import predict, restore
+from flaxforge.inference import predict
+from flaxforge.trainer import restore
 
 
 def _key(path) -> str:

@@ -132,7 +132,7 @@ class Explainer:
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False) -> "Explainer":
-    from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
+    from flaxforge.inference import predict  # pylint: disable=g-import-not-at-top
     predictor = predict.Predictor.from_workdir(workdir, step=step, best=best)
     model, _ = nnx.merge(predictor.run.structure.eval_graphdef, jax.device_get(predictor.run.state))
     return cls(predictor, *nnx.split(model))
