@@ -1,100 +1,18 @@
-"""One prediction mechanism: raw inputs -> model inputs (through the run's stored assets only, never re-fitted)
--> logits -> top-k labels with probabilities.
+"""One prediction mechanism: raw inputs -> model inputs (inputs.py: through the run's stored assets only,
+never re-fitted) -> logits -> top-k labels with probabilities.
 
 A `Predictor` wraps any `logits(inputs) -> float32 [B, classes]` function: the restored run's model
-(`Predictor.from_workdir`) or an exported artifact (`flaxforge.serving.load`). Batches are padded to a few
-sizes (powers of two up to `max_batch`), so varied request sizes compile a bounded number of programs.
-This module imports neither the models nor the trainer at import time: an artifact runs without them.
+(`Predictor.from_workdir`, through live.py) or an exported artifact (`flaxforge.serving.load`). Batches are
+padded to a few sizes (powers of two up to `max_batch`), so varied request sizes compile a bounded number of
+programs. This module needs neither flax nor the models: an exported artifact's Predictor runs without them.
 """
-import io
 import os
 
 import numpy as np
 
 from flaxforge.core.errors import UserError
-from flaxforge.data import text as text_lib
-
-# How a run's raw inputs become model inputs: info["input_encoding"] (default "text" for runs with a
-# text encoder asset) -> a function of (info, assets) returning `encode(raw inputs) -> np.ndarray [B, ...]`
-# with an attribute `signature`: (the shape of one example, its dtype name). Images and tables register theirs.
-ENCODERS = {}
-
-
-def register_encoder(name: str):
-  def register(make):
-    ENCODERS[name] = make
-    return make
-  return register
-
-
-@register_encoder("text")
-def _text_encoder(info: dict, assets: dict):
-  del info
-  encoder = text_lib.encoder_from_json(assets["text_encoder"])
-
-  def encode(texts):
-    if not all(isinstance(t, str) for t in texts):
-      raise UserError("every input must be a text (a JSON string)")
-    return encoder.encode(texts)
-  encode.text_encoder, encode.signature = encoder, ((encoder.seq_len,), "int32")
-  return encode
-
-
-@register_encoder("image")
-def _image_encoder(info: dict, assets: dict):
-  """Image files (paths, or their bytes) -> float32 [B, H, W, C]: decoded and resized as the dataset was
-  prepared, normalised with the run's stored `input_scale`/`input_offset`."""
-  del assets
-  from flaxforge.data import image_folder, preprocess  # pylint: disable=g-import-not-at-top  (Pillow)
-  shape = tuple(info["input_shape"])
-  color = "grey" if shape[-1] == 1 else "rgb"
-
-  def encode(images):
-    arrays = []
-    for i, image in enumerate(images):
-      if isinstance(image, (bytes, bytearray)):
-        arrays.append(image_folder.decode(io.BytesIO(image), shape[:2], color, name=f"image {i}"))
-      elif isinstance(image, (str, os.PathLike)):
-        arrays.append(image_folder.decode(image, shape[:2], color))
-      else:
-        raise UserError("every input must be an image file's path or its bytes")
-    return preprocess.normalize(np.stack(arrays), info["input_scale"], info.get("input_offset", 0.0))
-  encode.signature = (shape, "float32")
-  return encode
-
-
-@register_encoder("table")
-def _table_encoder(info: dict, assets: dict):
-  """Table rows ({column: value} dicts; a missing or null value is filled as in training) -> float32
-  [B, features], through the statistics fitted on the training split (assets/table_transform.json)."""
-  del info
-  import pandas as pd  # pylint: disable=g-import-not-at-top
-  from flaxforge.data import tabular  # pylint: disable=g-import-not-at-top
-  statistics = assets["table_transform"]
-
-  def encode(rows):
-    if not all(isinstance(row, dict) for row in rows):
-      raise UserError("every input must be a table row: a JSON object of column: value")
-    return tabular.transform(statistics, pd.DataFrame.from_records(list(rows)))
-  encode.signature = ((len(tabular.feature_names(statistics)),), "float32")
-  return encode
-
-
-def input_encoding(info: dict, assets: dict) -> str:
-  """The name of the run's input encoding: info's `input_encoding`, else inferred from its assets."""
-  if "input_encoding" in info:
-    return info["input_encoding"]
-  if "text_encoder" in assets:
-    return "text"
-  if "table_transform" in assets:
-    return "table"
-  if len(info.get("input_shape", ())) == 3 and "input_scale" in info:
-    return "image"
-  if info.get("task") == "lm":
-    raise UserError("this run is a language model: it completes text rather than predicting labels; use "
-                    "flaxforge generate --workdir=... --prompt=... (or flaxforge serve for completions)")
-  raise UserError("this run has no input encoder stored beside its checkpoints (predict, serve and export "
-                  "handle text, image and table runs); retrain it with one of those configs")
+from flaxforge.inference import inputs
+from flaxforge.trainer import workdir as workdir_lib
 
 
 def bucket_sizes(max_batch: int, divisor: int = 1) -> list[int]:
@@ -115,7 +33,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 class Predictor:
   """Raw inputs -> labels with probabilities (classifiers) or values (regression), through a `logits`
   function and the run's assets. Raw inputs are texts, image files (paths or bytes) or table rows (dicts),
-  as the run's `encoding` ("text", "image", "table") says.
+  as the run's `modality` (inputs.py: text, image, table) says; an empty one is refused (UserError).
 
   `logits_fn(inputs)`: model inputs (e.g. int32 [B, seq_len] token ids, B one of `sizes`) -> float32
   [B, outputs] logits (outputs: the number of classes, or 1 for regression). `info`, `assets`: the run's
@@ -128,20 +46,19 @@ class Predictor:
       raise UserError("predict, serve and export handle classifiers and regressors; this run has no label names "
                       "(a language model? use flaxforge.launch.generate or serve's /v1/completions)")
     self.info, self.assets, self.labels = info, assets, list(assets.get("labels") or [])
-    self.encoding = input_encoding(info, assets)
-    self.encode = ENCODERS[self.encoding](info, assets)
+    self.modality = inputs.modality(info, assets)
+    self.encode = self.modality.encoder(info, assets)
     self.sizes = bucket_sizes(max_batch, divisor)
     self._logits_fn = logits_fn
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, max_batch: int = 64,
                    model=None):
-    """The run's checkpoint (latest, `step` or `best`) restored onto this process's devices. `model`: the
-    factory a run trained through the Python API with `model=` needs again."""
-    from flaxforge.trainer import restore  # pylint: disable=g-import-not-at-top  (imports the models)
-    run = restore.restore(workdir, step=step, best=best, model=model)
-    predictor = cls(model_logits(run), run.info, load_assets(run.workdir), max_batch=max_batch,
-                    divisor=batch_divisor(run))
+    """The run's checkpoint (latest, `step` or `best`; its model alone) restored onto this process's devices.
+    `model`: the factory a run trained through the Python API with `model=` needs again."""
+    from flaxforge.inference import live  # pylint: disable=g-import-not-at-top  (flax: see the module doc)
+    run, logits_fn, divisor = live.load(workdir, step=step, best=best, model=model)
+    predictor = cls(logits_fn, run.info, load_assets(run.workdir), max_batch=max_batch, divisor=divisor)
     predictor.run = run
     return predictor
 
@@ -202,28 +119,14 @@ def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, 
 
 def load_assets(workdir) -> dict:
   """Every assets/*.json of a run, by name."""
-  from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   folder = workdir / "assets"
   return {p.name[:-len(".json")]: workdir_lib.read_json(p) for p in folder.glob("*.json")} if folder.exists() else {}
 
 
-def batch_divisor(run) -> int:
-  from flaxforge.trainer import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-  return mesh_lib.batch_divisor(run.mesh)
-
-
-def model_logits(run):
-  """`logits(inputs)` of a restored run's model in eval mode, jitted on its mesh (batch split over it)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from flax import nnx  # pylint: disable=g-import-not-at-top
-  from flaxforge.trainer import mesh as mesh_lib  # pylint: disable=g-import-not-at-top
-
-  def logits(state, inputs):
-    model, _ = nnx.merge(run.structure.eval_graphdef, state)
-    return model(inputs).astype("float32")
-
-  jitted = jax.jit(logits, in_shardings=(run.structure.shardings, mesh_lib.batch_sharding(run.mesh)),
-                   out_shardings=mesh_lib.replicated(run.mesh))
-  return lambda inputs: jitted(run.state, inputs)
-
-
+def modality_of(workdir: str) -> inputs.Modality:
+  """The input modality of the run in `workdir`, from its info.json and assets (text where the folder holds no
+  run: restoring it then says what is missing)."""
+  folder = workdir_lib.resolve(workdir)
+  if not (folder / "info.json").exists():
+    return inputs.MODALITIES["text"]
+  return inputs.modality(workdir_lib.read_json(folder / "info.json"), load_assets(folder))

@@ -76,7 +76,7 @@ def exported(run_dir, tmp_path_factory):
 
 
 TEXTS = ["bake the flour in the oven", "the coach said the team played the match well", "flight to the beach",
-         "", "recipe recipe sauce and the the of"]
+         "zyzzyva quixotic", "recipe recipe sauce and the the of"]  # the fourth: no word in the vocabulary
 
 # Runs in a fresh process where importing the model code fails: only jax, numpy, safetensors and the
 # preprocessing are available to the loaded artifact.

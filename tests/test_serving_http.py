@@ -105,6 +105,15 @@ def test_malformed_and_oversized_requests_get_4xx_json_and_the_server_goes_on(pr
     assert 'flaxforge_errors_total{endpoint="/v1/predict"} 201.0' in client.get("/metrics").text
 
 
+def test_an_empty_input_is_a_400_naming_the_field(predictor):
+  """One rule for empty inputs (inference/inputs.py), as `flaxforge predict` and the Python Predictor apply it."""
+  with running(server.make_app(predictor=predictor)) as client:
+    r = client.post("/v1/predict", json={"texts": ["bake the flour", " \n"]})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "'texts'[1] is a blank text: there is nothing to predict from; remove it"
+    assert client.post("/v1/predict", json={"texts": ["bake the flour"]}).status_code == 200
+
+
 def test_compilations_stay_bounded_under_varied_request_sizes(predictor):
   limits = server.Limits(max_texts=64, max_wait_ms=2)
   rng = np.random.default_rng(1)
