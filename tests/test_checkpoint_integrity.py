@@ -10,22 +10,16 @@ import sys
 
 import pytest
 
-from conftest import checkpoint_arrays
+from conftest import checkpoint_arrays, cli_env
 from flaxforge.trainer import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env():
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
-  return env
-
-
 def _train(workdir, *overrides):
   return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py",
-                         f"--workdir={workdir}", *overrides], cwd=REPO, env=_env(), capture_output=True,
-                        text=True, timeout=120)
+                         f"--workdir={workdir}", *overrides], cwd=REPO, env=cli_env(), capture_output=True,
+                        text=True)
 
 
 _arrays = checkpoint_arrays

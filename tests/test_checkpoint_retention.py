@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import pytest
 from orbax.checkpoint._src.path import async_path
 
+from conftest import cli_env
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import checkpoint, loop
@@ -92,10 +93,9 @@ def test_a_full_disks_abandoned_writes_are_dropped_and_nothing_else_is(tmp_path,
 
 def test_eval_falls_back_from_a_damaged_step_with_one_warning(tmp_path):
   """Case 12: a damaged newest step (here its OCDBT manifest) costs one warning line, no tracebacks."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   def run(module, *flags):
-    return subprocess.run([sys.executable, "-m", module, f"--workdir={tmp_path}", *flags], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", module, f"--workdir={tmp_path}", *flags], cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True)
   assert run("flaxforge.launch.train", "--config=launch/configs/tiny.py").returncode == 0
   (tmp_path / "checkpoints" / "40" / "state" / "manifest.ocdbt").write_text("garbage")
   scored = run("flaxforge.launch.eval")

@@ -5,7 +5,6 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image
 
 import csv_run
+from conftest import cli_env
 from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, lm_text, newsgroups, tabular, text, text_files
@@ -64,8 +64,7 @@ def _one_error_line(proc) -> str:
 
 
 def _flaxforge(*args, cwd):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as a user runs it
-  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True)
 
 
 def test_eval_of_the_validation_split_or_the_best_checkpoint_is_one_line(refit):

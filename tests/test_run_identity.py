@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import csv_run
+from conftest import cli_env
 from flaxforge import data as data_lib
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import evaluate
@@ -149,9 +150,8 @@ def test_every_path_field_expands_home_and_variables(tmp_path, monkeypatch):
 
 
 def _train(workdir, *flags):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}", *flags],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                        cwd=REPO, env=cli_env(), capture_output=True, text=True)
 
 
 def test_a_rerun_without_config_resumes_with_the_stored_one(tmp_path):
