@@ -36,6 +36,7 @@ def test_leaves_the_process_alone_once_applied_opted_out_or_not_glibc():
   assert allocator.environment({}, linux_glibc=False) is None
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_an_unknown_choice_is_one_line_naming_the_values():
   env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
   out = subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--helpshort"], cwd=REPO, capture_output=True,
@@ -45,6 +46,7 @@ def test_an_unknown_choice_is_one_line_naming_the_values():
                                 "unset it for the default")
 
 
+@pytest.mark.slow  # a subprocess that re-executes itself
 def test_an_entry_point_runs_under_it():
   env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
   code = ("import os, sys; sys.argv = ['x', '--helpshort']; from launch import common; "

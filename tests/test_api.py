@@ -36,6 +36,7 @@ def topics(tmp_path_factory):
   return tmp, csv_run.write_topics(tmp / "topics.csv", n=150, topics=("space", "food", "sport"))
 
 
+@pytest.mark.slow  # a whole training
 def test_train_evaluate_predict(topics):
   tmp, path = topics
   results = flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
@@ -49,6 +50,7 @@ def test_train_evaluate_predict(topics):
   assert predictor.probabilities("rocket orbit").shape == (1, 3)
 
 
+@pytest.mark.slow  # a whole training
 def test_a_model_factory(topics):
   tmp, path = topics
   workdir = str(tmp / "factory")
@@ -62,6 +64,7 @@ def test_a_model_factory(topics):
   assert predictor.predict(["rocket orbit moon launch planet star"]) == ["space"]
 
 
+@pytest.mark.slow  # whole trainings
 def test_dict_overrides_and_names(tmp_path):
   flaxforge.train({"train.num_steps": 10, "train.eval_every_steps": 10, "train.progress_bar": False,
                    "model.hidden": (16,)}, str(tmp_path / "d"))

@@ -9,6 +9,8 @@ import pytest
 
 from conftest import cli_env
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

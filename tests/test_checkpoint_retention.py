@@ -47,6 +47,7 @@ def test_retention_keeps_the_newest_and_deletes_through_a_folder_restore_never_r
   reopened.close()
 
 
+@pytest.mark.slow  # whole trainings
 def test_a_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
   """Case 10: ENOSPC while finalizing step 40 (as measured on a full 600 KiB tmpfs, where Orbax fails
   writing the commit marker): one line naming the step, the last complete one and the fix."""
@@ -91,6 +92,7 @@ def test_a_full_disks_abandoned_writes_are_dropped_and_nothing_else_is(tmp_path,
   assert [r.msg for r in kept] == [never, "No space left on device"]
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_falls_back_from_a_damaged_step_with_one_warning(tmp_path):
   """Case 12: a damaged newest step (here its OCDBT manifest) costs one warning line, no tracebacks."""
   def run(module, *flags):

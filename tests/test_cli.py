@@ -8,6 +8,8 @@ import pytest
 
 from conftest import REPO, cli_env
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs
+
 
 def _run(*args, env_extra=None):
   env = cli_env(**(env_extra or {}))  # one device, as a user's laptop

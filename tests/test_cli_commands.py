@@ -38,6 +38,7 @@ def trained(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_usage_lists_the_commands_and_a_typo_gets_a_suggestion(tmp_path):
   out = flaxforge("--help", cwd=tmp_path)
   assert out.returncode == 0
@@ -45,6 +46,7 @@ def test_usage_lists_the_commands_and_a_typo_gets_a_suggestion(tmp_path):
   assert "did you mean 'train'?" in one_line(flaxforge("trian", cwd=tmp_path))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_unknown_config_name_lists_the_shipped_ones(tmp_path):
   line = one_line(flaxforge("train", "--config=tnyi", f"--workdir={tmp_path}", cwd=tmp_path))
   assert "'tnyi' is neither a file nor a shipped config (did you mean 'tiny'?)" in line
@@ -53,6 +55,7 @@ def test_unknown_config_name_lists_the_shipped_ones(tmp_path):
   assert "did you mean 'tiny'?" in line
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   out = flaxforge("train", "--help", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
@@ -67,6 +70,7 @@ def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   assert "data.label_column = 'label'" in text_csv and "data.num_words = 30000" in text_csv
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
   """`flaxforge train --help | head -1`: the reader has gone when help is written; no BrokenPipeError traceback."""
   proc = subprocess.Popen([FLAXFORGE, "train", "--help"], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
@@ -91,6 +95,7 @@ def test_every_field_of_every_shipped_config_is_described(tmp_path):
     assert not set(fields) - set(config_fields.FIELDS), name
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("override,shown", [
     ("--config.data.batch_size=0", "config.data.batch_size = 0 is out of range: allowed is integer >= 1"),
     ("--config.data.batch_size=-5", "config.data.batch_size = -5 is out of range: allowed is integer >= 1"),
@@ -116,6 +121,7 @@ def test_validate_checks_configs_given_through_python():
     config_fields.validate(config)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_config_show_prints_the_resolved_config(tmp_path):
   out = flaxforge("config", "show", "tiny", "--config.train.num_steps=7", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
@@ -124,6 +130,7 @@ def test_config_show_prints_the_resolved_config(tmp_path):
   assert "usage: flaxforge config show NAME" in one_line(flaxforge("config", cwd=tmp_path))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("name", ["finetune_text", "finetune_lm"])
 def test_the_tokenizer_path_follows_the_pretrained_model_one_way(tmp_path, name):
   """data.tokenizer_path defaults to model.pretrained; naming a tokenizer must not move the model."""
@@ -139,6 +146,7 @@ def test_the_tokenizer_path_follows_the_pretrained_model_one_way(tmp_path, name)
   assert not re.findall(r"^  (size|num_layers|position|norm|tie_embeddings|separator):", listed, re.M)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("args,shown", [
     (("--input=missing.txt",), "cannot read --input=missing.txt (No such file or directory)"),
     (("--input=empty.txt",), "empty.txt holds no text to classify"),
@@ -151,6 +159,7 @@ def test_predict_mistakes(tmp_path, args, shown):
   assert shown in one_line(flaxforge("predict", f"--workdir={tmp_path}", *args, cwd=tmp_path, stdin=""))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("args,shown", [
     (("--temperature=-1",), "--temperature=-1.0 is out of range; use --temperature=0 or more"),
     (("--top_k=-2",), "--top_k=-2 is out of range; use --top_k=0 or more"),
@@ -159,11 +168,13 @@ def test_generate_sampling_flags_out_of_range(tmp_path, args, shown):
   assert shown in one_line(flaxforge("generate", f"--workdir={tmp_path}", *args, cwd=tmp_path))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_refuses_best_with_step(trained):
   line = one_line(flaxforge("eval", f"--workdir={trained}", "--best", "--step=20", cwd=trained))
   assert "--best and --step=20 each choose a checkpoint" in line
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_names_its_report_files_which_carry_the_step(trained, tmp_path):
   out = flaxforge("eval", f"--workdir={trained}", "--step=20", f"--report_dir={tmp_path / 'r'}", cwd=tmp_path)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -173,6 +184,7 @@ def test_eval_names_its_report_files_which_carry_the_step(trained, tmp_path):
   assert json.loads(out.stdout.splitlines()[-1])["step"] == 20
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_of_an_unwritable_run_still_prints_its_metrics(trained, tmp_path):
   blocked = tmp_path / "not_a_folder"
   blocked.write_text("")

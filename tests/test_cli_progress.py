@@ -4,7 +4,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 
 def _train(workdir, *flags):

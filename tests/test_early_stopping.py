@@ -15,6 +15,8 @@ from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import evaluate, loop
 
+pytestmark = pytest.mark.slow  # whole trainings
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Validation accuracy by step (0.7 elsewhere): improvements at 10 and 20, then a plateau below the best.
 SEQUENCE = {10: 0.5, 20: 0.8}

@@ -5,7 +5,11 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from conftest import cli_env
+
+pytestmark = pytest.mark.slow  # the examples as subprocesses, one on real data
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")

@@ -10,6 +10,8 @@ from conftest import run_module
 from flaxforge.trainer import explain, loop
 from test_serving import CUES, train_text_run
 
+pytestmark = pytest.mark.slow  # whole trainings
+
 TEXTS = ["bake the flour in the oven with the sauce", "the coach said the team played the match well",
          "a flight to the beach hotel and the train"]
 

@@ -37,6 +37,7 @@ def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, 
   assert data.info["pad_id"] == 0 and data.info["seq_len"] == 16
 
 
+@pytest.mark.slow  # the shared MiniLM
 def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
   config = tiny_hf.config(tmp_path, minilm, topics, **{"data.seq_len": 32})
   data = setup.load_data(config)
@@ -50,6 +51,7 @@ def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
                                 weights[name])
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_finetune_learns_and_predict_uses_the_stored_tokenizer(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 40})
   metrics = loop.train(config, str(tmp_path / "run"))
@@ -74,6 +76,7 @@ def _steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, bert_dir, topics):
   run = dict(**{"train.num_steps": 30, "checkpoint.every_steps": 5, "train.log_every": 5})
   cmd = lambda workdir: [sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}",
@@ -98,6 +101,7 @@ def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, 
   np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "whole"), rtol=1e-4)
 
 
+@pytest.mark.slow  # a whole fine-tune and a subprocess CLI run
 def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] * 40
   corpus = tmp_path / "corpus.txt"
@@ -121,6 +125,7 @@ def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
       out.stderr[-2000:]
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
   lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] + ["the a of and to in is it"]
   gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", lines * 10)
@@ -132,6 +137,7 @@ def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
     sampling.Sampler.from_workdir(str(tmp_path / "run"))
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path):
   topics = list(csv_run.TOPICS)
   rows = [{"prompt": f"topic {t} words", "completion": " " + csv_run.TOPICS[t]} for t in topics] * 30

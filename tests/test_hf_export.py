@@ -16,6 +16,8 @@ import tiny_hf  # pylint: disable=wrong-import-position
 from flaxforge.models import bert  # pylint: disable=wrong-import-position
 from flaxforge.trainer import hf_export, loop, restore  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # whole fine-tunes
+
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
 def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_rank):

@@ -19,6 +19,8 @@ from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-posi
 from flaxforge.launch.configs import finetune_lm  # pylint: disable=wrong-import-position
 from flaxforge.trainer import hf_export, loop, restore  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # whole fine-tunes
+
 LINES = [" ".join(t.split()) for t in csv_run.TOPICS.values()] * 40
 EXPORTED = ["config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json"]
 

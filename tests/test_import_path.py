@@ -79,6 +79,7 @@ def project(tmp_path):
   return tmp_path
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_a_users_model_and_data_train_by_import_path_from_their_folder(project):
   env = cli_env(2, JAX_PLATFORMS="cpu", TFDS_DATA_DIR=str(project / "tfds"))
   proc = subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=my_config.py", "--workdir=run",

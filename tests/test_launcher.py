@@ -9,7 +9,11 @@ import subprocess
 import sys
 import threading
 
+import pytest
+
 from conftest import HANG_GUARD_S, cli_env
+
+pytestmark = pytest.mark.slow  # several processes
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "launch" / "local_multiprocess.sh"

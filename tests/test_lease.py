@@ -70,6 +70,7 @@ def _train(workdir, *flags):
                           stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_a_second_training_on_the_same_workdir_is_refused(tmp_path):
   first = _train(tmp_path, "--config.train.num_steps=2000", "--config.train.eval_every_steps=1000")
   wait_until((tmp_path / "lease.json").exists, first, "the first training's lease")

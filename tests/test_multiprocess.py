@@ -17,6 +17,8 @@ from conftest import HANG_GUARD_S, checkpoint_arrays, cli_env
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import loop
 
+pytestmark = pytest.mark.slow  # several processes
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
 

@@ -133,6 +133,7 @@ def test_offline_without_manual_dir_names_manual_dir(tmp_path, monkeypatch):
     newsgroups.load(config(tmp_path, manual_dir=""))
 
 
+@pytest.mark.slow  # real data
 def test_real_archive(tmp_path):
   """The real archive, end to end: prepared counts and label order equal scikit-learn's."""
   root = os.environ.get("FLAXFORGE_DATASETS")

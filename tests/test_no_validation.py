@@ -38,6 +38,7 @@ def refit(tmp_path_factory):
   return tmp, path, cfg, results, out.getvalue()
 
 
+@pytest.mark.slow  # a whole training
 def test_a_refit_trains_on_every_non_test_row_and_reports_test(refit):
   tmp, _, _, results, stdout = refit
   run = tmp / "run"
@@ -67,6 +68,7 @@ def _flaxforge(*args, cwd):
   return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_of_the_validation_split_or_the_best_checkpoint_is_one_line(refit):
   tmp = refit[0]
   line = _one_error_line(_flaxforge("eval", f"--workdir={tmp / 'run'}", "--split=validation", cwd=tmp))
@@ -77,6 +79,7 @@ def test_eval_of_the_validation_split_or_the_best_checkpoint_is_one_line(refit):
   assert "drop --best" in line, line
 
 
+@pytest.mark.slow  # a whole training
 def test_resume_refuses_another_fraction_and_accepts_the_same(refit):
   tmp, path, cfg, results, _ = refit
   with pytest.raises(UserError) as e:
@@ -85,6 +88,7 @@ def test_resume_refuses_another_fraction_and_accepts_the_same(refit):
   assert csv_run.train(cfg, tmp / "run")["accuracy"] == pytest.approx(results["accuracy"])  # same run: re-tested
 
 
+@pytest.mark.slow  # a whole training
 def test_early_stopping_without_a_validation_split_is_refused(refit, tmp_path):
   tmp, path = refit[:2]
   cfg = csv_run.config(tmp, path, **{"data.validation_fraction": 0.0})
@@ -195,6 +199,7 @@ def test_lm_text(tmp_path):
   assert _sizes(ds) == {"train": 18, "test": 2}
 
 
+@pytest.mark.slow  # whole trainings
 def test_a_refit_tests_on_the_rows_the_chosen_settings_were_tested_on(tmp_path):
   """Without a split column the test rows are drawn before the validation rows: the refit (fraction 0) is
   tested on the same rows as the run that chose its settings, so the two test scores compare."""

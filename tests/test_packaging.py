@@ -14,6 +14,8 @@ import pytest
 
 from conftest import REPO, cli_env
 
+pytestmark = pytest.mark.slow  # the wheel build
+
 
 def _run(python, *args, cwd):
   proc = subprocess.run([str(python), *args], cwd=cwd, env=cli_env(PYTHONPATH=None), capture_output=True,

@@ -6,9 +6,12 @@ import signal
 import subprocess
 import sys
 
+import pytest
 from etils import epath
 
 from conftest import HANG_GUARD_S, cli_env, wait_until
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG = ["--config.train.num_steps=100000", "--config.train.eval_every_steps=100000",

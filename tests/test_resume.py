@@ -12,6 +12,8 @@ from etils import epath
 
 from conftest import checkpoint_arrays, cli_env, wait_until
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL = 120
 # tiny.py has dropout 0.1, so the RNG state matters; checkpoints every 10 steps, validation every 40.

@@ -19,6 +19,8 @@ from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import text_csv
 from flaxforge.trainer import loop, predict
 
+pytestmark = pytest.mark.slow  # a whole training and a subprocess
+
 CUES = {"sports": "goal match team coach league".split(), "cooking": "oven recipe flour bake sauce".split(),
         "travel": "flight hotel beach passport train".split()}
 MODELS = {  # tiny versions of every text classifier the trainer makes, and their epochs

@@ -13,6 +13,8 @@ from conftest import HANG_GUARD_S, REPO, run_module, wait_until
 from test_serving import train_text_run
 from test_serving_http import free_port
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs
+
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):

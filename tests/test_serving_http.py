@@ -56,6 +56,7 @@ def predictor(tmp_path_factory):
   return predict.Predictor.from_workdir(str(train_text_run(tmp_path_factory.mktemp("runs"))))
 
 
+@pytest.mark.slow  # a whole training
 def test_predictions_over_http_match_the_predictor(predictor):
   limits = server.Limits(max_texts=16)
   with running(server.make_app(predictor=predictor, name="notes", limits=limits)) as client:
@@ -91,6 +92,7 @@ def _bad_requests(rng, limits):
   return [kinds[i] for i in rng.integers(0, len(kinds), 200 - len(kinds))] + kinds
 
 
+@pytest.mark.slow  # a whole training
 def test_malformed_and_oversized_requests_get_4xx_json_and_the_server_goes_on(predictor):
   limits = server.Limits(max_texts=8, max_text_chars=1000, max_body_bytes=20_000)
   with running(server.make_app(predictor=predictor, limits=limits)) as client:
@@ -105,6 +107,7 @@ def test_malformed_and_oversized_requests_get_4xx_json_and_the_server_goes_on(pr
     assert 'flaxforge_errors_total{endpoint="/v1/predict"} 201.0' in client.get("/metrics").text
 
 
+@pytest.mark.slow  # a whole training
 def test_compilations_stay_bounded_under_varied_request_sizes(predictor):
   limits = server.Limits(max_texts=64, max_wait_ms=2)
   rng = np.random.default_rng(1)
@@ -127,6 +130,7 @@ def test_compilations_stay_bounded_under_varied_request_sizes(predictor):
   assert batches < 1 + len(sizes), "concurrent requests were never batched together"
 
 
+@pytest.mark.slow  # a whole training
 def test_batching_off_runs_each_request_alone(predictor):
   limits = server.Limits(max_texts=64, batching=False)
   with running(server.make_app(predictor=predictor, limits=limits)) as client:
@@ -178,6 +182,7 @@ def test_top_p_and_top_k_keep_only_the_likely_tokens():
   assert set(np.asarray(pick(keys, 0, 1.0)).tolist()) == {0, 1, 2, 3}
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_completions_from_a_trained_gpt_run(tmp_path):
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("the space shuttle flew to orbit and back again.\n" * 200)

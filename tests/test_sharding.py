@@ -56,6 +56,7 @@ def one_device(digits):
   return _train(digits, (1, 1, 1), jax.devices()[:1])
 
 
+@pytest.mark.slow  # whole trainings
 @pytest.mark.parametrize("layout", [(8, 1, 1), (1, 8, 1), (2, 4, 1), (4, 1, 2)],
                          ids=["data-parallel", "fsdp", "data+fsdp", "data+tensor"])
 def test_every_layout_trains_like_one_device(digits, one_device, layout):
@@ -99,6 +100,7 @@ def _cli(args, devices=2):
                         cwd=REPO, env=cli_env(devices, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("flags, says", [
     (["--config.mesh.fsdp=3"], "4 devices are not divisible by 3; choose sizes whose product divides 4 (1, 2, 4)"),
     (["--config.mesh.data=2", "--config.mesh.tensor=3"], "needs 6 devices but 4 are available"),
@@ -112,6 +114,7 @@ def test_a_mesh_that_cannot_fit_is_refused_in_one_line(tmp_path, flags, says):
   assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any state was built
 
 
+@pytest.mark.slow  # a whole training and a subprocess CLI run
 def test_an_fsdp_checkpoint_evaluates_on_one_device(tmp_path):
   """Saved from 8 devices with every weight split 8 ways, restored whole onto 1 device: same metrics."""
   from flaxforge.launch.configs import tiny  # pylint: disable=g-import-not-at-top

@@ -67,6 +67,7 @@ def test_gradient_accumulation_equals_the_big_batch(loss):
   assert float(sums_b["loss_sum"]) == pytest.approx(float(sums_a["loss_sum"]), rel=1e-5)
 
 
+@pytest.mark.slow  # whole trainings
 def test_grad_accum_steps_config_trains_like_the_big_batch(tmp_path, monkeypatch):
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
   asked, make = [], steps.make_train_step
