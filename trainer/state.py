@@ -11,7 +11,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from flaxforge import models
-from flaxforge.models import hf, lora
+from flaxforge.core import paths
+from flaxforge.models import fields as model_fields, hf, lora
+from flaxforge.trainer import checkpoint, fields
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import optim
 
@@ -26,10 +28,12 @@ class Structure:
 
 
 def _init_fn(config, info, total_steps, model_factory):
+  seed, optimizer = fields.Run.of(config).seed, fields.Optimizer.of(config)
+
   def init():
-    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
+    rngs = nnx.Rngs(params=seed, dropout=seed + 1)
     model = models.build(config.model, info, rngs=rngs, factory=model_factory)
-    return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=lora.trainable(config.model))
+    return model, nnx.Optimizer(model, optim.build(optimizer, total_steps), wrt=lora.trainable(config.model))
   return init
 
 
@@ -41,7 +45,7 @@ def structure(config, info, mesh: Mesh, total_steps: int, model=None) -> tuple[S
   graphdef, abstract = nnx.split((abstract_model, abstract_opt))
   abstract_model.eval()
   eval_graphdef, _ = nnx.split((abstract_model, abstract_opt))
-  shardings = mesh_lib.state_shardings(abstract, mesh, config.mesh.get("rules", ()))
+  shardings = mesh_lib.state_shardings(abstract, mesh, fields.Mesh.of(config).rules)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   create = jax.jit(lambda: nnx.split(init())[1], out_shardings=shardings)
   create = with_pretrained(config.model, create, shardings)
@@ -51,7 +55,7 @@ def structure(config, info, mesh: Mesh, total_steps: int, model=None) -> tuple[S
 def with_pretrained(cfg, create, shardings):
   """`create`, then cfg.pretrained's weights written over the model's body in place (a new head stays as
   initialised). Only a new state is made this way: a resumed run's checkpoint already holds everything."""
-  path = cfg.get("pretrained", None)
+  path = model_fields.Pretrained.read(cfg).pretrained
   if not path:
     return create
 
@@ -60,6 +64,19 @@ def with_pretrained(cfg, create, shardings):
     state[0] = hf.load_params(path, state[0], shardings[0])
     return state
   return create_pretrained
+
+
+def frozen_base(cfg) -> checkpoint.FrozenBase | None:
+  """`cfg` is `config.model`: with LoRA over `pretrained` weights, the base that checkpoints reference
+  instead of holding it (read again from `pretrained` on restore)."""
+  path, is_frozen = model_fields.Pretrained.read(cfg).pretrained, lora.frozen(cfg)
+  if not path or is_frozen is None:
+    return None
+  path = paths.expand(path)
+
+  def load(abstract):  # the model half of the train state (key 0) read onto the abstract leaves' shardings
+    return nnx.State({0: hf.load_params(path, abstract[0])})
+  return checkpoint.FrozenBase(is_frozen, {"path": path, "sha256": hf.content_hash(path)}, load)
 
 
 def parameter_count(abstract: nnx.State, which=nnx.Param) -> int:
