@@ -120,7 +120,7 @@ def test_abandoned_reads_of_a_damaged_step_are_dropped_and_nothing_else_is():
   """CI once printed asyncio's 'Task exception was never retrieved' traceback for a damaged step whose DATA_LOSS
   came wrapped in Orbax's 'Encountered error while reading array index'; the one-line error must stay one line."""
   import logging
-  from flaxforge.trainer.checkpoint import _AbandonedRead
+  from flaxforge.trainer.orbax_quiet import _AbandonedRead
 
   def record(msg, error):
     return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, (type(error), error, None))

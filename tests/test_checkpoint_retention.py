@@ -12,12 +12,13 @@ import types
 
 import jax.numpy as jnp
 import pytest
+from etils import epath
 from orbax.checkpoint._src.path import async_path
 
 from conftest import cli_env
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import tiny
-from flaxforge.trainer import checkpoint, loop
+from flaxforge.trainer import checkpoint, loop, workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,8 +28,11 @@ def _steps(directory):
 
 
 def test_keep_below_one_is_refused_in_one_line(tmp_path):
-  with pytest.raises(UserError, match=r"checkpoint.keep is 0: .* pass --config.checkpoint.keep=1 or more"):
-    checkpoint.Checkpointer(tmp_path, keep=0)
+  """Retention would delete every checkpoint; the run's checkpointer reads checkpoint.keep as declared."""
+  config = tiny.get_config()
+  config.checkpoint.keep = 0
+  with pytest.raises(UserError, match=r"config.checkpoint.keep = 0 is out of range: allowed is integer >= 1"):
+    workdir_lib.checkpointer(epath.Path(tmp_path), config)
 
 
 def test_retention_keeps_the_newest_and_deletes_through_a_folder_restore_never_reads(tmp_path):

@@ -22,13 +22,13 @@ from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.launch.configs import finetune_lm
 from flaxforge.inference import predict, sampling
-from flaxforge.trainer import loop, setup, state as state_lib, workdir as workdir_lib
+from flaxforge.trainer import loop, mesh as mesh_lib, run_data, state as state_lib, workdir as workdir_lib
 
 
 def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics)
-  data = setup.load_data(config)
-  mesh = setup.mesh_for(config)
+  data = run_data.load_data(config)
+  mesh = mesh_lib.mesh_for(config.mesh)
   _, create = state_lib.structure(config, data.info, mesh, total_steps=10)
   model = dict(jax.tree_util.tree_flatten_with_path(create()[0])[0])
   weights = load_file(f"{bert_dir}/model.safetensors")["embeddings.word_embeddings.weight"]
@@ -41,11 +41,11 @@ def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, 
 @pytest.mark.slow  # the shared MiniLM
 def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
   config = tiny_hf.config(tmp_path, minilm, topics, **{"data.seq_len": 32})
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   texts = ["Rocket launches to orbit", "bread and cheese"]
   want, _ = HFTokenizer(minilm, 32).encode(texts)
   np.testing.assert_array_equal(text.encoder_from_json(data.assets["text_encoder"]).encode(texts), want)
-  state = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=10)[1]()
+  state = state_lib.structure(config, data.info, mesh_lib.mesh_for(config.mesh), total_steps=10)[1]()
   weights = load_file(f"{minilm}/model.safetensors")
   name = next(k for k in weights if k.endswith("encoder.layer.5.output.dense.bias"))
   np.testing.assert_array_equal(np.asarray(state[0]["transformer"]["blocks"][5]["mlp"]["down"]["bias"][...]),
@@ -111,9 +111,9 @@ def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{
       "data.batch_size": 8, "optimizer.learning_rate": 1e-2, "train.num_steps": 30, "train.log_every": 5,
       "train.eval_every_steps": 30, "checkpoint.best_metric": "loss"})
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   assert data.info["vocab_size"] == 300 and data.assets["tokenizer"]["type"] == "hf_tokenizer"
-  state = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=10)[1]()
+  state = state_lib.structure(config, data.info, mesh_lib.mesh_for(config.mesh), total_steps=10)[1]()
   embedding = np.asarray(state[0]["transformer"]["embed"]["embedding"][...])[:300]
   np.testing.assert_array_equal(embedding, load_file(f"{gpt2_dir}/model.safetensors")["transformer.wte.weight"])
   loop.train(config, str(tmp_path / "lm"))
@@ -148,7 +148,7 @@ def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path)
   config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{
       "data.batch_size": 8, "data.seq_len": 32, "optimizer.learning_rate": 1e-2, "train.num_steps": 30,
       "train.log_every": 5, "train.eval_every_steps": 30, "checkpoint.best_metric": "loss"})
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   row = data.rows["train"].take(np.arange(1))
   encode = tokenizers.Tokenizer.from_file(f"{gpt2_dir}/tokenizer.json").encode
   prompt, completion = encode(rows[0]["prompt"]).ids, encode(rows[0]["completion"]).ids
@@ -178,5 +178,5 @@ def test_a_sequence_beyond_the_pretrained_positions_is_refused_before_anything_i
       "model_type": "llama", "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
       "intermediate_size": 64, "num_hidden_layers": 2, "vocab_size": 300, "max_position_embeddings": 16}))
   config.model.pretrained = str(llama)
-  setup.check_positions(config)
+  run_data.check_positions(config)
   assert "warning: data.seq_len 64 exceeds the 16 positions" in capfd.readouterr().err

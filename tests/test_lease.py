@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import HANG_GUARD_S, cli_env, wait_until
-from flaxforge.core import lease as lease_lib
+from flaxforge.trainer import lease as lease_lib
 from flaxforge.core.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

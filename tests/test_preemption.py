@@ -1,12 +1,15 @@
 """SIGTERM/SIGINT end to end: the run stops after the step in flight with a checkpoint at the step it
-reports, exits 0, and resumes from it; a second signal aborts at once."""
+reports, exits 0, and resumes from it; a second signal aborts at once; a signal before the first step has
+finished (data preparation, the first compile, the first step) ends the run at once, saying what is kept."""
 import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
+
 from etils import epath
 
 from conftest import HANG_GUARD_S, cli_env, wait_until
@@ -63,3 +66,50 @@ def test_second_signal_aborts_at_once(tmp_path):
   assert said and int(said.group(1)) == max(_steps(tmp_path)), err  # what it says is what a restore finds
   assert "stopped by" not in out
   assert _steps(tmp_path)[:len(before)] == before  # earlier checkpoints untouched
+
+
+def _held(workdir, phase, *overrides):
+  """A tiny run held in `phase` (tests/held_start.py), once it says so; a run that never gets there is killed
+  after 300 s (a guard against a hang, not a speed check)."""
+  proc = subprocess.Popen([sys.executable, "tests/held_start.py", phase, "--config=tiny", f"--workdir={workdir}",
+                           *overrides], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  guard = threading.Timer(300, proc.kill)
+  guard.start()
+  said = []
+  for line in proc.stdout:
+    said.append(line)
+    if line.startswith(f"holding {phase}"):
+      return proc, guard, said
+  guard.cancel()
+  raise AssertionError("".join(said) + proc.stderr.read()[-3000:])
+
+
+def _signal_held(proc, guard, said, signum=signal.SIGTERM):
+  """Signals the held run; (exit status, stdout) once it has exited. Held, the phase never ends by itself: only
+  the signal can end the run, and the guard kills a run that ignores it."""
+  proc.send_signal(signum)
+  out, err = proc.communicate()
+  guard.cancel()
+  assert proc.returncode != -signal.SIGKILL, "the run ignored the signal: " + err[-3000:]
+  return proc.returncode, "".join(said) + out
+
+
+@pytest.mark.parametrize("phase, during", [("data", "data preparation"), ("compile", "the train step's compile"),
+                                           ("step", "the first step")])
+def test_a_signal_before_the_first_step_finished_ends_the_run_with_nothing_saved(tmp_path, phase, during):
+  status, out = _signal_held(*_held(tmp_path, phase))
+  assert status == 0, out
+  assert f"stopped by SIGTERM during {during}; nothing to save yet. Run the same command again to start." in out
+  assert _steps(tmp_path) == [] and "after step" not in out
+  assert not (tmp_path / "lease.json").exists()  # released: the same command can start at once
+
+
+def test_ctrl_c_in_a_resumed_runs_first_compile_keeps_its_checkpoint(tmp_path):
+  first = subprocess.run(_cmd(tmp_path, "--config.train.num_steps=10"), cwd=REPO, env=_env(), capture_output=True,
+                         text=True, timeout=300)
+  assert first.returncode == 0 and _steps(tmp_path) == [10], first.stderr[-3000:]
+  status, out = _signal_held(*_held(tmp_path, "compile", "--config.train.num_steps=20"), signal.SIGINT)
+  assert status == 0, out
+  assert ("stopped by SIGINT during the train step's compile; the checkpoint of step 10 is kept. Run the same "
+          "command again to resume.") in out
+  assert _steps(tmp_path) == [10]

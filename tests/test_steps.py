@@ -115,23 +115,32 @@ def test_a_non_finite_update_is_dropped_and_counted():
   assert float(sums["nonfinite"]) == 1 and not all(np.array_equal(x, y) for x, y in zip(before, _params(state)))
 
 
+class _Call:
+  """Stands in for a call's end token: records when the throttle waited for it."""
+
+  def __init__(self, index, waited):
+    self.index, self.waited = index, waited
+
+  def block_until_ready(self):
+    self.waited.append(self.index)
+    return self
+
+
 def test_at_most_two_calls_are_queued_on_the_devices():
-  # A stop signal is handled only when the loop's thread wakes, so the step must not let it dispatch far
-  # ahead: when `on_leaves` returns, every call but the last TrainStep.MAX_IN_FLIGHT has ended on the
-  # devices, where unbounded dispatch returns at once with these large steps still queued.
+  # A stop signal is handled only when the loop's thread wakes, so dispatch must not run far ahead: after
+  # dispatching call i, InFlight has waited for every call up to i - 2 (two may still run), and no further.
+  waited, in_flight = [], steps.InFlight(2)
+  for i in range(6):
+    in_flight.add(_Call(i, waited))
+    assert waited == list(range(i - 1)), (i, waited)
+  # The train step hands each call's end token (its step count, never donated) to its InFlight of 2.
   _, mesh, structure, create = _setup(devices=jax.devices()[:1])
   step = steps.make_train_step(structure, mesh, loss_kind="cross_entropy")
-  ends, jitted = [], step.jitted
-
-  def recording(*args):  # keeps each call's end token (the jitted step's last output)
-    *out, end = jitted(*args)
-    ends.append(end)
-    return (*out, end)
-
-  step.jitted = recording
+  assert step.in_flight.limit == steps.TrainStep.MAX_IN_FLIGHT == 2
+  added = []
+  step.in_flight.add = added.append
   leaves, sums = jax.tree.leaves(create()), steps.train_metrics_init(mesh)
-  batch = jax.device_put(_batch(16384), mesh_lib.batch_sharding(mesh))
-  for _ in range(10):
+  batch = jax.device_put(_batch(), mesh_lib.batch_sharding(mesh))
+  for _ in range(3):
     leaves, sums = step.on_leaves(leaves, sums, batch, {})
-    assert all(end.is_ready() for end in ends[:-step.MAX_IN_FLIGHT]), [end.is_ready() for end in ends]
-  assert step.MAX_IN_FLIGHT == 2 and float(sums["steps"]) == 10
+  assert [float(token) for token in added] == [1.0, 2.0, 3.0]
