@@ -1,5 +1,6 @@
 """A trained run as a Hugging Face directory: the restored model's body (LoRA adapters merged into it) in
 the family's own layout, and the run's stored tokenizer, so `transformers` loads what the run learned."""
+import json
 import os
 
 from flax import nnx
@@ -36,9 +37,20 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
   if tokenizer is not None:
     files["tokenizer.json"] = tokenizer.to_str(pretty=True)
     token_ids = _token_ids(tokenizer, pad_id, decoder=isinstance(model, gpt.GPT))
+  files.update(_chat_files(run.workdir))
   out = hf.export(model, out, files=files, base=base, token_ids=token_ids,
                   source={"workdir": str(run.workdir), "step": run.step})
   return {"out": out, "step": run.step, "files": sorted(["config.json", "model.safetensors", hf.MARKER, *files])}
+
+
+def _chat_files(workdir) -> dict:
+  """A chat run's template (chat_template.jinja) and its special tokens (tokenizer_config.json), as
+  transformers saves them; {} for other runs."""
+  try:
+    stored = workdir_lib.load_asset(workdir, "chat_template")
+  except UserError:
+    return {}
+  return {"chat_template.jinja": stored["source"], "tokenizer_config.json": json.dumps(stored["special_tokens"])}
 
 
 def _tokenizer(workdir):

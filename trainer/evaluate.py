@@ -21,7 +21,7 @@ def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, 
   global_batch = -(-global_batch // divisor) * divisor
   host = pipeline.eval_batches(rows, global_batch, process_index=jax.process_index(),
                                process_count=jax.process_count(), transform=transform)
-  sums = steps.eval_metrics_init(mesh, _num_classes(info))
+  sums = steps.eval_metrics_init(mesh, _num_classes(info), steps.sum_names(info))
   for batch, _, _ in feed.prefetch(host, mesh_lib.batch_sharding(mesh)):
     sums = eval_step(state, sums, batch)
   return metrics_lib.derive(jax.device_get(sums), info)
@@ -33,7 +33,9 @@ def _num_classes(info: dict) -> int:
 
 def make_eval_step(structure, mesh, config, info):
   """The jitted eval step of a run: build it once per run (each build compiles again at its first call)."""
-  return steps.make_eval_step(structure, mesh, loss_kind=fields.Run.of(config).loss, num_classes=_num_classes(info))
+  loss, num_classes = fields.Run.of(config).loss, _num_classes(info)
+  return steps.make_eval_step(structure, mesh, loss_kind=loss, num_classes=num_classes, sums_of=steps.objective(
+      loss, info, num_classes=num_classes, pairs=fields.Preference.of(config)))
 
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",

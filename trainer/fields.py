@@ -105,7 +105,19 @@ class Profile(Section):
   num_steps: int = field(5, "steps traced", range=count(1))
 
 
+@dataclasses.dataclass(frozen=True)
+class Preference(Section):
+  """Preference tuning on {"prompt", "chosen", "rejected"} rows (trainer/preference.py)."""
+  SECTION, TITLE = "preference", "preference tuning (DPO and relatives)"
+  objective: str = field("dpo", "dpo (Rafailov et al. 2023), ipo, simpo or orpo (no reference model)",
+                         choices=("dpo", "ipo", "simpo", "orpo"))
+  beta: float = field(0.1, "beta: the reward scale (DPO: how far the policy may move from the reference; "
+                      "ORPO: lambda)", range=POSITIVE)
+  simpo_gamma: float = field(0.5, "SimPO's target reward margin gamma", range=NON_NEGATIVE)
+
+
 RUN = (Run, Feed, Optimizer, Train, EarlyStopping, Checkpoint, Mesh, Profile)
+OPTIONAL = (Preference,)  # sections a shipped config adds when it uses them
 
 
 def sections_of(config) -> tuple:
@@ -116,7 +128,7 @@ def sections_of(config) -> tuple:
   data = config["data"]["name"] if "data" in config else ""
   chosen = RUN + model_fields.candidates(model) + data_fields.candidates(data)
   declared = set(config_fields.declarations(chosen))
-  for section in model_fields.SECTIONS + data_fields.SECTIONS:
+  for section in model_fields.SECTIONS + data_fields.SECTIONS + OPTIONAL:
     names = set(config_fields.declarations([section]))
     if section not in chosen and names & set(config_fields.flatten(config)) - declared and not names & declared:
       chosen += (section,)

@@ -24,9 +24,14 @@ import jax
 import jax.numpy as jnp
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import lora
+from flaxforge.trainer import fields
 
 OBJECTIVES = ("dpo", "ipo", "simpo", "orpo")
 NEEDS_REFERENCE = ("dpo", "ipo")
+SUMS = ("loss_sum", "weight", "margin_sum", "correct", "chosen_logps_sum", "rejected_logps_sum",
+        "chosen_reward_sum", "rejected_reward_sum")  # metric_sums' keys
+Options = fields.Preference
 
 
 def sequence_logps(logits, labels, mask):
@@ -98,3 +103,25 @@ def metric_sums(objective: str, chosen_logps, rejected_logps, chosen_tokens, rej
       "chosen_reward_sum": jnp.sum(rewards_c * mask),
       "rejected_reward_sum": jnp.sum(rewards_r * mask),
   }
+
+
+def batch_sums(model, batch, *, options: Options) -> dict:
+  """`metric_sums` of a batch of pairs (data/preference_rows.py: chosen_ and rejected_ inputs, label and
+  loss_mask [B, T], and the pair mask [B]): chosen and rejected rows go through the policy in ONE forward
+  pass [2B, T]; for DPO and IPO the reference policy's log-probabilities come from a second pass of the
+  same model with its LoRA adapters switched off (models/lora.py `adapters_off`): the frozen base, so no
+  second copy of the weights is held. UserError for such an objective on a model without adapters."""
+  both = {k: jnp.concatenate([batch[f"chosen_{k}"], batch[f"rejected_{k}"]]) for k in ("inputs", "label", "loss_mask")}
+  logps, tokens = sequence_logps(model(both["inputs"]), both["label"], both["loss_mask"])
+  reference = (None, None)
+  if options.objective in NEEDS_REFERENCE:
+    if not lora.has_adapters(model):
+      raise UserError(f"preference.objective={options.objective} compares with the frozen base: train LoRA "
+                      "adapters (--config.model.lora.rank=8), or use preference.objective=simpo or orpo (no "
+                      "reference)")
+    with lora.adapters_off(model):
+      reference = jnp.split(jax.lax.stop_gradient(sequence_logps(model(both["inputs"]), both["label"],
+                                                                  both["loss_mask"])[0]), 2)
+  (chosen, rejected), (chosen_tokens, rejected_tokens) = jnp.split(logps, 2), jnp.split(tokens, 2)
+  return metric_sums(options.objective, chosen, rejected, chosen_tokens, rejected_tokens, *reference,
+                     pair_mask=batch["mask"], beta=options.beta, simpo_gamma=options.simpo_gamma)
