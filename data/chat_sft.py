@@ -3,10 +3,11 @@ OpenAI / Hugging Face format), rendered and tokenized by the model's own chat te
 loss on the assistant's turns (`data.loss_on=assistant`) or on every token (`all`).
 
 `load` is one of lm_text's hooks: it answers for a .jsonl whose first row holds `messages` and returns
-None for every other file (preference pairs are data/preference_rows.py's; lm_text reads the rest). A bad row (not an object, a message without a role, a turn with no content) is a
-one-line UserError naming the row, or with `data.bad_rows=drop` dropped and counted (`dropped_rows` in the
-run's info). The run stores the template (assets/chat_template.json) beside its tokenizer, so generate and
-serve need only the work directory.
+None for every other file (preference pairs are data/preference_rows.py's; lm_text reads the rest). A bad
+row (not an object, a message without a role, a turn with no content) is a one-line UserError naming the
+row, or with `data.bad_rows=drop` dropped and counted (`dropped_rows` in the run's info). The run stores the
+template (assets/chat_template.json) beside its tokenizer, so generate and serve need only the work
+directory.
 """
 import json
 import pathlib

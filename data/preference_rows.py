@@ -83,8 +83,8 @@ def load(cfg) -> dataset.Dataset | None:
   source = {"path": str(path), "sha256": records.file_sha256(path)}
   template, encoder, tokenizer = chat_sft.template_and_encoder(cfg, required=isinstance(first.get("prompt"), list))
   options, seq_len = fields.Chat.read(cfg), fields.Corpus.read(cfg).seq_len
-  good, dropped = chat_sft.each_good(path.name, chat_sft.read_rows(path), encoder_of(template, encoder, tokenizer, seq_len),
-                                     options.bad_rows)
+  encode = encoder_of(template, encoder, tokenizer, seq_len)
+  good, dropped = chat_sft.each_good(path.name, chat_sft.read_rows(path), encode, options.bad_rows)
   pairs = [pair for _, pair in good]
   if not pairs:
     raise UserError(f"{path.name}: every row is bad ({dropped[0]} dropped); fix the rows")

@@ -1,6 +1,7 @@
 """DPO in the train step (trainer/preference.py `batch_sums`, --config=dpo): the loss, log-probabilities and
 reward margin against an independent computation from transformers' logits of the same tiny Llama (the
-policy = its LoRA adapters merged and exported; the reference = the base), and a DPO run's metrics."""
+policy = its LoRA adapters merged and exported; the reference = the base), and a DPO run's metrics with
+LoRA and with a full fine-tune."""
 import json
 
 import jax
@@ -85,11 +86,14 @@ def _pairs(path, n=48):
 
 
 @pytest.mark.slow  # a whole training
-def test_a_dpo_run_logs_rewards_and_learns_the_preference(llama, tmp_path):
+@pytest.mark.parametrize("rank", [8, 0], ids=["lora", "full"])
+def test_a_dpo_run_logs_rewards_and_learns_the_preference(llama, tmp_path, rank):
+  """With LoRA the reference is the base with the adapters off; a full fine-tune holds a frozen copy."""
   c = dpo.get_config()
   c.model.pretrained, c.data.path, c.data.seq_len = llama, _pairs(tmp_path / "pairs.jsonl"), 32
+  c.model.lora.rank = rank
   c.train.num_steps, c.train.log_every, c.train.eval_every_steps, c.train.progress_bar = 30, 1, 30, False
-  c.optimizer.learning_rate, c.optimizer.warmup_steps = 3e-3, 2
+  c.optimizer.learning_rate, c.optimizer.warmup_steps = 3e-3 if rank else 1e-3, 2
   results = loop.train(c, str(tmp_path / "run"), devices=jax.devices()[:1])
   records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
   train = [r for r in records if r["split"] == "train"]

@@ -8,14 +8,14 @@ from flaxforge.data import pipeline
 from flaxforge.trainer import feed
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import fields, report, restore, run_data, steps
+from flaxforge.trainer import fields, preference, report, restore, run_data, steps
 from flaxforge.trainer import workdir as workdir_lib
 
 
 def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,
-             transform=None) -> dict:
+             transform=None, reference=None) -> dict:
   """Derived metrics (loss, accuracy, and per-class figures for classifiers) of `state` on `rows`:
-  ordered, padded batches through the jitted eval step."""
+  ordered, padded batches through the jitted eval step (`reference`: DPO's frozen reference model, if any)."""
   # Pads mark the extra rows, so rounding the batch up to what the devices and processes split is free.
   divisor = math.lcm(mesh_lib.batch_divisor(mesh), jax.process_count())
   global_batch = -(-global_batch // divisor) * divisor
@@ -23,7 +23,7 @@ def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, 
                                process_count=jax.process_count(), transform=transform)
   sums = steps.eval_metrics_init(mesh, _num_classes(info), steps.sum_names(info))
   for batch, _, _ in feed.prefetch(host, mesh_lib.batch_sharding(mesh)):
-    sums = eval_step(state, sums, batch)
+    sums = eval_step(state, sums, batch, reference)
   return metrics_lib.derive(jax.device_get(sums), info)
 
 
@@ -51,9 +51,10 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   data = run_data.load_data(run.config, info=run.info,
                          dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
   rows = data.split(split)
+  reference = preference.reference_state(run.config, run.info, run.mesh, model)  # DPO's, for a full fine-tune
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
                      global_batch=fields.Feed.of(run.config).eval_batch_size, mesh=run.mesh, info=run.info,
-                     transform=data.transform)
+                     transform=data.transform, reference=reference)
   summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
   if "confusion" in results and jax.process_index() == 0:
     directory = report_dir or run.workdir / "report"

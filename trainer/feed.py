@@ -7,6 +7,7 @@ devices ahead of the step (reading, stacking and transferring a batch in the loo
 to every step). Both pick rows by the one rule in data/pipeline.py `rows_at`, so they train identically.
 """
 import dataclasses
+import itertools
 import queue
 import threading
 from typing import Any, Callable, Iterator
@@ -146,6 +147,20 @@ def batches(rows, transform, mesh, cfg: fields.Feed, *, start_step: int, data_st
   return Feed(items=((batch, {}, state, n) for batch, state, n in items), take=_identity,
               batch_shardings=lambda n: mesh_lib.batch_sharding(mesh, leading_axes=int(n > 1)),
               shared_shardings=replicated)
+
+
+def with_shared(feed: Feed, name: str, value, sharding) -> Feed:
+  """`feed` whose every call also reads `value` (e.g. a frozen reference model's state) as shared[name],
+  placed with `sharding` (a pytree prefix of it); `feed` itself when value is None."""
+  if value is None:
+    return feed
+  items = iter(feed.items)
+  first = next(items, None)
+  if first is None:
+    return feed
+  shardings = {**{key: feed.shared_shardings for key in first[1]}, name: sharding}
+  added = ((batch, {**shared, name: value}, state, n) for batch, shared, state, n in itertools.chain([first], items))
+  return dataclasses.replace(feed, items=added, shared_shardings=shardings)
 
 
 def resident(rows, transform, mesh, setting, limit_bytes: int = 256 << 20) -> dict | None:

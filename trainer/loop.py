@@ -25,7 +25,7 @@ from flaxforge.trainer import flops as flops_lib
 from flaxforge.trainer import interval as interval_lib
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import optim, preemption, profiler, progress as progress_lib, run_data
+from flaxforge.trainer import optim, preemption, preference, profiler, progress as progress_lib, run_data
 from flaxforge.trainer import state as state_lib, steps as steps_lib, warm_start, workdir as workdir_lib
 
 
@@ -50,10 +50,12 @@ class Run:
   steps_per_epoch: int
   total: int
   model: Callable | None = None  # the Python API's model factory, if one was given
+  reference: object = None  # DPO's frozen reference model for a full fine-tune (trainer/preference.py)
 
   def evaluate(self, state, split: str) -> dict:
     return evaluate.evaluate(state, self.eval_step, self.data.rows[split], global_batch=self.eval_batch_size,
-                             mesh=self.mesh, info=self.data.info, transform=self.data.transform)
+                             mesh=self.mesh, info=self.data.info, transform=self.data.transform,
+                             reference=self.reference)
 
 
 def train(config, workdir: str, devices=None, *, model=None) -> dict:
@@ -112,7 +114,7 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   run = Run(config, tc, feed.batch_size, feed.eval_batch_size, workdir, mesh, data, structure,
             evaluate.make_eval_step(structure, mesh, config, data.info), optim.schedule(optimizer, total), ckpt,
             metrics_lib.MetricWriter(workdir, tensorboard=not finished), progress, stop, early, steps_per_epoch,
-            total, model)
+            total, model, preference.reference_state(config, data.info, mesh, model))
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
@@ -249,6 +251,7 @@ def _feed_and_steps(run: Run, step: int, data_state, per_call: int, periods: lis
                           augmented=bool(run.data.info.get("augment")),
                           packing=feed_lib.packing_of(run.config, run.data.info),
                           seq_len=int(run.data.info.get("seq_len", 0)))
+  feed = feed_lib.with_shared(feed, "reference", run.reference, run.structure.shardings[0])
   loss = fields.Run.of(run.config).loss
   step_fns = {n: steps_lib.make_train_step(run.structure, run.mesh, loss_kind=loss, steps_per_call=n, feed=feed,
                                            accum_steps=run.train.grad_accum_steps, sums_of=_objective(run))

@@ -39,7 +39,8 @@ def objective(loss_kind: str, info: dict, *, label_smoothing: float = 0.0, num_c
   if info.get("preference"):
     return functools.partial(preference.batch_sums, options=pairs or preference.Options())
 
-  def sums(model, batch):
+  def sums(model, batch, reference=None):
+    del reference  # the preference objectives' alone
     packed = {k: batch[k] for k in ("positions", "segment_ids") if k in batch}
     return losses.metric_sums(loss_kind, model(batch["inputs"], **packed), batch["label"], batch["mask"],
                               num_classes=num_classes, label_smoothing=label_smoothing)
@@ -121,8 +122,9 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
                     accum_steps: int = 1, steps_per_call: int = 1, feed: Feed | None = None,
                     sums_of: Callable | None = None) -> "TrainStep":
   """`step(state, metrics, batch, shared={}) -> (state, metrics)`; with steps_per_call > 1 every leaf of
-  `batch` has a leading axis of that many steps, run in one `lax.scan`. `sums_of(model, batch)`: the metric
-  sums to train on (`objective`'s), by default `loss_kind`'s over inputs and labels.
+  `batch` has a leading axis of that many steps, run in one `lax.scan`. `sums_of(model, batch, reference)`:
+  the metric sums to train on (`objective`'s), by default `loss_kind`'s over inputs and labels; `reference`
+  is shared["reference"] (a frozen reference model's state), None without one.
 
   `feed` (trainer/feed.py) says what a call receives: its `take(batch_k, shared)` (traced) makes one step's
   global batch from its slice of `batch` and from `shared`, what every step of the call reads, and it gives
@@ -136,12 +138,13 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
   else:
     take, batch_sharding, shared_sharding = feed.take, feed.batch_shardings(steps_per_call), feed.shared_shardings
 
-  def one_step(state, metrics, batch):
+  def one_step(state, metrics, batch, reference):
     # Merging hands the state's own Variables to the model, which the update then mutates: keep the
     # incoming values as plain arrays first.
     old_leaves, treedef = jax.tree.flatten(state)
     model, opt = nnx.merge(structure.graphdef, state)
-    grads, sums = _loss_and_grads(model, batch, sums_of, accum_steps, opt.wrt)
+    grads, sums = _loss_and_grads(model, batch, functools.partial(sums_of, reference=reference), accum_steps,
+                                  opt.wrt)
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
     grad_norm = optax.global_norm(grads)
     opt.update(model, grads)
@@ -161,11 +164,12 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     return new_state, metrics
 
   def fn(state, metrics, batch, shared):
+    reference = shared.get("reference")  # a frozen reference model (trainer/preference.py `reference_state`)
     if steps_per_call == 1:
-      return one_step(state, metrics, take(batch, shared))
+      return one_step(state, metrics, take(batch, shared), reference)
     # Unrolled (up to 8 steps a loop iteration): XLA:CPU runs the text CNN's backward pass slower inside a
     # rolled scan than called alone (BENCHMARKS.md, 2026-11-29 "What changed, and what each change measured", 2).
-    (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, take(b, shared)), None),
+    (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, take(b, shared), reference), None),
                                       (state, metrics), batch, unroll=min(steps_per_call, MAX_UNROLL))
     return state, metrics
 
@@ -229,17 +233,19 @@ class TrainStep:
 
 def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_classes: int,
                    sums_of: Callable | None = None):
-  """`step(state, metrics, batch) -> metrics`: metric sums (and a confusion matrix) over real examples;
-  `sums_of` as make_train_step's."""
+  """`step(state, metrics, batch, reference=None) -> metrics`: metric sums (and a confusion matrix) over real
+  examples; `sums_of` and `reference` as make_train_step's."""
   sums_of = sums_of or objective(loss_kind, {}, num_classes=num_classes)
 
-  def eval_step(state, metrics, batch):
+  def eval_step(state, metrics, batch, reference):
     model, _ = nnx.merge(structure.eval_graphdef, state)
-    return jax.tree.map(jnp.add, metrics, sums_of(model, batch))
+    return jax.tree.map(jnp.add, metrics, sums_of(model, batch, reference=reference))
 
   replicated = mesh_lib.replicated(mesh)
-  return jax.jit(eval_step, in_shardings=(structure.shardings, replicated, mesh_lib.batch_sharding(mesh)),
-                 out_shardings=replicated, donate_argnums=(1,))
+  # The reference (None, or arrays already on their shardings) keeps its own placement.
+  jitted = jax.jit(eval_step, in_shardings=(structure.shardings, replicated, mesh_lib.batch_sharding(mesh), None),
+                   out_shardings=replicated, donate_argnums=(1,))
+  return lambda state, metrics, batch, reference=None: jitted(state, metrics, batch, reference)
 
 
 def make_predict_step(structure: Structure, mesh: Mesh):
