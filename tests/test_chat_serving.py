@@ -41,7 +41,8 @@ def chat_run(tmp_path_factory):
 def test_the_openai_client_gets_answers_streaming_and_not(chat_run):
   app = server.make_app(sampler=sampling.Sampler.from_workdir(chat_run), name="tiny-chat")
   with running(app) as http:
-    client = openai.OpenAI(base_url=f"{str(http.base_url).rstrip('/')}/v1", api_key="unused", timeout=HANG_GUARD_S, max_retries=0)
+    client = openai.OpenAI(base_url=f"{str(http.base_url).rstrip('/')}/v1", api_key="unused", timeout=HANG_GUARD_S,
+                           max_retries=0)
     messages = [{"role": "user", "content": "Two plus two?"}]
     answer = client.chat.completions.create(model="tiny-chat", messages=messages, max_tokens=12, temperature=0)
     choice = answer.choices[0]
