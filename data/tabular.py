@@ -3,17 +3,23 @@ feature vectors, with the seed's preprocessing (section 3.2.1), every statistic 
 
 - Cleaning (`missing`): `drop` rows with a missing value, or `impute` the training mean (numeric columns)
   or most frequent value (categorical columns), with scikit-learn's SimpleImputer.
+- A column is numeric when at least 90% of its non-missing cells are finite numbers (`NUMERIC_SHARE`); its
+  other cells (a typo such as `7O.2`, `inf`) are named by row on stderr and are missing values. At predict
+  (`transform` with `names`) such a cell is an error for its row, never a filled value.
 - Numeric columns (`normalize`): `minmax` to [0, 1], `minmax_symmetric` to [-1, 1] (MinMaxScaler),
   `standardize` (StandardScaler) or `none`.
 - Categorical columns (`categorical_encoding`): `one_hot` (unseen values encode as all zeros) or `label`
-  (the category's index, -1 when unseen).
+  (the category's index, -1 when unseen); `unseen` names them (a case variant too: `paris` when training saw
+  `Paris`).
 
 The fitted statistics are one JSON object (`fit` returns it, `transform` applies it): the trainer stores it
 beside the checkpoint as `assets/table_transform.json`, and the prepared training rows are themselves
 `transform(statistics, rows)`, so predict reproduces the training inputs from the JSON alone.
 """
 import dataclasses
+import math
 import pathlib
+import sys
 
 import jax
 import numpy as np
@@ -26,6 +32,8 @@ from flaxforge.core.errors import UserError
 
 _MINMAX = {"minmax": (0.0, 1.0), "minmax_symmetric": (-1.0, 1.0)}  # data.normalize: MinMaxScaler's range
 _NA = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
+NUMERIC_SHARE = 0.9  # a column whose non-missing cells are at least this share of numbers is numeric
+_SHOWN = 5  # bad cells named per column on stderr
 
 
 def read(path) -> pd.DataFrame:
@@ -62,8 +70,82 @@ def columns(table: pd.DataFrame, opts: dict, name: str) -> tuple[list[str], list
     if missing:
       raise UserError(f"column {missing[0]!r} not found in {name}; columns are: {', '.join(map(str, table.columns))}; "
                       f"pass --config.data.{flag}=...")
-  numeric = [c for c in features if c not in categorical and pd.api.types.is_numeric_dtype(table[c])]
+  numeric = [c for c in features if c not in categorical and _numeric(table[c])]
   return numeric, [c for c in features if c not in numeric]
+
+
+def number(value) -> float:
+  """A numeric cell as a float, NaN when missing (None, NaN, or a marker such as "" or "NA"). ValueError for
+  text that is no number ("8O", "80,5") and for a number that is not finite ("inf", "1e309")."""
+  if value is None:
+    return math.nan
+  if isinstance(value, str):
+    if value.strip() in _NA:
+      return math.nan
+    value = value.strip()
+  elif not isinstance(value, (int, float, np.integer, np.floating)):
+    raise ValueError(f"{type(value).__name__} is not a number")
+  value = float(value)
+  if math.isinf(value):
+    raise ValueError("not finite")
+  return value
+
+
+def numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+  """(float64 [N] values of a column's cells (`number`), NaN where missing or bad; the indices of the bad
+  cells)."""
+  if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+    values = column.to_numpy(np.float64)
+    bad = np.flatnonzero(np.isinf(values))
+  else:
+    values, bad = np.empty(len(column)), []
+    for i, cell in enumerate(column.to_numpy(object)):
+      try:
+        values[i] = number(cell)
+      except ValueError:
+        values[i] = math.nan
+        bad.append(i)
+    bad = np.asarray(bad, np.int64)
+  values = values.copy()
+  values[bad] = math.nan
+  return values, bad
+
+
+def _why(cell) -> str:
+  """What is wrong with a cell that `number` refused."""
+  if isinstance(cell, (int, float, np.integer, np.floating)):
+    return f"{cell}, not a finite number"
+  try:
+    float(cell)
+  except (TypeError, ValueError):
+    return f"{cell!r}, not a number"
+  return f"{cell!r}, not a finite number"
+
+
+def _numeric(column: pd.Series) -> bool:
+  values, bad = numbers(column)
+  parsed = int(np.sum(~np.isnan(values)))
+  return parsed > 0 and parsed >= NUMERIC_SHARE * (parsed + len(bad))
+
+
+def numeric_cells(table: pd.DataFrame, numeric: list[str], name: str, missing: str, *,
+                  warn: bool) -> pd.DataFrame:
+  """`table` with its `numeric` columns as float64, each bad cell (`numbers`) a missing value, said on stderr
+  (`warn`) with its file row (a CSV's header is row 1) and what becomes of it (data.missing)."""
+  table = table.copy()
+  first = 1 if name.lower().endswith((".jsonl", ".ndjson")) else 2
+  for column in numeric:
+    values, bad = numbers(table[column])
+    if len(bad) and warn:
+      cells = ", ".join(f"row {i + first}: {str(table[column].iloc[i])!r}" for i in bad[:_SHOWN])
+      fate = ("data.missing=drop: the row is dropped" if missing == "drop" else
+              "data.missing=impute: filled with the training mean")
+      print(f"warning: {name}: column {column!r} is numeric but {len(bad)} of its {len(values)} cells "
+            f"{'is' if len(bad) == 1 else 'are'} not a number ({cells}{', ...' if len(bad) > _SHOWN else ''}); "
+            f"treated as missing ({fate}); fix {'it' if len(bad) == 1 else 'them'}, or name the column in "
+            "--config.data.categorical_columns if it holds categories", file=sys.stderr)
+    table[column] = values
+  return table
 
 
 def _category(value):
@@ -118,16 +200,28 @@ def feature_names(stats: dict) -> list[str]:
   return names
 
 
-def transform(stats: dict, table: pd.DataFrame) -> np.ndarray:
+def transform(stats: dict, table: pd.DataFrame, names: list[str] | None = None) -> np.ndarray:
   """Rows of `table` as float32 [N, len(feature_names(stats))], from the JSON statistics alone: missing
-  values filled, numeric columns scaled, categorical columns encoded. UserError if a column is absent."""
+  values filled, numeric columns scaled, categorical columns encoded. UserError if a column is absent, or
+  naming the row (`names[i]`, default "input i") whose numeric cell is no number, not finite, or too large
+  for float32 once scaled."""
   absent = [s["column"] for s in stats["numeric"] + stats["categorical"] if s["column"] not in table.columns]
   if absent:
     raise UserError(f"column {absent[0]!r} of the training table is missing; add it to the rows")
+  names = names or [f"input {i}" for i in range(len(table))]
+  fix = "fix the value (an empty cell is filled as in training)"
   parts = []
   for s in stats["numeric"]:
-    values = pd.to_numeric(table[s["column"]], errors="coerce").to_numpy(np.float64)
-    parts.append((np.where(np.isnan(values), s["fill"], values) * s["scale"] + s["offset"])[:, None])
+    column = table[s["column"]]
+    values, bad = numbers(column)
+    if len(bad):
+      raise UserError(f"{names[bad[0]]}: {s['column']!r} is {_why(column.iloc[bad[0]])}; {fix}")
+    scaled = np.where(np.isnan(values), s["fill"], values) * s["scale"] + s["offset"]
+    over = np.flatnonzero(np.abs(scaled) > np.finfo(np.float32).max)
+    if len(over):
+      raise UserError(f"{names[over[0]]}: {s['column']!r} is {values[over[0]]:g}, too large (beyond float32 once "
+                      f"scaled); {fix}")
+    parts.append(scaled[:, None])
   for s in stats["categorical"]:
     values = _categories(table, [s["column"]])[:, 0]
     values = np.where(values == None, s["fill"], values)  # pylint: disable=singleton-comparison
@@ -140,11 +234,32 @@ def transform(stats: dict, table: pd.DataFrame) -> np.ndarray:
   return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(table), 0), np.float32)
 
 
-def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
-  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names)."""
+def unseen(stats: dict, table: pd.DataFrame) -> list[dict[str, str]]:
+  """Per row of `table`, {column: value} for each categorical cell whose value training never saw (it
+  encodes as all zeros, or -1); a missing cell is filled with a seen value, so never counted."""
+  found = [{} for _ in range(len(table))]
+  for s in stats["categorical"]:
+    if s["column"] in table.columns:
+      known = set(s["categories"])
+      for i, value in enumerate(_categories(table, [s["column"]])[:, 0]):
+        if value is not None and value not in known:
+          found[i][s["column"]] = value
+  return found
+
+
+def case_variant(stats: dict, column: str, value: str) -> str | None:
+  """The category of `column` that training saw and that differs from `value` only by case, if any."""
+  spec = next((s for s in stats["categorical"] if s["column"] == column), {"categories": []})
+  return next((c for c in spec["categories"] if c.casefold() == value.casefold()), None)
+
+
+def prepare_rows(opts: dict, *, warn: bool = False) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
+  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names);
+  `warn`: say the numeric columns' bad cells on stderr (`numeric_cells`)."""
   path = pathlib.Path(opts["path"])
   table = read(path)
   numeric, categorical = columns(table, opts, path.name)
+  table = numeric_cells(table, numeric, path.name, opts["missing"], warn=warn)
   label = opts["label_column"]
   table = table[table[label].notna()]
   if opts["missing"] == "drop":
@@ -196,7 +311,7 @@ def load(cfg) -> dataset.Dataset:
   fitted on each load (fast for tables); the prepared rows are written once per file content and options,
   and the copies of the file's earlier contents are deleted."""
   opts = options(cfg)
-  _, _, _, stats = prepare_rows(opts)
+  _, _, _, stats = prepare_rows(opts, warn=True)
   builder = Table(data_dir=dataset.data_dir(cfg),
                   config=builders.builder_config({**opts, "statistics": stats}, source=opts["path"]))
   fresh = not builder.is_prepared()

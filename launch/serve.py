@@ -24,6 +24,8 @@ MAX_BODY = flags.DEFINE_integer("max_body_bytes", 1 << 20, "Largest request body
 MAX_CHARS = flags.DEFINE_integer("max_text_chars", 100_000, "Longest text (or prompt) accepted.")
 MAX_TOKENS = flags.DEFINE_integer("max_tokens", 512, "Largest max_tokens a completion may ask for.")
 DRAIN = flags.DEFINE_float("drain_seconds", 30.0, "On SIGTERM, how long to wait for the requests in flight.")
+MAX_IMAGE_PIXELS = flags.DEFINE_integer("max_image_pixels", None, "Image runs: the largest image (width x height) "
+                                        "decoded; bigger ones are a 400 (default: Pillow's 178,956,970).")
 
 
 def main(argv):
@@ -38,7 +40,8 @@ def main(argv):
   predictor = sampler = None
   if EXPORT.value:
     from flaxforge import serving  # pylint: disable=g-import-not-at-top
-    predictor, name = serving.load(EXPORT.value, max_batch=MAX_BATCH.value), EXPORT.value
+    predictor = serving.load(EXPORT.value, max_batch=MAX_BATCH.value, max_image_pixels=MAX_IMAGE_PIXELS.value)
+    name = EXPORT.value
   else:
     from flaxforge.inference import predict, sampling  # pylint: disable=g-import-not-at-top
     from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
@@ -46,7 +49,8 @@ def main(argv):
     if workdir_lib.load_config(workdir_lib.resolve(name)).model.name == "gpt":
       sampler = sampling.Sampler.from_workdir(name, step=STEP.value)
     else:
-      predictor = predict.Predictor.from_workdir(name, step=STEP.value, max_batch=MAX_BATCH.value)
+      predictor = predict.Predictor.from_workdir(name, step=STEP.value, max_batch=MAX_BATCH.value,
+                                                 max_image_pixels=MAX_IMAGE_PIXELS.value)
   limits = server.Limits(max_body_bytes=MAX_BODY.value, max_texts=MAX_BATCH.value, max_text_chars=MAX_CHARS.value,
                          max_tokens=MAX_TOKENS.value, max_wait_ms=MAX_WAIT_MS.value, batching=BATCHING.value)
   app = server.make_app(predictor=predictor, sampler=sampler, name=name, limits=limits)
