@@ -14,8 +14,11 @@ import dataclasses
 import sys
 
 import ml_collections
+from etils import epath
 
+from flaxforge.core import paths, run_config
 from flaxforge.core.errors import UserError
+from flaxforge.models import fields as model_fields
 from flaxforge.trainer import fields, setup, state as state_lib, workdir as workdir_lib
 
 LATEST = -1  # step=LATEST: the newest checkpoint, even after early stopping (--latest)
@@ -41,6 +44,7 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
   workdir = workdir_lib.resolve(workdir)
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
+  _check_base(config, workdir)
   mesh = setup.mesh_for(config, devices)
   if model_only:
     structure = state_lib.model_structure(config, info, mesh, model=model)
@@ -54,6 +58,16 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
     ckpt.close()
   print(f"using step {step} of {workdir}: {why}", file=sys.stderr)
   return Restored(config, info, mesh, structure, state, step, workdir)
+
+
+def _check_base(config, workdir):
+  """UserError when the pretrained base the run's model is rebuilt from (model.pretrained) has gone: the
+  commands that restore a run take no config override, so the fix named is the run's own config.json."""
+  base = model_fields.Pretrained.read(config.model).pretrained
+  if base and not (epath.Path(paths.expand(base)) / "config.json").exists():
+    raise UserError(f"the base model of the run in {workdir}, {base} (model.pretrained), holds no config.json "
+                    "(moved or deleted); the run's model is rebuilt from it: put the folder back there, or set "
+                    f'"pretrained" in the "model" section of {workdir / run_config.FILE} to where it is now')
 
 
 def choose_step(ckpt, config, workdir, step: int | None, best: bool) -> tuple[int | None, str]:
