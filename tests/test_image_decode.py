@@ -110,6 +110,19 @@ def test_a_decompression_bomb_is_one_line_naming_the_limit(tmp_path):
     _decoded(open(_bomb(tmp_path / "bomb.png"), "rb").read(), (8, 8))
 
 
+def test_a_bomb_in_a_training_folder_is_one_line_and_prepares_nothing(tmp_path):
+  for name in ("a", "b"):
+    (tmp_path / "photos" / name).mkdir(parents=True)
+    for i in range(5):
+      Image.new("RGB", (4, 4)).save(tmp_path / "photos" / name / f"{i}.png")
+  _bomb(tmp_path / "photos" / "b" / "bomb.png")
+  with pytest.raises(UserError, match=r"bomb\.png: 15000 x 12000 = 180,000,000 pixels is over the limit of 178,956,970 "
+                                      r".*raise it with --config\.data\.max_image_pixels=N"):
+    image_folder.load({"path": str(tmp_path / "photos"), "data_dir": str(tmp_path / "tfds"), "image_size": (4, 4)})
+  left = list((tmp_path / "tfds").rglob("*")) if (tmp_path / "tfds").exists() else []
+  assert not left, left  # nothing half-written
+
+
 def _folder(root):
   """Two classes, `top` (a white band on top) and `left` (on the left), JPEGs; the top class's photos are
   stored on their side with EXIF Orientation=6, and a 16-bit PNG of the left class."""
