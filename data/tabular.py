@@ -3,23 +3,21 @@ feature vectors, with the seed's preprocessing (section 3.2.1), every statistic 
 
 - Cleaning (`missing`): `drop` rows with a missing value, or `impute` the training mean (numeric columns)
   or most frequent value (categorical columns), with scikit-learn's SimpleImputer.
-- A column is numeric when at least 90% of its non-missing cells are finite numbers (`NUMERIC_SHARE`); its
+- A column is numeric when at least 90% of its non-missing cells are finite numbers (data/table_cells.py); its
   other cells (a typo such as `7O.2`, `inf`) are named by row on stderr and are missing values. At predict
   (`transform` with `names`) such a cell is an error for its row, never a filled value.
 - Numeric columns (`normalize`): `minmax` to [0, 1], `minmax_symmetric` to [-1, 1] (MinMaxScaler),
   `standardize` (StandardScaler) or `none`.
 - Categorical columns (`categorical_encoding`): `one_hot` (unseen values encode as all zeros) or `label`
-  (the category's index, -1 when unseen); `unseen` names them (a case variant too: `paris` when training saw
-  `Paris`).
+  (the category's index, -1 when unseen); table_cells.unseen names them (a case variant too: `paris` when
+  training saw `Paris`).
 
 The fitted statistics are one JSON object (`fit` returns it, `transform` applies it): the trainer stores it
 beside the checkpoint as `assets/table_transform.json`, and the prepared training rows are themselves
 `transform(statistics, rows)`, so predict reproduces the training inputs from the JSON alone.
 """
 import dataclasses
-import math
 import pathlib
-import sys
 
 import jax
 import numpy as np
@@ -27,13 +25,10 @@ import pandas as pd
 import tensorflow_datasets as tfds
 from sklearn import impute, preprocessing
 
-from flaxforge.data import builders, dataset, fields, records, splits
+from flaxforge.data import builders, dataset, fields, records, splits, table_cells
 from flaxforge.core.errors import UserError
 
 _MINMAX = {"minmax": (0.0, 1.0), "minmax_symmetric": (-1.0, 1.0)}  # data.normalize: MinMaxScaler's range
-_NA = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
-NUMERIC_SHARE = 0.9  # a column whose non-missing cells are at least this share of numbers is numeric
-_SHOWN = 5  # bad cells named per column on stderr
 
 
 def read(path) -> pd.DataFrame:
@@ -42,7 +37,8 @@ def read(path) -> pd.DataFrame:
   suffix = path.suffix.lower()
   try:
     if suffix in (".csv", ".tsv"):
-      table = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", na_values=_NA, keep_default_na=False)
+      table = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", na_values=table_cells.NA,
+                          keep_default_na=False)
     elif suffix in (".jsonl", ".ndjson"):
       table = pd.read_json(path, lines=True)
     else:
@@ -70,97 +66,14 @@ def columns(table: pd.DataFrame, opts: dict, name: str) -> tuple[list[str], list
     if missing:
       raise UserError(f"column {missing[0]!r} not found in {name}; columns are: {', '.join(map(str, table.columns))}; "
                       f"pass --config.data.{flag}=...")
-  numeric = [c for c in features if c not in categorical and _numeric(table[c])]
+  numeric = [c for c in features if c not in categorical and table_cells.is_numeric(table[c])]
   return numeric, [c for c in features if c not in numeric]
 
 
-def number(value) -> float:
-  """A numeric cell as a float, NaN when missing (None, NaN, or a marker such as "" or "NA"). ValueError for
-  text that is no number ("8O", "80,5") and for a number that is not finite ("inf", "1e309")."""
-  if value is None:
-    return math.nan
-  if isinstance(value, str):
-    if value.strip() in _NA:
-      return math.nan
-    value = value.strip()
-  elif not isinstance(value, (int, float, np.integer, np.floating)):
-    raise ValueError(f"{type(value).__name__} is not a number")
-  value = float(value)
-  if math.isinf(value):
-    raise ValueError("not finite")
-  return value
-
-
-def numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-  """(float64 [N] values of a column's cells (`number`), NaN where missing or bad; the indices of the bad
-  cells)."""
-  if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-    values = column.to_numpy(np.float64)
-    bad = np.flatnonzero(np.isinf(values))
-  else:
-    values, bad = np.empty(len(column)), []
-    for i, cell in enumerate(column.to_numpy(object)):
-      try:
-        values[i] = number(cell)
-      except ValueError:
-        values[i] = math.nan
-        bad.append(i)
-    bad = np.asarray(bad, np.int64)
-  values = values.copy()
-  values[bad] = math.nan
-  return values, bad
-
-
-def _why(cell) -> str:
-  """What is wrong with a cell that `number` refused."""
-  if isinstance(cell, (int, float, np.integer, np.floating)):
-    return f"{cell}, not a finite number"
-  try:
-    float(cell)
-  except (TypeError, ValueError):
-    return f"{cell!r}, not a number"
-  return f"{cell!r}, not a finite number"
-
-
-def _numeric(column: pd.Series) -> bool:
-  values, bad = numbers(column)
-  parsed = int(np.sum(~np.isnan(values)))
-  return parsed > 0 and parsed >= NUMERIC_SHARE * (parsed + len(bad))
-
-
-def numeric_cells(table: pd.DataFrame, numeric: list[str], name: str, missing: str, *,
-                  warn: bool) -> pd.DataFrame:
-  """`table` with its `numeric` columns as float64, each bad cell (`numbers`) a missing value, said on stderr
-  (`warn`) with its file row (a CSV's header is row 1) and what becomes of it (data.missing)."""
-  table = table.copy()
-  first = 1 if name.lower().endswith((".jsonl", ".ndjson")) else 2
-  for column in numeric:
-    values, bad = numbers(table[column])
-    if len(bad) and warn:
-      cells = ", ".join(f"row {i + first}: {str(table[column].iloc[i])!r}" for i in bad[:_SHOWN])
-      fate = ("data.missing=drop: the row is dropped" if missing == "drop" else
-              "data.missing=impute: filled with the training mean")
-      print(f"warning: {name}: column {column!r} is numeric but {len(bad)} of its {len(values)} cells "
-            f"{'is' if len(bad) == 1 else 'are'} not a number ({cells}{', ...' if len(bad) > _SHOWN else ''}); "
-            f"treated as missing ({fate}); fix {'it' if len(bad) == 1 else 'them'}, or name the column in "
-            "--config.data.categorical_columns if it holds categories", file=sys.stderr)
-    table[column] = values
-  return table
-
-
-def _category(value):
-  """A cell as its category string: numbers too (1, 1.0 and "1" are one category), None when missing."""
-  if value is None or (isinstance(value, float) and np.isnan(value)):
-    return None
-  if isinstance(value, (float, np.floating)) and float(value).is_integer():
-    value = int(value)  # an integer column with gaps is read as floats
-  return str(value).strip()
-
-
 def _categories(table: pd.DataFrame, cols: list[str]) -> np.ndarray:
-  """The categorical cells as an object array of strings (`_category`), missing as None."""
+  """The categorical cells as an object array of strings (`table_cells.category`), missing as None."""
   values = table[cols].astype(object).to_numpy()
-  return np.vectorize(_category, otypes=[object])(values) if values.size else values
+  return np.vectorize(table_cells.category, otypes=[object])(values) if values.size else values
 
 
 def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, normalize: str,
@@ -213,9 +126,9 @@ def transform(stats: dict, table: pd.DataFrame, names: list[str] | None = None) 
   parts = []
   for s in stats["numeric"]:
     column = table[s["column"]]
-    values, bad = numbers(column)
+    values, bad = table_cells.numbers(column)
     if len(bad):
-      raise UserError(f"{names[bad[0]]}: {s['column']!r} is {_why(column.iloc[bad[0]])}; {fix}")
+      raise UserError(f"{names[bad[0]]}: {s['column']!r} is {table_cells.why(column.iloc[bad[0]])}; {fix}")
     scaled = np.where(np.isnan(values), s["fill"], values) * s["scale"] + s["offset"]
     over = np.flatnonzero(np.abs(scaled) > np.finfo(np.float32).max)
     if len(over):
@@ -234,32 +147,13 @@ def transform(stats: dict, table: pd.DataFrame, names: list[str] | None = None) 
   return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(table), 0), np.float32)
 
 
-def unseen(stats: dict, table: pd.DataFrame) -> list[dict[str, str]]:
-  """Per row of `table`, {column: value} for each categorical cell whose value training never saw (it
-  encodes as all zeros, or -1); a missing cell is filled with a seen value, so never counted."""
-  found = [{} for _ in range(len(table))]
-  for s in stats["categorical"]:
-    if s["column"] in table.columns:
-      known = set(s["categories"])
-      for i, value in enumerate(_categories(table, [s["column"]])[:, 0]):
-        if value is not None and value not in known:
-          found[i][s["column"]] = value
-  return found
-
-
-def case_variant(stats: dict, column: str, value: str) -> str | None:
-  """The category of `column` that training saw and that differs from `value` only by case, if any."""
-  spec = next((s for s in stats["categorical"] if s["column"] == column), {"categories": []})
-  return next((c for c in spec["categories"] if c.casefold() == value.casefold()), None)
-
-
 def prepare_rows(opts: dict, *, warn: bool = False) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
   """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names);
   `warn`: say the numeric columns' bad cells on stderr (`numeric_cells`)."""
   path = pathlib.Path(opts["path"])
   table = read(path)
   numeric, categorical = columns(table, opts, path.name)
-  table = numeric_cells(table, numeric, path.name, opts["missing"], warn=warn)
+  table = table_cells.numeric_cells(table, numeric, path.name, opts["missing"], warn=warn)
   label = opts["label_column"]
   table = table[table[label].notna()]
   if opts["missing"] == "drop":

@@ -244,6 +244,7 @@ class Table(Modality):
     training never saw."""
     del info
     (tabular, pd), statistics = _tabular(), assets["table_transform"]
+    from flaxforge.data import table_cells  # pylint: disable=g-import-not-at-top  (pandas: see _tabular)
 
     def encode(rows, names):
       if not all(isinstance(row, dict) for row in rows):
@@ -251,11 +252,11 @@ class Table(Modality):
       return tabular.transform(statistics, pd.DataFrame.from_records(rows), names)
 
     def unseen(rows, names):
-      found = tabular.unseen(statistics, pd.DataFrame.from_records(rows))
+      found = table_cells.unseen(statistics, pd.DataFrame.from_records(rows))
       said = []
       for name, cells in zip(names, found):
         for column, value in cells.items():
-          seen = tabular.case_variant(statistics, column, value)
+          seen = table_cells.case_variant(statistics, column, value)
           said.append(f"{name} {column}={value!r}" + (f" (training saw {seen!r})" if seen else ""))
       count = sum(map(bool, found))
       line = (f"{count} of {len(rows)} row{'' if len(rows) == 1 else 's'} hold categories training never saw, "
