@@ -28,6 +28,7 @@ def orphan(tmp_path):
   return workdir
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_restoring_a_run_whose_base_moved_names_a_fix_every_command_takes(orphan, tmp_path):
   with pytest.raises(UserError, match=rf"^the base model of the run in {orphan}, {tmp_path / 'moved_base'} "
                                       rf"\(model.pretrained\), holds no config.json \(moved or deleted\)"):

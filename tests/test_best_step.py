@@ -41,6 +41,7 @@ def stopped(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # a whole training (the fixture)
 def test_consumers_take_the_best_step_by_default_and_say_so(stopped, tmp_path, capfd):
   capfd.readouterr()
   assert evaluate.evaluate_workdir(str(stopped))["step"] == 20
@@ -53,6 +54,7 @@ def test_consumers_take_the_best_step_by_default_and_say_so(stopped, tmp_path, c
   assert f"using step 50 of {stopped}: as asked (--step)" in capfd.readouterr().err
 
 
+@pytest.mark.slow  # whole trainings
 def test_a_warm_start_takes_the_best_step(stopped, tmp_path, capsys):
   c = csv_run.config(tmp_path, stopped.parent / "topics.csv", **{"train.num_steps": 2, "train.eval_every_steps": 2,
                                                                  "train.init_from": str(stopped)})
@@ -66,6 +68,7 @@ def _cli(command, *args):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_the_commands_say_the_step_and_latest_still_chooses(stopped):
   default = _cli("eval", f"--workdir={stopped}")
   assert default.returncode == 0 and json.loads(default.stdout.splitlines()[-1])["step"] == 20, default.stderr

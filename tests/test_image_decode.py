@@ -167,6 +167,7 @@ def _predict(*args):
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # a whole training and a subprocess CLI run
 def test_predict_refuses_a_bomb_in_one_line_and_the_server_with_a_400(run, tmp_path):
   bomb = _bomb(tmp_path / "bomb.png")
   out = _predict(f"--workdir={run / 'run'}", bomb)

@@ -126,6 +126,7 @@ def _predict(*args):
                          capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow  # a whole training and subprocess CLI runs
 def test_the_cli_refuses_a_bad_row_in_one_line_and_warns_of_unseen_categories(run, tmp_path):
   rows = tmp_path / "rows.csv"
   rows.write_text("income,city\n61.5,Paris\ninf,Lyon\n")

@@ -48,6 +48,7 @@ SCRIPTS = {
 TINY = {"data.num_words": 1000, "data.seq_len": 16, "train.num_steps": 60, "train.eval_every_steps": 60}
 
 
+@pytest.mark.slow  # whole trainings
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_the_default_text_config_reaches_the_char_tokenizers_accuracy(script, tmp_path, capfd):
   path = _write(tmp_path / f"{script}.csv", _rows(**SCRIPTS[script]))
