@@ -49,8 +49,8 @@ class Predictor:
                       "(a language model? use flaxforge.launch.generate or serve's /v1/completions)")
     self.info, self.assets, self.labels = info, assets, list(assets.get("labels") or [])
     self.modality = inputs.modality(info, assets)
-    self.encode = self.modality.encoder({**info, **({"max_image_pixels": max_image_pixels} if max_image_pixels
-                                                    else {})}, assets)
+    limit = {"max_image_pixels": max_image_pixels} if max_image_pixels else {}
+    self.encode = self.modality.encoder({**info, **limit}, assets)
     self.sizes = bucket_sizes(max_batch, divisor)
     self._logits_fn = logits_fn
 
@@ -111,7 +111,6 @@ class Predictor:
       return [{"value": float(v)} for v in logits[:, 0]]
     return [{"top": [{"label": l, "probability": p} for l, p in row]}
             for row in top_k(softmax(logits), self.labels, k)]
-
 
   @staticmethod
   def with_unseen(results: list[dict], unseen: list[dict]) -> list[dict]:
