@@ -90,10 +90,24 @@ def print_result(result: dict, *lines: str):
     print(json.dumps(result))
 
 
-def one_checkpoint(step, best: bool):
-  """Refuses --best together with --step: each names a checkpoint."""
-  if best and step is not None:
-    raise UserError(f"--best and --step={step} each choose a checkpoint; pass only one of them")
+class CheckpointChoice:
+  """--step, --best and --latest: which checkpoint a command uses. Without them trainer/restore.py's
+  `choose_step` picks the step the run tested (early stopping's best, else the newest)."""
+
+  def __init__(self, *, best: bool = True):
+    self._step = flags.DEFINE_integer("step", None, "Checkpoint step (default: the step the run tested: early "
+                                      "stopping's best, else the newest).")
+    self._best = flags.DEFINE_bool("best", False, "Use the checkpoint with the best validation metric.") if best \
+        else None
+    self._latest = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+
+  def chosen(self) -> tuple[int | None, bool]:
+    """(step, best) for trainer/restore.py: step -1 is its LATEST. UserError when two flags each choose."""
+    step, best, latest = self._step.value, self._best is not None and self._best.value, self._latest.value
+    named = [f for f, on in (("--best", best), (f"--step={step}", step is not None), ("--latest", latest)) if on]
+    if len(named) > 1:
+      raise UserError(f"{' and '.join(named)} each choose a checkpoint; pass only one of them")
+    return (-1 if latest else step), best
 
 
 def require_workdir() -> str:

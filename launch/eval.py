@@ -13,10 +13,7 @@ from absl import flags
 
 from flaxforge.launch import common
 
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the step the run tested: early "
-                            "stopping's best, else the newest).")
-BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
-LATEST = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+CHECKPOINT = common.CheckpointChoice()
 SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 REPORT_DIR = flags.DEFINE_string("report_dir", None, "Where classifiers' reports go (default: <workdir>/report).")
 DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data now lies, if it was moved.")
@@ -25,15 +22,11 @@ DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data no
 def main(argv):
   del argv
   workdir = common.require_workdir()
-  common.one_checkpoint(STEP.value, BEST.value)
-  if LATEST.value and (STEP.value is not None or BEST.value):
-    raise common.UserError(f"--latest and {'--best' if BEST.value else f'--step={STEP.value}'} each choose a "
-                           "checkpoint; pass only one of them")
-  step = -1 if LATEST.value else STEP.value  # -1: trainer/restore.py's LATEST
+  step, best = CHECKPOINT.chosen()
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
   from flaxforge.trainer import evaluate  # pylint: disable=g-import-not-at-top
-  result = evaluate.evaluate_workdir(workdir, step=step, best=BEST.value, split=SPLIT.value,
+  result = evaluate.evaluate_workdir(workdir, step=step, best=best, split=SPLIT.value,
                                      report_dir=REPORT_DIR.value, data_dir=DATA_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)

@@ -21,10 +21,7 @@ OUT = flags.DEFINE_string("out", None, "Folder to write: new, empty, or an earli
                           "format (replaced); other folders are refused.")
 FORMAT = flags.DEFINE_enum("format", "artifact", ["artifact", "hf"], "artifact: jax.export + safetensors + JSON "
                            "(flaxforge.serving.load); hf: a Hugging Face directory (pretrained runs).")
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the step the run tested: early "
-                            "stopping's best, else the newest).")
-BEST = flags.DEFINE_bool("best", False, "Use the checkpoint with the best validation metric.")
-LATEST = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+CHECKPOINT = common.CheckpointChoice()
 PLATFORMS = flags.DEFINE_list("platforms", None, "Artifact only: platforms to lower for: cpu, cuda, rocm, tpu "
                               "(default: this machine's).")
 
@@ -34,19 +31,15 @@ def main(argv):
   workdir = common.require_workdir()
   if not OUT.value:
     raise common.UserError("--out is required: the folder to write to, e.g. --out=exported/run")
-  common.one_checkpoint(STEP.value, BEST.value)
-  if LATEST.value and (STEP.value is not None or BEST.value):
-    raise common.UserError(f"--latest and {'--best' if BEST.value else f'--step={STEP.value}'} each choose a "
-                           "checkpoint; pass only one of them")
-  step = -1 if LATEST.value else STEP.value  # -1: trainer/restore.py's LATEST
+  step, best = CHECKPOINT.chosen()
   common.use_workdir_xla_flags(workdir)
   if FORMAT.value == "hf":
     common.init_distributed()
     from flaxforge.serving import export_hf  # pylint: disable=g-import-not-at-top
-    print(json.dumps(export_hf.export_workdir(workdir, OUT.value, step=step, best=BEST.value)))
+    print(json.dumps(export_hf.export_workdir(workdir, OUT.value, step=step, best=best)))
     return
   from flaxforge import serving  # pylint: disable=g-import-not-at-top
-  manifest = serving.export(workdir, OUT.value, step=step, best=BEST.value,
+  manifest = serving.export(workdir, OUT.value, step=step, best=best,
                             platforms=tuple(PLATFORMS.value) if PLATFORMS.value else None)
   print(json.dumps({"out": OUT.value, "step": manifest["step"], "content_hash": manifest["content_hash"],
                     "jax_version": manifest["jax_version"]}))
