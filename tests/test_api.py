@@ -36,9 +36,15 @@ def topics(tmp_path_factory):
   return tmp, csv_run.write_topics(tmp / "topics.csv", n=150, topics=("space", "food", "sport"))
 
 
-def test_train_evaluate_predict(topics):
+@pytest.fixture(scope="module")
+def trained(topics):
   tmp, path = topics
-  results = flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
+  return tmp, flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
+
+
+@pytest.mark.slow  # a whole training
+def test_train_evaluate_predict(trained):
+  tmp, results = trained
   evaluated = flaxforge.evaluate(str(tmp / "run"))
   assert evaluated["step"] == 20
   assert evaluated["accuracy"] == results["accuracy"] and evaluated["loss"] == results["loss"]
@@ -49,6 +55,17 @@ def test_train_evaluate_predict(topics):
   assert predictor.probabilities("rocket orbit").shape == (1, 3)
 
 
+@pytest.mark.slow  # a whole training
+def test_an_empty_input_is_refused(trained):
+  """One rule for empty inputs (inference/inputs.py), as `flaxforge predict` and the server apply it."""
+  predictor = flaxforge.Predictor.from_workdir(str(trained[0] / "run"))
+  with pytest.raises(UserError, match=r"^input 1 is a blank text: there is nothing to predict from; remove it$"):
+    predictor.predict(["rocket orbit", "   "])
+  with pytest.raises(UserError, match=r"^input 0 is a blank text"):
+    predictor.top_k("", 1)
+
+
+@pytest.mark.slow  # a whole training
 def test_a_model_factory(topics):
   tmp, path = topics
   workdir = str(tmp / "factory")
@@ -62,6 +79,7 @@ def test_a_model_factory(topics):
   assert predictor.predict(["rocket orbit moon launch planet star"]) == ["space"]
 
 
+@pytest.mark.slow  # whole trainings
 def test_dict_overrides_and_names(tmp_path):
   flaxforge.train({"train.num_steps": 10, "train.eval_every_steps": 10, "train.progress_bar": False,
                    "model.hidden": (16,)}, str(tmp_path / "d"))

@@ -8,6 +8,8 @@ from jax import monitoring
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import loop
 
+pytestmark = pytest.mark.slow  # tiny whole trainings
+
 _COMPILES = collections.Counter()
 _ORDER = []
 

@@ -2,12 +2,10 @@
 Face directory, the tokenizer is stored with the run, it learns, it resumes exactly, and 1 and 8 devices
 agree."""
 import json
-import os
 import pathlib
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -18,12 +16,13 @@ from safetensors.numpy import load_file
 import csv_run
 import tiny_hf
 from tiny_hf import bert_dir, topics  # noqa: F401  (pytest fixtures)
-from conftest import REPO, checkpoint_arrays
+from conftest import REPO, checkpoint_arrays, cli_env, wait_until
 from flaxforge.core.errors import UserError
 from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.launch.configs import finetune_lm
-from flaxforge.trainer import loop, predict, sampling, setup, state as state_lib, workdir as workdir_lib
+from flaxforge.inference import predict, sampling
+from flaxforge.trainer import loop, setup, state as state_lib, workdir as workdir_lib
 
 
 def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, topics):
@@ -39,6 +38,7 @@ def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, 
   assert data.info["pad_id"] == 0 and data.info["seq_len"] == 16
 
 
+@pytest.mark.slow  # the shared MiniLM
 def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
   config = tiny_hf.config(tmp_path, minilm, topics, **{"data.seq_len": 32})
   data = setup.load_data(config)
@@ -52,6 +52,7 @@ def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
                                 weights[name])
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_finetune_learns_and_predict_uses_the_stored_tokenizer(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 40})
   metrics = loop.train(config, str(tmp_path / "run"))
@@ -76,20 +77,18 @@ def _steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, bert_dir, topics):
   run = dict(**{"train.num_steps": 30, "checkpoint.every_steps": 5, "train.log_every": 5})
   cmd = lambda workdir: [sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}",
                          *tiny_hf.flags(tmp_path, bert_dir, topics, **run)]
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
-  train = lambda workdir: subprocess.run(cmd(workdir), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  env = cli_env()  # one CPU device, as a user runs it
+  train = lambda workdir: subprocess.run(cmd(workdir), cwd=REPO, env=env, capture_output=True, text=True)
   whole = train(tmp_path / "whole")
   assert whole.returncode == 0, whole.stderr[-3000:]
   proc = subprocess.Popen(cmd(tmp_path / "killed"), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  while max(_steps(tmp_path / "killed") or [0]) < 10:
-    assert proc.poll() is None and time.time() < deadline, "no checkpoint 10 before the run ended"
-    time.sleep(0.01)
+  wait_until(lambda: max(_steps(tmp_path / "killed") or [0]) >= 10, proc, "checkpoint 10")
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL and max(_steps(tmp_path / "killed")) < 30
   resumed = train(tmp_path / "killed")
@@ -103,6 +102,7 @@ def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, 
   np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "whole"), rtol=1e-4)
 
 
+@pytest.mark.slow  # a whole fine-tune and a subprocess CLI run
 def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] * 40
   corpus = tmp_path / "corpus.txt"
@@ -119,14 +119,14 @@ def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   loop.train(config, str(tmp_path / "lm"))
   losses = _losses(tmp_path / "lm")
   assert losses[-1] < 0.5 * losses[0], losses  # a repetitive corpus: the pretrained (random) model learns it
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   out = subprocess.run([sys.executable, "-m", "flaxforge.launch.generate", f"--workdir={tmp_path / 'lm'}",
-                        "--prompt=rocket", "--max_new_tokens=8", "--temperature=0"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
+                        "--prompt=rocket", "--max_new_tokens=8", "--temperature=0"], cwd=REPO, env=cli_env(),
+                       capture_output=True, text=True)
   assert out.returncode == 0 and out.stdout.startswith("rocket") and len(out.stdout.rstrip("\n")) > len("rocket"), \
       out.stderr[-2000:]
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
   lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] + ["the a of and to in is it"]
   gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", lines * 10)
@@ -138,6 +138,7 @@ def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
     sampling.Sampler.from_workdir(str(tmp_path / "run"))
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path):
   topics = list(csv_run.TOPICS)
   rows = [{"prompt": f"topic {t} words", "completion": " " + csv_run.TOPICS[t]} for t in topics] * 30

@@ -19,12 +19,13 @@ from safetensors import safe_open  # pylint: disable=wrong-import-position
 
 import csv_run  # pylint: disable=wrong-import-position
 import tiny_hf  # pylint: disable=wrong-import-position
-from conftest import REPO  # pylint: disable=wrong-import-position
+from conftest import REPO, cli_env  # pylint: disable=wrong-import-position
 from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
 from flaxforge.launch.configs import finetune_lm  # pylint: disable=wrong-import-position
 from flaxforge.models import hf  # pylint: disable=wrong-import-position
 from flaxforge.models.hf import layout  # pylint: disable=wrong-import-position
-from flaxforge.trainer import hf_export, loop, restore  # pylint: disable=wrong-import-position
+from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
+from flaxforge.trainer import loop, restore  # pylint: disable=wrong-import-position
 
 LINES = [" ".join(t.split()) for t in csv_run.TOPICS.values()] * 40
 INDEX = "model.safetensors.index.json"
@@ -82,6 +83,7 @@ def test_half_precision_shards_load_and_go_back_tensor_for_tensor(tmp_path, dtyp
   np.testing.assert_array_equal(*logits)
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_a_sharded_bfloat16_llama_fine_tunes_with_lora_and_exports_to_three_shards(tmp_path):
   base = tiny_hf.save_decoder(tmp_path / "base", LINES, "llama")
   model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch.bfloat16)
@@ -94,12 +96,12 @@ def test_a_sharded_bfloat16_llama_fine_tunes_with_lora_and_exports_to_three_shar
       "data.batch_size": 8, "train.num_steps": 4, "train.eval_every_steps": 4, "model.lora.rank": 4,
       "model.lora.targets": "q,kv,out"})
   loop.train(config, str(tmp_path / "run"))
-  exported = hf_export.export_workdir(str(tmp_path / "run"), str(tmp_path / "out"), max_shard_size=LARGER_SHARD)
+  exported = export_hf.export_workdir(str(tmp_path / "run"), str(tmp_path / "out"), max_shard_size=LARGER_SHARD)
   assert len(shard_files(tmp_path / "out")) == 3 and INDEX in exported["files"]
   with safe_open(os.path.join(tmp_path, "out", shard_files(tmp_path / "out")[0]), "numpy") as f:
     assert {f.get_slice(name).get_dtype() for name in f.keys()} == {"BF16"}  # the base's dtype
   # in float32 too, where transformers must give the run's logits
-  f32 = hf_export.export_workdir(str(tmp_path / "run"), str(tmp_path / "f32"), dtype="float32", max_shard_size="1GB")
+  f32 = export_hf.export_workdir(str(tmp_path / "run"), str(tmp_path / "f32"), dtype="float32", max_shard_size="1GB")
   assert INDEX not in f32["files"]
   run = restore.restore(str(tmp_path / "run"))
   ours, _ = nnx.merge(run.structure.eval_graphdef, run.state)
@@ -111,6 +113,7 @@ def test_a_sharded_bfloat16_llama_fine_tunes_with_lora_and_exports_to_three_shar
       np.testing.assert_allclose(theirs(torch.tensor(ids)).logits.numpy(), want, atol=atol, err_msg=folder)
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_a_shard_missing_from_its_index_is_one_line_and_nothing_is_created(tmp_path):
   save_half(tmp_path / "model", torch.bfloat16, False)
   shutil.copy(tiny_hf.save_decoder(tmp_path / "tok", LINES) + "/tokenizer.json", tmp_path / "model")
@@ -121,12 +124,11 @@ def test_a_shard_missing_from_its_index_is_one_line_and_nothing_is_created(tmp_p
     hf.load(str(tmp_path / "model"))
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("\n".join(LINES))
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   result = subprocess.run(
       [sys.executable, "-m", "flaxforge.launch.train", "--config=finetune_lm", f"--workdir={tmp_path / 'run'}",
        f"--config.model.pretrained={tmp_path / 'model'}", f"--config.data.path={corpus}",
        f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.num_steps=2"],
-      cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+      cwd=REPO, env=cli_env(), capture_output=True, text=True)
   assert result.returncode == 2, result.stderr[-3000:]
   errors = [line for line in result.stderr.splitlines() if line.strip()]
   assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]

@@ -67,6 +67,7 @@ def _losses(workdir):
     return [r["loss"] for r in map(json.loads, f) if r.get("split") == "train"]
 
 
+@pytest.mark.slow  # whole fine-tunes
 @pytest.mark.parametrize("family", ["mistral", "qwen3", "gemma2", "gemma3"])
 def test_eight_devices_fine_tune_as_one_does(tmp_path, family):
   lines = [" ".join(t.split()) for t in csv_run.TOPICS.values()] * 40

@@ -15,7 +15,8 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, preprocess
 from flaxforge.launch.configs import image_folder as image_folder_config
 from flaxforge.serving import server
-from flaxforge.trainer import loop, predict
+from flaxforge.inference import predict
+from flaxforge.trainer import loop
 from conftest import run_module
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 40, 230)}
@@ -86,6 +87,7 @@ def test_augmentation_crops_and_flips_training_batches_only(tmp_path):
   np.testing.assert_array_equal(evaluation, images.astype(np.float32))  # eval batches are not augmented
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_the_convnet_learns_a_folder_of_pngs(tmp_path):
   make_folder(tmp_path / "photos")
   config = image_folder_config.get_config()
@@ -102,7 +104,7 @@ def test_the_convnet_learns_a_folder_of_pngs(tmp_path):
   # Predict from image files (paths or bytes), decoded, resized and normalised as the run stored it.
   predictor = predict.Predictor.from_workdir(str(tmp_path / "run"))
   files = [tmp_path / "photos" / name / ("3.jpg" if name == "blue" else "3.png") for name in COLORS]
-  assert predictor.encoding == "image" and predictor.predict([str(f) for f in files]) == list(COLORS)
+  assert predictor.modality.name == "image" and predictor.predict([str(f) for f in files]) == list(COLORS)
   assert predictor.predict(files[1].read_bytes()) == predictor.predict(files[1]) == ["green"]  # bytes, a Path
   with pytest.raises(UserError, match=r"image 0: not a readable image"):
     predictor.predict(b"not an image")
@@ -164,6 +166,7 @@ def test_fashion_mnist_builder_on_small_idx_files(tmp_path, capfd):
     fashion_mnist.load({"manual_dir": str(tmp_path), "data_dir": str(tmp_path / "tfds2")})
 
 
+@pytest.mark.slow  # real data
 def test_the_real_fashion_mnist_files(real_datasets):
   folder = real_datasets / "fashion_mnist"
   images, labels = fashion_mnist.read_split(folder, "test")

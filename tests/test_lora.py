@@ -23,6 +23,7 @@ def _flat(state):
   return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_a_lora_step_changes_only_adapters_and_head(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics, **LORA, **{"train.num_steps": 2,
                                                                  "checkpoint.every_steps": 1})
@@ -73,6 +74,7 @@ class _Cfg(dict):
     return _Cfg(value) if isinstance(value, dict) else value
 
 
+@pytest.mark.slow  # whole fine-tunes
 def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert_dir, topics):
   """A LoRA step's checkpoint holds adapters, head and optimizer only; its meta names the base (path,
   sha256), a resume reads the base again and redoes the steps bit for bit, and a changed base is refused."""

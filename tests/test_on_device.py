@@ -29,6 +29,7 @@ def _assert_close(a, b):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow  # whole trainings
 @pytest.mark.parametrize("steps_per_call", [1, 4])
 def test_on_device_matches_host_batches(tmp_path, steps_per_call):
   tests = {s: loop.train(_config(s, steps_per_call), str(tmp_path / s)) for s in ("yes", "no")}
@@ -36,6 +37,7 @@ def test_on_device_matches_host_batches(tmp_path, steps_per_call):
   _assert_close(_params(tmp_path / "yes"), _params(tmp_path / "no"))
 
 
+@pytest.mark.slow  # whole trainings
 def test_resumes_across_the_two_paths(tmp_path):
   loop.train(_config("yes"), str(tmp_path / "whole"))
   loop.train(_config("no", num_steps=50), str(tmp_path / "mixed"))

@@ -5,19 +5,17 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
+import pytest
 from etils import epath
+
+from conftest import HANG_GUARD_S, cli_env, wait_until
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG = ["--config.train.num_steps=100000", "--config.train.eval_every_steps=100000",
         "--config.checkpoint.every_steps=10", "--config.train.log_every=10"]
-
-
-def _env():
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
-  return env
 
 
 def _cmd(workdir, *overrides):
@@ -30,20 +28,16 @@ def _steps(workdir) -> list[int]:
 
 
 def _start_and_wait_for_checkpoint(workdir):
-  proc = subprocess.Popen(_cmd(workdir, *LONG), cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+  proc = subprocess.Popen(_cmd(workdir, *LONG), cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
-  deadline = time.time() + 60
-  while not _steps(workdir):
-    assert proc.poll() is None, proc.communicate()
-    assert time.time() < deadline, "no checkpoint within 60 s"
-    time.sleep(0.05)
+  wait_until(lambda: _steps(workdir), proc, "a first checkpoint")
   return proc
 
 
 def test_sigterm_checkpoints_the_step_it_reports_and_resumes(tmp_path):
   proc = _start_and_wait_for_checkpoint(tmp_path)
   proc.send_signal(signal.SIGTERM)
-  out, err = proc.communicate(timeout=60)
+  out, err = proc.communicate(timeout=HANG_GUARD_S)
   assert proc.returncode == 0, err
   match = re.search(r"stopped by SIGTERM after step (\d+); checkpoint saved in (\S+)\.", out)
   assert match, out + err
@@ -51,8 +45,8 @@ def test_sigterm_checkpoints_the_step_it_reports_and_resumes(tmp_path):
   assert max(_steps(tmp_path)) == stopped  # saved synchronously at the step reported, nothing later
   assert "Run the same command again to resume" in out
 
-  resumed = subprocess.run(_cmd(tmp_path, f"--config.train.num_steps={stopped + 5}"), cwd=REPO, env=_env(),
-                           capture_output=True, text=True, timeout=60)
+  resumed = subprocess.run(_cmd(tmp_path, f"--config.train.num_steps={stopped + 5}"), cwd=REPO, env=cli_env(),
+                           capture_output=True, text=True)
   assert resumed.returncode == 0, resumed.stderr
   assert f"resumed from the checkpoint at step {stopped}" in resumed.stdout
   assert max(_steps(tmp_path)) == stopped + 5
@@ -63,10 +57,8 @@ def test_second_signal_aborts_at_once(tmp_path):
   before = _steps(tmp_path)
   proc.send_signal(signal.SIGTERM)
   proc.send_signal(signal.SIGINT)  # a different signal, so the two cannot coalesce into one
-  t = time.time()
-  out, err = proc.communicate(timeout=30)
+  out, err = proc.communicate(timeout=HANG_GUARD_S)
   assert proc.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM), (proc.returncode, err)  # handlers run in signal-number order
-  assert time.time() - t < 10
   said = re.search(r"aborting now; the last complete checkpoint is step (\d+) in ", err)
   assert said and int(said.group(1)) == max(_steps(tmp_path)), err  # what it says is what a restore finds
   assert "stopped by" not in out

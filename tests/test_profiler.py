@@ -3,9 +3,12 @@ import gzip
 import json
 
 import jax
+import pytest
 
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import loop
+
+pytestmark = pytest.mark.slow  # a whole training
 
 
 def test_profile_config_writes_a_trace(tmp_path):

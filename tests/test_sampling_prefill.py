@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from flaxforge.models import gpt, transformer
-from flaxforge.trainer import sampling
+from flaxforge.inference import sampling
 
 BYTES = {"type": "bytes", "separator": 0}
 CONTEXT = 48  # not a power of two: the buffer and the prefill are capped to it
@@ -26,6 +26,7 @@ def greedy(model, prompt, new, length=CONTEXT):
   return buf[0, len(prompt):len(prompt) + new].tolist()
 
 
+@pytest.mark.slow  # every prompt length compiled
 @pytest.mark.parametrize("position", ["learned", "rope"])
 def test_greedy_matches_the_uncached_model_for_every_prompt_length(position):
   arch = transformer.arch_from_config({"size": "tiny", "position": position, "max_len": CONTEXT},

@@ -11,6 +11,8 @@ import csv_run
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import loop, mesh as mesh_lib, restore, setup, state as state_lib, warm_start
 
+pytestmark = pytest.mark.slow  # whole trainings
+
 
 def _relabelled(src, dst):
   """The same texts, labelled space / ground: two classes instead of three."""
