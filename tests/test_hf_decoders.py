@@ -1,7 +1,8 @@
 """The decoder families' own parts beyond parity (test_hf_models.py): a config.json value a family cannot
 honour is refused in one line naming it and the families flaxforge converts; Gemma's soft-capped attention
-has autodiff's gradients; and fine-tuning Mistral, Qwen3, Gemma 2 and 3 on an FSDP x tensor mesh of 8
-devices gives one device's losses."""
+has autodiff's gradients; a decoder classifier's pooled position sees its window; and fine-tuning Mistral,
+Qwen3, Gemma 2 and 3 on an FSDP x tensor mesh of 8 devices gives one device's losses."""
+import dataclasses
 import json
 import os
 
@@ -11,15 +12,16 @@ import jax  # pylint: disable=wrong-import-position
 import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
+from flax import nnx  # pylint: disable=wrong-import-position
 
 import csv_run  # pylint: disable=wrong-import-position
 import tiny_hf  # pylint: disable=wrong-import-position
 from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
 from flaxforge.launch.configs import finetune_lm  # pylint: disable=wrong-import-position
-from flaxforge.models import attention, hf  # pylint: disable=wrong-import-position
+from flaxforge.models import attention, hf, transformer  # pylint: disable=wrong-import-position
 from flaxforge.trainer import loop  # pylint: disable=wrong-import-position
 
-FAMILIES = ("bert, gpt2, llama, mistral, qwen2, qwen3, gemma2, gemma3_text")
+FAMILIES = "bert, gpt2, llama, mistral, qwen2, qwen3, gemma2, gemma3_text"
 YARN = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
 
 
@@ -82,3 +84,24 @@ def test_eight_devices_fine_tune_as_one_does(tmp_path, family):
   loop.train(eight, str(tmp_path / "eight"))
   assert len(_losses(tmp_path / "one")) == 4
   np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"), rtol=1e-4)
+
+
+def test_a_pooled_position_sees_the_same_window_as_the_whole_sequence():
+  # A decoder classifier's last block computes only each row's last real token (output_positions); its
+  # window and soft-cap must be those of the full forward pass at that position.
+  arch = transformer.Arch(num_layers=2, embed_dim=32, num_heads=4, mlp_dim=64, max_len=16, vocab_size=50,
+                          padded_vocab=128, norm="rms", num_kv_heads=2, gated_mlp=True, head_size=16, qk_norm=True,
+                          norm_offset=1.0, sandwich_norm=True, embed_scale=True, attn_scale=0.2, attn_softcap=2.0,
+                          windows=(3, 3), local_rope_base=100.0)
+  body = transformer.Transformer(arch, rngs=nnx.Rngs(0))
+  nnx.update(body, jax.tree.map(lambda p: p * 10, nnx.state(body, nnx.Param)))
+  tokens = jnp.asarray(np.random.default_rng(0).integers(1, 50, (2, 12)), jnp.int32)
+  last = jnp.array([[11], [7]])
+  positions = jnp.arange(12)
+  whole, _ = body(tokens, positions, is_causal=True)
+  pooled, _ = body(tokens, positions, is_causal=True, output_positions=last)
+  np.testing.assert_allclose(pooled[:, 0], jnp.take_along_axis(whole, last[:, :, None], axis=1)[:, 0], atol=1e-5)
+  wide = transformer.Transformer(dataclasses.replace(arch, windows=(50, 50)), rngs=nnx.Rngs(0))
+  nnx.update(wide, nnx.state(body, nnx.Param))
+  seen_all, _ = wide(tokens, positions, is_causal=True, output_positions=last)
+  assert np.abs(seen_all - pooled).max() > 1e-3  # the window matters at these positions
