@@ -21,6 +21,7 @@ from flaxforge.core.errors import UserError
 from flaxforge.models import fields as model_fields
 from flaxforge.trainer import fields, mesh as mesh_lib, state as state_lib, workdir as workdir_lib
 
+NEWEST = "the newest checkpoint"
 LATEST = -1  # step=LATEST: the newest checkpoint, even after early stopping (--latest)
 
 
@@ -38,7 +39,7 @@ class Restored:
 def restore(workdir: str, *, step: int | None = None, best: bool = False, devices=None, model=None,
             model_only: bool = False) -> Restored:
   """The checkpoint at `step` (default: the run's model, `choose_step`; `LATEST`: the newest; `best`: the best
-  by the run's validation metric), said in one line on stderr. `model`: the factory a run trained through
+  by the run's validation metric), said in one line on stderr unless it is the plain newest one. `model`: the factory a run trained through
   flaxforge.train(model=...) was built with. `model_only`: the model half alone (an Orbax partial restore, its
   fingerprints checked); `nnx.merge(structure.graphdef, state)` then gives `(model, None)`."""
   workdir = workdir_lib.resolve(workdir)
@@ -56,7 +57,8 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
     state, _, step = ckpt.restore(step, structure.abstract, partial=model_only)
   finally:
     ckpt.close()
-  print(f"using step {step} of {workdir}: {why}", file=sys.stderr)
+  if why != NEWEST:  # the plain default goes unsaid: a refused command's stderr stays its one error line
+    print(f"using step {step} of {workdir}: {why}", file=sys.stderr)
   return Restored(config, info, mesh, structure, state, step, workdir)
 
 
@@ -98,4 +100,4 @@ def choose_step(ckpt, config, workdir, step: int | None, best: bool) -> tuple[in
     metric = fields.EarlyStopping.of(config).metric
     return early["best_step"], (f"early stopping's best (validation {metric} {early['best']:.4f}), the step the "
                                 f"run tested; the newest is step {steps[-1]} (--latest)")
-  return None, "the newest checkpoint"
+  return None, NEWEST
