@@ -31,6 +31,9 @@ class Dataset:
   # "" when the splits are made in memory) and the user's file ({"path", "sha256"}) when there is one.
   prepared_dir: str = ""
   source: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # What preparing a user's file found (data/splits.py Report.to_json): warnings and the rows dropped; the
+  # run's data.json keeps it.
+  report: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class PlainLog:

@@ -8,8 +8,11 @@ content (SHA-256) and every option, so an unchanged file is read once, wherever 
 content changes, the copies prepared from its earlier contents are deleted unless a run still uses them
 (builders.forget_earlier_copies): eval scores a run on the copy it trained on.
 
-A row whose text or label is missing, null, NaN or empty is refused in one line naming the file and row,
-or with `bad_rows="drop"` dropped and counted (`dropped_rows` in the run's info).
+A row whose text or label is missing, null, NaN or empty (in JSON, or a cell holding `NaN`, `nan`, `null`,
+`None` or nothing: splits.MISSING) is refused in one line naming the file and row, or with `bad_rows="drop"`
+dropped and reported (splits.Report: a warning naming the first rows; all of them in the run's data.json).
+Labels lose surrounding whitespace and, with `label_case="lower"`, their case; labels that differ only by case
+and classes with a handful of training rows are warned about.
 """
 import csv
 import dataclasses
@@ -30,7 +33,7 @@ from flaxforge.data import builders, dataset, fields, records, splits, text
 _DELIMITERS = {".csv": ",", ".tsv": "\t"}
 _JSONL = (".jsonl", ".ndjson")
 TABLE_SUFFIXES = (*_DELIMITERS, *_JSONL)  # the files read by column; any other is plain text
-_COLUMNS = ("text_column", "label_column", "split_column", "bad_rows")  # read_table's arguments, in order
+_COLUMNS = ("text_column", "label_column", "split_column", "bad_rows", "label_case")  # read_table's arguments
 
 
 def _decode(path: pathlib.Path) -> str:
@@ -92,10 +95,12 @@ def _cell(value) -> str | None:
   return value if isinstance(value, str) else json.dumps(value)
 
 
-def read_table(path, text_column: str, label_column: str, split_column: str = "", bad_rows: str = "error"):
-  """(texts, labels, splits or None, dropped row count) from a .csv/.tsv (header row) or .jsonl file.
+def read_table(path, text_column: str, label_column: str, split_column: str = "", bad_rows: str = "error",
+               label_case: str = "keep"):
+  """(texts, labels, splits or None, the file rows dropped) from a .csv/.tsv (header row) or .jsonl file.
 
-  A missing, null, NaN or empty text or label is a UserError naming the row, or (bad_rows="drop") skipped.
+  A missing text or label (splits.missing) is a UserError naming the row, or (bad_rows="drop") skipped.
+  Labels are class names as splits.label_name makes them (`label_case`: "keep" or "lower").
   """
   path = pathlib.Path(path)
   suffix = path.suffix.lower()
@@ -107,17 +112,17 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   content = _decode(path)
   rows = (_jsonl_rows(path.name, content, columns) if suffix in _JSONL
           else _csv_rows(path.name, content, _DELIMITERS[suffix], columns))
-  texts, labels, split_names, dropped = [], [], [], 0
+  texts, labels, split_names, dropped = [], [], [], []
   for line_num, values in rows:
-    bad = [c for c, v in zip((text_column, label_column), values) if v is None or not v.strip()]
+    bad = [c for c, v in zip((text_column, label_column), values) if splits.missing(v)]
     if bad and bad_rows == "drop":
-      dropped += 1
+      dropped.append(line_num)
       continue
     if bad:
-      raise UserError(f"{path.name} row {line_num}: missing or empty {bad[0]!r} (null, NaN or blank); fix the "
-                      "row, or pass --config.data.bad_rows=drop to drop and count such rows")
+      raise UserError(f"{path.name} row {line_num}: missing or empty {bad[0]!r} (null, NaN, None or blank); fix "
+                      "the row, or pass --config.data.bad_rows=drop to drop such rows")
     texts.append(values[0])
-    labels.append(values[1].strip())
+    labels.append(splits.label_name(values[1], label_case))
     if split_column:
       split_names.append(values[2].strip().lower())
       if split_names[-1] not in dataset.SPLITS:
@@ -130,14 +135,14 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
 
 def read_texts(path, text_column: str, fix: str = "") -> list[str]:
   """The `text_column` of each row of a .csv/.tsv (header row) or .jsonl file, as predict reads its input; a
-  missing, null or NaN cell is "" (an empty result, keeping the rows' places). UserError (ending in `fix`, if
-  given) for a missing column or an unreadable row."""
+  missing cell (splits.missing) is "", keeping the rows' places. UserError (ending in `fix`, if given) for a
+  missing column or an unreadable row."""
   path = pathlib.Path(path)
   content = _decode(path)
   columns = {"text_column": text_column}
   rows = (_jsonl_rows(path.name, content, columns, fix) if path.suffix.lower() in _JSONL
           else _csv_rows(path.name, content, _DELIMITERS[path.suffix.lower()], columns, fix))
-  return [values[0] or "" for _, values in rows]
+  return ["" if splits.missing(values[0]) else values[0] for _, values in rows]
 
 
 def split_rows(labels: np.ndarray, split_names, validation_fraction: float, test_fraction: float, seed: int,
@@ -183,7 +188,10 @@ class TextFile(builders.ArrayBuilder):
     encoder = text.fit_encoder((texts[i] for i in parts["train"]), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = labeler.to_json()
-    self.info.metadata["dropped_rows"] = dropped
+    report = splits.Report()
+    report.drop(file_name, dropped, "a missing text or label")
+    report.check_labels(file_name, labeler.names, ids[parts["train"]])
+    self.info.metadata["report"] = report.to_json()
     warning = text.vocabulary_warning(
         encoder, [texts[i] for i in parts["train"]], [texts[i] for i in parts.get("validation", ())])
     if warning:
@@ -205,13 +213,15 @@ def source(cfg) -> pathlib.Path:
 def options(cfg, sha256: str) -> dict:
   """Everything that shapes the prepared data: the file's content (its SHA-256) and every option."""
   columns = {k: v for k, v in dataclasses.asdict(fields.TextFile.read(cfg)).items() if k != "path"}
-  return {**text.encoder_options(cfg), **columns, **dataclasses.asdict(fields.Validation.read(cfg)),
+  return {**text.encoder_options(cfg), **columns, **dataclasses.asdict(fields.Labels.read(cfg)),
+          **dataclasses.asdict(fields.Validation.read(cfg)),
           **dataclasses.asdict(fields.Test.read(cfg)), "sha256": sha256}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data` (data.fields.TextFile, Validation, Test and the text sections): the file at
-  `path`, prepared once per content and options in data_dir; `dropped_rows` in the info."""
+  """`cfg` is `config.data` (data.fields.TextFile, Labels, Validation, Test and the text sections): the file
+  at `path`, prepared once per content and options in data_dir. What preparing it found (warnings, dropped
+  rows) is said on stderr at every load and kept in the dataset's `report`."""
   path = source(cfg)
   sha256 = records.file_sha256(path)
   opts = options(cfg, sha256)
@@ -225,5 +235,6 @@ def load(cfg) -> dataset.Dataset:
     builders.forget_earlier_copies(builder.data_dir, path, sha256)
   ds = text.from_builder(builder)
   ds.source = {"path": str(path), "sha256": sha256}
-  ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))  # 0: prepared before it was counted
+  ds.report = dict(builder.info.metadata.get("report") or {})  # {}: prepared before reports were kept
+  splits.Report.from_json(ds.report).say()
   return ds

@@ -161,13 +161,13 @@ def test_null_nan_and_empty_cells_are_refused_naming_the_row(tmp_path, name, con
   assert str(e.value).startswith(message) and "--config.data.bad_rows=drop" in str(e.value)
 
 
-def test_bad_rows_can_be_dropped_and_are_counted(tmp_path):
+def test_bad_rows_can_be_dropped_and_are_reported(tmp_path):
   rows = [json.dumps({"text": f"doc {i} {'ab'[i % 2]}", "label": "ab"[i % 2]}) for i in range(60)]
   rows[3], rows[10] = '{"text": "x", "label": null}', '{"text": null, "label": "a"}'
   rows[20] = '{"text": "y", "label": NaN}'
   (tmp_path / "some_bad.jsonl").write_text("\n".join(rows))
   ds = text_files.load(config(tmp_path, tmp_path / "some_bad.jsonl", bad_rows="drop"))
-  assert ds.info["label_names"] == ["a", "b"] and ds.info["dropped_rows"] == 3
+  assert ds.info["label_names"] == ["a", "b"] and ds.report["dropped_rows"] == [4, 11, 21]  # JSONL lines
   assert sum(len(s) for s in ds.splits.values()) == 57
 
 

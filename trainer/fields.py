@@ -63,6 +63,8 @@ class Train(Section):
   steps_per_call: int = field(1, "steps per jitted call (unrolled), for small models", range=count(1))
   grad_accum_steps: int = field(1, "micro-batches per step (gradient accumulation)", range=count(1))
   label_smoothing: float = field(0.0, "label smoothing of the cross-entropy", range=fraction())
+  class_weight: str = field("none", "a classifier's loss per class: none (equal), or balanced (each class's "
+                            "rows weigh n / (classes x its rows), as scikit-learn's)", choices=("none", "balanced"))
   on_nonfinite: str = field("stop", "a non-finite loss: stop, or skip the update and go on", choices=("stop", "skip"))
   progress_bar: bool = field(True, "show progress on stderr (process 0)")
   init_from: str = field("", "a new run starts from this run's parameters (WORKDIR or WORKDIR/checkpoints/STEP)")

@@ -61,13 +61,13 @@ def _eval_metrics_zeros(mesh: Mesh, num_classes: int):
   return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
-def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=nnx.Param):
+def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=nnx.Param, class_weights=None):
   """Gradients of the summed loss for the `wrt` parameters (the optimizer's), and the metric sums, over
   `accum_steps` micro-batches in a scan."""
 
   def loss_fn(m, micro):
     sums = losses.metric_sums(loss_kind, m(micro["inputs"]), micro["label"], micro["mask"],
-                              label_smoothing=label_smoothing)
+                              label_smoothing=label_smoothing, class_weights=class_weights)
     return sums["loss_sum"], sums
 
   grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
@@ -93,9 +93,10 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=n
 
 def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_smoothing: float = 0.0,
                     accum_steps: int = 1, steps_per_call: int = 1, take=None, batch_sharding=None,
-                    shared_sharding=None):
+                    shared_sharding=None, class_weights=None):
   """`step(state, metrics, batch, shared={}) -> (state, metrics)`; with steps_per_call > 1 every leaf of
-  `batch` has a leading axis of that many steps, run in one `lax.scan`.
+  `batch` has a leading axis of that many steps, run in one `lax.scan`. `class_weights` (float32 [classes],
+  losses.class_weights) weights each example's loss by its class.
 
   `take(batch_k, shared)` (traced) makes one step's global batch from its slice of `batch` and from
   `shared`, what every step of the call reads; by default the batch is the global batch itself. The feed
@@ -109,7 +110,7 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     # incoming values as plain arrays first.
     old_leaves, treedef = jax.tree.flatten(state)
     model, opt = nnx.merge(structure.graphdef, state)
-    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, opt.wrt)
+    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, opt.wrt, class_weights)
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
     grad_norm = optax.global_norm(grads)
     opt.update(model, grads)

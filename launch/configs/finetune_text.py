@@ -13,7 +13,7 @@ from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config(data.TextFile, data.Archive, data.Validation, data.Test, data.Tokenizer,
+  c = base.get_config(data.TextFile, data.Labels, data.Archive, data.Validation, data.Test, data.Tokenizer,
                       data.PretrainedTokenizer, model.Pretrained, model.TransformerCompute, model.Encoder,
                       model.LoRA)
   c.data.name = "text_file"  # or 20newsgroups

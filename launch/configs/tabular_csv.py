@@ -14,7 +14,7 @@ from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config(data.Table, data.Validation, data.Test, model.MLP)
+  c = base.get_config(data.Table, data.Labels, data.Validation, data.Test, model.MLP)
   c.data.name = "tabular"
   c.data.path = ""
   c.data.label_column = "label"

@@ -14,7 +14,7 @@ from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config(data.TextFile, data.Validation, data.Test, data.Tokenizer, data.Vocabulary,
+  c = base.get_config(data.TextFile, data.Labels, data.Validation, data.Test, data.Tokenizer, data.Vocabulary,
                       model.BagOfWords)
   c.data.name = "text_file"
   c.data.path = ""
