@@ -44,8 +44,9 @@ def train(config, workdir: str, *, model=None) -> dict:
 def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
              model=None) -> dict:
   """Metrics of a run's checkpoint on `split` (default the latest checkpoint; `best`: the best by the run's
-  validation metric): {"split", "step", "loss", "accuracy", ...}, plus the "report" files written for
-  classifiers. `model`: the factory the run was trained with, if any."""
+  validation metric): {"split", "step", "loss", "accuracy", ...}, plus for classifiers the "report" files
+  written and the "classification_report" (the per-class table as text, to print). `model`: the factory the
+  run was trained with, if any."""
   from flaxforge.trainer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
   return evaluate_lib.evaluate_workdir(workdir, step=step, best=best, split=split, model=model)
 

@@ -40,7 +40,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   """The eval job: metrics of a run's checkpoint on a split. Classifiers also get a report (JSON and the
   confusion matrix as PNG) in `report_dir` (default <workdir>/report): "report" lists the files written, or
   "report_error" says why none could be (a read-only run), so the metrics are never lost. The data is the
-  run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file."""
+  run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file.
+  A classifier's "classification_report" is its per-class table as text (report.table)."""
   missing = workdir_lib.missing_split(workdir_lib.resolve(workdir), split, f"--split={split}")
   if missing:  # before restoring: one line naming the splits the run has
     raise UserError(f"{missing}; pass --split={'test' if split != 'test' else 'train'}")
@@ -52,6 +53,8 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
                      global_batch=run.config.data.eval_batch_size, mesh=run.mesh, info=run.info,
                      transform=data.transform)
   summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
+  if "confusion" in results:
+    summary["classification_report"] = report.table(results, run.info.get("label_names"))
   if "confusion" in results and jax.process_index() == 0:
     directory = report_dir or run.workdir / "report"
     try:
