@@ -1,6 +1,7 @@
 """The Python API (flaxforge.train / evaluate / Predictor): a text run trained, evaluated and predicted
 from Python; a model given as a factory; dict overrides on the default config; a cheap `import flaxforge`."""
 import json
+import os
 import subprocess
 import sys
 
@@ -91,3 +92,18 @@ def test_import_is_cheap():
   code = "import sys, flaxforge; print(sorted(m for m in ('jax', 'flax', 'flaxforge.trainer') if m in sys.modules))"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
   assert out.strip() == "[]"
+
+
+def test_the_api_is_quiet_on_stderr(trained):
+  """Issue 27, item 10: a script that evaluates a run and predicts with it hears no absl warnings (Orbax's
+  "Given directory is read only", TFDS' "Using custom data configuration"); asked for, they come back."""
+  tmp, _ = trained
+  script = ("import sys, flaxforge; run = sys.argv[1]; flaxforge.evaluate(run); "
+            "print(flaxforge.Predictor.from_workdir(run).predict(['rocket orbit moon']))")
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  proc = subprocess.run([sys.executable, "-c", script, str(tmp / "run")], capture_output=True, text=True, env=env)
+  assert proc.returncode == 0 and proc.stdout.strip() == "['space']", proc.stderr[-3000:]
+  assert proc.stderr == ""
+  asked = "from absl import logging; logging.set_verbosity(logging.WARNING); " + script
+  proc = subprocess.run([sys.executable, "-c", asked, str(tmp / "run")], capture_output=True, text=True, env=env)
+  assert "Given directory is read only" in proc.stderr
