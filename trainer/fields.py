@@ -63,11 +63,18 @@ class Train(Section):
   steps_per_call: int = field(1, "steps per jitted call (unrolled), for small models", range=count(1))
   grad_accum_steps: int = field(1, "micro-batches per step (gradient accumulation)", range=count(1))
   label_smoothing: float = field(0.0, "label smoothing of the cross-entropy", range=fraction())
-  class_weight: str = field("none", "a classifier's loss per class: none (equal), or balanced (each class's "
-                            "rows weigh n / (classes x its rows), as scikit-learn's)", choices=("none", "balanced"))
   on_nonfinite: str = field("stop", "a non-finite loss: stop, or skip the update and go on", choices=("stop", "skip"))
   progress_bar: bool = field(True, "show progress on stderr (process 0)")
   init_from: str = field("", "a new run starts from this run's parameters (WORKDIR or WORKDIR/checkpoints/STEP)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassWeight(Section):
+  """How a classifier's loss weighs its classes (trainer/losses.py class_weights); the classifiers' configs
+  compose it, a language model's does not."""
+  SECTION, TITLE = "train", "training"
+  class_weight: str = field("none", "a classifier's loss per class: none (equal), or balanced (each class's "
+                            "rows weigh n / (classes x its rows), as scikit-learn's)", choices=("none", "balanced"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,17 +114,19 @@ class Profile(Section):
 
 
 RUN = (Run, Feed, Optimizer, Train, EarlyStopping, Checkpoint, Mesh, Profile)
+OPTIONAL = (ClassWeight,)  # trainer sections a config composes when they apply to it
 
 
 def sections_of(config) -> tuple:
   """Every section `config`'s fields may come from: the trainer's, its model's and its dataset's (by name),
   and another built-in section for a field none of those declares (finetune_text's `data.manual_dir`, used
-  once `data.name` is 20newsgroups). What `validate` checks against and `--help` describes."""
+  once `data.name` is 20newsgroups; a classifier's `train.class_weight`). What `validate` checks against and
+  `--help` describes."""
   model = config["model"]["name"] if "model" in config else ""
   data = config["data"]["name"] if "data" in config else ""
   chosen = RUN + model_fields.candidates(model) + data_fields.candidates(data)
   declared = set(config_fields.declarations(chosen))
-  for section in model_fields.SECTIONS + data_fields.SECTIONS:
+  for section in OPTIONAL + model_fields.SECTIONS + data_fields.SECTIONS:
     names = set(config_fields.declarations([section]))
     if section not in chosen and names & set(config_fields.flatten(config)) - declared and not names & declared:
       chosen += (section,)
