@@ -3,6 +3,7 @@ import math
 
 import jax
 
+from flaxforge.core import imports
 from flaxforge.core.errors import UserError
 from flaxforge.data import pipeline
 from flaxforge.trainer import feed
@@ -46,8 +47,11 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   if missing:  # before restoring: one line naming the splits the run has
     raise UserError(f"{missing}; pass --split={'test' if split != 'test' else 'train'}")
   run = restore.restore(workdir, step=step, best=best, model=model, model_only=True)
-  data = setup.load_data(run.config, info=run.info,
-                         dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
+  try:
+    dataset = workdir_lib.open_data(run.workdir, run.config, data_dir)
+  except imports.NotFound as e:  # a user's loader (data.name) that was moved
+    raise restore.module_not_found(e, "data.name", run.workdir) from None
+  data = setup.load_data(run.config, info=run.info, dataset=dataset)
   rows = data.split(split)
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
                      global_batch=run.config.data.eval_batch_size, mesh=run.mesh, info=run.info,

@@ -6,9 +6,11 @@ training code is needed to load it. A run's consumers restore the model alone (`
 is built and the optimizer's arrays (Adam's two moments: 2/3 of a full fine-tune's checkpoint) are not read.
 """
 import dataclasses
+import os
 
 import ml_collections
 
+from flaxforge.core import imports, run_config
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import setup, state as state_lib, workdir as workdir_lib
 
@@ -34,10 +36,13 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
   mesh = setup.mesh_for(config, devices)
-  if model_only:
-    structure = state_lib.model_structure(config, info, mesh, model=model)
-  else:
-    structure, _ = state_lib.structure(config, info, mesh, total_steps=1, model=model)
+  try:
+    if model_only:
+      structure = state_lib.model_structure(config, info, mesh, model=model)
+    else:
+      structure, _ = state_lib.structure(config, info, mesh, total_steps=1, model=model)
+  except imports.NotFound as e:
+    raise module_not_found(e, "model.name", workdir) from None
   ckpt = setup.checkpointer(config, workdir, read_only=True)
   if best:
     step = ckpt.best_step()
@@ -50,3 +55,11 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
   state, _, step = ckpt.restore(step, structure.abstract, partial=model_only)
   ckpt.close()
   return Restored(config, info, mesh, structure, state, step, workdir)
+
+
+def module_not_found(e: imports.NotFound, field: str, workdir) -> UserError:
+  """A run's own module (`field` of its config.json: model.name, data.name) cannot be imported here, in one
+  line whose fix a command without --config flags can follow (train's own message names --config.FIELD)."""
+  return UserError(f"{e.name!r} ({field} in {workdir / run_config.FILE}) cannot be imported from {os.getcwd()}; "
+                   f"run this from the folder the run was trained in, or set {field} in that file to the "
+                   "module's .py file")

@@ -29,6 +29,9 @@ PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
 # Path fields that define the run, expanded like PATH_FIELDS (so eval finds them from any folder); a run that
 # recorded one as given (before this was done) compares equal to its expansion.
 RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "train.init_from")
+# Module fields: a user's module is recorded as its file, a file path made absolute (core/imports.py
+# `recorded`), so eval, predict, serve and export find it from any folder; built-in names stay names.
+MODULE_FIELDS = ("model.name", "data.name")
 # Config fields (or sections) a resume may change; anything else defines the run. The learning rate and
 # its schedule define it: Adam's moments and the schedule's position were built for them (README). Early
 # stopping's patience may change (a stopped run given more patience goes on); its metric, mode and
@@ -91,17 +94,21 @@ atexit.register(_at_exit)
 
 
 def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict, dict]:
-  """`config` with its path fields made absolute, and {field: [old, new]} of the CHANGEABLE fields that
-  differ from the run's (for the metrics' config change record). Any other difference is refused."""
+  """`config` with its path fields made absolute and its modules recorded (MODULE_FIELDS), and {field: [old,
+  new]} of the CHANGEABLE fields that differ from the run's (for the metrics' config change record). Any other
+  difference is refused."""
+  from flaxforge.models import registry  # pylint: disable=g-import-not-at-top  (flax: predict loads this file)
+  recorders = {"model.name": registry.recorded, "data.name": data_lib.recorded}
   config = ml_collections.ConfigDict(config.to_dict())
-  for field in (*PATH_FIELDS, *RUN_PATH_FIELDS):
+  for field in (*PATH_FIELDS, *RUN_PATH_FIELDS, *MODULE_FIELDS):
     section, name = field.split(".")
     if section in config and isinstance(config[section].get(name), str):
-      config[section][name] = paths.expand(config[section][name])
+      config[section][name] = recorders.get(field, paths.expand)(config[section][name])
   if not _has_checkpoints(workdir) or not run_config.exists(workdir):
     return config, {}
   old, new = _flat(read_json(workdir / run_config.FILE)), _flat(json.loads(config.to_json_best_effort()))
   old.update({k: paths.expand(old[k]) for k in RUN_PATH_FIELDS if isinstance(old.get(k), str)})  # recorded as given
+  old.update({k: recorders[k](old[k]) for k in MODULE_FIELDS if isinstance(old.get(k), str)})  # before recording
   changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
   # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
   refused = [f"{k}: {_show(a)} -> {_show(b)}{_REASONS.get(k, '')}" for k, (a, b) in changed.items()
