@@ -1,6 +1,5 @@
 """What every data source hands the trainer: random-access splits, JSON metadata, JSON assets."""
 import dataclasses
-import os
 import sys
 from typing import Any, Sequence
 
@@ -11,7 +10,7 @@ from jax.experimental import multihost_utils
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import fields
+from flaxforge.data import fields, prepared
 
 SPLITS = ("train", "validation", "test")  # the split names a loader may hand the trainer, in this order
 
@@ -49,8 +48,7 @@ class PlainLog:
 
 def data_dir(cfg) -> epath.Path:
   """The TFDS data directory: `config.data`'s data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-  configured = fields.Dataset.read(cfg).data_dir
-  return epath.Path(paths.expand(configured or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"))
+  return prepared.folder(fields.Dataset.read(cfg).data_dir)
 
 
 def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
