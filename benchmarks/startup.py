@@ -1,0 +1,131 @@
+"""How long a user waits before the first answer (issue 27, item 3): `flaxforge --help`, a bad flag, a bad config
+value, `predict` of 2 texts on a small text run, and `serve` ready (GET /healthz answers 200) for a MiniLM
+fine-tune. Each is the wall time of the `flaxforge` command as a user starts it (a new process, one CPU device);
+medians of --repeats runs; the machine, its CPU count and the load average before and after each case with
+the figures.
+
+  python benchmarks/startup.py --out=benchmarks/results/startup.jsonl [--minilm=/work/shared/models/all-MiniLM-L6-v2]
+
+The two runs it needs are trained once into --scratch (a text_csv run on a generated 3-topic CSV; a
+finetune_text run of MiniLM for a few steps) and reused.
+"""
+import argparse
+import csv
+import http.client
+import json
+import os
+import pathlib
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
+TOPICS = {"space": "rocket orbit launch moon planet star", "food": "bread cheese soup apple rice cake",
+          "sport": "goal match team ball score coach"}
+
+
+def _env():
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  return env
+
+
+def _timed(args, cwd) -> float:
+  start = time.perf_counter()
+  subprocess.run([FLAXFORGE, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+  return time.perf_counter() - start
+
+
+def _serve_ready(args, cwd) -> float:
+  """Seconds from starting `flaxforge serve` to its first 200 from /healthz; the server is then stopped."""
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  start = time.perf_counter()
+  proc = subprocess.Popen([FLAXFORGE, "serve", *args, f"--port={port}"], cwd=cwd, env=_env(),
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  try:
+    while proc.poll() is None:
+      try:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        conn.request("GET", "/healthz")
+        if conn.getresponse().status == 200:
+          return time.perf_counter() - start
+      except OSError:
+        pass
+      time.sleep(0.05)
+    raise RuntimeError(f"serve exited with status {proc.returncode}")
+  finally:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+
+
+def _train(args, cwd):
+  proc = subprocess.run([FLAXFORGE, "train", *args], cwd=cwd, env=_env(), capture_output=True, text=True)
+  if proc.returncode:
+    raise RuntimeError(proc.stderr[-3000:])
+
+
+def _text_run(scratch: pathlib.Path) -> pathlib.Path:
+  run = scratch / "text_run"
+  if not (run / "checkpoints").exists():
+    with open(scratch / "topics.csv", "w", newline="", encoding="utf-8") as f:
+      writer = csv.writer(f)
+      writer.writerow(("text", "label"))
+      for i in range(300):
+        topic = list(TOPICS)[i % 3]
+        writer.writerow((" ".join(TOPICS[topic].split()[j % 6] for j in range(i % 5, i % 5 + 4)), topic))
+    _train(["--config=text_csv", f"--workdir={run}", f"--config.data.path={scratch / 'topics.csv'}",
+            f"--config.data.data_dir={scratch / 'tfds'}", "--config.train.num_epochs=2"], scratch)
+  return run
+
+
+def _minilm_run(scratch: pathlib.Path, minilm: str) -> pathlib.Path:
+  run = scratch / "minilm_run"
+  if not (run / "checkpoints").exists():
+    _text_run(scratch)
+    _train(["--config=finetune_text", f"--workdir={run}", f"--config.model.pretrained={minilm}",
+            f"--config.data.path={scratch / 'topics.csv'}", f"--config.data.data_dir={scratch / 'tfds'}",
+            "--config.data.seq_len=32", "--config.train.num_steps=4", "--config.optimizer.warmup_steps=0"], scratch)
+  return run
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--scratch", default="/tmp/flaxforge_startup")
+  parser.add_argument("--minilm", default=os.path.join(os.environ.get("FLAXFORGE_MODELS", "/work/shared/models"),
+                                                       "all-MiniLM-L6-v2"))
+  parser.add_argument("--cases", default="help,bad_flag,bad_value,predict,serve")
+  parser.add_argument("--out", default="")
+  args = parser.parse_args()
+  scratch = pathlib.Path(args.scratch)
+  scratch.mkdir(parents=True, exist_ok=True)
+  cases = {
+      "help": lambda: _timed(["--help"], scratch),
+      "bad_flag": lambda: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}", "--nonsense"], scratch),
+      "bad_value": lambda: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}",
+                                   "--config.data.batch_size=0"], scratch),
+      "predict": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "rocket orbit", "bread cheese"], scratch),
+      "serve": lambda: _serve_ready([f"--workdir={_minilm_run(scratch, args.minilm)}"], scratch),
+  }
+  for name in args.cases.split(","):
+    cases[name]()  # prepares what the case needs (a trained run) and warms the file cache, untimed
+    before = os.getloadavg()
+    seconds = [cases[name]() for _ in range(args.repeats)]
+    record = {"case": name, "median_s": round(statistics.median(seconds), 3), "runs_s": [round(s, 3) for s in seconds],
+              "load_before": [round(x, 2) for x in before], "load_after": [round(x, 2) for x in os.getloadavg()],
+              "cpus": os.cpu_count(), "machine": platform.node(), "time": time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                                                                                          time.gmtime())}
+    print(json.dumps(record), flush=True)
+    if args.out:
+      with open(args.out, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+  main()
