@@ -30,14 +30,16 @@ def write(directory: epath.Path, split: str, step: int, results: dict, label_nam
 def table(results: dict, label_names=None) -> str:
   """The per-class table (precision, recall, F1, support; accuracy and the macro and weighted averages) of
   `results["confusion"]` [true, predicted], as scikit-learn's `classification_report` prints it (3 digits; a
-  class never predicted has precision 0)."""
+  class never predicted has precision 0). Its rows are the classes that occur as true labels or predictions,
+  so its macro average is the run's macro-F1 (trainer/metrics.py class_report)."""
   from sklearn import metrics  # pylint: disable=g-import-not-at-top  (eval alone needs it)
   confusion = np.asarray(results["confusion"]).astype(np.int64)
   names = [str(n) for n in (label_names or range(len(confusion)))]
   true, predicted = np.nonzero(confusion)  # each cell's (true, predicted) pair, repeated by its count
   counts = confusion[true, predicted]
-  return metrics.classification_report(np.repeat(true, counts), np.repeat(predicted, counts),
-                                       labels=range(len(names)), target_names=names, digits=3, zero_division=0)
+  occurring = np.union1d(true, predicted)
+  return metrics.classification_report(np.repeat(true, counts), np.repeat(predicted, counts), labels=occurring,
+                                       target_names=[names[i] for i in occurring], digits=3, zero_division=0)
 
 
 def _plot(confusion: np.ndarray, names, path: epath.Path, title: str):
