@@ -115,7 +115,7 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
   async def lifespan(app):
     del app
     if batcher:
-      predictor.warm_up()
+      predictor.warm_up(background=True)  # ready after two compiles; no request waits for the others
       batcher.start()
     yield
     if batcher:
