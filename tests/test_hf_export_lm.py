@@ -12,7 +12,6 @@ import tokenizers  # pylint: disable=wrong-import-position
 import torch  # pylint: disable=wrong-import-position
 import transformers  # pylint: disable=wrong-import-position
 from flax import nnx  # pylint: disable=wrong-import-position
-from tokenizers import models, pre_tokenizers, processors  # pylint: disable=wrong-import-position
 
 import csv_run  # pylint: disable=wrong-import-position
 import tiny_hf  # pylint: disable=wrong-import-position
@@ -21,26 +20,10 @@ from flaxforge.launch.configs import finetune_lm  # pylint: disable=wrong-import
 from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
 from flaxforge.trainer import loop, restore  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # whole fine-tunes
+
 LINES = [" ".join(t.split()) for t in csv_run.TOPICS.values()] * 40
 EXPORTED = ["config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json"]
-
-
-def save_llama(path, texts) -> str:
-  """A random 2-layer, 32-wide Llama (bos 1, eos 2) and a byte-level BPE tokenizer.json that starts every
-  text with <s>, as Llama's does, in `path`."""
-  tok = tokenizers.Tokenizer(models.BPE())
-  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-  tok.decoder = tokenizers.decoders.ByteLevel()
-  tok.train_from_iterator(texts, tokenizers.trainers.BpeTrainer(
-      vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-  tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-  torch.manual_seed(0)
-  model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-      vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32, bos_token_id=1, eos_token_id=2))
-  model.save_pretrained(str(path), safe_serialization=True)
-  tok.save(os.path.join(str(path), "tokenizer.json"))
-  return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +33,7 @@ def runs(tmp_path_factory):
   corpus = tmp / "corpus.txt"
   corpus.write_text("\n".join(LINES))
   found = {}
-  for family, save, lora in (("gpt2", tiny_hf.save_gpt2, {}), ("llama", save_llama, {
+  for family, save, lora in (("gpt2", tiny_hf.save_gpt2, {}), ("llama", tiny_hf.save_llama, {
       "model.lora.rank": 4, "model.lora.targets": "q,kv,out"})):  # grouped-query attention: q and kv apart
     base = save(tmp / family, LINES)
     config = tiny_hf.config(tmp, base, corpus, base=finetune_lm, **{

@@ -131,6 +131,7 @@ class CountingCheckpoint(layout.Checkpoint):
     return Counted()
 
 
+@pytest.mark.slow  # a sharded load on 8 devices per family
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
 def test_sharded_load_reads_each_element_once_and_matches(saved, monkeypatch):
   family, _, path = saved
@@ -152,6 +153,7 @@ def test_sharded_load_reads_each_element_once_and_matches(saved, monkeypatch):
   np.testing.assert_allclose(got, ours_out(single, ids), atol=1e-5)
 
 
+@pytest.mark.slow  # the shared MiniLM
 def test_minilm_matches_transformers(minilm):
   tokenizer = transformers.AutoTokenizer.from_pretrained(minilm)
   batch = tokenizer(["The space shuttle reached orbit.", "A short one", "Graphics cards and their drivers, "
@@ -163,6 +165,7 @@ def test_minilm_matches_transformers(minilm):
   assert np.abs(want - got)[mask.astype(bool)].max() <= 1e-4
 
 
+@pytest.mark.slow  # a full load per family
 def test_pretrained_config_builds_the_architecture_and_load_params_fills_it(saved):
   # The trainer's path: the registry builds model.pretrained's architecture, then load_params over its state;
   # a new classification head is left as initialised.

@@ -192,6 +192,7 @@ def chinese_topics(path, n=300):
   return write_csv(path, rows)
 
 
+@pytest.mark.slow  # whole trainings
 def test_chinese_text_warns_with_words_and_trains_with_characters(tmp_path, capfd):
   """Case 7: every Chinese text is one "word" to the word encoder (so it warns); characters train it."""
   import csv_run  # pylint: disable=g-import-not-at-top

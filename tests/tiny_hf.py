@@ -29,9 +29,7 @@ def save_bert(path) -> str:
   model = transformers.BertModel(transformers.BertConfig(
       vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
       max_position_embeddings=32, type_vocab_size=2, pad_token_id=0))
-  model.save_pretrained(str(path), safe_serialization=True)
-  tok.save(os.path.join(str(path), "tokenizer.json"))
-  return str(path)
+  return _save(model, tok, path)
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +54,42 @@ def fields(tmp_path, model_dir, csv_path, **overrides) -> dict:
           **TINY, **overrides}
 
 
-def save_gpt2(path, texts) -> str:
-  """A random 2-layer, 32-wide GPT-2 and a byte-level BPE tokenizer.json trained on `texts`, in `path`."""
+def _byte_bpe(texts, special_tokens) -> tokenizers.Tokenizer:
+  """A byte-level BPE tokenizer of 300 tokens trained on `texts`, `special_tokens` first (ids 0, 1, ...)."""
   tok = tokenizers.Tokenizer(models.BPE())
   tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
   tok.decoder = tokenizers.decoders.ByteLevel()
   tok.train_from_iterator(texts, tokenizers.trainers.BpeTrainer(
-      vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+      vocab_size=300, special_tokens=special_tokens, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  return tok
+
+
+def _save(model, tok, path) -> str:
+  model.save_pretrained(str(path), safe_serialization=True)
+  tok.save(os.path.join(str(path), "tokenizer.json"))
+  return str(path)
+
+
+def save_gpt2(path, texts) -> str:
+  """A random 2-layer, 32-wide GPT-2 and a byte-level BPE tokenizer.json trained on `texts`, in `path`."""
+  tok = _byte_bpe(texts, ["<|endoftext|>"])
   torch.manual_seed(0)
   model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
       vocab_size=tok.get_vocab_size(), n_embd=32, n_layer=2, n_head=4, n_positions=32, bos_token_id=0,
       eos_token_id=0))
-  model.save_pretrained(str(path), safe_serialization=True)
-  tok.save(os.path.join(str(path), "tokenizer.json"))
-  return str(path)
+  return _save(model, tok, path)
+
+
+def save_llama(path, texts) -> str:
+  """A random 2-layer, 32-wide Llama (bos 1, eos 2) and a byte-level BPE tokenizer.json that starts every
+  text with <s>, as Llama's does, in `path`."""
+  tok = _byte_bpe(texts, ["<unk>", "<s>", "</s>"])
+  tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+  torch.manual_seed(0)
+  model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+      vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32, bos_token_id=1, eos_token_id=2))
+  return _save(model, tok, path)
 
 
 def config(tmp_path, model_dir, csv_path, base=finetune_text, **overrides):

@@ -12,7 +12,7 @@ import ml_collections
 
 from flaxforge.core import imports, run_config
 from flaxforge.core.errors import UserError
-from flaxforge.trainer import setup, state as state_lib, workdir as workdir_lib
+from flaxforge.trainer import mesh as mesh_lib, state as state_lib, workdir as workdir_lib
 
 
 @dataclasses.dataclass
@@ -35,7 +35,7 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
   workdir = workdir_lib.resolve(workdir)
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
-  mesh = setup.mesh_for(config, devices)
+  mesh = mesh_lib.mesh_for(config.mesh, devices)
   try:
     if model_only:
       structure = state_lib.model_structure(config, info, mesh, model=model)
@@ -43,7 +43,7 @@ def restore(workdir: str, *, step: int | None = None, best: bool = False, device
       structure, _ = state_lib.structure(config, info, mesh, total_steps=1, model=model)
   except imports.NotFound as e:
     raise module_not_found(e, "model.name", workdir) from None
-  ckpt = setup.checkpointer(config, workdir, read_only=True)
+  ckpt = workdir_lib.checkpointer(workdir, config, read_only=True)
   if best:
     step = ckpt.best_step()
     if step is None:
