@@ -1,7 +1,6 @@
 """The Python API (flaxforge.train / evaluate / Predictor): a text run trained, evaluated and predicted
 from Python; a model given as a factory; dict overrides on the default config; a cheap `import flaxforge`."""
 import json
-import os
 import subprocess
 import sys
 
@@ -10,6 +9,7 @@ import pytest
 from flax import nnx
 
 import csv_run
+from conftest import cli_env
 import flaxforge
 from flaxforge.core.errors import UserError
 
@@ -98,13 +98,14 @@ def test_import_is_cheap():
   assert out.strip() == "[]"
 
 
+@pytest.mark.slow  # a whole training, subprocesses
 def test_the_api_is_quiet_on_stderr(trained):
   """Issue 27, item 10: a script that evaluates a run and predicts with it hears no absl warnings (Orbax's
   "Given directory is read only", TFDS' "Using custom data configuration"); asked for, they come back."""
   tmp, _ = trained
   script = ("import sys, flaxforge; run = sys.argv[1]; flaxforge.evaluate(run); "
             "print(flaxforge.Predictor.from_workdir(run).predict(['rocket orbit moon']))")
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env = cli_env()
   proc = subprocess.run([sys.executable, "-c", script, str(tmp / "run")], capture_output=True, text=True, env=env)
   assert proc.returncode == 0 and proc.stdout.strip() == "['space']", proc.stderr[-3000:]
   assert proc.stderr == ""

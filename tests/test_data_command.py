@@ -7,15 +7,18 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from flaxforge.data import builders, records, text_files
+from conftest import cli_env
 from test_text_files import config, reviews, write_csv
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
 
 
 def flaxforge(*args, cwd):
-  env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "TFDS_DATA_DIR")}
-  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
+  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(TFDS_DATA_DIR=None), capture_output=True,
+                        text=True)
 
 
 def _age(copy: str, days: float):
@@ -25,6 +28,7 @@ def _age(copy: str, days: float):
     os.utime(path, (stamp, stamp))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_list_and_clean_prepared_copies(tmp_path):
   path = write_csv(tmp_path / "reviews.csv", reviews(60))
   used = text_files.load(config(tmp_path, path)).prepared_dir
@@ -58,6 +62,7 @@ def test_list_and_clean_prepared_copies(tmp_path):
   assert not (data_dir / "text_file").exists()  # no empty config or dataset folders left behind
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_data_command_mistakes_are_one_line(tmp_path):
   for args, shown in ((("data",), "usage: flaxforge data list"), (("data", "show"), "usage: flaxforge data list"),
                       (("data", "clean", "--older_than=-1"), "--older_than=-1.0 is out of range")):

@@ -1,7 +1,6 @@
 """Help matches behaviour (issue 27, item 9): each shipped config's `--help` lists only the fields that config
 reads, and the JSON keys a command's help names are the keys its output has."""
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 import csv_run
+from conftest import cli_env
 from flaxforge.core import config_fields
 from flaxforge.data import fields as data_fields
 from flaxforge.launch import configs
@@ -57,8 +57,8 @@ def _keys(value) -> set[str]:
 
 def _json_flag_keys(command: str) -> set[str]:
   """The keys named in the first {...} of the command's --json flag help (a text run's output)."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  out = subprocess.run([FLAXFORGE, command, "--help"], capture_output=True, text=True, env=env, check=True).stdout
+  out = subprocess.run([FLAXFORGE, command, "--help"], capture_output=True, text=True, env=cli_env(),
+                       check=True).stdout
   line = next(l for l in out.splitlines() if l.strip().startswith("--json"))
   named = re.search(r"\{.*?\}+\]?\}", line).group(0)
   return set(re.findall(r"[a-z_]+", named))
@@ -72,12 +72,12 @@ def text_run(tmp_path_factory):
   return tmp / "run"
 
 
+@pytest.mark.slow  # a whole training, subprocess CLI runs
 def test_the_json_keys_help_names_are_those_predict_and_explain_print(text_run):
   """predict's help named `input` where a text run prints `text`; explain's named `logits` for `logit`."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   for command in ("predict", "explain"):
     out = subprocess.run([FLAXFORGE, command, f"--workdir={text_run}", "--json", "rocket orbit moon"],
-                         capture_output=True, text=True, env=env)
+                         capture_output=True, text=True, env=cli_env())
     assert out.returncode == 0, out.stderr[-2000:]
     printed = _keys(json.loads(out.stdout.strip().splitlines()[-1]))
     assert _json_flag_keys(command) == printed, command

@@ -104,13 +104,13 @@ def test_a_users_model_and_data_train_by_import_path_from_their_folder(project):
   elsewhere = project / "elsewhere"
   elsewhere.mkdir()
   proc = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={project / 'run'}"],
-                        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=elsewhere, env=env, capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert json.loads(proc.stdout.splitlines()[-1])["accuracy"] == test["accuracy"]
   # A module moved away: one line naming the run's config.json, not a --config flag eval does not take.
   (project / "my_models" / "net.py").rename(project / "my_models" / "moved.py")
   proc = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={project / 'run'}"],
-                        cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=elsewhere, env=env, capture_output=True, text=True)
   assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
   assert "model.name in " + str(project / "run" / "config.json") in proc.stderr and "--config" not in proc.stderr
 

@@ -1,6 +1,5 @@
 """A field the chosen config lacks but a shipped config has (issue 27, item 5): forgetting `--config=text_csv`
 names the configs that have the field, on the command line and in the Python API alike."""
-import os
 import pathlib
 import re
 import subprocess
@@ -9,6 +8,7 @@ import sys
 import pytest
 
 import flaxforge
+from conftest import cli_env
 from flaxforge.core.errors import UserError
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
@@ -16,10 +16,10 @@ HINT = ("data.path is a field of finetune_lm, finetune_text, gpt_text, image_fol
         "pass --config=NAME (one of them) or --config=YOUR_CONFIG.py")
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_the_command_names_the_configs_that_have_the_field(tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   proc = subprocess.run([FLAXFORGE, "train", f"--workdir={tmp_path / 'run'}", "--config.data.path=reviews.csv"],
-                        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+                        cwd=tmp_path, env=cli_env(), capture_output=True, text=True)
   assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
       f"error: unknown config field 'path' in --config.data.path=reviews.csv; {HINT}"], proc.stderr
 
