@@ -11,7 +11,7 @@ import pytest
 
 from flaxforge.core.errors import UserError
 from flaxforge.data import records, tabular, text_files
-from flaxforge.trainer import losses
+from flaxforge.trainer import loop, losses
 from test_text_files import config, write_csv
 
 
@@ -113,3 +113,32 @@ def test_balanced_class_weights_follow_scikit_learns_formula_and_weight_the_loss
   assert float(sums["weight"]) == 2  # a mean over examples, as Keras' class_weight: balanced weights average 1
   with pytest.raises(UserError, match="class_weight"):
     losses.metric_sums("mse", logits[:, :1], np.zeros(3, np.float32), mask, class_weights=weights)
+
+
+@pytest.mark.slow  # whole trainings
+def test_a_run_weighs_its_classes_and_its_summary_repeats_the_label_warnings(tmp_path, monkeypatch, capsys):
+  """train.class_weight=balanced reaches the train step with the training split's weights; the run's summary
+  says the data's warnings again, after the progress lines that buried them."""
+  import csv_run  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import steps  # pylint: disable=g-import-not-at-top
+  path = write_csv(tmp_path / "tickets.csv", tickets(stray=(("Billing", 1),)))
+  made = []
+  real = steps.make_train_step
+  monkeypatch.setattr(steps, "make_train_step", lambda *a, **k: made.append(k.get("class_weights")) or real(*a, **k))
+  csv_run.train(csv_run.config(tmp_path, path, **{"train.class_weight": "balanced", "train.num_steps": 10}),
+                tmp_path / "run")
+  ds = text_files.load(config(tmp_path, path, seq_len=16, num_words=200))  # the run's copy: its splits
+  train_ids = np.array([ds.splits["train"][i]["label"] for i in range(len(ds.splits["train"]))])
+  counts = np.bincount(train_ids, minlength=3)
+  np.testing.assert_allclose(made[0], counts.sum() / (3 * counts), rtol=1e-6)
+  out = capsys.readouterr().out
+  summary = out[out.index("summary:"):]
+  assert "data warning: tickets.csv: labels 'Billing' and 'billing' differ only by case" in summary
+  with pytest.raises(UserError, match="train.class_weight"):  # a regression has no classes to weigh
+    tabular_run = tmp_path / "t.csv"
+    pd.DataFrame({"x": np.arange(60.0), "y": np.arange(60.0)}).to_csv(tabular_run, index=False)
+    from flaxforge.launch.configs import tabular_csv  # pylint: disable=g-import-not-at-top
+    c = tabular_csv.get_config()
+    c.data.path, c.data.label_column, c.data.task, c.loss = str(tabular_run), "y", "regression", "mse"
+    c.data.data_dir, c.train.class_weight, c.train.progress_bar = str(tmp_path / "tfds"), "balanced", False
+    loop.train(c, str(tmp_path / "regression"))
