@@ -82,7 +82,7 @@ def identity(files) -> list:
 
 def forget_earlier_copies(prepared, path, sha256: str):
   """Marks `prepared` as made from `path` and deletes the copies made from that path's earlier contents,
-  except those a run still trains or is evaluated on (see `note_run`; data/prepared.py `uses`)."""
+  except those a run still trains or is evaluated on (data/prepared.py `note_run`, `uses`)."""
   prepared = epath.Path(prepared)
   (prepared / prepared_lib.SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256, "runs": []}))
   for marker in prepared.parent.parent.glob(f"*/*/{prepared_lib.SOURCE}"):
@@ -91,15 +91,3 @@ def forget_earlier_copies(prepared, path, sha256: str):
         prepared_lib.uses(run, marker.parent) for run in made_from.get("runs", [])):
       marker.parent.rmtree()  # the version folder; then its config folder, when nothing else is in it
       paths.remove_empty([marker.parent.parent])
-
-
-def note_run(prepared, workdir) -> None:
-  """Records that the run in `workdir` uses the prepared copy `prepared` (copies of a user's file only); the
-  marker is written at every call, so its time is when a run last started on the copy (`flaxforge data list`)."""
-  marker = epath.Path(prepared) / prepared_lib.SOURCE
-  if not marker.exists():
-    return
-  made_from = json.loads(marker.read_text())
-  if str(workdir) not in made_from.setdefault("runs", []):
-    made_from["runs"].append(str(workdir))
-  marker.write_text(json.dumps(made_from))

@@ -1,12 +1,13 @@
-"""What every data source hands the trainer: random-access splits, JSON metadata, JSON assets."""
+"""What every data source hands the trainer: random-access splits, JSON metadata, JSON assets.
+
+JAX and TFDS are imported where a dataset is prepared, not with this module: predict reads a run's text
+encoder (data/text.py, which names this module) without either.
+"""
 import dataclasses
 import sys
 from typing import Any, Sequence
 
-import jax
-import tensorflow_datasets as tfds
 from etils import epath
-from jax.experimental import multihost_utils
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
@@ -51,11 +52,15 @@ def data_dir(cfg) -> epath.Path:
   return prepared.folder(fields.Dataset.read(cfg).data_dir)
 
 
-def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
-  """Writes the dataset as array_record once (process 0), then reopens it from its directory everywhere.
+def prepare(builder, manual_dir: str | None = None):
+  """Writes the dataset (a tfds.core.DatasetBuilder) as array_record once (process 0), then reopens it from its
+  directory everywhere: the builder `builder_from_directory` makes.
 
   Reopening with `builder_from_directory` needs only the files, not the builder's code or TensorFlow.
   """
+  import jax  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0 and not builder.is_prepared():
     tfds.disable_progress_bar()
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
@@ -72,7 +77,7 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) ->
   return tfds.builder_from_directory(builder.data_dir)
 
 
-def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
+def _remove_empty_folders(builder) -> None:
   """The folders a failed preparation made and left empty: the version, config and dataset folders, and
   TFDS's download folders beside them."""
   version = epath.Path(builder.data_dir)
@@ -81,7 +86,8 @@ def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
   paths.remove_empty(folders + [downloads / "extracted", downloads])
 
 
-def sources(builder: tfds.core.DatasetBuilder, split_names: Sequence[str]) -> dict[str, Sequence]:
-  """The builder's splits among `split_names`, in that order. A split the prepared copy lacks is left out
-  (a builder writes no validation split for `data.validation_fraction=0`: TFDS cannot write an empty one)."""
+def sources(builder, split_names: Sequence[str]) -> dict[str, Sequence]:
+  """The splits among `split_names` of `builder` (a tfds.core.DatasetBuilder), in that order. A split the
+  prepared copy lacks is left out (a builder writes no validation split for `data.validation_fraction=0`:
+  TFDS cannot write an empty one)."""
   return {name: builder.as_data_source(split=name) for name in split_names if name in builder.info.splits}

@@ -4,7 +4,7 @@ is (`folder`), each copy's size, age, source file and the runs that use it (`cop
 (`remove`). JAX- and TFDS-free: `flaxforge data list` answers at once.
 
 A copy of a user's file holds `source.json` (builders.forget_earlier_copies writes it): the file it was made
-from, its SHA-256 and the runs noted as using it (builders.note_run); a run uses it while its data.json
+from, its SHA-256 and the runs noted as using it (`note_run`); a run uses it while its data.json
 records this copy as its `prepared_dir`.
 """
 import dataclasses
@@ -63,6 +63,18 @@ def uses(run, copy) -> bool:
     return json.loads((epath.Path(run) / records.RECORD_FILE).read_text())["prepared_dir"] == str(copy)
   except (OSError, ValueError, KeyError):  # the run was deleted, or its record is not this kind
     return False
+
+
+def note_run(prepared, workdir) -> None:
+  """Records that the run in `workdir` uses the prepared copy `prepared` (copies of a user's file only); the
+  marker is written at every call, so its time is when a run last started on the copy (`flaxforge data list`)."""
+  marker = epath.Path(prepared) / SOURCE
+  if not marker.exists():
+    return
+  made_from = json.loads(marker.read_text())
+  if str(workdir) not in made_from.setdefault("runs", []):
+    made_from["runs"].append(str(workdir))
+  marker.write_text(json.dumps(made_from))
 
 
 def remove(copy: epath.Path) -> None:

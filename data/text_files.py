@@ -14,13 +14,8 @@ dropped and reported (splits.Report: a warning naming the first rows; all of the
 Labels lose surrounding whitespace and, with `label_case="lower"`, their case; labels that differ only by case
 and classes with a handful of training rows are warned about.
 """
-import csv
 import dataclasses
-import io
-import json
-import math
 import pathlib
-import sys
 
 import jax
 import numpy as np
@@ -28,71 +23,9 @@ import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import builders, dataset, fields, records, splits, text
+from flaxforge.data import builders, dataset, fields, file_rows, records, splits, text
 
-_DELIMITERS = {".csv": ",", ".tsv": "\t"}
-_JSONL = (".jsonl", ".ndjson")
-TABLE_SUFFIXES = (*_DELIMITERS, *_JSONL)  # the files read by column; any other is plain text
 _COLUMNS = ("text_column", "label_column", "split_column", "bad_rows", "label_case")  # read_table's arguments
-
-
-def _decode(path: pathlib.Path) -> str:
-  raw = path.read_bytes()
-  if not raw.strip():
-    raise UserError(f"{path.name} is empty; pass --config.data.path=A_FILE_WITH_A_HEADER_AND_ROWS")
-  try:
-    return raw.decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    row = raw[:e.start].count(b"\n") + 1
-    raise UserError(f"{path.name} row {row}: not UTF-8 (byte {raw[e.start]:#x}); save the file as UTF-8") from None
-
-
-def _missing(name: str, what: str, column: str, flag: str, present, fix: str = "") -> UserError:
-  return UserError(f"{what} {column!r} not found in {name}; {what}s are: {', '.join(present)}; "
-                   f"{fix or f'pass --config.data.{flag}=...'}")
-
-
-def _csv_rows(name: str, content: str, delimiter: str, columns: dict, fix: str = ""):
-  csv.field_size_limit(sys.maxsize)  # Python's 128 KiB default is not a property of the data
-  reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
-  try:
-    header = next(reader)
-    for flag, column in columns.items():
-      if column not in header:
-        raise _missing(name, "column", column, flag, header, fix)
-    where = [header.index(c) for c in columns.values()]
-    for row in reader:
-      if not row:
-        continue  # blank line
-      if len(row) != len(header):
-        raise UserError(f"{name} row {reader.line_num}: expected {len(header)} columns, found {len(row)}")
-      yield reader.line_num, [row[i] for i in where]
-  except csv.Error as e:
-    raise UserError(f"{name} row {reader.line_num}: unreadable CSV ({e})") from None
-
-
-def _jsonl_rows(name: str, content: str, columns: dict, fix: str = ""):
-  for line_num, line in enumerate(content.split("\n"), 1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise UserError(f"{name} row {line_num}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-      raise UserError(f"{name} row {line_num}: expected a JSON object, found {type(record).__name__}")
-    for flag, column in columns.items():
-      if column not in record:
-        raise UserError(f"{name} row {line_num}: field {column!r} not found; fields are: "
-                        f"{', '.join(record)}; {fix or f'pass --config.data.{flag}=...'}")
-    yield line_num, [_cell(record[c]) for c in columns.values()]
-
-
-def _cell(value) -> str | None:
-  """A JSON value as text; None for null and NaN (a missing value, never a class or text named "null")."""
-  if value is None or (isinstance(value, float) and math.isnan(value)):
-    return None
-  return value if isinstance(value, str) else json.dumps(value)
 
 
 def read_table(path, text_column: str, label_column: str, split_column: str = "", bad_rows: str = "error",
@@ -103,15 +36,10 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   Labels are class names as splits.label_name makes them (`label_case`: "keep" or "lower").
   """
   path = pathlib.Path(path)
-  suffix = path.suffix.lower()
-  if suffix not in _DELIMITERS and suffix not in _JSONL:
-    raise UserError(f"{path.name}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
   columns = {"text_column": text_column, "label_column": label_column}
   if split_column:
     columns["split_column"] = split_column
-  content = _decode(path)
-  rows = (_jsonl_rows(path.name, content, columns) if suffix in _JSONL
-          else _csv_rows(path.name, content, _DELIMITERS[suffix], columns))
+  rows = file_rows.rows(path, columns)
   texts, labels, split_names, dropped = [], [], [], []
   for line_num, values in rows:
     bad = [c for c, v in zip((text_column, label_column), values) if splits.missing(v)]
@@ -131,18 +59,6 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   if not texts:
     raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
   return texts, labels, (split_names if split_column else None), dropped
-
-
-def read_texts(path, text_column: str, fix: str = "") -> list[str]:
-  """The `text_column` of each row of a .csv/.tsv (header row) or .jsonl file, as predict reads its input; a
-  missing cell (splits.missing) is "", keeping the rows' places. UserError (ending in `fix`, if given) for a
-  missing column or an unreadable row."""
-  path = pathlib.Path(path)
-  content = _decode(path)
-  columns = {"text_column": text_column}
-  rows = (_jsonl_rows(path.name, content, columns, fix) if path.suffix.lower() in _JSONL
-          else _csv_rows(path.name, content, _DELIMITERS[path.suffix.lower()], columns, fix))
-  return ["" if splits.missing(values[0]) else values[0] for _, values in rows]
 
 
 def split_rows(labels: np.ndarray, split_names, validation_fraction: float, test_fraction: float, seed: int,

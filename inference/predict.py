@@ -10,10 +10,11 @@ import os
 import threading
 
 import numpy as np
+from etils import epath
 
 from flaxforge.core.errors import UserError
 from flaxforge.inference import inputs
-from flaxforge.trainer import workdir as workdir_lib
+from flaxforge.core import paths, run_config
 
 
 def bucket_sizes(max_batch: int, divisor: int = 1) -> list[int]:
@@ -149,13 +150,13 @@ def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, 
 def load_assets(workdir) -> dict:
   """Every assets/*.json of a run, by name."""
   folder = workdir / "assets"
-  return {p.name[:-len(".json")]: workdir_lib.read_json(p) for p in folder.glob("*.json")} if folder.exists() else {}
+  return {p.name[:-len(".json")]: run_config.read_json(p) for p in folder.glob("*.json")} if folder.exists() else {}
 
 
 def modality_of(workdir: str) -> inputs.Modality:
   """The input modality of the run in `workdir`, from its info.json and assets (text where the folder holds no
   run: restoring it then says what is missing)."""
-  folder = workdir_lib.resolve(workdir)
+  folder = epath.Path(paths.expand(workdir))
   if not (folder / "info.json").exists():
     return inputs.MODALITIES["text"]
-  return inputs.modality(workdir_lib.read_json(folder / "info.json"), load_assets(folder))
+  return inputs.modality(run_config.read_json(folder / "info.json"), load_assets(folder))

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from flaxforge.data import builders, records, text_files
+from flaxforge.data import prepared, records, text_files
 from conftest import cli_env
 from test_text_files import config, reviews, write_csv
 
@@ -37,7 +37,7 @@ def test_list_and_clean_prepared_copies(tmp_path):
   run = tmp_path / "run"
   run.mkdir()
   (run / records.RECORD_FILE).write_text(json.dumps({"prepared_dir": used}))
-  builders.note_run(used, run)
+  prepared.note_run(used, run)
   for copy in (used, unused):
     _age(copy, 40)
   data_dir = tmp_path / "tfds"

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from flaxforge.data import builders, records, splits, text, text_files
+from flaxforge.data import prepared, records, splits, text, text_files
 from flaxforge.core.errors import UserError
 
 
@@ -59,7 +59,7 @@ def test_prepared_copies_keyed_by_content_and_unused_earlier_ones_removed(tmp_pa
   run = tmp_path / "run"  # a run trained on the first content keeps that copy
   run.mkdir()
   (run / records.RECORD_FILE).write_text(json.dumps({"prepared_dir": first.prepared_dir}))
-  builders.note_run(first.prepared_dir, run)
+  prepared.note_run(first.prepared_dir, run)
   write_csv(path, reviews(210))  # new content: a new copy; the first stays for the run trained on it
   second = text_files.load(config(tmp_path, path))
   assert len(calls) == 1 and os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)

@@ -19,7 +19,7 @@ from flaxforge import data as data_lib
 from flaxforge.core import paths, run_config
 from flaxforge.core.run_config import read_json  # also the reader of callers' run files
 from flaxforge.core.errors import UserError
-from flaxforge.data import builders, records, reopen
+from flaxforge.data import prepared, records
 from flaxforge.trainer import checkpoint, fields, lease as lease_lib, preemption, state as state_lib
 
 CHECKPOINTS = "checkpoints"
@@ -163,6 +163,7 @@ def open_data(workdir: epath.Path, config, data_dir: str = ""):
   if not (workdir / DATA_RECORD).exists():
     return data_lib.load(config.data)
   assets = {p.stem: json.loads(p.read_text()) for p in (workdir / "assets").glob("*.json")}
+  from flaxforge.data import reopen  # pylint: disable=g-import-not-at-top  (TFDS: eval alone needs it)
   return reopen.open_recorded(read_json(workdir / DATA_RECORD), config.data, load_info(workdir), assets, data_dir)
 
 
@@ -195,7 +196,7 @@ def save_run(workdir: epath.Path, config, info: dict, assets: dict, data_record:
   write_json(workdir / run_config.FILE, json.loads(config.to_json_best_effort()))
   write_json(workdir / DATA_RECORD, data_record)
   if data_record.get("prepared_dir") and jax.process_index() == 0:
-    builders.note_run(data_record["prepared_dir"], workdir)  # so a changed file's new copy keeps this run's
+    prepared.note_run(data_record["prepared_dir"], workdir)  # so a changed file's new copy keeps this run's
   write_json(workdir / "info.json", info)
   for name, value in assets.items():
     write_json(workdir / "assets" / f"{name}.json", value)
