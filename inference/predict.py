@@ -54,6 +54,7 @@ class Predictor:
     self.sizes = bucket_sizes(max_batch, divisor)
     self._ready = self.sizes  # the padded sizes a batch may use now (`warm_up` narrows it while compiling)
     self.warmed = threading.Event()  # set once every size is compiled (by `warm_up`)
+    self._warming, self._stop_warming = None, threading.Event()
     self._logits_fn = logits_fn
 
   @classmethod
@@ -81,8 +82,8 @@ class Predictor:
   def warm_up(self, *, background: bool = False):
     """Compiles every padded batch size, so that no request waits for a compile: without running the model
     where the logits function compiles ahead (`compile`), else on a batch of zeros. `background`: only the
-    smallest and the largest size now, the others in a thread; until one is ready, a batch pads to the next
-    size that is (the largest always is). `warmed` is set once all are compiled."""
+    smallest and the largest size now, the others in a thread (`stop_warm_up` ends it); until one is ready, a
+    batch pads to the next size that is (the largest always is). `warmed` is set once all are compiled."""
     shape, dtype = self.encode.signature
     compile_fn = getattr(self._logits_fn, "compile", None)
 
@@ -99,15 +100,23 @@ class Predictor:
 
     def rest():
       for size in self.sizes:
-        if size not in self._ready:
+        if size not in self._ready and not self._stop_warming.is_set():
           compile_size(size)
           self._ready = sorted(self._ready + [size])  # a new list: a batch reads one list throughout
       self.warmed.set()
 
     if background:
-      threading.Thread(target=rest, name="warm_up", daemon=True).start()
+      self._warming = threading.Thread(target=rest, name="warm_up", daemon=True)
+      self._warming.start()
     else:
       rest()
+
+  def stop_warm_up(self):
+    """Ends a background warm-up after the compile in progress (a process must not exit in the middle of one:
+    XLA aborts it)."""
+    self._stop_warming.set()
+    if self._warming is not None:
+      self._warming.join()
 
   def probabilities(self, raw) -> np.ndarray:
     """Raw inputs (one, or a list) -> float32 [N, classes] (classifiers), each row summing to 1."""

@@ -120,6 +120,7 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
     yield
     if batcher:
       batcher.stop()  # after uvicorn has answered the requests in flight
+      predictor.stop_warm_up()
 
   app = FastAPI(title=f"flaxforge: {name}", lifespan=lifespan)
   app.state.metrics, app.state.batcher = metrics, batcher

@@ -50,3 +50,12 @@ def test_a_plain_warm_up_compiles_every_size_first():
   predictor = predict.Predictor(logits, INFO, ASSETS, max_batch=8)
   predictor.warm_up()
   assert sorted(logits.compiled) == [1, 2, 4, 8] and not logits.called
+
+
+def test_stopping_ends_a_background_warm_up_after_the_compile_in_progress():
+  logits = Logits()
+  predictor = predict.Predictor(logits, INFO, ASSETS, max_batch=8)
+  predictor.warm_up(background=True)
+  threading.Timer(0.2, logits.release.set).start()  # the compile of size 2 in progress ends
+  predictor.stop_warm_up()  # returns once it has: no compile is left running at exit
+  assert sorted(logits.compiled) == [1, 2, 8] and predictor.warmed.is_set()
