@@ -2,7 +2,9 @@
 value, `predict` of 2 texts on a small text run, and `serve` ready (GET /healthz answers 200) for a MiniLM
 fine-tune. Each is the wall time of the `flaxforge` command as a user starts it (a new process, one CPU device);
 medians of --repeats runs; the machine, its CPU count and the load average before and after each case with
-the figures.
+the figures. `predict` and `serve` run with JAX's persistent compilation cache as the command sets it up (an
+untimed first run fills it); `predict_cold` and `serve_cold` with an empty cache each time, as the first
+command after a training does.
 
   python benchmarks/startup.py --out=benchmarks/results/startup.jsonl [--minilm=/work/shared/models/all-MiniLM-L6-v2]
 
@@ -16,11 +18,13 @@ import json
 import os
 import pathlib
 import platform
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
@@ -28,25 +32,32 @@ TOPICS = {"space": "rocket orbit launch moon planet star", "food": "bread cheese
           "sport": "goal match team ball score coach"}
 
 
-def _env():
+def _env(cold: bool = False):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
+  if cold:  # a compilation cache of its own, empty
+    env["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="flaxforge_cold_cache_")
   return env
 
 
-def _timed(args, cwd) -> float:
+def _timed(args, cwd, cold: bool = False) -> float:
+  env = _env(cold)
   start = time.perf_counter()
-  subprocess.run([FLAXFORGE, *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
-  return time.perf_counter() - start
+  subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+  seconds = time.perf_counter() - start
+  if cold:
+    shutil.rmtree(env["JAX_COMPILATION_CACHE_DIR"])
+  return seconds
 
 
-def _serve_ready(args, cwd) -> float:
+def _serve_ready(args, cwd, cold: bool = False) -> float:
   """Seconds from starting `flaxforge serve` to its first 200 from /healthz; the server is then stopped."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
+  env = _env(cold)
   start = time.perf_counter()
-  proc = subprocess.Popen([FLAXFORGE, "serve", *args, f"--port={port}"], cwd=cwd, env=_env(),
+  proc = subprocess.Popen([FLAXFORGE, "serve", *args, f"--port={port}"], cwd=cwd, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     while proc.poll() is None:
@@ -62,6 +73,8 @@ def _serve_ready(args, cwd) -> float:
   finally:
     proc.send_signal(signal.SIGTERM)
     proc.wait(timeout=120)
+    if cold:
+      shutil.rmtree(env["JAX_COMPILATION_CACHE_DIR"])
 
 
 def _train(args, cwd):
@@ -85,12 +98,12 @@ def _text_run(scratch: pathlib.Path) -> pathlib.Path:
 
 
 def _minilm_run(scratch: pathlib.Path, minilm: str) -> pathlib.Path:
-  run = scratch / "minilm_run"
+  run = scratch / "minilm_run_s256"  # finetune_text's defaults (sequence 256), a few steps
   if not (run / "checkpoints").exists():
     _text_run(scratch)
     _train(["--config=finetune_text", f"--workdir={run}", f"--config.model.pretrained={minilm}",
             f"--config.data.path={scratch / 'topics.csv'}", f"--config.data.data_dir={scratch / 'tfds'}",
-            "--config.data.seq_len=32", "--config.train.num_steps=4", "--config.optimizer.warmup_steps=0"], scratch)
+            "--config.train.num_steps=4", "--config.optimizer.warmup_steps=0"], scratch)
   return run
 
 
@@ -100,7 +113,7 @@ def main():
   parser.add_argument("--scratch", default="/tmp/flaxforge_startup")
   parser.add_argument("--minilm", default=os.path.join(os.environ.get("FLAXFORGE_MODELS", "/work/shared/models"),
                                                        "all-MiniLM-L6-v2"))
-  parser.add_argument("--cases", default="help,bad_flag,bad_value,predict,serve")
+  parser.add_argument("--cases", default="help,bad_flag,bad_value,bad_input,predict,predict_cold,serve,serve_cold")
   parser.add_argument("--out", default="")
   args = parser.parse_args()
   scratch = pathlib.Path(args.scratch)
@@ -110,8 +123,12 @@ def main():
       "bad_flag": lambda: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}", "--nonsense"], scratch),
       "bad_value": lambda: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}",
                                    "--config.data.batch_size=0"], scratch),
+      "bad_input": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "--input=missing.txt"], scratch),
       "predict": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "rocket orbit", "bread cheese"], scratch),
+      "predict_cold": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "rocket orbit", "bread cheese"],
+                                     scratch, cold=True),
       "serve": lambda: _serve_ready([f"--workdir={_minilm_run(scratch, args.minilm)}"], scratch),
+      "serve_cold": lambda: _serve_ready([f"--workdir={_minilm_run(scratch, args.minilm)}"], scratch, cold=True),
   }
   for name in args.cases.split(","):
     cases[name]()  # prepares what the case needs (a trained run) and warms the file cache, untimed
