@@ -9,7 +9,9 @@ command after a training does.
   python benchmarks/startup.py --out=benchmarks/results/startup.jsonl [--minilm=/work/shared/models/all-MiniLM-L6-v2]
 
 The two runs it needs are trained once into --scratch (a text_csv run on a generated 3-topic CSV; a
-finetune_text run of MiniLM for a few steps) and reused.
+finetune_text run of MiniLM for a few steps) and reused. `--compare=OTHER/bin/flaxforge` times another
+installation (an older commit's venv) on the same runs too, alternating with this one run by run, so both see
+the same load; its records carry "impl": "compare".
 """
 import argparse
 import csv
@@ -40,24 +42,24 @@ def _env(cold: bool = False):
   return env
 
 
-def _timed(args, cwd, cold: bool = False) -> float:
+def _timed(args, cwd, cold: bool = False, flaxforge: str = FLAXFORGE) -> float:
   env = _env(cold)
   start = time.perf_counter()
-  subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+  subprocess.run([flaxforge, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
   seconds = time.perf_counter() - start
   if cold:
     shutil.rmtree(env["JAX_COMPILATION_CACHE_DIR"])
   return seconds
 
 
-def _serve_ready(args, cwd, cold: bool = False) -> float:
+def _serve_ready(args, cwd, cold: bool = False, flaxforge: str = FLAXFORGE) -> float:
   """Seconds from starting `flaxforge serve` to its first 200 from /healthz; the server is then stopped."""
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
   env = _env(cold)
   start = time.perf_counter()
-  proc = subprocess.Popen([FLAXFORGE, "serve", *args, f"--port={port}"], cwd=cwd, env=env,
+  proc = subprocess.Popen([flaxforge, "serve", *args, f"--port={port}"], cwd=cwd, env=env,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   try:
     while proc.poll() is None:
@@ -115,33 +117,46 @@ def main():
                                                        "all-MiniLM-L6-v2"))
   parser.add_argument("--cases", default="help,bad_flag,bad_value,bad_input,predict,predict_cold,serve,serve_cold")
   parser.add_argument("--out", default="")
+  parser.add_argument("--compare", default="", help="another installation's flaxforge command, timed alternately")
   args = parser.parse_args()
   scratch = pathlib.Path(args.scratch)
   scratch.mkdir(parents=True, exist_ok=True)
-  cases = {
-      "help": lambda: _timed(["--help"], scratch),
-      "bad_flag": lambda: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}", "--nonsense"], scratch),
-      "bad_value": lambda: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}",
-                                   "--config.data.batch_size=0"], scratch),
-      "bad_input": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "--input=missing.txt"], scratch),
-      "predict": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "rocket orbit", "bread cheese"], scratch),
-      "predict_cold": lambda: _timed(["predict", f"--workdir={_text_run(scratch)}", "rocket orbit", "bread cheese"],
-                                     scratch, cold=True),
-      "serve": lambda: _serve_ready([f"--workdir={_minilm_run(scratch, args.minilm)}"], scratch),
-      "serve_cold": lambda: _serve_ready([f"--workdir={_minilm_run(scratch, args.minilm)}"], scratch, cold=True),
+  text_run = lambda: _text_run(scratch)
+  minilm_run = lambda: _minilm_run(scratch, args.minilm)
+  cases = {  # name: (what it runs, given the flaxforge command)
+      "help": lambda ff: _timed(["--help"], scratch, flaxforge=ff),
+      "bad_flag": lambda ff: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}", "--nonsense"], scratch,
+                                    flaxforge=ff),
+      "bad_value": lambda ff: _timed(["train", "--config=tiny", f"--workdir={scratch / 'x'}",
+                                      "--config.data.batch_size=0"], scratch, flaxforge=ff),
+      "bad_input": lambda ff: _timed(["predict", f"--workdir={text_run()}", "--input=missing.txt"], scratch,
+                                     flaxforge=ff),
+      "predict": lambda ff: _timed(["predict", f"--workdir={text_run()}", "rocket orbit", "bread cheese"], scratch,
+                                   flaxforge=ff),
+      "predict_cold": lambda ff: _timed(["predict", f"--workdir={text_run()}", "rocket orbit", "bread cheese"],
+                                        scratch, cold=True, flaxforge=ff),
+      "serve": lambda ff: _serve_ready([f"--workdir={minilm_run()}"], scratch, flaxforge=ff),
+      "serve_cold": lambda ff: _serve_ready([f"--workdir={minilm_run()}"], scratch, cold=True, flaxforge=ff),
   }
+  impls = {"this": FLAXFORGE, **({"compare": args.compare} if args.compare else {})}
   for name in args.cases.split(","):
-    cases[name]()  # prepares what the case needs (a trained run) and warms the file cache, untimed
+    for command in impls.values():
+      cases[name](command)  # prepares what the case needs (a trained run), fills the caches, untimed
     before = os.getloadavg()
-    seconds = [cases[name]() for _ in range(args.repeats)]
-    record = {"case": name, "median_s": round(statistics.median(seconds), 3), "runs_s": [round(s, 3) for s in seconds],
-              "load_before": [round(x, 2) for x in before], "load_after": [round(x, 2) for x in os.getloadavg()],
-              "cpus": os.cpu_count(), "machine": platform.node(), "time": time.strftime("%Y-%m-%d %H:%M:%S UTC",
-                                                                                          time.gmtime())}
-    print(json.dumps(record), flush=True)
-    if args.out:
-      with open(args.out, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    seconds = {impl: [] for impl in impls}
+    for _ in range(args.repeats):
+      for impl, command in impls.items():
+        seconds[impl].append(cases[name](command))
+    after = os.getloadavg()
+    for impl, runs in seconds.items():
+      record = {"case": name, "impl": impl, "command": impls[impl], "median_s": round(statistics.median(runs), 3),
+                "runs_s": [round(s, 3) for s in runs], "load_before": [round(x, 2) for x in before],
+                "load_after": [round(x, 2) for x in after], "cpus": os.cpu_count(), "machine": platform.node(),
+                "time": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())}
+      print(json.dumps(record), flush=True)
+      if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+          f.write(json.dumps(record) + "\n")
 
 
 if __name__ == "__main__":
