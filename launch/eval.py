@@ -3,9 +3,10 @@
 
 By default the step the run tested (early stopping's best, else the newest; one line on stderr says which).
 
-Prints the metrics as one JSON object on the last line of output; for classifiers it also writes a report
-(<workdir>/report/test_stepN.json and test_stepN_confusion.png) and names the files. A run that cannot be
-written to (shared or archived) still prints its metrics and says the report was not written.
+Prints the metrics as one JSON object on the last line of output. For classifiers it first prints the
+per-class table (precision, recall, F1 and support, as scikit-learn's classification_report), writes a report
+(<workdir>/report/test_stepN.json and the confusion matrix as test_stepN_confusion.png) and names the files. A
+run that cannot be written to (shared or archived) still prints its metrics and says the report was not written.
 """
 import sys
 
@@ -30,8 +31,9 @@ def main(argv):
                                      report_dir=REPORT_DIR.value, data_dir=DATA_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)
+  table = result.pop("classification_report", None)
   written = result.get("report")
-  common.print_result(result, *([f"wrote {', '.join(written)}"] if written else []))
+  common.print_result(result, *([table] if table else []), *([f"wrote {', '.join(written)}"] if written else []))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ from absl import flags
 
 from flaxforge.launch import common
 
-JSON = flags.DEFINE_bool("json", False, "One JSON object per text: label, probability, logits, tokens.")
+JSON = flags.DEFINE_bool("json", False, "One JSON object per text: {text, label, probability, logit, "
+                         "baseline_logit, tokens: [{token, attribution}]}.")
 HTML = flags.DEFINE_string("html", None, "Also write a self-contained HTML page here.")
 LABEL = flags.DEFINE_string("label", None, "Explain this label (default: the predicted one).")
 STEPS = flags.DEFINE_integer("steps", 64, "Points on the integrated-gradients path.")
