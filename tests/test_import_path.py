@@ -1,6 +1,7 @@
 """Models and datasets by import path: a user's module (or .py file) in their own folder, trained from there;
 config fields the user declares; one-line errors naming the module and the function it lacks; a model's own
 axis names sharded by config.mesh.rules, unnamed parameters replicated with one note."""
+import os
 import json
 import subprocess
 import sys
