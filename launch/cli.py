@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import sys
 
-COMMANDS = ("train", "eval", "predict", "generate", "export", "serve", "explain", "config")
+COMMANDS = ("train", "eval", "predict", "generate", "export", "serve", "explain", "config", "plan")
 
 
 def _summary(name: str) -> str:

@@ -5,14 +5,15 @@ import pathlib
 REPO = pathlib.Path(__file__).resolve().parent.parent
 # A layer may import itself and the layers listed after it.
 BELOW = {
-    "launch": {"launch", "serving", "trainer", "data", "models", "core"},
-    "serving": {"serving", "trainer", "data", "models", "core"},
+    "launch": {"launch", "serving", "planning", "trainer", "data", "models", "core"},
+    "serving": {"serving", "planning", "trainer", "data", "models", "core"},
+    "planning": {"planning", "trainer", "data", "models", "core"},
     "trainer": {"trainer", "data", "models", "core"},
     "data": {"data", "core"},
     "models": {"models", "core"},
     "core": {"core"},
 }
-OLD_TOP_LEVEL = {"launch", "trainer", "data", "models", "core"}
+OLD_TOP_LEVEL = {"launch", "planning", "trainer", "data", "models", "core"}
 
 
 def _imports(path: pathlib.Path):
