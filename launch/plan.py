@@ -1,4 +1,6 @@
-"""Plan a run before paying for it: flaxforge plan --config=NAME|FILE --target=TARGET [--slices=N] [--search] [--out=plan.json] [--config.FIELD=VALUE ...]
+"""Plan a run before paying for it: flaxforge plan --config=NAME|FILE --target=TARGET [--search] [--out=FILE]
+
+Other flags: --slices=N (TPU multi-slice) and --config.FIELD=VALUE overrides, as for train.
 
 Compiles the train step `flaxforge train` would run, for a TPU slice or GPU node (v5e-8, v5p-64, v6e-256,
 h100-8, ...), on this machine: no accelerator needed and no weights read. It reports each chip's memory

@@ -50,10 +50,13 @@ def state_bytes(run: AbstractRun) -> dict:
   }
 
 
-def total_state_bytes(run: AbstractRun) -> int:
-  """Bytes of the parameters and optimizer state of all chips together (unsharded)."""
-  return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(run.structure.abstract)
-             if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))
+def total_bytes(run: AbstractRun) -> int:
+  """Bytes of the parameters, optimizer state and gradients (one per trained parameter) of all chips
+  together, unsharded: what the chips must hold between them at the least."""
+  whole = lambda leaves: sum(math.prod(x.shape) * x.dtype.itemsize for x in leaves
+                             if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))
+  trained = nnx.filter_state(run.structure.abstract[0], lora.trainable(run.config.model))
+  return whole(jax.tree.leaves(run.structure.abstract)) + whole(jax.tree.leaves(trained))
 
 
 def memory(program: Program) -> dict | None:

@@ -52,20 +52,22 @@ def group_size(line: str, devices: int) -> int:
   return 2 if pairs else devices
 
 
-def moved(kind: str, sizes: list[float], n: int) -> float:
-  """Bytes into one chip for one collective (see the module docstring); `sizes` are its result's arrays."""
+def moved(kind: str, sizes: list[float], n: int, start: bool = False) -> float:
+  """Bytes into one chip for one collective (see the module docstring). `sizes`: the arrays of its result
+  shape, which for an async `-start` of an all-gather or reduce-scatter is (operands, results) and for a
+  collective-permute's (operand, result, context)."""
   if not sizes or n <= 1 and kind != "collective-permute":
     return 0.0
   share = (n - 1) / n
-  if kind == "all-gather":
-    return share * max(sizes)  # async start: (operand, result), the result being the larger
+  if kind == "collective-permute":
+    return sizes[0]
+  if start and kind in ("all-gather", "reduce-scatter"):
+    half = len(sizes) // 2
+    operands, results = sum(sizes[:half]), sum(sizes[half:])
+    return share * (results if kind == "all-gather" else operands)
   if kind == "reduce-scatter":
-    return share * n * sum(sizes)  # the result is 1/n of the input
-  if kind == "all-reduce":
-    return 2 * share * sum(sizes)
-  if kind == "all-to-all":
-    return share * sum(sizes)
-  return sizes[0]  # collective-permute (async start: operand, result, context)
+    return share * n * sum(sizes)  # its result is 1/n of its operand
+  return (2 if kind == "all-reduce" else 1) * share * sum(sizes)  # all-gather: its result; all-to-all
 
 
 def collectives(hlo_text: str, devices: int) -> tuple[dict[str, Collective], bool]:
@@ -101,5 +103,6 @@ def collectives(hlo_text: str, devices: int) -> tuple[dict[str, Collective], boo
         continue
       kind = op.group(2)
       totals[kind].count += runs[name]
-      totals[kind].bytes_moved += runs[name] * moved(kind, _array_bytes(op.group(1)), group_size(line, devices))
+      totals[kind].bytes_moved += runs[name] * moved(kind, _array_bytes(op.group(1)), group_size(line, devices),
+                                                     start=bool(op.group(3)))
   return totals, known

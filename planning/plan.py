@@ -29,7 +29,7 @@ class Plan:
   refused: str  # the TPU compiler's out-of-memory message, if it refused the program
   memory: dict | None  # the compiler's arguments / outputs / aliased / temporaries / peak
   state: dict  # parameters, trained_parameters, optimizer_state, batch, gradients_estimate
-  total_state_bytes: int
+  total_state_bytes: int  # parameters, optimizer state and gradients of all chips together, unsharded
   flops_per_step: float
   flops_source: str
   compiler_cost: dict  # XLA's per-chip flops and bytes accessed (a loop body counted once)
@@ -70,7 +70,7 @@ def make(config, target: Target, devices=None) -> Plan:
       target=target.name, chip=target.chip.name, chips=target.num_chips, slices=target.slices,
       hbm_per_chip=target.chip.hbm_bytes, mesh=dict(run.mesh.shape), batch_size=config.data.batch_size,
       grad_accum_steps=config.train.grad_accum_steps, seq_len=int(run.info.get("seq_len", 0) or 0), fits=fits,
-      refused=program.refused, memory=memory, state=state, total_state_bytes=estimate.total_state_bytes(run),
+      refused=program.refused, memory=memory, state=state, total_state_bytes=estimate.total_bytes(run),
       flops_per_step=flops, flops_source=source, compiler_cost=program.cost,
       collectives={k: dataclasses.asdict(v) for k, v in kinds.items() if v.count},
       roofline=estimate.roofline(run, program, target, flops) if program.hlo else None,
@@ -86,22 +86,15 @@ def held(state: dict) -> int:
   return state["parameters"] + state["optimizer_state"] + state["batch"] + state["gradients_estimate"]
 
 
-def trained_total_bytes(plan: Plan) -> float:
-  """Parameters, gradients and optimizer state of all chips together, from the per-chip shares' ratio."""
-  state = plan.state
-  grads = plan.total_state_bytes * state["gradients_estimate"] / max(state["parameters"] + state["optimizer_state"], 1)
-  return plan.total_state_bytes + grads
-
-
 def larger_target(plan: Plan, target: Target) -> str | None:
-  """The smallest slice of the same chip where the parameters, gradients and optimizer state, fully sharded,
-  take at most STATE_SHARE of each chip; None if even the largest single slice is too small."""
+  """The flags of the smallest slice (or node) of the same chip where the parameters, gradients and optimizer
+  state, fully sharded, take at most STATE_SHARE of each chip; None if even the largest is too small."""
   chip = target.chip
   counts = sorted(SHAPES_3D if chip.cores_per_chip == 2 else SHAPES_2D) if chip.platform == "tpu" else [8, 16, 32, 64]
-  need = trained_total_bytes(plan)
+  need = plan.total_state_bytes
   for n in counts:
     if n * target.slices > target.num_chips and need / (n * target.slices) <= STATE_SHARE * chip.hbm_bytes:
-      return f"{chip.name}-{n * chip.cores_per_chip}"
+      return f"--target={chip.name}-{n * chip.cores_per_chip} --config.mesh.data={target.slices} --config.mesh.fsdp={n}"
   return None
 
 
@@ -113,7 +106,7 @@ def state_line(plan: Plan) -> str:
   line = (f"{dtypes} parameters, gradients and optimizer state alone are {alone / GiB:.2f} GiB a chip of its "
           f"{plan.hbm_per_chip / GiB:.2f} GiB")
   if plan.mesh["fsdp"] * plan.mesh["tensor"] < plan.chips:
-    line += f" ({trained_total_bytes(plan) / plan.chips / GiB:.2f} GiB fully sharded over {plan.chips} chips)"
+    line += f" ({plan.total_state_bytes / plan.chips / GiB:.2f} GiB fully sharded over {plan.chips} chips)"
   return line
 
 
@@ -129,10 +122,10 @@ def levers(plan: Plan, config, target: Target) -> list[str]:
   if state_bound and config.model.get("pretrained", None) and not lora.enabled(config.model) and \
       "lora" in config.model:
     out.append("train LoRA adapters only, the base frozen (--config.model.lora.rank=16)")
-  if trained_total_bytes(plan) / plan.chips > STATE_SHARE * plan.hbm_per_chip:
+  if plan.total_state_bytes / plan.chips > STATE_SHARE * plan.hbm_per_chip:
     bigger = larger_target(plan, target)
     if bigger:
-      out.append(f"a larger target: {bigger} holds the state in half of each chip (--target={bigger})")
+      out.append(f"a larger target, the state fully sharded in half of each chip ({bigger})")
   per_device = plan.batch_size // (plan.mesh["data"] * plan.mesh["fsdp"])
   if per_device > 1:
     accum = plan.grad_accum_steps * 2

@@ -37,7 +37,8 @@ def text(plan: Plan, title: str) -> str:
     compiled = f"compiled in {plan.compile_seconds:.1f} s"
   else:
     compiled = "not compiled: the state, its gradients and the batch alone exceed a chip"
-  lines = [f"plan: {title} on {plan.target}{slices}: {plan.chips} {plan.chip} chips of {size(plan.hbm_per_chip)}; "
+  chips = f"{plan.chips} {plan.chip} chip{'s' if plan.chips > 1 else ''} of {size(plan.hbm_per_chip)}"
+  lines = [f"plan: {title} on {plan.target}{slices}: {chips}; "
            f"mesh {mesh}; batch {plan.batch_size}{tokens}{accum}", compiled, "", *_memory(plan), "",
            f"FLOPs per step   {plan.flops_per_step:.3e}, {plan.flops_source}"]
   if plan.compiler_cost.get("flops"):

@@ -39,9 +39,10 @@ class Chip:
 
 
 CHIPS = {
-    "v4": Chip("v4", "tpu", int(30.75 * GiB), 275e12, 1200e9, 300e9, cores_per_chip=2, topology="v4", chip_config="megacore",
-               source="https://cloud.google.com/tpu/docs/v4 (ICI: 6 links of 50 GB/s each way, Jouppi et al., "
-                      "TPU v4, ISCA 2023)"),
+    "v4": Chip("v4", "tpu", int(30.75 * GiB), 275e12, 1200e9, 600e9, cores_per_chip=2, topology="v4",
+               chip_config="megacore",
+               source="https://cloud.google.com/tpu/docs/v4 (the page gives no ICI figure: 600 GB/s is its 6 links "
+                      "of a 3D torus at the 50 GB/s each way that v5e's 4 links give its 400 GB/s)"),
     "v5e": Chip("v5e", "tpu", int(15.75 * GiB), 197e12, 819e9, 400e9, topology="v5e",
                 source="https://cloud.google.com/tpu/docs/v5e"),
     "v5p": Chip("v5p", "tpu", int(95.74 * GiB), 459e12, 2765e9, 1200e9, cores_per_chip=2, topology="v5p",
@@ -87,6 +88,8 @@ class Target:
     if self.chip.platform == "tpu":
       shape = (SHAPES_3D if self.chip.cores_per_chip == 2 else SHAPES_2D)[self.chips_per_slice]
       options = {"chip_config_name": self.chip.chip_config} if self.chip.chip_config else {}
+      if self.chips_per_slice == 1:  # libtpu's default host is 2x2x1 chips
+        options["chips_per_host_bounds"] = (1, 1, 1)
       return list(topologies.get_topology_desc(f"{self.chip.topology}:{shape}", "tpu", num_slices=self.slices,
                                                **options).devices)
     nodes, per_node = max(self.chips_per_slice // GPUS_PER_NODE, 1), min(self.chips_per_slice, GPUS_PER_NODE)
