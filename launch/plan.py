@@ -49,7 +49,7 @@ def _search(config, target, title: str) -> int:
     _write_json(OUT.value, [p.to_json() for p in plans])
   if not best:
     closest = min(plans, key=lambda p: p.peak())
-    print(f"no setting fits on {target.name}: {plan_lib.verdict_line(closest).split(': ', 1)[1]}")
+    print(f"no setting fits on {target.name}: {plan_lib.verdict_line(closest, search_hint=False).split(': ', 1)[1]}")
     return 1
   print(f"{len(best)} of {len(plans)} compiled settings fit on {target.name}, best predicted throughput first:")
   print(f"{'rank':>4} {'tokens/s':>10} {'MFU<=':>6} {'peak GiB':>9}  overrides for flaxforge train")

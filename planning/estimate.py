@@ -10,7 +10,6 @@ perfectly, so the MFU (model FLOPs / (step time x chips x peak)) it implies is a
   collectives = bytes moved into a chip (planning/hlo.py) / half the chip's bidirectional interconnect
                 bandwidth (cross-slice DCN traffic is taken at ICI speed: optimistic for --slices > 1)
 """
-import dataclasses
 import math
 
 import jax
@@ -18,7 +17,6 @@ from flax import nnx
 
 from flaxforge import models
 from flaxforge.models import lora
-from flaxforge.planning import hlo
 from flaxforge.planning.abstract import AbstractRun
 from flaxforge.planning.compile import Program
 from flaxforge.planning.targets import Target
@@ -81,17 +79,18 @@ def flops_per_step(run: AbstractRun, program: Program, chips: int) -> tuple[floa
   return program.cost.get("flops", float("nan")) * chips, "XLA's count (a scanned loop body counted once)"
 
 
-def roofline(run: AbstractRun, program: Program, target: Target, flops: float) -> dict:
-  """Seconds of compute, HBM traffic and collectives per step; the step time (their max), what bounds it,
-  and the MFU, examples/s and tokens/s it implies (see the module docstring)."""
+def roofline(run: AbstractRun, program: Program, target: Target, flops: float, moved: float) -> dict:
+  """Seconds of compute, HBM traffic and collectives per step (`moved`: the bytes collectives move into a
+  chip, planning/hlo.py); the step time (their max), what bounds it, and the MFU, examples/s and tokens/s it
+  implies (see the module docstring)."""
   chip, accum = target.chip, run.config.train.grad_accum_steps
   dtype = str(run.config.model.get("dtype", "float32"))
   peak = chip.peak_float32_flops if dtype == "float32" and chip.peak_float32_flops else chip.peak_bf16_flops
-  moved = sum(c.bytes_moved for c in hlo.collectives(program.hlo, target.num_chips)[0].values())
   # XLA's count of the program (x accumulation steps: a loop body counted once) includes what the model's
   # count leaves out (recomputation, masked attention scores): the slower of the two is the compute time.
   program_flops = program.cost.get("flops", 0.0) * accum * target.num_chips
-  times = {"compute_s": max(flops, program_flops if math.isfinite(program_flops) else 0.0) / (target.num_chips * peak),
+  compute_flops = max(flops, program_flops if math.isfinite(program_flops) else 0.0)
+  times = {"compute_s": compute_flops / (target.num_chips * peak),
            "hbm_s": program.cost.get("bytes accessed", float("nan")) * accum / chip.hbm_bytes_per_s,
            "collective_s": moved / (chip.interconnect_bytes_per_s / 2)}
   known = {k: v for k, v in times.items() if math.isfinite(v)}

@@ -73,7 +73,8 @@ def make(config, target: Target, devices=None) -> Plan:
       refused=program.refused, memory=memory, state=state, total_state_bytes=estimate.total_bytes(run),
       flops_per_step=flops, flops_source=source, compiler_cost=program.cost,
       collectives={k: dataclasses.asdict(v) for k, v in kinds.items() if v.count},
-      roofline=estimate.roofline(run, program, target, flops) if program.hlo else None,
+      roofline=estimate.roofline(run, program, target, flops, sum(k.bytes_moved for k in kinds.values()))
+      if program.hlo else None,
       compile_seconds=program.seconds)
   if not fits:
     plan.levers = levers(plan, config, target)
@@ -134,7 +135,6 @@ def levers(plan: Plan, config, target: Target) -> list[str]:
     out.append(f"a smaller batch (--config.data.batch_size={plan.batch_size // 2})")
   if plan.mesh["tensor"] < 8 and plan.chips % (plan.mesh["tensor"] * 2) == 0 and not state_bound:
     out.append(f"tensor parallelism splits activations (--config.mesh.tensor={plan.mesh['tensor'] * 2})")
-  out.append(f"flaxforge plan --search finds the settings that fit")
   return out
 
 
@@ -144,8 +144,9 @@ def size(value: float) -> str:
   return f"{value / scale:.2f} {unit}"
 
 
-def verdict_line(plan: Plan) -> str:
-  """The one line a plan ends with: fits (peak, headroom), or does not fit (why, and the levers)."""
+def verdict_line(plan: Plan, search_hint: bool = True) -> str:
+  """The one line a plan ends with: fits (peak, headroom), or does not fit (why, the levers and, with
+  `search_hint`, --search)."""
   peak, hbm = plan.peak(), plan.hbm_per_chip
   if plan.fits:
     return f"fits: peak {size(peak)} of {size(hbm)} a chip ({size(hbm - peak)} headroom) on {plan.target}"
@@ -156,5 +157,6 @@ def verdict_line(plan: Plan) -> str:
     why = f"the TPU compiler refused it: {plan.refused.split(': ', 1)[-1].rstrip('.')}"
   else:
     why = f"peak {size(peak)} a chip exceeds its {size(hbm)}"
-  return f"does not fit on {plan.target}: {why}; levers: {'; '.join(plan.levers)}"
+  levers = plan.levers + (["flaxforge plan --search finds the settings that fit"] if search_hint else [])
+  return f"does not fit on {plan.target}: {why}" + (f"; levers: {'; '.join(levers)}" if levers else "")
 

@@ -74,8 +74,9 @@ def layouts(config, target: Target, devices, log) -> list[dict]:
 def _compiled(config, target: Target, devices, overrides: dict, log) -> plan_lib.Plan:
   plan = plan_lib.make(_with(config, overrides), target, devices)
   plan.overrides = flags(overrides)
+  how = f"compiled in {plan.compile_seconds:.0f} s" if plan.compile_seconds else "not compiled"
   log(f"  {' '.join(plan.overrides)}: {'fits' if plan.fits else 'does not fit'} "
-      f"(peak {plan.peak() / 2**30:.2f} GiB, compiled in {plan.compile_seconds:.0f} s)")
+      f"(peak {plan.peak() / 2**30:.2f} GiB, {how})")
   return plan
 
 
