@@ -34,7 +34,7 @@ def _write_json(path: str, value) -> None:
   partial = f"{path}.partial"
   try:
     with open(partial, "w", encoding="utf-8") as f:
-      json.dump(value, f, indent=2, default=float)
+      json.dump(value, f, indent=2, allow_nan=False)
     os.replace(partial, path)
   except OSError as e:
     raise common.UserError(f"cannot write {path} ({e.strerror}); pass --out=A_WRITABLE_PATH") from None

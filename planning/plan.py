@@ -2,6 +2,7 @@
 (flaxforge's own comparison: XLA:GPU only warns), FLOPs, collectives and roofline throughput; for a run that
 does not fit, the levers that would help most."""
 import dataclasses
+import math
 import re
 
 from flaxforge.models import lora
@@ -51,7 +52,14 @@ class Plan:
     return float(found.group(1)) * 1024 ** "KMGT".index(found.group(2)) * 1024 if found else 0.0
 
   def to_json(self) -> dict:
-    return dataclasses.asdict(self)
+    """A JSON-ready dict; an unknown number (NaN) is null."""
+    def clean(value):
+      if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+      if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+      return None if isinstance(value, float) and not math.isfinite(value) else value
+    return clean(dataclasses.asdict(self))
 
 
 def make(config, target: Target, devices=None) -> Plan:
