@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import sys
 
-COMMANDS = ("train", "eval", "predict", "generate", "export", "serve", "explain", "config", "data")
+COMMANDS = ("train", "eval", "predict", "generate", "export", "serve", "explain", "plan", "config", "data")
 
 
 def _summary(name: str) -> str:
