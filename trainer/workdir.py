@@ -28,7 +28,7 @@ DATA_RECORD = records.RECORD_FILE
 PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
 # Path fields that define the run, expanded like PATH_FIELDS (so eval finds them from any folder); a run that
 # recorded one as given (before this was done) compares equal to its expansion.
-RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "train.init_from")
+RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "data.image_processor", "train.init_from")
 # Config fields (or sections) a resume may change; anything else defines the run. The learning rate and
 # its schedule define it: Adam's moments and the schedule's position were built for them (README). Early
 # stopping's patience may change (a stopped run given more patience goes on); its metric, mode and
