@@ -1,9 +1,11 @@
 """flaxforge: an accelerator-first JAX/Flax NNX trainer.
 
 The distribution installs this one package; its subpackages are the repository's top-level folders
-(pyproject.toml maps them): `flaxforge.launch` (what a user runs), `flaxforge.trainer` (the engine),
-`flaxforge.models` (the networks), `flaxforge.data` (builders and pipelines) and `flaxforge.core`
-(what every layer shares). Layers import only downwards: launch -> trainer -> {data, models} -> core.
+(pyproject.toml maps them): `flaxforge.launch` (what a user runs), `flaxforge.serving` (export and the HTTP
+server), `flaxforge.inference` (what a trained run produces: predictions, text, attributions),
+`flaxforge.trainer` (the engine), `flaxforge.models` (the networks), `flaxforge.data` (builders and
+pipelines) and `flaxforge.core` (what every layer shares). Layers import only downwards:
+launch -> serving -> inference -> trainer -> {data, models} -> core.
 
 The Python API below is what the `flaxforge` command runs, for notebooks and scripts. `import flaxforge`
 stays cheap: JAX and the trainer load when a function is first called.
@@ -50,7 +52,7 @@ def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split
 
 def __getattr__(name):
   if name == "Predictor":  # the one prediction class, loaded with JAX on first use
-    from flaxforge.trainer.predict import Predictor  # pylint: disable=g-import-not-at-top
+    from flaxforge.inference.predict import Predictor  # pylint: disable=g-import-not-at-top
     return Predictor
   raise AttributeError(f"module 'flaxforge' has no attribute {name!r}")
 

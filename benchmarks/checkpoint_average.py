@@ -19,7 +19,7 @@ from flaxforge.trainer import workdir as workdir_lib
 
 
 def main(split: str, checkpoints: list[str], data_run: str = ""):
-  runs = [restore.restore(w, step=int(s)) for w, s in (c.rsplit(":", 1) for c in checkpoints)]
+  runs = [restore.restore(w, step=int(s), model_only=True) for w, s in (c.rsplit(":", 1) for c in checkpoints)]
   run, state = runs[0], runs[0].state
   state[0] = jax.tree.map(lambda *xs: sum(xs) / len(xs) if jnp.issubdtype(xs[0].dtype, jnp.floating) else xs[0],
                           *[r.state[0] for r in runs])

@@ -1,10 +1,10 @@
 """How long `Sampler.sample` (flaxforge generate and serving's completions) takes for a prompt of 16, 128 and
 512 tokens and 16 new ones, greedy, on a random GPT (4 layers, width 256, learned positions, max_len 1024,
 byte vocabulary): the median of 5 calls after a warm-up compile, milliseconds. With --base, the same against
-another commit's trainer/sampling.py, alternating which side runs first (the machine is shared and drifts,
+another commit's inference/sampling.py, alternating which side runs first (the machine is shared and drifts,
 so only ratios measured side by side count).
 
-  git show HEAD~1:trainer/sampling.py > /tmp/sampling_base.py
+  git show HEAD~1:inference/sampling.py > /tmp/sampling_base.py
   nice -n 19 .venv/bin/python -m benchmarks.generate_prefill --base /tmp/sampling_base.py
 
 Prints one JSON line per (prompt, side) and, with --base, one per prompt with the ratio base / this.
@@ -19,7 +19,7 @@ import time
 from flax import nnx
 
 from flaxforge.models import gpt, transformer
-from flaxforge.trainer import sampling
+from flaxforge.inference import sampling
 
 MAX_TOKENS = 16
 
@@ -43,7 +43,7 @@ def _median_ms(sampler, prompt, repeats):
 
 def main():
   p = argparse.ArgumentParser()
-  p.add_argument("--base", default="", help="another commit's trainer/sampling.py")
+  p.add_argument("--base", default="", help="another commit's inference/sampling.py")
   p.add_argument("--prompts", default="16,128,512")
   p.add_argument("--repeats", type=int, default=5)
   args = p.parse_args()

@@ -57,7 +57,7 @@ def main(argv):
     raise common.UserError('no text to explain: pass it as an argument, e.g. flaxforge explain --workdir=RUN "text"')
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
-  from flaxforge.trainer import explain  # pylint: disable=g-import-not-at-top
+  from flaxforge.inference import explain  # pylint: disable=g-import-not-at-top
   explainer = explain.Explainer.from_workdir(workdir, step=STEP.value)
   results = [explainer.explain(text, label=LABEL.value, steps=STEPS.value) for text in texts]
   for out in results:

@@ -36,8 +36,8 @@ def main(argv):
   common.use_workdir_xla_flags(workdir)
   if FORMAT.value == "hf":
     common.init_distributed()
-    from flaxforge.trainer import hf_export  # pylint: disable=g-import-not-at-top
-    print(json.dumps(hf_export.export_workdir(workdir, OUT.value, step=STEP.value, best=BEST.value)))
+    from flaxforge.serving import export_hf  # pylint: disable=g-import-not-at-top
+    print(json.dumps(export_hf.export_workdir(workdir, OUT.value, step=STEP.value, best=BEST.value)))
     return
   from flaxforge import serving  # pylint: disable=g-import-not-at-top
   manifest = serving.export(workdir, OUT.value, step=STEP.value, best=BEST.value,

@@ -6,7 +6,7 @@
 Each sample ends at the run's end-of-text id (a Hugging Face tokenizer's, or a byte-level run's separator
 byte; --nostop_at_eos samples all --max_new_tokens), which is not printed; nor is the one an empty prompt
 starts from. The prompt plus the new tokens must fit in the run's context: the positions it was trained on
-(data.seq_len, or a pretrained model's if more). Serving's sampler (trainer/sampling.py) does the sampling.
+(data.seq_len, or a pretrained model's if more). Serving's sampler (inference/sampling.py) does the sampling.
 """
 import sys
 
@@ -42,7 +42,7 @@ def main(argv):
   common.one_checkpoint(STEP.value, BEST.value)
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
-  from flaxforge.trainer import sampling  # pylint: disable=g-import-not-at-top
+  from flaxforge.inference import sampling  # pylint: disable=g-import-not-at-top
 
   sampler = sampling.Sampler.from_workdir(workdir, step=STEP.value, best=BEST.value)
   prompt = sampler.encode(PROMPT.value)

@@ -40,7 +40,8 @@ def main(argv):
     from flaxforge import serving  # pylint: disable=g-import-not-at-top
     predictor, name = serving.load(EXPORT.value, max_batch=MAX_BATCH.value), EXPORT.value
   else:
-    from flaxforge.trainer import sampling, predict, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+    from flaxforge.inference import predict, sampling  # pylint: disable=g-import-not-at-top
+    from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
     name = common.WORKDIR.value
     if workdir_lib.load_config(workdir_lib.resolve(name)).model.name == "gpt":
       sampler = sampling.Sampler.from_workdir(name, step=STEP.value)

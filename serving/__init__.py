@@ -5,9 +5,9 @@ numpy, safetensors and the preprocessing (no model code); `flaxforge.serving.ser
 
 
 def export(workdir: str, out: str, **kwargs) -> dict:
-  """See `flaxforge.serving.exporter.export` (imported here on use: it needs the models, loading does not)."""
-  from flaxforge.serving import exporter  # pylint: disable=g-import-not-at-top
-  return exporter.export(workdir, out, **kwargs)
+  """See `flaxforge.serving.export_artifact.export` (imported here on use: it needs the models, loading does not)."""
+  from flaxforge.serving import export_artifact  # pylint: disable=g-import-not-at-top
+  return export_artifact.export(workdir, out, **kwargs)
 
 
 def load(folder: str, **kwargs):

@@ -17,7 +17,7 @@ import jax
 from safetensors import numpy as safetensors_numpy
 
 from flaxforge.core.errors import UserError
-from flaxforge.trainer import predict
+from flaxforge.inference import predict
 
 FORMAT = "flaxforge-export"
 FORMAT_VERSION = 1

@@ -3,7 +3,7 @@
 The worker takes the oldest waiting request, then keeps adding requests (oldest first) until the batch
 holds `max_batch` rows, `max_wait_ms` has passed since it started collecting, or no other request is on its
 way (announced by the server when it starts reading one, not yet submitted): waiting longer could only
-delay the batch. The model pads the batch to one of a few sizes (trainer/predict.py `bucket_sizes`), so no
+delay the batch. The model pads the batch to one of a few sizes (inference/predict.py `bucket_sizes`), so no
 request size compiles a new program. With batching off, every request runs alone (the load test's baseline).
 """
 import asyncio

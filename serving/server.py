@@ -2,16 +2,15 @@
 
   POST /v1/predict      {"texts": [str, ...], "top_k": 3} -> {"predictions": [{"top": [{label, probability}]}]}
                         (image runs: "images": [base64 of a file, ...]; table runs: "rows": [{column: value}];
-                        a regression run answers {"value": float} per input)
+                        a regression run answers {"value": float} per input; an empty input is a 400:
+                        inference/inputs.py)
   POST /v1/completions  OpenAI completions shape: prompt, max_tokens, temperature, top_k, top_p, stop, seed
-                        (the prompt plus max_tokens within the run's context: trainer/sampling.py `context`)
+                        (the prompt plus max_tokens within the run's context: inference/sampling.py `context`)
   GET  /healthz         {"status": "ok"}
   GET  /metrics         Prometheus text format
 
 Every mistake is a 4xx JSON `{"error": {"message": one line, "type": ...}}`; the server keeps serving.
 """
-import base64
-import binascii
 import dataclasses
 import json
 import time
@@ -24,8 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flaxforge.core.errors import UserError
+from flaxforge.inference import inputs, predict as predict_lib
 from flaxforge.serving import batcher as batcher_lib
-from flaxforge.trainer import predict as predict_lib
 
 
 @dataclasses.dataclass
@@ -95,32 +94,6 @@ def _number(body: dict, name: str, kind, default, *, low, high):
   return value
 
 
-# The request field holding a run's raw inputs, by its encoding (trainer/predict.py ENCODERS).
-FIELDS = {"text": "texts", "image": "images", "table": "rows"}
-
-
-def _inputs(body: dict, limits: Limits, encoding: str) -> list:
-  """The request's raw inputs: texts (strings), images (base64 strings of image files, decoded to bytes) or
-  table rows ({column: value} objects), at most `max_texts` of them."""
-  field = FIELDS[encoding]
-  kind = {"texts": "strings", "images": "base64 strings of image files", "rows": "objects of column: value"}[field]
-  inputs = body.get(field)
-  if not isinstance(inputs, list) or not inputs:
-    raise BadRequest(f"'{field}' must be a non-empty list of {kind}")
-  if len(inputs) > limits.max_texts:
-    raise BadRequest(f"at most {limits.max_texts} {field} per request (got {len(inputs)}); split the request", 413)
-  if not all(isinstance(x, dict if field == "rows" else str) for x in inputs):
-    raise BadRequest(f"'{field}' must be a non-empty list of {kind}")
-  if field == "texts" and any(len(text) > limits.max_text_chars for text in inputs):
-    raise BadRequest(f"a text is over {limits.max_text_chars} characters; shorten it", 413)
-  if field == "images":
-    try:
-      return [base64.b64decode(x, validate=True) for x in inputs]
-    except binascii.Error:
-      raise BadRequest("'images' must hold base64 strings of image files (PNG, JPEG, ...)") from None
-  return inputs
-
-
 def _stops(body: dict) -> list[str]:
   stop = body.get("stop") or []
   stop = [stop] if isinstance(stop, str) else stop
@@ -131,7 +104,7 @@ def _stops(body: dict) -> list[str]:
 
 def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, name: str = "flaxforge",
              limits: Limits | None = None) -> FastAPI:
-  """The ASGI app over a classifier `predictor`, a GPT `sampler` (trainer/sampling.py), or both."""
+  """The ASGI app over a classifier `predictor`, a GPT `sampler` (inference/sampling.py), or both."""
   limits = limits or Limits()
   metrics = Metrics(limits.max_texts)
   batcher = None
@@ -195,10 +168,13 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
     batcher.announce()
     try:
       body = await _json_body(request, limits)
-      inputs = _inputs(body, limits, predictor.encoding)
+      try:
+        raws = predictor.modality.from_json(body, max_inputs=limits.max_texts, max_chars=limits.max_text_chars)
+      except inputs.TooLarge as e:
+        raise BadRequest(str(e), 413) from None
       classes = len(predictor.labels) or 1
       k = _number(body, "top_k", int, min(3, classes), low=1, high=classes)
-      rows = predictor.encode(inputs)
+      rows = predictor.encode(raws)
     except BaseException:
       batcher.announce(-1)
       raise

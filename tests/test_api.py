@@ -36,9 +36,14 @@ def topics(tmp_path_factory):
   return tmp, csv_run.write_topics(tmp / "topics.csv", n=150, topics=("space", "food", "sport"))
 
 
-def test_train_evaluate_predict(topics):
+@pytest.fixture(scope="module")
+def trained(topics):
   tmp, path = topics
-  results = flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
+  return tmp, flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
+
+
+def test_train_evaluate_predict(trained):
+  tmp, results = trained
   evaluated = flaxforge.evaluate(str(tmp / "run"))
   assert evaluated["step"] == 20
   assert evaluated["accuracy"] == results["accuracy"] and evaluated["loss"] == results["loss"]
@@ -47,6 +52,15 @@ def test_train_evaluate_predict(topics):
   assert predictor.predict(["rocket orbit moon launch", "bread cheese soup cake", "goal match team coach"]) == [
       "space", "food", "sport"]
   assert predictor.probabilities("rocket orbit").shape == (1, 3)
+
+
+def test_an_empty_input_is_refused(trained):
+  """One rule for empty inputs (inference/inputs.py), as `flaxforge predict` and the server apply it."""
+  predictor = flaxforge.Predictor.from_workdir(str(trained[0] / "run"))
+  with pytest.raises(UserError, match=r"^input 1 is a blank text: there is nothing to predict from; remove it$"):
+    predictor.predict(["rocket orbit", "   "])
+  with pytest.raises(UserError, match=r"^input 0 is a blank text"):
+    predictor.top_k("", 1)
 
 
 def test_a_model_factory(topics):

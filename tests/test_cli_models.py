@@ -1,6 +1,6 @@
 """Mistakes that need a trained text classifier or language model, made with the `flaxforge` command:
-predict keeps blank input lines in place and reads a table's text column; generate refuses a length past the
-model's context, and predict on a language model points to generate."""
+predict refuses a blank input by the line naming it and reads a table's text column; generate refuses a
+length past the model's context, and predict on a language model points to generate."""
 import json
 import re
 
@@ -22,27 +22,35 @@ def classifier(tmp_path_factory):
   return folder
 
 
-def test_blank_input_lines_keep_their_place(classifier):
+def test_a_blank_input_is_refused_by_the_line_naming_it(classifier):
+  """One rule for empty inputs (inference/inputs.py): refused in one line, never predicted; the server and the
+  Python Predictor refuse them alike (test_serving_http.py, test_api.py)."""
   (classifier / "texts.txt").write_text("goal goal\n\n   \nbread\n")
+  blank = "is a blank text: there is nothing to predict from; remove it"
+  assert f"texts.txt line 2 {blank}" in one_line(
+      flaxforge("predict", "--workdir=run", "--input=texts.txt", "--json", "--top_k=1", cwd=classifier))
+  assert f"stdin line 2 {blank}" in one_line(
+      flaxforge("predict", "--workdir=run", "--top_k=1", cwd=classifier, stdin="goal\n\nbread\n"))
+  assert f"argument 2 {blank}" in one_line(flaxforge("predict", "--workdir=run", "goal", " ", cwd=classifier))
+  (classifier / "texts.txt").write_text("goal goal\nbread\n")
   out = flaxforge("predict", "--workdir=run", "--input=texts.txt", "--json", "--top_k=1", cwd=classifier)
   assert out.returncode == 0, out.stderr[-2000:]
-  rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
-  assert [r["text"] for r in rows] == ["goal goal", "", "   ", "bread"]
-  assert [len(r["top"]) for r in rows] == [1, 0, 0, 1]
-  plain = flaxforge("predict", "--workdir=run", "--top_k=1", cwd=classifier, stdin="goal\n\nbread\n")
-  assert plain.returncode == 0 and len(plain.stdout.split("\n")) == 4 and plain.stdout.split("\n")[1] == "\t"
+  assert [json.loads(line)["text"] for line in out.stdout.strip().splitlines()] == ["goal goal", "bread"]
 
 
 def test_a_table_of_texts_gives_the_texts_of_the_runs_column(classifier):
   """predict --input=FILE.csv/.jsonl on a text run reads its text column (not the header and the label as text)."""
-  (classifier / "new.csv").write_text('label,text\nfood,"goal goal"\n?,\nsport,"bread, bread"\n')
-  (classifier / "new.jsonl").write_text('{"text": "goal goal"}\n{"text": null}\n{"text": "bread, bread"}\n')
+  (classifier / "new.csv").write_text('label,text\nfood,"goal goal"\nsport,"bread, bread"\n')
+  (classifier / "new.jsonl").write_text('{"text": "goal goal"}\n{"text": "bread, bread"}\n')
   for name in ("new.csv", "new.jsonl"):
     out = flaxforge("predict", "--workdir=run", f"--input={name}", "--json", "--top_k=1", cwd=classifier)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(line) for line in out.stdout.strip().splitlines()]
-    assert [r["text"] for r in rows] == ["goal goal", "", "bread, bread"]  # an empty cell keeps its place
-    assert [r["top"][0]["label"] for r in rows if r["top"]] == ["food", "sport"]  # as the fixture labels them
+    assert [r["text"] for r in rows] == ["goal goal", "bread, bread"]
+    assert [r["top"][0]["label"] for r in rows] == ["food", "sport"]  # as the fixture labels them
+  (classifier / "empty.csv").write_text('label,text\nfood,"goal goal"\n?,\n')
+  assert "empty.csv row 2 is a blank text" in one_line(
+      flaxforge("predict", "--workdir=run", "--input=empty.csv", cwd=classifier))
   (classifier / "other.csv").write_text("body\ngoal\n")
   line = one_line(flaxforge("predict", "--workdir=run", "--input=other.csv", cwd=classifier))
   assert "column 'text' not found in other.csv; columns are: body; give the file a 'text' column" in line

@@ -7,7 +7,8 @@ import pytest
 import tiny_hf
 from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from conftest import run_module
-from flaxforge.trainer import explain, loop
+from flaxforge.inference import explain
+from flaxforge.trainer import loop
 from test_serving import CUES, train_text_run
 
 TEXTS = ["bake the flour in the oven with the sauce", "the coach said the team played the match well",

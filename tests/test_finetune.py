@@ -23,7 +23,8 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.launch.configs import finetune_lm
-from flaxforge.trainer import loop, predict, sampling, setup, state as state_lib, workdir as workdir_lib
+from flaxforge.inference import predict, sampling
+from flaxforge.trainer import loop, setup, state as state_lib, workdir as workdir_lib
 
 
 def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, topics):

@@ -10,7 +10,7 @@ import pytest
 
 from flaxforge.models import transformer
 from flaxforge.serving import server
-from flaxforge.trainer import sampling
+from flaxforge.inference import sampling
 from test_cli_commands import flaxforge, one_line
 from test_serving_http import running
 

@@ -14,7 +14,7 @@ from tokenizers import pre_tokenizers
 from conftest import run_module
 from flaxforge.core.errors import UserError
 from flaxforge.data import text
-from flaxforge.trainer import sampling
+from flaxforge.inference import sampling
 
 BYTES = {"type": "bytes", "separator": 0}
 

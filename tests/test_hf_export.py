@@ -14,7 +14,8 @@ from flax import nnx  # pylint: disable=wrong-import-position
 import csv_run  # pylint: disable=wrong-import-position
 import tiny_hf  # pylint: disable=wrong-import-position
 from flaxforge.models import bert  # pylint: disable=wrong-import-position
-from flaxforge.trainer import hf_export, loop, restore  # pylint: disable=wrong-import-position
+from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
+from flaxforge.trainer import loop, restore  # pylint: disable=wrong-import-position
 
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
@@ -23,7 +24,7 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   topics = csv_run.write_topics(tmp_path / "topics.csv", n=120)
   config = tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 10, "model.lora.rank": lora_rank})
   loop.train(config, str(tmp_path / "run"))
-  exported = hf_export.export_workdir(str(tmp_path / "run"), str(tmp_path / "hf"))
+  exported = export_hf.export_workdir(str(tmp_path / "run"), str(tmp_path / "hf"))
   out = exported["out"]
   assert exported["step"] == 10 and exported["files"] == sorted(os.listdir(out)) == [
       "config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json"]

@@ -18,7 +18,8 @@ import csv_run  # pylint: disable=wrong-import-position
 import tiny_hf  # pylint: disable=wrong-import-position
 from flaxforge.core.errors import UserError  # pylint: disable=wrong-import-position
 from flaxforge.launch.configs import finetune_lm  # pylint: disable=wrong-import-position
-from flaxforge.trainer import hf_export, loop, restore  # pylint: disable=wrong-import-position
+from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
+from flaxforge.trainer import loop, restore  # pylint: disable=wrong-import-position
 
 LINES = [" ".join(t.split()) for t in csv_run.TOPICS.values()] * 40
 EXPORTED = ["config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json"]
@@ -67,7 +68,7 @@ def _config(out) -> dict:
 @pytest.mark.parametrize("family,ids", [("gpt2", (0, 0)), ("llama", (1, 2))])
 def test_an_lm_export_holds_the_runs_tokenizer_and_the_bases_special_token_ids(runs, tmp_path, family, ids):
   base, run_dir = runs[family]
-  exported = hf_export.export_workdir(run_dir, str(tmp_path / "hf"))
+  exported = export_hf.export_workdir(run_dir, str(tmp_path / "hf"))
   out = exported["out"]
   assert exported["files"] == sorted(os.listdir(out)) == EXPORTED
   # The tokenizer encodes whole texts as the base's does (no truncation or padding to data.seq_len).
@@ -96,7 +97,7 @@ def test_ids_that_the_bases_config_does_not_name_come_from_the_runs_tokenizer(ru
     config.pop(key, None)
   open(path, "w").write(json.dumps(config))
   try:
-    out = hf_export.export_workdir(run_dir, str(tmp_path / "hf"))["out"]
+    out = export_hf.export_workdir(run_dir, str(tmp_path / "hf"))["out"]
   finally:
     open(path, "w").write(original)
   config = _config(out)
@@ -119,7 +120,7 @@ def test_export_refuses_what_is_not_an_earlier_export_and_replaces_an_earlier_on
   for out in (run_dir, str(foreign)):
     before = _contents(out)
     with pytest.raises(UserError, match="not an earlier export"):
-      hf_export.export_workdir(run_dir, out)
+      export_hf.export_workdir(run_dir, out)
     assert _contents(out) == before, out
   marker = os.path.join(base, "flaxforge_export.json")
   for base_is_an_earlier_export in (False, True):  # the LoRA base stays, even when it was exported itself
@@ -128,14 +129,14 @@ def test_export_refuses_what_is_not_an_earlier_export_and_replaces_an_earlier_on
     try:
       before = _contents(base)
       with pytest.raises(UserError, match="is the run's base model"):
-        hf_export.export_workdir(run_dir, base)
+        export_hf.export_workdir(run_dir, base)
       assert _contents(base) == before
     finally:
       if base_is_an_earlier_export:
         os.remove(marker)
   out = tmp_path / "hf"
-  hf_export.export_workdir(run_dir, str(out))
+  export_hf.export_workdir(run_dir, str(out))
   for stale in ("generation_config.json", "NOTES.md"):
     (out / stale).write_text("{}")
-  exported = hf_export.export_workdir(run_dir, str(out))
+  exported = export_hf.export_workdir(run_dir, str(out))
   assert exported["files"] == sorted(os.listdir(out)) == EXPORTED

@@ -15,7 +15,8 @@ from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, preprocess
 from flaxforge.launch.configs import image_folder as image_folder_config
 from flaxforge.serving import server
-from flaxforge.trainer import loop, predict
+from flaxforge.inference import predict
+from flaxforge.trainer import loop
 from conftest import run_module
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 40, 230)}
@@ -102,7 +103,7 @@ def test_the_convnet_learns_a_folder_of_pngs(tmp_path):
   # Predict from image files (paths or bytes), decoded, resized and normalised as the run stored it.
   predictor = predict.Predictor.from_workdir(str(tmp_path / "run"))
   files = [tmp_path / "photos" / name / ("3.jpg" if name == "blue" else "3.png") for name in COLORS]
-  assert predictor.encoding == "image" and predictor.predict([str(f) for f in files]) == list(COLORS)
+  assert predictor.modality.name == "image" and predictor.predict([str(f) for f in files]) == list(COLORS)
   assert predictor.predict(files[1].read_bytes()) == predictor.predict(files[1]) == ["green"]  # bytes, a Path
   with pytest.raises(UserError, match=r"image 0: not a readable image"):
     predictor.predict(b"not an image")

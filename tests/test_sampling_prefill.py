@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from flaxforge.models import gpt, transformer
-from flaxforge.trainer import sampling
+from flaxforge.inference import sampling
 
 BYTES = {"type": "bytes", "separator": 0}
 CONTEXT = 48  # not a power of two: the buffer and the prefill are capped to it

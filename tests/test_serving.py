@@ -17,7 +17,8 @@ from flaxforge import serving
 from flaxforge.serving import artifact as artifact_lib
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import text_csv
-from flaxforge.trainer import loop, predict
+from flaxforge.inference import predict
+from flaxforge.trainer import loop
 
 CUES = {"sports": "goal match team coach league".split(), "cooking": "oven recipe flour bake sauce".split(),
         "travel": "flight hotel beach passport train".split()}
@@ -75,7 +76,7 @@ def exported(run_dir, tmp_path_factory):
 
 
 TEXTS = ["bake the flour in the oven", "the coach said the team played the match well", "flight to the beach",
-         "", "recipe recipe sauce and the the of"]
+         "zyzzyva quixotic", "recipe recipe sauce and the the of"]  # the fourth: no word in the vocabulary
 
 # Runs in a fresh process where importing the model code fails: only jax, numpy, safetensors and the
 # preprocessing are available to the loaded artifact.

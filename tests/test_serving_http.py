@@ -17,7 +17,7 @@ from jax import monitoring
 
 from flaxforge.models import gpt, transformer
 from flaxforge.serving import server
-from flaxforge.trainer import predict, sampling
+from flaxforge.inference import predict, sampling
 from conftest import run_module
 from test_sampling_prefill import greedy
 from test_serving import TEXTS, train_text_run
@@ -104,6 +104,15 @@ def test_malformed_and_oversized_requests_get_4xx_json_and_the_server_goes_on(pr
     good = client.post("/v1/predict", json={"texts": ["bake the flour in the oven"]})
     assert good.status_code == 200 and good.json()["predictions"][0]["top"][0]["label"] == "cooking"
     assert 'flaxforge_errors_total{endpoint="/v1/predict"} 201.0' in client.get("/metrics").text
+
+
+def test_an_empty_input_is_a_400_naming_the_field(predictor):
+  """One rule for empty inputs (inference/inputs.py), as `flaxforge predict` and the Python Predictor apply it."""
+  with running(server.make_app(predictor=predictor)) as client:
+    r = client.post("/v1/predict", json={"texts": ["bake the flour", " \n"]})
+    assert r.status_code == 400
+    assert r.json()["error"]["message"] == "'texts'[1] is a blank text: there is nothing to predict from; remove it"
+    assert client.post("/v1/predict", json={"texts": ["bake the flour"]}).status_code == 200
 
 
 def test_compilations_stay_bounded_under_varied_request_sizes(predictor):

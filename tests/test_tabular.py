@@ -13,7 +13,8 @@ from flaxforge.core.errors import UserError
 from flaxforge import serving
 from flaxforge.data import tabular
 from flaxforge.launch.configs import tabular_csv
-from flaxforge.trainer import loop, losses, predict
+from flaxforge.inference import predict
+from flaxforge.trainer import loop, losses
 from conftest import run_module
 
 NUMERIC, CATEGORICAL = ["age", "income", "visits"], ["plan", "region", "device"]

@@ -14,7 +14,7 @@ from flaxforge.models import bert, gpt, transformer
 from flaxforge.models.attention import attention_per_head
 from flaxforge.models.dropout import Dropout
 from flaxforge.models.fields import PRESETS
-from flaxforge.trainer import sampling
+from flaxforge.inference import sampling
 from test_sampling_prefill import BYTES, greedy
 
 LM_INFO = {"vocab_size": 256, "seq_len": 32}

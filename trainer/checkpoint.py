@@ -129,8 +129,10 @@ class Checkpointer:
     # A tie goes to the earliest step, the one that first reached the value (as the run's summary reports it).
     return (max if self.best_mode == "max" else min)(scored, key=lambda value_step: value_step[0])[1]
 
-  def restore(self, step: int | None, abstract_state) -> tuple[object, dict, int]:
-    """Restores `step` (default: the newest that is intact) onto `abstract_state`'s shardings.
+  def restore(self, step: int | None, abstract_state, *, partial: bool = False) -> tuple[object, dict, int]:
+    """Restores `step` (default: the newest that is intact) onto `abstract_state`'s shardings. `partial`:
+    `abstract_state` holds only some of the saved state's top-level parts (the model half `{0: ...}` of a
+    train state), and only those are read and fingerprint-checked.
 
     A checkpoint of another model or config is refused with its differences listed. A damaged newest step
     is reported and the next older one tried; an explicitly requested step is never swapped for another.
@@ -145,9 +147,9 @@ class Checkpointer:
       try:
         base = self.meta(candidate).get("frozen_base") if self.frozen else None
         target = nnx.filter_state(abstract_state, nnx.Not(self.frozen.is_frozen)) if base else abstract_state
-        self._check_fits(candidate, target)
-        restored = self._manager.restore(candidate, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
+        self._check_fits(candidate, target, partial=partial)
+        restored = self._restore_part(candidate, target) if partial else self._manager.restore(
+            candidate, args=ocp.args.Composite(state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
         _verify(restored.state, restored.meta)
       except UserError:
         raise
@@ -172,8 +174,18 @@ class Checkpointer:
                       "restore the original files, or warm-start a new --workdir with --config.train.init_from")
     return nnx.merge_state(state, self.frozen.load(nnx.filter_state(abstract_state, self.frozen.is_frozen)))
 
-  def _check_fits(self, step: int, abstract_state):
-    """Compares the saved tree (names, shapes) with the model's before reading any array."""
+  def _restore_part(self, step: int, target):
+    """The arrays of `step`'s state that `target` names, onto its shardings, and the step's meta. The rest is
+    never read: Orbax's partial restore (`PyTreeRestore(partial_restore=True)`), through a reader of its own
+    because the manager's StandardCheckpointHandler takes only StandardRestore, which has no partial mode."""
+    with ocp.Checkpointer(ocp.PyTreeCheckpointHandler()) as reader:
+      state = reader.restore(self.directory / str(step) / "state", args=ocp.args.PyTreeRestore(
+          target, restore_args=ocp.checkpoint_utils.construct_restore_args(target), partial_restore=True))
+    return ocp.args.Composite(state=state, meta=self.meta(step))
+
+  def _check_fits(self, step: int, abstract_state, *, partial: bool = False):
+    """Compares the saved tree (names, shapes) with the model's before reading any array (with `partial`,
+    only the saved parts that `abstract_state` holds)."""
     try:
       saved = self._manager.item_metadata(step)["state"]
       saved = {_name(p, leaf): leaf.shape for p, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]}
@@ -188,7 +200,9 @@ class Checkpointer:
     problems = [f"{n}: checkpoint {tuple(saved[n])} vs model {shape}" for n, shape in wanted.items()
                 if n in saved and shape is not None and tuple(saved[n]) != shape]
     problems += [f"{n}: not in the checkpoint" for n in wanted if n not in saved]
-    problems += [f"{n}: not in the model" for n in saved if n not in wanted]
+    parts = {n.split(".", 1)[0] for n in wanted}  # e.g. "0", the model half
+    problems += [f"{n}: not in the model" for n in saved
+                 if n not in wanted and (not partial or n.split(".", 1)[0] in parts)]
     if problems:
       problems.sort(key=lambda p: (p.startswith("1."), p))  # the model's own arrays before optimizer copies
       problems = [p.replace(".value:", ":") for p in problems]

@@ -44,7 +44,7 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   missing = workdir_lib.missing_split(workdir_lib.resolve(workdir), split, f"--split={split}")
   if missing:  # before restoring: one line naming the splits the run has
     raise UserError(f"{missing}; pass --split={'test' if split != 'test' else 'train'}")
-  run = restore.restore(workdir, step=step, best=best, model=model)
+  run = restore.restore(workdir, step=step, best=best, model=model, model_only=True)
   data = setup.load_data(run.config, info=run.info,
                          dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
   rows = data.split(split)

@@ -24,10 +24,13 @@ class Structure:
   shardings: nnx.State
 
 
+def _model(config, info, factory):
+  return registry.build(config.model, info, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1), factory=factory)
+
+
 def _init_fn(config, info, total_steps, model_factory):
   def init():
-    rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
-    model = registry.build(config.model, info, rngs=rngs, factory=model_factory)
+    model = _model(config, info, model_factory)
     return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=lora.trainable(config.model))
   return init
 
@@ -36,15 +39,28 @@ def structure(config, info, mesh: Mesh, total_steps: int, model=None) -> tuple[S
   """The state's structure on `mesh`, and a function that creates the state there. `model`: a factory
   `(cfg, info, rngs) -> nnx.Module` used instead of `config.model.name` (the Python API's `model=`)."""
   init = _init_fn(config, info, total_steps, model)
+  shape = _structure(init, config, mesh)
+  create = jax.jit(lambda: nnx.split(init())[1], out_shardings=shape.shardings)
+  return shape, with_pretrained(config.model, create, shape.shardings)
+
+
+def model_structure(config, info, mesh: Mesh, model=None) -> Structure:
+  """The structure of the train state's model half alone, for a trained run's consumers (eval, predict,
+  serve, export, explain, generate), which never use the optimizer: no optimizer is built. Its state is
+  `{0: model}` as in the train state (the checkpoint's names, "0.<path>"), and its graphdefs merge into
+  `(model, None)`, so code written for `model, _ = nnx.merge(graphdef, state)` serves both."""
+  return _structure(lambda: (_model(config, info, model), None), config, mesh)
+
+
+def _structure(init, config, mesh: Mesh) -> Structure:
+  """`init`'s (model, optimizer or None) as a Structure on `mesh`, without creating any array."""
   abstract_model, abstract_opt = nnx.eval_shape(init)
   graphdef, abstract = nnx.split((abstract_model, abstract_opt))
   abstract_model.eval()
   eval_graphdef, _ = nnx.split((abstract_model, abstract_opt))
   shardings = mesh_lib.state_shardings(abstract, mesh, config.mesh.get("rules", ()))
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-  create = jax.jit(lambda: nnx.split(init())[1], out_shardings=shardings)
-  create = with_pretrained(config.model, create, shardings)
-  return Structure(graphdef, eval_graphdef, abstract, shardings), create
+  return Structure(graphdef, eval_graphdef, abstract, shardings)
 
 
 def with_pretrained(cfg, create, shardings):

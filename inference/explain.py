@@ -23,6 +23,7 @@ import numpy as np
 from flax import nnx
 
 from flaxforge.core.errors import UserError
+from flaxforge.inference import predict
 from flaxforge.models import graph
 
 
@@ -132,7 +133,6 @@ class Explainer:
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False) -> "Explainer":
-    from flaxforge.trainer import predict  # pylint: disable=g-import-not-at-top
     predictor = predict.Predictor.from_workdir(workdir, step=step, best=best)
     model, _ = nnx.merge(predictor.run.structure.eval_graphdef, jax.device_get(predictor.run.state))
     return cls(predictor, *nnx.split(model))

@@ -20,6 +20,7 @@ from flax import nnx
 
 from flaxforge.core.errors import UserError
 from flaxforge.data import lm_text
+from flaxforge.trainer import restore, workdir as workdir_lib
 
 MIN_BUFFER = 64
 MIN_PREFILL = 16
@@ -98,9 +99,9 @@ class Sampler:
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False) -> "Sampler":
-    """The run's checkpoint (`step`, default the latest; `best`) with its tokenizer and `context`."""
-    from flaxforge.trainer import restore, workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-    run = restore.restore(workdir, step=step, best=best)
+    """The run's checkpoint (`step`, default the latest; `best`; its model alone) with its tokenizer and
+    `context`."""
+    run = restore.restore(workdir, step=step, best=best, model_only=True)
     if run.config.model.name != "gpt" or run.info.get("task") != "lm":  # a gpt classifier has no LM head
       what = f"{run.info.get('task') or 'classification'} {run.config.model.name!r}"
       raise UserError(f"{workdir} holds a {what} model; generating text needs a gpt language-model run "

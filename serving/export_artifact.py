@@ -22,7 +22,8 @@ from safetensors import numpy as safetensors_numpy
 
 from flaxforge.core import paths
 from flaxforge.serving import artifact as artifact_lib
-from flaxforge.trainer import predict, restore
+from flaxforge.inference import predict
+from flaxforge.trainer import restore
 
 
 def _key(path) -> str:
@@ -41,7 +42,7 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
   process's backend. Returns the manifest. Raises UserError for a run that is neither a classifier nor a
   regressor, or an `out` that exists and is not an earlier export.
   """
-  run = restore.restore(workdir, step=step, best=best)
+  run = restore.restore(workdir, step=step, best=best, model_only=True)
   assets = predict.load_assets(run.workdir)
   predictor = predict.Predictor(None, run.info, assets)  # checks it is a classifier or regressor with an encoder
   model, _ = nnx.merge(run.structure.eval_graphdef, jax.device_get(run.state))
@@ -75,7 +76,7 @@ def export(workdir: str, out: str, *, step: int | None = None, best: bool = Fals
           "file": artifact_lib.FUNCTION, "call": "logits(params, inputs)",
           "params": f"{artifact_lib.WEIGHTS}: {len(weights)} float arrays by parameter path",
           "inputs": {"shape": ["batch", *shape], "dtype": dtype,
-                     "encoding": predict.input_encoding(run.info, assets)},
+                     "encoding": predictor.modality.name},
           "outputs": {"shape": ["batch", len(predictor.labels) or 1], "dtype": "float32",
                       "meaning": ("the predicted value" if predictor.task == "regression" else
                                   "logits; softmax gives the probabilities of assets/labels.json in order")},

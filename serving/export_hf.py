@@ -24,7 +24,7 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
   is still there (the ids from the run's tokenizer otherwise). Raises UserError for a model with no Hugging
   Face family, or an `out` that is the run's base model or holds files and is not an earlier Hugging Face
   export (e.g. the run itself)."""
-  run = restore.restore(workdir, step=step, best=best)
+  run = restore.restore(workdir, step=step, best=best, model_only=True)
   base = paths.expand(run.config.model.get("pretrained", "") or "") or None
   if base and os.path.realpath(out) == os.path.realpath(base):  # a base that is itself an earlier export
     raise UserError(f"--out={out} is the run's base model, which resume, eval and LoRA read again; pass "

@@ -1,0 +1,132 @@
+"""One prediction mechanism: raw inputs -> model inputs (inputs.py: through the run's stored assets only,
+never re-fitted) -> logits -> top-k labels with probabilities.
+
+A `Predictor` wraps any `logits(inputs) -> float32 [B, classes]` function: the restored run's model
+(`Predictor.from_workdir`, through live.py) or an exported artifact (`flaxforge.serving.load`). Batches are
+padded to a few sizes (powers of two up to `max_batch`), so varied request sizes compile a bounded number of
+programs. This module needs neither flax nor the models: an exported artifact's Predictor runs without them.
+"""
+import os
+
+import numpy as np
+
+from flaxforge.core.errors import UserError
+from flaxforge.inference import inputs
+from flaxforge.trainer import workdir as workdir_lib
+
+
+def bucket_sizes(max_batch: int, divisor: int = 1) -> list[int]:
+  """The padded batch sizes: powers of two from `divisor` (a power of two) up to max_batch, and max_batch."""
+  sizes, size = [], max(1, divisor)
+  while size < max_batch:
+    sizes.append(size)
+    size *= 2
+  return sizes + [max(max_batch, divisor)]
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(axis=-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+class Predictor:
+  """Raw inputs -> labels with probabilities (classifiers) or values (regression), through a `logits`
+  function and the run's assets. Raw inputs are texts, image files (paths or bytes) or table rows (dicts),
+  as the run's `modality` (inputs.py: text, image, table) says; an empty one is refused (UserError).
+
+  `logits_fn(inputs)`: model inputs (e.g. int32 [B, seq_len] token ids, B one of `sizes`) -> float32
+  [B, outputs] logits (outputs: the number of classes, or 1 for regression). `info`, `assets`: the run's
+  info.json and assets/*.json as dicts.
+  """
+
+  def __init__(self, logits_fn, info: dict, assets: dict, *, max_batch: int = 64, divisor: int = 1):
+    self.task = info.get("task") or "classification"
+    if not (self.task == "regression" or (self.task == "classification" and "labels" in assets)):
+      raise UserError("predict, serve and export handle classifiers and regressors; this run has no label names "
+                      "(a language model? use flaxforge.launch.generate or serve's /v1/completions)")
+    self.info, self.assets, self.labels = info, assets, list(assets.get("labels") or [])
+    self.modality = inputs.modality(info, assets)
+    self.encode = self.modality.encoder(info, assets)
+    self.sizes = bucket_sizes(max_batch, divisor)
+    self._logits_fn = logits_fn
+
+  @classmethod
+  def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, max_batch: int = 64,
+                   model=None):
+    """The run's checkpoint (latest, `step` or `best`; its model alone) restored onto this process's devices.
+    `model`: the factory a run trained through the Python API with `model=` needs again."""
+    from flaxforge.inference import live  # pylint: disable=g-import-not-at-top  (flax: see the module doc)
+    run, logits_fn, divisor = live.load(workdir, step=step, best=best, model=model)
+    predictor = cls(logits_fn, run.info, load_assets(run.workdir), max_batch=max_batch, divisor=divisor)
+    predictor.run = run
+    return predictor
+
+  def logits(self, inputs: np.ndarray) -> np.ndarray:
+    """Model inputs [N, ...] -> float32 logits [N, classes], in padded chunks of at most max_batch."""
+    out = []
+    for start in range(0, len(inputs), self.sizes[-1]):
+      chunk = inputs[start:start + self.sizes[-1]]
+      size = next(s for s in self.sizes if s >= len(chunk))
+      padded = np.zeros((size, *chunk.shape[1:]), chunk.dtype)
+      padded[:len(chunk)] = chunk
+      out.append(np.asarray(self._logits_fn(padded), np.float32)[:len(chunk)])
+    return np.concatenate(out) if out else np.zeros((0, len(self.labels) or 1), np.float32)
+
+  def warm_up(self):
+    """Compiles every padded batch size now, so that no request waits for a compile."""
+    shape, dtype = self.encode.signature
+    for size in self.sizes:
+      self.logits(np.zeros((size, *shape), dtype))
+
+  def probabilities(self, raw) -> np.ndarray:
+    """Raw inputs (one, or a list) -> float32 [N, classes] (classifiers), each row summing to 1."""
+    return softmax(self.logits(self.encode(_listed(raw))))
+
+  def predict(self, raw) -> list:
+    """The most probable label (classifier) or the value (regressor) of each raw input (one, or a list)."""
+    logits = self.logits(self.encode(_listed(raw)))
+    if self.task == "regression":
+      return [float(v) for v in logits[:, 0]]
+    return [self.labels[i] for i in logits.argmax(axis=1)]
+
+  def top_k(self, raw, k: int) -> list[list[tuple[str, float]]]:
+    """The k most probable labels of each raw input, as (label, probability), most probable first."""
+    return top_k(self.probabilities(raw), self.labels, k)
+
+  def results(self, raw, k: int = 3) -> list[dict]:
+    """One JSON-ready result per raw input: {"top": [{label, probability}, ...]} for a classifier, {"value":
+    float} for a regressor."""
+    return self.results_of(self.logits(self.encode(_listed(raw))), k)
+
+  def results_of(self, logits: np.ndarray, k: int = 3) -> list[dict]:
+    """`results` from logits [N, outputs] already computed (the server's batcher computes them)."""
+    if self.task == "regression":
+      return [{"value": float(v)} for v in logits[:, 0]]
+    return [{"top": [{"label": l, "probability": p} for l, p in row]}
+            for row in top_k(softmax(logits), self.labels, k)]
+
+
+def _listed(raw) -> list:
+  """A raw input or a list of them, as a list (a text, image bytes or table row is one input)."""
+  return [raw] if isinstance(raw, (str, bytes, bytearray, dict, os.PathLike)) else list(raw)
+
+
+def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, float]]]:
+  order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+  return [[(labels[j], float(p[j])) for j in row] for p, row in zip(probs, order)]
+
+
+def load_assets(workdir) -> dict:
+  """Every assets/*.json of a run, by name."""
+  folder = workdir / "assets"
+  return {p.name[:-len(".json")]: workdir_lib.read_json(p) for p in folder.glob("*.json")} if folder.exists() else {}
+
+
+def modality_of(workdir: str) -> inputs.Modality:
+  """The input modality of the run in `workdir`, from its info.json and assets (text where the folder holds no
+  run: restoring it then says what is missing)."""
+  folder = workdir_lib.resolve(workdir)
+  if not (folder / "info.json").exists():
+    return inputs.MODALITIES["text"]
+  return inputs.modality(workdir_lib.read_json(folder / "info.json"), load_assets(folder))
