@@ -222,6 +222,10 @@ def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, sou
   else:
     tensors.update(_kept_from_base(family, base))
   config.update({**(token_ids or {}), **_token_ids_of_base(base)})
+  if head and "pad_token_id" in (token_ids or {}):  # the padding our classifier skipped to find its last token
+    config["pad_token_id"] = token_ids["pad_token_id"]
+  if arch.position_offset:  # RoBERTa's positions start after its padding index
+    config["pad_token_id"] = arch.position_offset - 1
   if jax.process_index() != 0:
     return out
   folder = paths.fresh_folder(out, MARKER)
