@@ -83,7 +83,7 @@ def pipeline_probabilities(out, batch, labels) -> np.ndarray:
   return np.array([[{r["label"]: r["score"] for r in row}[name] for name in labels] for row in found])
 
 
-def test_the_export_runs_in_transformers_pipeline_with_our_labels_and_probabilities(run, tmp_path):
+def test_the_export_runs_in_transformers_pipeline_with_our_labels_and_probabilities(run, tmp_path, record_property):
   family, workdir = run
   exported = export_hf.export_workdir(workdir, str(tmp_path / "hf"))
   out = exported["out"]
@@ -98,6 +98,7 @@ def test_the_export_runs_in_transformers_pipeline_with_our_labels_and_probabilit
   want = ours.probabilities(batch)
   assert len(set(want.argmax(1))) == 2  # the run learned something: both classes are predicted
   got = pipeline_probabilities(out, batch, ours.labels)
+  record_property("max_abs_probability_difference", float(np.abs(got - want).max()))  # --junitxml keeps it
   assert np.abs(got - want).max() <= 1e-5, np.abs(got - want).max()
 
 
@@ -140,7 +141,7 @@ def test_chinese_rows_show_their_characters_in_the_tokenizer_report_and_explanat
     assert "roberta.embeddings.position_embeddings.weight" in f.keys()
 
 
-def test_a_fine_tuned_minilm_with_cls_and_pooler_runs_in_the_pipeline(minilm, tmp_path):
+def test_a_fine_tuned_minilm_with_cls_and_pooler_runs_in_the_pipeline(minilm, tmp_path, record_property):
   topics = csv_run.write_topics(tmp_path / "topics.csv", n=200)
   config = tiny_hf.config(tmp_path, minilm, topics, **{
       "train.num_steps": 10, "model.pool": "pooler", "data.seq_len": 32, "model.dropout": 0.0})
@@ -149,6 +150,7 @@ def test_a_fine_tuned_minilm_with_cls_and_pooler_runs_in_the_pipeline(minilm, tm
   ours = predict.Predictor.from_workdir(str(tmp_path / "run"))
   batch = texts("bert")
   got, want = pipeline_probabilities(out, batch, ours.labels), ours.probabilities(batch)
+  record_property("max_abs_probability_difference", float(np.abs(got - want).max()))
   assert np.abs(got - want).max() <= 1e-5, np.abs(got - want).max()
   with safe_open(os.path.join(out, "model.safetensors"), "numpy") as f, \
        safe_open(os.path.join(minilm, "model.safetensors"), "numpy") as original:

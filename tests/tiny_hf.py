@@ -153,12 +153,16 @@ def save_family(path, family, texts) -> str:
           vocab_size=vocab, max_position_embeddings=32, **sizes)),
       "distilbert": lambda: transformers.DistilBertModel(transformers.DistilBertConfig(
           vocab_size=vocab, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=32)),
+      # initializer_range 0.2, not 0.02: the <s> state of so small a random RoBERTa hardly depends on the text,
+      # and LoRA then learns nothing in a few steps
       "roberta": lambda: transformers.RobertaModel(transformers.RobertaConfig(
-          vocab_size=vocab, max_position_embeddings=34, type_vocab_size=1, **sizes)),
+          vocab_size=vocab, max_position_embeddings=34, type_vocab_size=1, initializer_range=0.2, **sizes)),
       "xlm-roberta": lambda: transformers.XLMRobertaModel(transformers.XLMRobertaConfig(
-          vocab_size=vocab, max_position_embeddings=34, type_vocab_size=1, **sizes)),
+          vocab_size=vocab, max_position_embeddings=34, type_vocab_size=1, initializer_range=0.2, **sizes)),
+      # no pad_token_id, as Qwen2's config.json: it would zero that embedding row, and with it explain's baseline
+      # (RMSNorm scales all-zero inputs to nothing at all)
       "qwen2": lambda: transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
-          vocab_size=vocab, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, **sizes)),
+          vocab_size=vocab, num_key_value_heads=2, max_position_embeddings=64, **sizes)),
   }[family]()
   model.save_pretrained(str(path), safe_serialization=True)
   tok.save(os.path.join(str(path), "tokenizer.json"))
