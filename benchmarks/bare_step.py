@@ -14,7 +14,7 @@ import numpy as np
 
 from benchmarks import workloads
 from flaxforge.launch import allocator, common
-from flaxforge.trainer import mesh as mesh_lib, setup, state as state_lib, steps as steps_lib
+from flaxforge.trainer import mesh as mesh_lib, run_data, state as state_lib, steps as steps_lib
 
 
 def _override(text):
@@ -41,7 +41,7 @@ def main():
   allocator.reexec_once(config.get("malloc", "auto"))  # as flaxforge.launch.train does, before JAX starts
   common.use_xla_flags(config.get("xla_flags", ""))
   mesh = mesh_lib.make_mesh(config.mesh)
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   rows, transform = data.rows["train"], data.transform
   batch, n_steps = w["batch"], (args.steps or w["epoch_steps"]) // spc * spc
   structure, create = state_lib.structure(config, data.info, mesh, 10**6)

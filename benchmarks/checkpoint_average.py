@@ -14,7 +14,7 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from flaxforge.trainer import evaluate, restore, setup
+from flaxforge.trainer import evaluate, restore, run_data
 from flaxforge.trainer import workdir as workdir_lib
 
 
@@ -26,10 +26,10 @@ def main(split: str, checkpoints: list[str], data_run: str = ""):
   if data_run:
     workdir = workdir_lib.resolve(data_run)
     config = workdir_lib.load_config(workdir)
-    data = setup.load_data(config, info=workdir_lib.load_info(workdir),
+    data = run_data.load_data(config, info=workdir_lib.load_info(workdir),
                            dataset=workdir_lib.open_data(workdir, config, ""))
   else:
-    data = setup.load_data(run.config, info=run.info, dataset=workdir_lib.open_data(run.workdir, run.config, ""))
+    data = run_data.load_data(run.config, info=run.info, dataset=workdir_lib.open_data(run.workdir, run.config, ""))
   result = evaluate.evaluate(state, evaluate.make_eval_step(run.structure, run.mesh, run.config, run.info),
                              data.split(split), global_batch=run.config.data.eval_batch_size, mesh=run.mesh,
                              info=run.info, transform=data.transform)

@@ -8,7 +8,7 @@ from absl import flags
 
 from benchmarks import workloads
 from flaxforge.data import pipeline
-from flaxforge.trainer import setup
+from flaxforge.trainer import run_data
 
 
 def main():
@@ -18,7 +18,7 @@ def main():
   args = p.parse_args()
   flags.FLAGS.mark_as_parsed()  # Grain reads absl flags
   config = workloads.config(args.workload)
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   it = pipeline.train_batches(data.rows["train"], config.data.batch_size, args.batches + 200, seed=0, transform=data.transform,
                               threads=config.data.threads, prefetch=config.data.prefetch)
   for _ in range(200):  # start-up: threads, first permutation

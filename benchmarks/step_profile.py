@@ -16,7 +16,7 @@ import jax
 import numpy as np
 
 from benchmarks import workloads
-from flaxforge.trainer import mesh as mesh_lib, setup, state as state_lib, steps as steps_lib
+from flaxforge.trainer import mesh as mesh_lib, run_data, state as state_lib, steps as steps_lib
 
 
 def _hlo_shapes(dump_dir: str) -> dict:
@@ -40,7 +40,7 @@ def main():
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_dump_to={dump_dir} --xla_dump_hlo_as_text"
   w, config = workloads.WORKLOADS[args.workload], workloads.config(args.workload)
   mesh = mesh_lib.make_mesh(config.mesh)
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   structure, create = state_lib.structure(config, data.info, mesh, 10**6)
   state, sums = create(), steps_lib.train_metrics_init(mesh)
   step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss)

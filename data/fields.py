@@ -122,6 +122,8 @@ class ImageFolder(Section):
   path: str = field("", "your folder of class subfolders")
   image_size: tuple = field((64, 64), "images are resized to (height, width) pixels", range=count(1))
   color: str = field("rgb", "rgb or grey", choices=("rgb", "grey"))
+  max_image_pixels: int = field(178_956_970, "largest image (width x height) decoded; bigger ones are refused "
+                                "as decompression bombs (the default is Pillow's limit)", range=count(1))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,12 +1,13 @@
 """A folder of images, one subfolder per class, as a TFDS array_record dataset of uint8 [H, W, C] arrays.
 
-Images of any size and format Pillow reads (PNG, JPEG, ...) are decoded, converted to RGB or greyscale and
-resized to `image_size` once, when the dataset is prepared. A seeded, stratified validation and test part is
-held out (no validation part with `validation_fraction=0`). Normalisation happens per batch from `info`
-(`input_scale`, `input_offset`: [0, 1], [-1, 1], or per-channel standardisation fitted on the training
-images); random crops and flips, when configured, are described in `info["augment"]` for the training
-transform (`preprocess.augment`). A pretrained model's image processor (data.image_processor) sets the size,
-RGB and the normalisation instead, as transformers' ViTImageProcessor applies them.
+Images of any size and format Pillow reads (PNG, JPEG, ...) are decoded (data/images.py: upright, 8-bit),
+converted to RGB or greyscale and resized to `image_size` once, when the dataset is prepared. A seeded,
+stratified validation and test part is held out (no validation part with `validation_fraction=0`).
+Normalisation happens per batch from `info` (`input_scale`, `input_offset`: [0, 1], [-1, 1], or per-channel
+standardisation fitted on the training images); random crops and flips, when configured, are described in
+`info["augment"]` for the training transform (`preprocess.augment`). A pretrained model's image processor
+(data.image_processor) sets the size, RGB and the normalisation instead, as transformers' ViTImageProcessor
+applies them.
 """
 import dataclasses
 import json
@@ -15,13 +16,11 @@ import pathlib
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from flaxforge.data import builders, dataset, fields, splits
+from flaxforge.data import builders, dataset, fields, images as images_lib, splits
 from flaxforge.core.errors import UserError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-_COLORS = {"rgb": "RGB", "grey": "L"}  # data.color: Pillow's mode
 
 
 def image_files(folder: pathlib.Path) -> list[pathlib.Path]:
@@ -41,19 +40,6 @@ def list_images(root: pathlib.Path) -> tuple[list[pathlib.Path], list[int], list
     raise UserError(f"{root} holds {len(names)} class folders and {len(files)} images; a classifier needs one "
                     f"subfolder per class (at least 2) with {'/'.join(EXTENSIONS)} files")
   return files, labels, names
-
-
-def decode(path, size: tuple[int, int], color: str, *, name: str | None = None) -> np.ndarray:
-  """One image file (a path or a binary file object, called `name` in errors) as uint8 [height, width,
-  channels], resized (bilinear) to `size` = (height, width). UserError if Pillow cannot read it."""
-  try:
-    with Image.open(path) as image:
-      image = image.convert(_COLORS[color]).resize((size[1], size[0]), Image.Resampling.BILINEAR)
-      array = np.asarray(image, np.uint8)
-  except (OSError, ValueError) as e:
-    raise UserError(f"{name or path}: not a readable image ({str(e).split(' <')[0]}); remove it or convert it "
-                    "to PNG/JPEG") from None
-  return array[..., None] if array.ndim == 2 else array
 
 
 def pixel_statistics(images) -> dict:
@@ -104,7 +90,7 @@ def image_processor(cfg) -> Processor | None:
                     "data.normalize") from None
   size = config.get("size") or {}
   unsupported = {"do_resize": config.get("do_resize", True) is not True, "size": set(size) != {"height", "width"},
-                 "resample": config.get("resample", 2) != Image.Resampling.BILINEAR,
+                 "resample": config.get("resample", 2) != 2,  # PIL.Image.Resampling.BILINEAR
                  "do_center_crop": bool(config.get("do_center_crop"))}
   for name, refused in unsupported.items():
     if refused:
@@ -147,7 +133,9 @@ class ImageFolder(builders.ArrayBuilder):
                             seed=options["split_seed"], where=options["path"], size=f"{len(files)} images",
                             add="add images")
     size, color = tuple(options["image_size"]), options["color"]
-    images = [decode(path, size, color) for path in files]  # decoded once; a bad file fails before writing
+    images = [images_lib.decode(path, size, color, max_pixels=options["max_image_pixels"],
+                                raise_with="--config.data.max_image_pixels=N")
+              for path in files]  # decoded once; a bad file fails before writing
     self.info.metadata["label_names"] = names
     self.info.metadata["pixel_stats"] = pixel_statistics(images[i] for i in parts["train"])
     return {name: self._generate_examples([images[i] for i in idx], labels[idx]) for name, idx in parts.items()}

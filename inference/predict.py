@@ -37,28 +37,33 @@ class Predictor:
 
   `logits_fn(inputs)`: model inputs (e.g. int32 [B, seq_len] token ids, B one of `sizes`) -> float32
   [B, outputs] logits (outputs: the number of classes, or 1 for regression). `info`, `assets`: the run's
-  info.json and assets/*.json as dicts.
+  info.json and assets/*.json as dicts. `max_image_pixels`: the largest image decoded (default: Pillow's
+  limit, data/images.py).
   """
 
-  def __init__(self, logits_fn, info: dict, assets: dict, *, max_batch: int = 64, divisor: int = 1):
+  def __init__(self, logits_fn, info: dict, assets: dict, *, max_batch: int = 64, divisor: int = 1,
+               max_image_pixels: int | None = None):
     self.task = info.get("task") or "classification"
     if not (self.task == "regression" or (self.task == "classification" and "labels" in assets)):
       raise UserError("predict, serve and export handle classifiers and regressors; this run has no label names "
                       "(a language model? use flaxforge.launch.generate or serve's /v1/completions)")
     self.info, self.assets, self.labels = info, assets, list(assets.get("labels") or [])
     self.modality = inputs.modality(info, assets)
-    self.encode = self.modality.encoder(info, assets)
+    limit = {"max_image_pixels": max_image_pixels} if max_image_pixels else {}
+    self.encode = self.modality.encoder({**info, **limit}, assets)
     self.sizes = bucket_sizes(max_batch, divisor)
     self._logits_fn = logits_fn
 
   @classmethod
   def from_workdir(cls, workdir: str, *, step: int | None = None, best: bool = False, max_batch: int = 64,
-                   model=None):
-    """The run's checkpoint (latest, `step` or `best`; its model alone) restored onto this process's devices.
-    `model`: the factory a run trained through the Python API with `model=` needs again."""
+                   model=None, max_image_pixels: int | None = None):
+    """The run's checkpoint (`step`, `best`, or by default the run's model: trainer/restore.py; its model
+    alone) restored onto this process's devices. `model`: the factory a run trained through the Python API
+    with `model=` needs again."""
     from flaxforge.inference import live  # pylint: disable=g-import-not-at-top  (flax: see the module doc)
     run, logits_fn, divisor = live.load(workdir, step=step, best=best, model=model)
-    predictor = cls(logits_fn, run.info, load_assets(run.workdir), max_batch=max_batch, divisor=divisor)
+    predictor = cls(logits_fn, run.info, load_assets(run.workdir), max_batch=max_batch, divisor=divisor,
+                    max_image_pixels=max_image_pixels)
     predictor.run = run
     return predictor
 
@@ -96,8 +101,9 @@ class Predictor:
 
   def results(self, raw, k: int = 3) -> list[dict]:
     """One JSON-ready result per raw input: {"top": [{label, probability}, ...]} for a classifier, {"value":
-    float} for a regressor."""
-    return self.results_of(self.logits(self.encode(_listed(raw))), k)
+    float} for a regressor; and "unseen": {column: value} for a table row's categories training never saw."""
+    raws = _listed(raw)
+    return self.with_unseen(self.results_of(self.logits(self.encode(raws)), k), self.encode.unseen(raws)[0])
 
   def results_of(self, logits: np.ndarray, k: int = 3) -> list[dict]:
     """`results` from logits [N, outputs] already computed (the server's batcher computes them)."""
@@ -105,6 +111,11 @@ class Predictor:
       return [{"value": float(v)} for v in logits[:, 0]]
     return [{"top": [{"label": l, "probability": p} for l, p in row]}
             for row in top_k(softmax(logits), self.labels, k)]
+
+  @staticmethod
+  def with_unseen(results: list[dict], unseen: list[dict]) -> list[dict]:
+    """`results` with "unseen" added where an input has values training never saw (Encoder.unseen)."""
+    return [{**result, "unseen": found} if found else result for result, found in zip(results, unseen)]
 
 
 def _listed(raw) -> list:

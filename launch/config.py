@@ -8,6 +8,7 @@ import sys
 import yaml
 
 from flaxforge.launch import common
+from flaxforge.launch import flags as cli_flags
 from flaxforge.trainer import fields
 
 USAGE = "usage: flaxforge config show NAME [--config.FIELD=VALUE ...], e.g. flaxforge config show text_csv"
@@ -22,7 +23,7 @@ def _as_config_flag(argv: list[str]) -> bool:
 
 
 _SHOWING = _as_config_flag(sys.argv)
-CONFIG = common.define_config_flag()
+CONFIG = cli_flags.define_config_flag()
 
 
 def main(argv):

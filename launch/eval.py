@@ -1,4 +1,7 @@
-"""Evaluate a checkpoint without retraining: flaxforge eval --workdir=DIR [--step=N | --best] [--report_dir=DIR]
+"""Evaluate a checkpoint without retraining: flaxforge eval --workdir=DIR [--step=N | --best | --latest]
+[--report_dir=DIR]
+
+By default the step the run tested (early stopping's best, else the newest; one line on stderr says which).
 
 Prints the metrics as one JSON object on the last line of output; for classifiers it also writes a report
 (<workdir>/report/test_stepN.json and test_stepN_confusion.png) and names the files. A run that cannot be
@@ -10,8 +13,7 @@ from absl import flags
 
 from flaxforge.launch import common
 
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the latest).")
-BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
+CHECKPOINT = common.CheckpointChoice()
 SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 REPORT_DIR = flags.DEFINE_string("report_dir", None, "Where classifiers' reports go (default: <workdir>/report).")
 DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data now lies, if it was moved.")
@@ -20,11 +22,11 @@ DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data no
 def main(argv):
   del argv
   workdir = common.require_workdir()
-  common.one_checkpoint(STEP.value, BEST.value)
+  step, best = CHECKPOINT.chosen()
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
   from flaxforge.trainer import evaluate  # pylint: disable=g-import-not-at-top
-  result = evaluate.evaluate_workdir(workdir, step=STEP.value, best=BEST.value, split=SPLIT.value,
+  result = evaluate.evaluate_workdir(workdir, step=step, best=best, split=SPLIT.value,
                                      report_dir=REPORT_DIR.value, data_dir=DATA_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)

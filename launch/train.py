@@ -2,15 +2,17 @@
 
 The same as python -m flaxforge.launch.train. NAME is a shipped config (flaxforge config show NAME prints it).
 """
+from flaxforge.core.errors import UserError
 from flaxforge.launch import common
+from flaxforge.launch import flags as cli_flags
 from flaxforge.trainer import fields
 
-CONFIG = common.define_config_flag()
+CONFIG = cli_flags.define_config_flag()
 
 
 def main(argv):
   if len(argv) > 1:
-    raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
+    raise UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
   workdir = common.require_workdir()
   config = CONFIG.value  # without --config, the run's own in the workdir (if any) with the overrides set
   fields.validate(config)

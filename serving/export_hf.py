@@ -19,11 +19,13 @@ from flaxforge.trainer import restore, workdir as workdir_lib
 TOKENIZER_ASSETS = {"text_encoder": False, "tokenizer": True}
 
 
-def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False) -> dict:
-  """Writes `out` from the checkpoint at `step` (default the latest): config.json, model.safetensors,
-  hf.MARKER; with the run's pretrained tokenizer, tokenizer.json and a tokenizer_config.json; for an image
-  classifier, preprocessor_config.json. Returns {"out", "step", "files"} (the file names), and "note" (one
-  line) when a classifier's pooling has no transformers class, so that its body alone was written.
+def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False, dtype: str = "auto",
+                   max_shard_size="5GB") -> dict:
+  """Writes `out` from the checkpoint at `step` (default the latest), in `dtype` (auto: the base model's) and
+  shards of at most `max_shard_size` (hf.export): config.json, model.safetensors or its shards and index,
+  hf.MARKER; with the run's pretrained tokenizer, tokenizer.json (and for a classifier a tokenizer_config.json);
+  for an image classifier, preprocessor_config.json. Returns {"out", "step", "files"} (the file names), and
+  "note" (one line) when a classifier's pooling has no transformers class, so that its body alone was written.
 
   A classifier (model.pool='pooler' over an encoder, 'cls' over a ViT, any decoder classifier) is written
   with its head and the run's label names (id2label). A body's export takes BERT's (ViT's) pooler, which it
@@ -48,8 +50,8 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
   if "input_scale" in run.info and len(run.info.get("input_shape", ())) == 3:
     files["preprocessor_config.json"] = _json(_image_processor(run.info))
   out = hf.export(model, out, files=files, base=base, token_ids=token_ids, labels=run.info.get("label_names"),
-                  source={"workdir": str(run.workdir), "step": run.step})
-  result = {"out": out, "step": run.step, "files": sorted(["config.json", "model.safetensors", hf.MARKER, *files])}
+                  source={"workdir": str(run.workdir), "step": run.step}, dtype=dtype, max_shard_size=max_shard_size)
+  result = {"out": out, "step": run.step, "files": sorted(os.listdir(out)) if os.path.isdir(out) else []}
   note = hf.head_note(model)
   return {**result, "note": note} if note else result
 

@@ -1,12 +1,14 @@
 """Test session set-up: 8 fake CPU devices stand in for an accelerator slice (set before JAX starts)."""
 import os
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+FAKE_DEVICES = "--xla_force_host_platform_device_count=8"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAKE_DEVICES).strip()
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds"))
 
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
+import time  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -16,13 +18,41 @@ flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; tests run outside absl.a
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-def run_module(*args, timeout=1200) -> subprocess.CompletedProcess:
+# A hang guard, not a speed check: the longest a test waits for a process that may hang by the very fault it
+# looks for (a signal not handled, a launcher or collective that never returns), then fails instead of
+# blocking CI. The waits it bounds take seconds, under a minute on a loaded 2-core machine.
+HANG_GUARD_S = 600
+
+
+def cli_env(devices: int = 1, **changes: str | None) -> dict[str, str]:
+  """The environment of a command run as a user runs it: this one without the 8 fake devices (any other
+  XLA_FLAGS stay), `devices` CPU devices (JAX_NUM_CPU_DEVICES, which JAX prefers to the XLA flag), then
+  `changes` (None unsets a variable)."""
+  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(FAKE_DEVICES, "").strip(),
+         "JAX_NUM_CPU_DEVICES": str(devices), **changes}
+  return {k: v for k, v in env.items() if v is not None}
+
+
+def run_module(*args) -> subprocess.CompletedProcess:
   """`python -m MODULE ARGS` from the repository as a user runs it (one CPU device), which must succeed."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+  proc = subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=cli_env(), capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
+
+
+def wait_until(done, proc: subprocess.Popen, what: str) -> None:
+  """Polls `done()` every 10 ms while `proc` runs. Fails, naming `what`, when `proc` ends first (with the end
+  of its stderr, if piped) or after HANG_GUARD_S."""
+  deadline = time.monotonic() + HANG_GUARD_S
+  while not done():
+    if proc.poll() is not None:
+      err = proc.communicate()[1] or ""
+      err = err.decode(errors="replace") if isinstance(err, bytes) else err
+      pytest.fail(f"{what}: the process ended first (status {proc.returncode}): {err[-2000:]}")
+    if time.monotonic() > deadline:
+      proc.kill()
+      pytest.fail(f"{what}: not there after {HANG_GUARD_S} s (hang guard)")
+    time.sleep(0.01)
 
 
 @pytest.fixture

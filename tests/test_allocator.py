@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from conftest import HANG_GUARD_S
 from flaxforge.launch import allocator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,20 +36,23 @@ def test_leaves_the_process_alone_once_applied_opted_out_or_not_glibc():
   assert allocator.environment({}, linux_glibc=False) is None
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_an_unknown_choice_is_one_line_naming_the_values():
   env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
   out = subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--helpshort"], cwd=REPO, capture_output=True,
-                       text=True, timeout=60, env={**env, allocator.CHOICE: "jemaloc"})
+                       text=True, env={**env, allocator.CHOICE: "jemaloc"})
   assert out.returncode == 2
   assert out.stderr.strip() == ("error: FLAXFORGE_MALLOC must be auto, jemalloc or system, not 'jemaloc'; "
                                 "unset it for the default")
 
 
+@pytest.mark.slow  # a subprocess that re-executes itself
 def test_an_entry_point_runs_under_it():
   env = {k: v for k, v in os.environ.items() if k not in (allocator.CHOICE, allocator.APPLIED)}
   code = ("import os, sys; sys.argv = ['x', '--helpshort']; from launch import common; "
           "common.allocator.reexec_once(); print('APPLIED=' + os.environ.get('FLAXFORGE_MALLOC_APPLIED', ''))")
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
+                       timeout=HANG_GUARD_S)  # a re-exec that does not mark itself applied would loop forever
   assert out.returncode == 0, out.stderr
   assert out.stdout.strip() == "APPLIED=glibc-hugetlb", out.stdout
 

@@ -42,6 +42,7 @@ def trained(topics):
   return tmp, flaxforge.train(csv_run.config(tmp, path), str(tmp / "run"))
 
 
+@pytest.mark.slow  # a whole training
 def test_train_evaluate_predict(trained):
   tmp, results = trained
   evaluated = flaxforge.evaluate(str(tmp / "run"))
@@ -54,6 +55,7 @@ def test_train_evaluate_predict(trained):
   assert predictor.probabilities("rocket orbit").shape == (1, 3)
 
 
+@pytest.mark.slow  # a whole training
 def test_an_empty_input_is_refused(trained):
   """One rule for empty inputs (inference/inputs.py), as `flaxforge predict` and the server apply it."""
   predictor = flaxforge.Predictor.from_workdir(str(trained[0] / "run"))
@@ -63,6 +65,7 @@ def test_an_empty_input_is_refused(trained):
     predictor.top_k("", 1)
 
 
+@pytest.mark.slow  # a whole training
 def test_a_model_factory(topics):
   tmp, path = topics
   workdir = str(tmp / "factory")
@@ -76,6 +79,7 @@ def test_a_model_factory(topics):
   assert predictor.predict(["rocket orbit moon launch planet star"]) == ["space"]
 
 
+@pytest.mark.slow  # whole trainings
 def test_dict_overrides_and_names(tmp_path):
   flaxforge.train({"train.num_steps": 10, "train.eval_every_steps": 10, "train.progress_bar": False,
                    "model.hidden": (16,)}, str(tmp_path / "d"))

@@ -7,19 +7,17 @@ import sys
 
 import pytest
 
+from conftest import cli_env
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env():
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
-  return env
 
 
 def _run(module, *args, config="launch/configs/tiny.py"):
   return subprocess.run([sys.executable, "-m", module, f"--config={config}", *args] if module == "flaxforge.launch.train"
-                        else [sys.executable, "-m", module, *args], cwd=REPO, env=_env(), capture_output=True,
-                        text=True, timeout=120)
+                        else [sys.executable, "-m", module, *args], cwd=REPO, env=cli_env(),
+                        capture_output=True, text=True)
 
 
 def _one_line_error(result) -> str:

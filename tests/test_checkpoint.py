@@ -67,6 +67,7 @@ def test_a_tie_for_the_best_goes_to_the_earliest_step(tmp_path):
     ckpt.close()
 
 
+@pytest.mark.slow  # a whole training
 def test_eval_from_checkpoint_reproduces_training_metrics(tmp_path):
   config = tiny.get_config()
   trained = loop.train(config, str(tmp_path))

@@ -10,22 +10,16 @@ import sys
 
 import pytest
 
-from conftest import checkpoint_arrays
+from conftest import checkpoint_arrays, cli_env
 from flaxforge.trainer import checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env():
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
-  return env
-
-
 def _train(workdir, *overrides):
   return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py",
-                         f"--workdir={workdir}", *overrides], cwd=REPO, env=_env(), capture_output=True,
-                        text=True, timeout=120)
+                         f"--workdir={workdir}", *overrides], cwd=REPO, env=cli_env(), capture_output=True,
+                        text=True)
 
 
 _arrays = checkpoint_arrays
@@ -49,6 +43,7 @@ def trained(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_truncated_newest_step_falls_back_and_training_redoes_it(trained, tmp_path, capfd):
   shutil.copytree(trained, tmp_path / "w")
   w = tmp_path / "w"
@@ -66,6 +61,7 @@ def test_truncated_newest_step_falls_back_and_training_redoes_it(trained, tmp_pa
   assert _same(_arrays(w), _arrays(trained))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_flipped_bit_is_caught_by_the_fingerprint(trained, tmp_path, capfd):
   shutil.copytree(trained, tmp_path / "w")
   victim = _largest_array_file(tmp_path / "w" / "checkpoints" / "40")
@@ -76,6 +72,7 @@ def test_flipped_bit_is_caught_by_the_fingerprint(trained, tmp_path, capfd):
   assert "do not match the fingerprint" in capfd.readouterr().err
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_unfinished_save_is_ignored(trained, tmp_path):
   shutil.copytree(trained, tmp_path / "w")
   ckpts = tmp_path / "w" / "checkpoints"
@@ -87,6 +84,7 @@ def test_unfinished_save_is_ignored(trained, tmp_path):
   writer.close()
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_nonfinite_stop_names_step_and_last_good_checkpoint(trained, tmp_path):
   w = tmp_path / "w"
   shutil.copytree(trained, w)
@@ -107,6 +105,7 @@ def test_nonfinite_stop_names_step_and_last_good_checkpoint(trained, tmp_path):
   assert _same(_arrays(w), before)  # and it is intact
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_nonfinite_skip_goes_on_and_counts(tmp_path):
   result = _train(tmp_path, "--config.train.num_steps=20", "--config.optimizer.learning_rate=1e30",
                   "--config.train.on_nonfinite=skip")
@@ -121,7 +120,7 @@ def test_abandoned_reads_of_a_damaged_step_are_dropped_and_nothing_else_is():
   """CI once printed asyncio's 'Task exception was never retrieved' traceback for a damaged step whose DATA_LOSS
   came wrapped in Orbax's 'Encountered error while reading array index'; the one-line error must stay one line."""
   import logging
-  from flaxforge.trainer.checkpoint import _AbandonedRead
+  from flaxforge.trainer.orbax_quiet import _AbandonedRead
 
   def record(msg, error):
     return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, msg, None, (type(error), error, None))

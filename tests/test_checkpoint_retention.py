@@ -12,11 +12,13 @@ import types
 
 import jax.numpy as jnp
 import pytest
+from etils import epath
 from orbax.checkpoint._src.path import async_path
 
+from conftest import cli_env
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import tiny
-from flaxforge.trainer import checkpoint, loop
+from flaxforge.trainer import checkpoint, loop, workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,8 +28,11 @@ def _steps(directory):
 
 
 def test_keep_below_one_is_refused_in_one_line(tmp_path):
-  with pytest.raises(UserError, match=r"checkpoint.keep is 0: .* pass --config.checkpoint.keep=1 or more"):
-    checkpoint.Checkpointer(tmp_path, keep=0)
+  """Retention would delete every checkpoint; the run's checkpointer reads checkpoint.keep as declared."""
+  config = tiny.get_config()
+  config.checkpoint.keep = 0
+  with pytest.raises(UserError, match=r"config.checkpoint.keep = 0 is out of range: allowed is integer >= 1"):
+    workdir_lib.checkpointer(epath.Path(tmp_path), config)
 
 
 def test_retention_keeps_the_newest_and_deletes_through_a_folder_restore_never_reads(tmp_path):
@@ -46,6 +51,7 @@ def test_retention_keeps_the_newest_and_deletes_through_a_folder_restore_never_r
   reopened.close()
 
 
+@pytest.mark.slow  # whole trainings
 def test_a_full_disk_is_one_line_and_the_rerun_resumes(tmp_path, monkeypatch):
   """Case 10: ENOSPC while finalizing step 40 (as measured on a full 600 KiB tmpfs, where Orbax fails
   writing the commit marker): one line naming the step, the last complete one and the fix."""
@@ -90,12 +96,12 @@ def test_a_full_disks_abandoned_writes_are_dropped_and_nothing_else_is(tmp_path,
   assert [r.msg for r in kept] == [never, "No space left on device"]
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_falls_back_from_a_damaged_step_with_one_warning(tmp_path):
   """Case 12: a damaged newest step (here its OCDBT manifest) costs one warning line, no tracebacks."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   def run(module, *flags):
-    return subprocess.run([sys.executable, "-m", module, f"--workdir={tmp_path}", *flags], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", module, f"--workdir={tmp_path}", *flags], cwd=REPO, env=cli_env(),
+                          capture_output=True, text=True)
   assert run("flaxforge.launch.train", "--config=launch/configs/tiny.py").returncode == 0
   (tmp_path / "checkpoints" / "40" / "state" / "manifest.ocdbt").write_text("garbage")
   scored = run("flaxforge.launch.eval")

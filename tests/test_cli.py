@@ -1,20 +1,19 @@
 """The command line as a user runs it: train, files in the work directory, eval, resume, bad input."""
 import json
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 
-def _run(*args, env_extra=None, timeout=240):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as a user's laptop
-  env.update(env_extra or {})
-  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=timeout)
+def _run(*args, env_extra=None):
+  env = cli_env(**(env_extra or {}))  # one device, as a user's laptop
+  return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +103,7 @@ def test_config_mistakes_end_in_one_line_and_exit_2(tmp_path, flag, message):
 
 def test_batch_that_does_not_divide_over_devices_is_refused(tmp_path):
   out = _run("flaxforge.launch.train", "--config=launch/configs/tiny.py", f"--workdir={tmp_path}",
-             "--config.data.batch_size=12", env_extra={"XLA_FLAGS": "--xla_force_host_platform_device_count=8"})
+             "--config.data.batch_size=12", env_extra={"JAX_NUM_CPU_DEVICES": "8"})
   assert out.returncode == 2 and "batch size 12 does not divide over 8" in out.stderr
   assert len(out.stderr.strip().splitlines()) == 1
 
@@ -117,9 +116,8 @@ def test_unwritable_workdir_is_refused(tmp_path):
 
 
 def test_a_relative_workdir_works_for_train_and_eval(tmp_path):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
-                                  capture_output=True, text=True, timeout=240)
+  run = lambda *a: subprocess.run([sys.executable, "-m", *a], cwd=tmp_path, env=cli_env(PYTHONPATH=str(REPO)),
+                                  capture_output=True, text=True)
   trained = run("flaxforge.launch.train", f"--config={REPO}/launch/configs/tiny.py", "--workdir=runs/rel")
   assert trained.returncode == 0, trained.stderr[-2000:]
   assert (tmp_path / "runs" / "rel" / "checkpoints" / "40").is_dir()

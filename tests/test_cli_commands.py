@@ -1,7 +1,6 @@
 """The `flaxforge` command as a user runs it, from a folder that is not the repository: subcommands, config
 names, help, ranges, and each mistake ending in one line that names the fix (exit status 2)."""
 import json
-import os
 import pathlib
 import re
 import subprocess
@@ -9,6 +8,7 @@ import sys
 
 import pytest
 
+from conftest import cli_env
 from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
 from flaxforge.launch import configs
@@ -18,10 +18,8 @@ from flaxforge.trainer import fields
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
 
 
-def flaxforge(*args, cwd, stdin=None, timeout=240):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as a user's laptop
-  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, input=stdin,
-                        timeout=timeout)
+def flaxforge(*args, cwd, stdin=None):
+  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, input=stdin)
 
 
 def one_line(proc) -> str:
@@ -42,6 +40,7 @@ def trained(tmp_path_factory):
   return workdir
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_usage_lists_the_commands_and_a_typo_gets_a_suggestion(tmp_path):
   out = flaxforge("--help", cwd=tmp_path)
   assert out.returncode == 0
@@ -49,6 +48,7 @@ def test_usage_lists_the_commands_and_a_typo_gets_a_suggestion(tmp_path):
   assert "did you mean 'train'?" in one_line(flaxforge("trian", cwd=tmp_path))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_unknown_config_name_lists_the_shipped_ones(tmp_path):
   line = one_line(flaxforge("train", "--config=tnyi", f"--workdir={tmp_path}", cwd=tmp_path))
   assert "'tnyi' is neither a file nor a shipped config (did you mean 'tiny'?)" in line
@@ -57,6 +57,7 @@ def test_unknown_config_name_lists_the_shipped_ones(tmp_path):
   assert "did you mean 'tiny'?" in line
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   out = flaxforge("train", "--help", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
@@ -73,14 +74,14 @@ def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
   assert "data.label_column = 'label'" in text_csv and "data.num_words = 30000" in text_csv
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_help_into_a_closed_pipe_ends_quietly(tmp_path):
   """`flaxforge train --help | head -1`: the reader has gone when help is written; no BrokenPipeError traceback."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  proc = subprocess.Popen([FLAXFORGE, "train", "--help"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+  proc = subprocess.Popen([FLAXFORGE, "train", "--help"], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   proc.stdout.close()  # before anything is written, so every write fails
   stderr = proc.stderr.read()
-  assert proc.wait(timeout=120) == 1 and stderr == "", stderr[-2000:]
+  assert proc.wait() == 1 and stderr == "", stderr[-2000:]
 
 
 def test_the_name_fields_list_every_built_in_dataset_and_model():
@@ -99,6 +100,7 @@ def test_every_field_of_every_shipped_config_is_described(tmp_path):
     assert not set(held) - set(config_fields.declarations(fields.sections_of(config))), name
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("override,shown", [
     ("--config.data.batch_size=0", "config.data.batch_size = 0 is out of range: allowed is integer >= 1"),
     ("--config.data.batch_size=-5", "config.data.batch_size = -5 is out of range: allowed is integer >= 1"),
@@ -124,6 +126,7 @@ def test_validate_checks_configs_given_through_python():
     fields.validate(config)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_config_show_prints_the_resolved_config(tmp_path):
   out = flaxforge("config", "show", "tiny", "--config.train.num_steps=7", cwd=tmp_path)
   assert out.returncode == 0, out.stderr
@@ -132,6 +135,7 @@ def test_config_show_prints_the_resolved_config(tmp_path):
   assert "usage: flaxforge config show NAME" in one_line(flaxforge("config", cwd=tmp_path))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("name", ["finetune_text", "finetune_lm"])
 def test_the_tokenizer_path_follows_the_pretrained_model_one_way(tmp_path, name):
   """data.tokenizer_path defaults to model.pretrained; naming a tokenizer must not move the model."""
@@ -147,6 +151,7 @@ def test_the_tokenizer_path_follows_the_pretrained_model_one_way(tmp_path, name)
   assert not re.findall(r"^  (size|num_layers|position|norm|tie_embeddings|separator):", listed, re.M)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("args,shown", [
     (("--input=missing.txt",), "cannot read --input=missing.txt (No such file or directory)"),
     (("--input=empty.txt",), "empty.txt holds no text to classify"),
@@ -159,6 +164,7 @@ def test_predict_mistakes(tmp_path, args, shown):
   assert shown in one_line(flaxforge("predict", f"--workdir={tmp_path}", *args, cwd=tmp_path, stdin=""))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("args,shown", [
     (("--temperature=-1",), "--temperature=-1.0 is out of range; use --temperature=0 or more"),
     (("--top_k=-2",), "--top_k=-2 is out of range; use --top_k=0 or more"),
@@ -167,11 +173,13 @@ def test_generate_sampling_flags_out_of_range(tmp_path, args, shown):
   assert shown in one_line(flaxforge("generate", f"--workdir={tmp_path}", *args, cwd=tmp_path))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_refuses_best_with_step(trained):
   line = one_line(flaxforge("eval", f"--workdir={trained}", "--best", "--step=20", cwd=trained))
   assert "--best and --step=20 each choose a checkpoint" in line
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_names_its_report_files_which_carry_the_step(trained, tmp_path):
   out = flaxforge("eval", f"--workdir={trained}", "--step=20", f"--report_dir={tmp_path / 'r'}", cwd=tmp_path)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -181,6 +189,7 @@ def test_eval_names_its_report_files_which_carry_the_step(trained, tmp_path):
   assert json.loads(out.stdout.splitlines()[-1])["step"] == 20
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_of_an_unwritable_run_still_prints_its_metrics(trained, tmp_path):
   blocked = tmp_path / "not_a_folder"
   blocked.write_text("")

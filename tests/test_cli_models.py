@@ -8,6 +8,8 @@ import pytest
 
 from test_cli_commands import flaxforge, one_line
 
+pytestmark = pytest.mark.slow  # subprocess CLI runs
+
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):

@@ -1,18 +1,20 @@
 """What a training run prints when its output goes to a file (a SLURM log): one plain line per logging
 interval with readable units and an ETA, a closing summary, and where the profiler trace went."""
-import os
 import re
 import subprocess
 import sys
 
-from conftest import REPO
+import pytest
+
+from conftest import REPO, cli_env
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 
 def _train(workdir, *flags):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=tiny", f"--workdir={workdir}",
-                         "--config.train.progress_bar=true", *flags], cwd=REPO, env=env, capture_output=True,
-                        text=True, timeout=240)
+                         "--config.train.progress_bar=true", *flags], cwd=REPO, env=cli_env(), capture_output=True,
+                        text=True)
 
 
 def test_progress_lines_summary_and_profile_trace(tmp_path):

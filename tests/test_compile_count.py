@@ -1,5 +1,6 @@
 """The train step compiles once per run: no recompilation after the first call, with and without
-several steps per call (a recompile per call would cost more than the steps themselves on small models)."""
+several steps per call (a recompile per call would cost more than the steps themselves on small models);
+the eval step compiles once per run, for every validation and the test."""
 import collections
 
 import pytest
@@ -7,6 +8,8 @@ from jax import monitoring
 
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import loop
+
+pytestmark = pytest.mark.slow  # tiny whole trainings
 
 _COMPILES = collections.Counter()
 _ORDER = []
@@ -31,6 +34,8 @@ def test_train_step_compiles_once(tmp_path, steps_per_call, step_name):
   assert _COMPILES[step_name] == 1, dict(_COMPILES)
   # Metric accumulators are reset at every log interval (4 here): their init must not recompile each time.
   assert _COMPILES["jit(zeros)"] <= 2, dict(_COMPILES)  # train and eval accumulators, once each (or cached)
+  # Validations at steps 20 and 40, then the test: one eval step built per run, so one compile.
+  assert _COMPILES["jit(eval_step)"] == 1, dict(_COMPILES)
 
 
 def test_remainder_steps_reuse_the_single_step(tmp_path):

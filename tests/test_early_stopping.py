@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 
 import pytest
 
+from conftest import cli_env, wait_until
 from flaxforge.core.errors import UserError
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import evaluate, loop
+
+pytestmark = pytest.mark.slow  # whole trainings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Validation accuracy by step (0.7 elsewhere): improvements at 10 and 20, then a plateau below the best.
@@ -107,32 +109,23 @@ print(json.dumps(loop.train(c, sys.argv[1])))
 """
 
 
-def _env():
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
-  return env
-
-
 def test_sigkill_and_resume_stops_at_the_same_step_with_the_same_test(tmp_path):
   driver = tmp_path / "driver.py"
   driver.write_text(textwrap.dedent(_DRIVER))
   cmd = lambda w: [sys.executable, str(driver), str(w)]  # pylint: disable=unnecessary-lambda-assignment
-  whole = subprocess.run(cmd(tmp_path / "whole"), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  whole = subprocess.run(cmd(tmp_path / "whole"), cwd=REPO, env=cli_env(), capture_output=True, text=True)
   assert whole.returncode == 0, whole.stderr[-3000:]
   assert "early stopping after step 70" in whole.stdout
 
   killed = tmp_path / "killed"
-  proc = subprocess.Popen(cmd(killed), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  deadline = time.time() + 120
-  while not _steps(killed) or max(_steps(killed)) < 40:  # step 20 is the best: 40 holds 2 bad validations
-    assert proc.poll() is None, proc.stderr.read()[-2000:]
-    assert time.time() < deadline
-    time.sleep(0.01)
+  proc = subprocess.Popen(cmd(killed), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+  # Step 20 is the best: 40 holds 2 bad validations.
+  wait_until(lambda: max(_steps(killed) or [0]) >= 40, proc, "checkpoint 40")
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   proc.stderr.close()
   assert max(_steps(killed)) < 70 and 20 in _steps(killed)
-  resumed = subprocess.run(cmd(killed), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+  resumed = subprocess.run(cmd(killed), cwd=REPO, env=cli_env(), capture_output=True, text=True)
   assert resumed.returncode == 0, resumed.stderr[-3000:]
   assert "resumed from the checkpoint at step" in resumed.stdout
   assert "early stopping after step 70" in resumed.stdout

@@ -11,6 +11,8 @@ from flaxforge.inference import explain
 from flaxforge.trainer import loop
 from test_serving import CUES, train_text_run
 
+pytestmark = pytest.mark.slow  # whole trainings
+
 TEXTS = ["bake the flour in the oven with the sauce", "the coach said the team played the match well",
          "a flight to the beach hotel and the train"]
 

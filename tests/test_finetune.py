@@ -2,12 +2,10 @@
 Face directory, the tokenizer is stored with the run, it learns, it resumes exactly, and 1 and 8 devices
 agree."""
 import json
-import os
 import pathlib
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
@@ -18,19 +16,19 @@ from safetensors.numpy import load_file
 import csv_run
 import tiny_hf
 from tiny_hf import bert_dir, topics  # noqa: F401  (pytest fixtures)
-from conftest import REPO, checkpoint_arrays
+from conftest import REPO, checkpoint_arrays, cli_env, wait_until
 from flaxforge.core.errors import UserError
 from flaxforge.data import text
 from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.launch.configs import finetune_lm
 from flaxforge.inference import predict, sampling
-from flaxforge.trainer import loop, setup, state as state_lib, workdir as workdir_lib
+from flaxforge.trainer import loop, mesh as mesh_lib, run_data, state as state_lib, workdir as workdir_lib
 
 
 def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics)
-  data = setup.load_data(config)
-  mesh = setup.mesh_for(config)
+  data = run_data.load_data(config)
+  mesh = mesh_lib.mesh_for(config.mesh)
   _, create = state_lib.structure(config, data.info, mesh, total_steps=10)
   model = dict(jax.tree_util.tree_flatten_with_path(create()[0])[0])
   weights = load_file(f"{bert_dir}/model.safetensors")["embeddings.word_embeddings.weight"]
@@ -40,19 +38,21 @@ def test_new_state_holds_the_pretrained_body_and_a_new_head(tmp_path, bert_dir, 
   assert data.info["pad_id"] == 0 and data.info["seq_len"] == 16
 
 
+@pytest.mark.slow  # the shared MiniLM
 def test_minilm_gives_its_tokenizer_and_body(tmp_path, minilm, topics):
   config = tiny_hf.config(tmp_path, minilm, topics, **{"data.seq_len": 32})
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   texts = ["Rocket launches to orbit", "bread and cheese"]
   want, _ = HFTokenizer(minilm, 32).encode(texts)
   np.testing.assert_array_equal(text.encoder_from_json(data.assets["text_encoder"]).encode(texts), want)
-  state = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=10)[1]()
+  state = state_lib.structure(config, data.info, mesh_lib.mesh_for(config.mesh), total_steps=10)[1]()
   weights = load_file(f"{minilm}/model.safetensors")
   name = next(k for k in weights if k.endswith("encoder.layer.5.output.dense.bias"))
   np.testing.assert_array_equal(np.asarray(state[0]["transformer"]["blocks"][5]["mlp"]["down"]["bias"][...]),
                                 weights[name])
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_finetune_learns_and_predict_uses_the_stored_tokenizer(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics, **{"train.num_steps": 40})
   metrics = loop.train(config, str(tmp_path / "run"))
@@ -77,20 +77,18 @@ def _steps(workdir) -> list[int]:
   return sorted(int(p.name) for p in d.iterdir() if p.name.isdigit()) if d.exists() else []
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, bert_dir, topics):
   run = dict(**{"train.num_steps": 30, "checkpoint.every_steps": 5, "train.log_every": 5})
   cmd = lambda workdir: [sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}",
                          *tiny_hf.flags(tmp_path, bert_dir, topics, **run)]
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as a user runs it
-  train = lambda workdir: subprocess.run(cmd(workdir), cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+  env = cli_env()  # one CPU device, as a user runs it
+  train = lambda workdir: subprocess.run(cmd(workdir), cwd=REPO, env=env, capture_output=True, text=True)
   whole = train(tmp_path / "whole")
   assert whole.returncode == 0, whole.stderr[-3000:]
   proc = subprocess.Popen(cmd(tmp_path / "killed"), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL)
-  deadline = time.time() + 300
-  while max(_steps(tmp_path / "killed") or [0]) < 10:
-    assert proc.poll() is None and time.time() < deadline, "no checkpoint 10 before the run ended"
-    time.sleep(0.01)
+  wait_until(lambda: max(_steps(tmp_path / "killed") or [0]) >= 10, proc, "checkpoint 10")
   proc.send_signal(signal.SIGKILL)
   assert proc.wait() == -signal.SIGKILL and max(_steps(tmp_path / "killed")) < 30
   resumed = train(tmp_path / "killed")
@@ -104,6 +102,7 @@ def test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one(tmp_path, 
   np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "whole"), rtol=1e-4)
 
 
+@pytest.mark.slow  # a whole fine-tune and a subprocess CLI run
 def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] * 40
   corpus = tmp_path / "corpus.txt"
@@ -112,22 +111,22 @@ def test_finetune_lm_continues_pretraining_a_decoder(tmp_path):
   config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{
       "data.batch_size": 8, "optimizer.learning_rate": 1e-2, "train.num_steps": 30, "train.log_every": 5,
       "train.eval_every_steps": 30, "checkpoint.best_metric": "loss"})
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   assert data.info["vocab_size"] == 300 and data.assets["tokenizer"]["type"] == "hf_tokenizer"
-  state = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=10)[1]()
+  state = state_lib.structure(config, data.info, mesh_lib.mesh_for(config.mesh), total_steps=10)[1]()
   embedding = np.asarray(state[0]["transformer"]["embed"]["embedding"][...])[:300]
   np.testing.assert_array_equal(embedding, load_file(f"{gpt2_dir}/model.safetensors")["transformer.wte.weight"])
   loop.train(config, str(tmp_path / "lm"))
   losses = _losses(tmp_path / "lm")
   assert losses[-1] < 0.5 * losses[0], losses  # a repetitive corpus: the pretrained (random) model learns it
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   out = subprocess.run([sys.executable, "-m", "flaxforge.launch.generate", f"--workdir={tmp_path / 'lm'}",
-                        "--prompt=rocket", "--max_new_tokens=8", "--temperature=0"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
+                        "--prompt=rocket", "--max_new_tokens=8", "--temperature=0"], cwd=REPO, env=cli_env(),
+                       capture_output=True, text=True)
   assert out.returncode == 0 and out.stdout.startswith("rocket") and len(out.stdout.rstrip("\n")) > len("rocket"), \
       out.stderr[-2000:]
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
   lines = [" ".join(words) for words in (t.split() for t in csv_run.TOPICS.values())] + ["the a of and to in is it"]
   gpt2_dir = tiny_hf.save_gpt2(tmp_path / "gpt2", lines * 10)
@@ -139,6 +138,7 @@ def test_a_decoder_classifies_from_its_last_token(tmp_path, topics):
     sampling.Sampler.from_workdir(str(tmp_path / "run"))
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path):
   topics = list(csv_run.TOPICS)
   rows = [{"prompt": f"topic {t} words", "completion": " " + csv_run.TOPICS[t]} for t in topics] * 30
@@ -148,7 +148,7 @@ def test_prompt_completion_rows_put_the_loss_on_completion_tokens_only(tmp_path)
   config = tiny_hf.config(tmp_path, gpt2_dir, corpus, base=finetune_lm, **{
       "data.batch_size": 8, "data.seq_len": 32, "optimizer.learning_rate": 1e-2, "train.num_steps": 30,
       "train.log_every": 5, "train.eval_every_steps": 30, "checkpoint.best_metric": "loss"})
-  data = setup.load_data(config)
+  data = run_data.load_data(config)
   row = data.rows["train"].take(np.arange(1))
   encode = tokenizers.Tokenizer.from_file(f"{gpt2_dir}/tokenizer.json").encode
   prompt, completion = encode(rows[0]["prompt"]).ids, encode(rows[0]["completion"]).ids
@@ -178,5 +178,5 @@ def test_a_sequence_beyond_the_pretrained_positions_is_refused_before_anything_i
       "model_type": "llama", "hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2,
       "intermediate_size": 64, "num_hidden_layers": 2, "vocab_size": 300, "max_position_embeddings": 16}))
   config.model.pretrained = str(llama)
-  setup.check_positions(config)
+  run_data.check_positions(config)
   assert "warning: data.seq_len 64 exceeds the 16 positions" in capfd.readouterr().err

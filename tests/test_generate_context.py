@@ -39,6 +39,7 @@ def test_the_context_is_the_positions_the_run_was_trained_on():
   assert sampling.context(config(), {"seq_len": 64}, dataclasses.replace(gpt2, max_len=128)) == 64
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_generate_and_serving_refuse_the_same_length(run):
   sampler = sampling.Sampler.from_workdir(str(run / "g1"))
   assert sampler.max_context == 64
@@ -62,6 +63,7 @@ def test_generate_and_serving_refuse_the_same_length(run):
       "error: the prompt (300 bytes) exceeds the model's context of 64 tokens; shorten it to at most 64 bytes")
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_by_default_generate_fills_the_context_and_prints_no_start_byte(run):
   out = flaxforge("generate", "--workdir=g1", "--prompt=", "--temperature=0", "--nostop_at_eos", cwd=run)
   assert out.returncode == 0, out.stderr[-2000:]
@@ -70,6 +72,7 @@ def test_by_default_generate_fills_the_context_and_prints_no_start_byte(run):
   assert len(new) == 63 and out.stdout == sampler.decode(new) + "\n\n" and not out.stdout.startswith("\0")
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_generate_help_shows_its_usage_lines_whole(tmp_path):
   out = flaxforge("generate", "--help", cwd=tmp_path)
   usage = out.stdout.split("\nflags:")[0]

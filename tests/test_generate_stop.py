@@ -108,6 +108,7 @@ def test_a_hugging_face_tokenizer_ends_at_its_end_of_text_token(tmp_path):
   assert sampler.complete("The old sailor", max_tokens=20, temperature=0).text == "ts a b."
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_generate_stops_at_the_end_of_a_document_and_takes_best(tmp_path):
   corpus = tmp_path / "docs.jsonl"
   corpus.write_text("\n".join(json.dumps({"text": "the cat sat on the mat."}) for _ in range(600)))

@@ -17,6 +17,8 @@ from flaxforge.models import bert  # pylint: disable=wrong-import-position
 from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
 from flaxforge.trainer import loop, restore  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # whole fine-tunes
+
 
 @pytest.mark.parametrize("lora_rank", [0, 4])
 def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_rank):

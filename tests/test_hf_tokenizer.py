@@ -36,6 +36,7 @@ def assert_same(ours: HFTokenizer, directory, seq_len):
   assert (ids[mask == 0] == ours.pad_id).all()
 
 
+@pytest.mark.slow  # the shared MiniLM
 def test_wordpiece_matches_autotokenizer(minilm, tmp_path):
   ours = HFTokenizer(minilm, seq_len=16)
   assert_same(ours, minilm, 16)

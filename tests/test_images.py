@@ -87,6 +87,7 @@ def test_augmentation_crops_and_flips_training_batches_only(tmp_path):
   np.testing.assert_array_equal(evaluation, images.astype(np.float32))  # eval batches are not augmented
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_the_convnet_learns_a_folder_of_pngs(tmp_path):
   make_folder(tmp_path / "photos")
   config = image_folder_config.get_config()
@@ -165,6 +166,7 @@ def test_fashion_mnist_builder_on_small_idx_files(tmp_path, capfd):
     fashion_mnist.load({"manual_dir": str(tmp_path), "data_dir": str(tmp_path / "tfds2")})
 
 
+@pytest.mark.slow  # real data
 def test_the_real_fashion_mnist_files(real_datasets):
   folder = real_datasets / "fashion_mnist"
   images, labels = fashion_mnist.read_split(folder, "test")

@@ -2,7 +2,6 @@
 config fields the user declares; one-line errors naming the module and the function it lacks; a model's own
 axis names sharded by config.mesh.rules, unnamed parameters replicated with one note."""
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from conftest import cli_env
 from flaxforge import data as data_lib
 from flaxforge.models import registry
 from flaxforge.core.errors import UserError
@@ -79,13 +79,13 @@ def project(tmp_path):
   return tmp_path
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_a_users_model_and_data_train_by_import_path_from_their_folder(project):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.update(JAX_PLATFORMS="cpu", JAX_NUM_CPU_DEVICES="2", TFDS_DATA_DIR=str(project / "tfds"))
+  env = cli_env(2, JAX_PLATFORMS="cpu", TFDS_DATA_DIR=str(project / "tfds"))
   proc = subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=my_config.py", "--workdir=run",
                          "--config.model.name=my_models.net", "--config.data.name=my_data.loader",
                          "--config.model.width=16", "--config.mesh.fsdp=2", "--config.mesh.data=1"],
-                        cwd=project, env=env, capture_output=True, text=True, timeout=300)
+                        cwd=project, env=env, capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert proc.stderr.count("carry no logical axis names") == 1, proc.stderr
   assert "gate" in proc.stderr and "head.kernel" in proc.stderr and "body.kernel" not in proc.stderr

@@ -8,27 +8,30 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+
+import pytest
+
+from conftest import HANG_GUARD_S, cli_env
+
+pytestmark = pytest.mark.slow  # several processes
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 LAUNCHER = REPO / "launch" / "local_multiprocess.sh"
 
 
 def _env(**extra):
-  flags = os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")
-  return {**os.environ, "XLA_FLAGS": flags, "PYTHON": sys.executable, "FLAXFORGE_HEARTBEAT_S": "10", **extra}
+  return cli_env(**{"PYTHON": sys.executable, "FLAXFORGE_HEARTBEAT_S": "10", **extra})
 
 
-def test_processes_that_fail_at_once_end_the_launcher_in_seconds(tmp_path):
-  """An interpreter that cannot start the trainer: every process has exited before the launcher waits."""
+def test_processes_that_fail_at_once_end_the_launcher(tmp_path):
+  """An interpreter that cannot start the trainer: every process has exited before the launcher waits (a
+  launcher that waits for them with `wait -n` would wait forever)."""
   broken = tmp_path / "python"
   broken.write_text("#!/bin/sh\nexit 3\n")
   broken.chmod(0o755)
-  start = time.monotonic()
   run = subprocess.run(["bash", str(LAUNCHER), "3", "--workdir=unused"], env=_env(PYTHON=str(broken)),
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=HANG_GUARD_S)
   assert run.returncode == 3, run.stderr
-  assert time.monotonic() - start < 10
   assert re.search(r"process \d exited with status 3", run.stderr)
 
 
@@ -38,7 +41,8 @@ def test_ctrl_c_checkpoints_every_process_at_one_step_and_the_run_resumes(tmp_pa
            "--config.train.eval_every_steps=100000", "--config.train.log_every=5", "--config.train.progress_bar=true"]
   launcher = subprocess.Popen(["bash", str(LAUNCHER), "2", *flags], env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
-  watchdog = threading.Timer(240, os.killpg, (launcher.pid, signal.SIGKILL))  # a hang fails, never blocks CI
+  # A hang fails, never blocks CI.
+  watchdog = threading.Timer(HANG_GUARD_S, os.killpg, (launcher.pid, signal.SIGKILL))
   watchdog.start()
   lines = []
   for line in launcher.stdout:  # wait until both processes train: process 0 logs its first interval
@@ -47,7 +51,7 @@ def test_ctrl_c_checkpoints_every_process_at_one_step_and_the_run_resumes(tmp_pa
       break
   os.killpg(launcher.pid, signal.SIGINT)
   output = "".join(lines) + launcher.stdout.read()
-  assert launcher.wait(timeout=120) == 0, output
+  assert launcher.wait() == 0, output
   watchdog.cancel()
   stopped = re.search(r"^stopped by SIGINT after step (\d+); checkpoint saved", output, re.M)
   assert stopped, output
@@ -57,7 +61,7 @@ def test_ctrl_c_checkpoints_every_process_at_one_step_and_the_run_resumes(tmp_pa
   assert not re.search(r"Traceback|\[1\] .*error", output), output
 
   resumed = subprocess.run(["bash", str(LAUNCHER), "2", *flags[:2], f"--config.train.num_steps={int(step) + 5}"],
-                           env=_env(), capture_output=True, text=True, timeout=180)
+                           env=_env(), capture_output=True, text=True, timeout=HANG_GUARD_S)
   assert resumed.returncode == 0, resumed.stdout + resumed.stderr
   assert re.search(rf"^resumed from the checkpoint at step {step}", resumed.stdout, re.M), resumed.stdout
   assert resumed.stdout.strip().splitlines()[-1].startswith('{"split": "test"')
@@ -82,7 +86,7 @@ time.sleep(60)
         break
     assert "".join(seen).count("ready") == 2, (launcher.poll(), seen)
     launcher.send_signal(signal.SIGTERM)
-    assert launcher.wait(timeout=20) == 0
+    assert launcher.wait(timeout=HANG_GUARD_S) == 0
     output = launcher.stdout.read()
     assert "process 0 stopped" in output and "[1] process 1 stopped" in output, (seen, output)
   finally:

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from flaxforge.core import lease as lease_lib
+from conftest import HANG_GUARD_S, cli_env, wait_until
+from flaxforge.trainer import lease as lease_lib
 from flaxforge.core.errors import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,21 +65,19 @@ def test_an_expired_heartbeat_is_taken_over_and_a_live_one_refreshed(tmp_path, c
 
 
 def _train(workdir, *flags):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return subprocess.Popen([sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py",
-                           f"--workdir={workdir}", *flags], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                           f"--workdir={workdir}", *flags], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_a_second_training_on_the_same_workdir_is_refused(tmp_path):
   first = _train(tmp_path, "--config.train.num_steps=2000", "--config.train.eval_every_steps=1000")
-  deadline = time.time() + 60
-  while not (tmp_path / "lease.json").exists() and time.time() < deadline:
-    time.sleep(0.2)
+  wait_until((tmp_path / "lease.json").exists, first, "the first training's lease")
   second = _train(tmp_path, "--config.seed=1")
-  out, err = second.communicate(timeout=120)
+  out, err = second.communicate(timeout=HANG_GUARD_S)
   first.terminate()  # SIGTERM: the first checkpoints and exits 0
-  first_out, first_err = first.communicate(timeout=120)
+  first_out, first_err = first.communicate(timeout=HANG_GUARD_S)
   assert second.returncode == 2, err
   assert err.strip().splitlines()[-1].startswith(f"error: {tmp_path} is in use by a training on host ")
   assert first.returncode == 0, first_err[-2000:]

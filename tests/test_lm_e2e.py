@@ -1,7 +1,11 @@
 """The language-model path as a user runs it: train a tiny byte-level GPT on a text file, then generate."""
 import json
 
+import pytest
+
 from conftest import run_module
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 
 _run = run_module

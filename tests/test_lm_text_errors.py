@@ -134,6 +134,7 @@ def _tiny_gpt(corpus, num_steps):
   return c
 
 
+@pytest.mark.slow  # a whole training
 def test_resuming_after_the_corpus_is_edited_is_refused(tmp_path):
   corpus = tmp_path / "corpus.txt"
   corpus.write_text("the cat sat on the mat. " * 200)

@@ -14,6 +14,8 @@ from flaxforge.launch.configs import gpt_text, tiny
 from flaxforge.trainer import feed as feed_lib
 from flaxforge.trainer import loop, restore
 
+pytestmark = pytest.mark.slow  # whole trainings
+
 
 def _records(workdir, split="train"):
   lines = (workdir / "metrics.jsonl").read_text().splitlines()

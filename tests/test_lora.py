@@ -12,7 +12,7 @@ from tiny_hf import bert_dir, topics  # pylint: disable=unused-import (fixtures)
 from conftest import checkpoint_arrays
 from flaxforge.core.errors import UserError
 from flaxforge.models import hf, lora
-from flaxforge.trainer import loop, restore, setup, state as state_lib
+from flaxforge.trainer import loop, mesh as mesh_lib, restore, run_data, state as state_lib, workdir as workdir_lib
 
 LORA = {"model.lora.rank": 4, "model.lora.targets": "qkv,out,up", "model.dropout": 0.0}
 
@@ -23,11 +23,12 @@ def _flat(state):
   return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_flatten_with_path(state)[0]}
 
 
+@pytest.mark.slow  # a whole fine-tune
 def test_a_lora_step_changes_only_adapters_and_head(tmp_path, bert_dir, topics):
   config = tiny_hf.config(tmp_path, bert_dir, topics, **LORA, **{"train.num_steps": 2,
                                                                  "checkpoint.every_steps": 1})
-  data = setup.load_data(config)
-  _, create = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=2)
+  data = run_data.load_data(config)
+  _, create = state_lib.structure(config, data.info, mesh_lib.mesh_for(config.mesh), total_steps=2)
   before = _flat(create()[0])
   loop.train(config, str(tmp_path / "run"))
   run_state = restore.restore(str(tmp_path / "run")).state
@@ -39,7 +40,7 @@ def test_a_lora_step_changes_only_adapters_and_head(tmp_path, bert_dir, topics):
   full = sum(x.size for k, x in before.items() if "lora_" not in k)
   trained = sum(x.size for k, x in before.items() if "lora_" in k or "'head'" in k)
   assert sum(x.size for x in opt_arrays) == 2 * trained < 0.5 * full  # Adam's two moments, adapters and head only
-  structure, _ = state_lib.structure(config, data.info, setup.mesh_for(config), total_steps=2)
+  structure, _ = state_lib.structure(config, data.info, mesh_lib.mesh_for(config.mesh), total_steps=2)
   total = sum(x.size for x in before.values())
   banner = state_lib.parameters_line(config.model, structure.abstract)
   assert banner == f"{total:,} parameters ({trained:,} trained: LoRA rank 4)", banner
@@ -73,6 +74,7 @@ class _Cfg(dict):
     return _Cfg(value) if isinstance(value, dict) else value
 
 
+@pytest.mark.slow  # whole fine-tunes
 def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert_dir, topics):
   """A LoRA step's checkpoint holds adapters, head and optimizer only; its meta names the base (path,
   sha256), a resume reads the base again and redoes the steps bit for bit, and a changed base is refused."""
@@ -80,7 +82,7 @@ def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert
   shutil.copytree(bert_dir, base)
   config = tiny_hf.config(tmp_path, base, topics, **LORA, **{"train.num_steps": 10, "checkpoint.every_steps": 5})
   loop.train(config, str(tmp_path / "run"))
-  ckpt = setup.checkpointer(config, tmp_path / "run", read_only=True)
+  ckpt = workdir_lib.checkpointer(tmp_path / "run", config, read_only=True)
   assert ckpt.meta(10)["frozen_base"] == {"path": str(base), "sha256": hf.content_hash(str(base))}
   saved = [jax.tree_util.keystr(p) for p, _ in
            jax.tree_util.tree_flatten_with_path(ckpt._manager.item_metadata(10)["state"])[0]]  # pylint: disable=protected-access

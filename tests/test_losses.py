@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from flaxforge.core.errors import UserError
-from flaxforge.trainer import losses
+from flaxforge.trainer import fields, losses
 
 LOGITS = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0], [0.5, 0.5, 3.0], [1.0, 2.0, 0.0]], np.float32)
 LABELS = np.array([0, 2, 2, 0])
@@ -33,8 +33,11 @@ def test_mse_is_on_probabilities():
 
 
 def test_unknown_loss_names_the_fix():
-  with pytest.raises(UserError, match="--config.loss"):
-    losses.per_example("hinge", LOGITS, LABELS)
+  """config.loss's declaration is the one check; each loss it declares has a formula here."""
+  with pytest.raises(UserError, match="config.loss = 'hinge' is not one of: cross_entropy, mse; set --config.loss"):
+    fields.Run.read({"loss": "hinge"})
+  for kind in fields.Run.declared()["loss"].choices:
+    assert losses.per_example(kind, LOGITS, LABELS).shape == (4,)
 
 
 def test_metric_sums_count_only_real_examples():

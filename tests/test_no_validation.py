@@ -5,7 +5,6 @@ import contextlib
 import gzip
 import io
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import pytest
 from PIL import Image
 
 import csv_run
+from conftest import cli_env
 from flaxforge.data import fields as data_fields
 from flaxforge.core.errors import UserError
 from flaxforge.data import fashion_mnist, image_folder, lm_text, newsgroups, splits, tabular, text_files
@@ -38,6 +38,7 @@ def refit(tmp_path_factory):
   return tmp, path, cfg, results, out.getvalue()
 
 
+@pytest.mark.slow  # a whole training
 def test_a_refit_trains_on_every_non_test_row_and_reports_test(refit):
   tmp, _, _, results, stdout = refit
   run = tmp / "run"
@@ -64,10 +65,10 @@ def _one_error_line(proc) -> str:
 
 
 def _flaxforge(*args, cwd):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one device, as a user runs it
-  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_eval_of_the_validation_split_or_the_best_checkpoint_is_one_line(refit):
   tmp = refit[0]
   line = _one_error_line(_flaxforge("eval", f"--workdir={tmp / 'run'}", "--split=validation", cwd=tmp))
@@ -78,6 +79,7 @@ def test_eval_of_the_validation_split_or_the_best_checkpoint_is_one_line(refit):
   assert "drop --best" in line, line
 
 
+@pytest.mark.slow  # a whole training
 def test_resume_refuses_another_fraction_and_accepts_the_same(refit):
   tmp, path, cfg, results, _ = refit
   with pytest.raises(UserError) as e:
@@ -86,6 +88,7 @@ def test_resume_refuses_another_fraction_and_accepts_the_same(refit):
   assert csv_run.train(cfg, tmp / "run")["accuracy"] == pytest.approx(results["accuracy"])  # same run: re-tested
 
 
+@pytest.mark.slow  # a whole training
 def test_early_stopping_without_a_validation_split_is_refused(refit, tmp_path):
   tmp, path = refit[:2]
   cfg = csv_run.config(tmp, path, **{"data.validation_fraction": 0.0})
@@ -197,6 +200,7 @@ def test_lm_text(tmp_path):
   assert _sizes(ds) == {"train": 18, "test": 2}
 
 
+@pytest.mark.slow  # whole trainings
 def test_a_refit_tests_on_the_rows_the_chosen_settings_were_tested_on(tmp_path):
   """Without a split column the test rows are drawn before the validation rows: the refit (fraction 0) is
   tested on the same rows as the run that chose its settings, so the two test scores compare."""

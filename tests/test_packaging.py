@@ -2,7 +2,6 @@
 regular wheel holds only `flaxforge` and trains from outside the repository."""
 import csv
 import json
-import os
 import pathlib
 import random
 import shutil
@@ -13,15 +12,14 @@ import zipfile
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, cli_env
 
-
-def _env():
-  return {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "PYTHONPATH")}
+pytestmark = pytest.mark.slow  # the wheel build
 
 
 def _run(python, *args, cwd):
-  proc = subprocess.run([str(python), *args], cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
+  proc = subprocess.run([str(python), *args], cwd=cwd, env=cli_env(PYTHONPATH=None), capture_output=True,
+                        text=True)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return proc
 

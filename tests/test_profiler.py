@@ -3,9 +3,12 @@ import gzip
 import json
 
 import jax
+import pytest
 
 from flaxforge.launch.configs import tiny
 from flaxforge.trainer import loop
+
+pytestmark = pytest.mark.slow  # a whole training
 
 
 def test_profile_config_writes_a_trace(tmp_path):
@@ -17,4 +20,7 @@ def test_profile_config_writes_a_trace(tmp_path):
   assert list(run.glob("*.xplane.pb")) and list(run.glob("*.xplane.pb"))[0].stat().st_size > 1000
   [trace] = run.glob("*.trace.json.gz")
   events = json.loads(gzip.decompress(trace.read_bytes()))["traceEvents"]
-  assert any("loop.py" in e.get("name", "") for e in events)  # the loop's own Python calls were traced
+  # Each step carries its number (jax.profiler.StepTraceAnnotation: TensorBoard's per-step view), and the
+  # loop's own Python calls were traced.
+  assert [e["args"]["step_num"] for e in events if e.get("name") == "train"] == ["10", "11", "12"]
+  assert any("on_leaves" in e.get("name", "") for e in events)

@@ -47,6 +47,9 @@ def _arrays(tree) -> list:
           for x in jax.tree.leaves(tree)]
 
 
+pytestmark = pytest.mark.slow  # whole fine-tuning runs
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, bert_dir, topics):  # noqa: F811
   """Full fine-tunes (AdamW over every weight, no LoRA): a BERT classifier and a GPT-2 language model."""

@@ -10,18 +10,14 @@ import time
 import pytest
 from etils import epath
 
-from conftest import checkpoint_arrays
+from conftest import checkpoint_arrays, cli_env, wait_until
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOTAL = 120
 # tiny.py has dropout 0.1, so the RNG state matters; checkpoints every 10 steps, validation every 40.
 FLAGS = ["--config.checkpoint.every_steps=10", "--config.train.log_every=10", "--config.train.eval_every_steps=40"]
-
-
-def _env():
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES="1")
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "").strip()
-  return env
 
 
 def _cmd(workdir, steps):
@@ -30,7 +26,7 @@ def _cmd(workdir, steps):
 
 
 def _train(workdir, steps):
-  result = subprocess.run(_cmd(workdir, steps), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+  result = subprocess.run(_cmd(workdir, steps), cwd=REPO, env=cli_env(), capture_output=True, text=True)
   assert result.returncode == 0, result.stderr[-3000:]
   return result
 
@@ -77,13 +73,9 @@ def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path, uninterr
     want = max(target, seen + 10)
     if want > TOTAL - 30:
       break
-    proc = subprocess.Popen(_cmd(tmp_path, TOTAL), cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(tmp_path, TOTAL), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while not _steps(tmp_path) or max(_steps(tmp_path)) < want:
-      assert proc.poll() is None, f"seed {seed}: finished before the kill: {proc.stderr.read()[-2000:]}"
-      assert time.time() < deadline, f"seed {seed}: no checkpoint {want} within 120 s"
-      time.sleep(0.01)
+    wait_until(lambda: max(_steps(tmp_path) or [0]) >= want, proc, f"seed {seed}: checkpoint {want}")
     time.sleep(rng.uniform(0, 0.1))  # anywhere: mid-step, mid-save, mid-validation
     proc.send_signal(signal.SIGKILL)
     proc.wait()

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import csv_run
+from conftest import cli_env
 from flaxforge import data as data_lib
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import evaluate
@@ -30,6 +31,7 @@ def _snapshot(workdir):
                                                             "assets/text_encoder.json", "metrics.jsonl")}
 
 
+@pytest.mark.slow  # a whole training
 @pytest.mark.parametrize("field,value,said", [
     ("data.lowercase", False, "data.lowercase: true -> false"),  # case 1: re-maps the vocabulary
     ("optimizer.learning_rate", 0.5, "optimizer.learning_rate: 0.01 -> 0.5"),
@@ -47,6 +49,7 @@ def test_a_changed_run_defining_field_is_refused_and_nothing_is_overwritten(trai
   assert _snapshot(workdir) == before
 
 
+@pytest.mark.slow  # a whole training
 def test_changed_data_is_refused_naming_the_file(trained, tmp_path):
   tmp, _, cfg, _ = trained
   shutil.copytree(tmp / "run", tmp_path / "run")
@@ -60,6 +63,7 @@ def test_changed_data_is_refused_naming_the_file(trained, tmp_path):
   assert sorted((tmp / "tfds").rglob("*")) == prepared  # refused before the edited file was prepared
 
 
+@pytest.mark.slow  # a whole training
 def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
   tmp, path, _, _ = trained
   shutil.copytree(tmp / "run", tmp_path / "run")
@@ -70,6 +74,7 @@ def test_a_longer_run_resumes_and_records_the_change(trained, tmp_path):
   assert max(r["step"] for r in records) == 30
 
 
+@pytest.mark.slow  # a whole training
 def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path):
   """Case 2: rows with a new class appended to the CSV change nothing for eval of the finished run, even
   after the changed file was prepared beside it (by a new run in another --workdir, as the refusal advises)."""
@@ -88,6 +93,7 @@ def test_eval_scores_the_recorded_split_after_the_file_changes(trained, tmp_path
   assert scored["accuracy"] == pytest.approx(results["accuracy"]) and scored["loss"] == pytest.approx(results["loss"])
 
 
+@pytest.mark.slow  # a whole training
 def test_eval_names_moved_data_and_the_flag_that_finds_it(trained, tmp_path):
   """The prepared copy moved to another data directory and the file edited since: nothing to rebuild it from."""
   tmp, path, _, results = trained
@@ -110,6 +116,7 @@ def test_eval_names_moved_data_and_the_flag_that_finds_it(trained, tmp_path):
   assert evaluate.evaluate_workdir(str(tmp_path / "run"))["accuracy"] == pytest.approx(results["accuracy"])
 
 
+@pytest.mark.slow  # a whole training
 def test_relative_paths_are_resolved_when_the_run_starts(trained, tmp_path, monkeypatch):
   tmp, path, _, _ = trained
   shutil.copy(path, tmp_path / "topics.csv")
@@ -149,11 +156,11 @@ def test_every_path_field_expands_home_and_variables(tmp_path, monkeypatch):
 
 
 def _train(workdir, *flags):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}", *flags],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                        cwd=REPO, env=cli_env(), capture_output=True, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_a_rerun_without_config_resumes_with_the_stored_one(tmp_path):
   first = _train(tmp_path, "--config=launch/configs/tiny.py", "--config.train.num_steps=20")
   assert first.returncode == 0, first.stderr[-2000:]
@@ -163,6 +170,7 @@ def test_a_rerun_without_config_resumes_with_the_stored_one(tmp_path):
   assert json.loads((tmp_path / "config.json").read_text())["model"]["hidden"] == [64]  # tiny.py's, not default's
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_a_rerun_without_config_checks_overrides_against_the_runs_own_fields(trained, tmp_path):
   """data.seq_len is a field of text_csv, not of the default config: without --config it is the run's
   field, so changing it is refused as a change of the run (not as an unknown field), and --help lists it."""

@@ -26,6 +26,7 @@ def greedy(model, prompt, new, length=CONTEXT):
   return buf[0, len(prompt):len(prompt) + new].tolist()
 
 
+@pytest.mark.slow  # every prompt length compiled
 @pytest.mark.parametrize("position", ["learned", "rope"])
 def test_greedy_matches_the_uncached_model_for_every_prompt_length(position):
   arch = transformer.arch_from_config({"size": "tiny", "position": position, "max_len": CONTEXT},

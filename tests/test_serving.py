@@ -20,6 +20,8 @@ from flaxforge.launch.configs import text_csv
 from flaxforge.inference import predict
 from flaxforge.trainer import loop
 
+pytestmark = pytest.mark.slow  # a whole training and a subprocess
+
 CUES = {"sports": "goal match team coach league".split(), "cooking": "oven recipe flour bake sauce".split(),
         "travel": "flight hotel beach passport train".split()}
 MODELS = {  # tiny versions of every text classifier the trainer makes, and their epochs
@@ -102,7 +104,7 @@ def test_artifact_reproduces_the_live_model_without_the_model_code(run_dir, expo
   live = predict.Predictor.from_workdir(str(run_dir))
   expected = live.logits(live.encode(TEXTS))
   proc = subprocess.run([sys.executable, "-c", _BLOCKED_LOAD, str(exported), json.dumps(TEXTS)],
-                        capture_output=True, text=True, timeout=300, check=False)
+                        capture_output=True, text=True, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   got = json.loads(proc.stdout.strip().splitlines()[-1])
   assert not [m for m in got["modules"] if m.startswith("flaxforge.models")] and "flax" not in got["modules"]

@@ -1,7 +1,6 @@
 """One model, any mesh: data-parallel, FSDP and tensor-parallel layouts of the digits MLP train like one
 device, parameters are split as trainer/mesh.py's RULES say, and meshes that cannot fit are refused."""
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from conftest import cli_env
 from flaxforge import data as data_lib
 from flaxforge.data import pipeline, preprocess
 from flaxforge.launch.configs import mlp_digits
@@ -56,6 +56,7 @@ def one_device(digits):
   return _train(digits, (1, 1, 1), jax.devices()[:1])
 
 
+@pytest.mark.slow  # whole trainings
 @pytest.mark.parametrize("layout", [(8, 1, 1), (1, 8, 1), (2, 4, 1), (4, 1, 2)],
                          ids=["data-parallel", "fsdp", "data+fsdp", "data+tensor"])
 def test_every_layout_trains_like_one_device(digits, one_device, layout):
@@ -95,12 +96,11 @@ def test_parameters_are_sharded_as_the_rules_say(digits, layout):
 
 
 def _cli(args, devices=2):
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")}
   return subprocess.run([sys.executable, "-m", "flaxforge.launch.train", "--config=launch/configs/tiny.py", *args],
-                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+                        cwd=REPO, env=cli_env(devices, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("flags, says", [
     (["--config.mesh.fsdp=3"], "4 devices are not divisible by 3; choose sizes whose product divides 4 (1, 2, 4)"),
     (["--config.mesh.data=2", "--config.mesh.tensor=3"], "needs 6 devices but 4 are available"),
@@ -114,6 +114,7 @@ def test_a_mesh_that_cannot_fit_is_refused_in_one_line(tmp_path, flags, says):
   assert not (tmp_path / "run" / "checkpoints").exists()  # refused before any state was built
 
 
+@pytest.mark.slow  # a whole training and a subprocess CLI run
 def test_an_fsdp_checkpoint_evaluates_on_one_device(tmp_path):
   """Saved from 8 devices with every weight split 8 ways, restored whole onto 1 device: same metrics."""
   from flaxforge.launch.configs import tiny  # pylint: disable=g-import-not-at-top
@@ -121,10 +122,8 @@ def test_an_fsdp_checkpoint_evaluates_on_one_device(tmp_path):
   config = tiny.get_config()
   config.mesh.data, config.mesh.fsdp = 1, 8
   on_eight = loop.train(config, str(tmp_path))
-  env = {**os.environ, "JAX_NUM_CPU_DEVICES": "1", "JAX_PLATFORMS": "cpu",
-         "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace("--xla_force_host_platform_device_count=8", "")}
-  run = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={tmp_path}"], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=120)
+  run = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={tmp_path}"], cwd=REPO,
+                       env=cli_env(JAX_PLATFORMS="cpu"), capture_output=True, text=True)
   assert run.returncode == 0, run.stderr
   on_one = json.loads(run.stdout.strip().splitlines()[-1])
   assert on_one["step"] == config.train.num_steps

@@ -97,6 +97,7 @@ def test_bad_columns_and_options_are_one_line(tmp_path):
     tabular.transform(tabular.load(cfg(tmp_path)).assets["table_transform"], pd.DataFrame({"age": [1.0]}))
 
 
+@pytest.mark.slow  # subprocess CLI runs
 def test_a_table_is_prepared_once_per_content_without_tfds_download_messages(tmp_path):
   """As a user runs it: one plain 'preparing' line, not TFDS' "Downloading ... Unknown size"; a touched file
   reuses its prepared copy and an edited one replaces it (copies do not pile up)."""
@@ -126,6 +127,7 @@ def _train(tmp_path, path, label, **data):
   return loop.train(config, str(tmp_path / "run"), devices=jax.devices()[:1])
 
 
+@pytest.mark.slow  # a subprocess CLI run
 def test_trains_on_the_synthetic_table_and_predicts_from_raw_rows(tmp_path):
   table = synthetic_table(tmp_path / "customers.csv")
   results = _train(tmp_path, tmp_path / "customers.csv", "churned", categorical_columns="device")
@@ -150,6 +152,7 @@ def test_trains_on_the_synthetic_table_and_predicts_from_raw_rows(tmp_path):
                              predictor.probabilities(rows[:50]), atol=1e-6)
 
 
+@pytest.mark.slow  # a whole training
 def test_palmer_penguins_species(tmp_path):
   palmerpenguins = pytest.importorskip("palmerpenguins")  # in the test extra
   palmerpenguins.load_penguins().to_csv(tmp_path / "penguins.csv", index=False)
@@ -157,6 +160,7 @@ def test_palmer_penguins_species(tmp_path):
   assert results["accuracy"] >= 0.97, results
 
 
+@pytest.mark.slow  # a whole training
 def test_regression_of_a_numeric_column(tmp_path):
   rng = np.random.default_rng(0)
   x = rng.normal(size=(300, 2))

@@ -165,11 +165,13 @@ def test_encoder_options_read_config_with_defaults():
 
 
 def test_encoding_is_fast():
+  """A guard against a quadratic fit or encode, in CPU time (all threads), which other work on the machine
+  does not inflate as it does wall time."""
   docs = [" ".join(f"word{(i * 7919 + j * 31) % 30000}" for j in range(300)) for i in range(6000)]
-  start = time.perf_counter()
+  start = time.process_time()
   enc = text.TextEncoder.fit(docs)
   enc.encode(docs)
-  assert time.perf_counter() - start < 5.0  # 1.8M tokens; about 1 s on 2 cores
+  assert time.process_time() - start < 10.0  # 1.8M tokens; about 1 s
 
 
 def test_cls_token_leads_every_row_and_words_fill_the_rest():

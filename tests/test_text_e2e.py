@@ -6,8 +6,11 @@ import csv
 import json
 import random
 
+import pytest
 
 from conftest import run_module
+
+pytestmark = pytest.mark.slow  # subprocess CLI runs on real data
 
 
 _run = run_module

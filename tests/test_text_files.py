@@ -192,13 +192,15 @@ def chinese_topics(path, n=300):
   return write_csv(path, rows)
 
 
-def test_chinese_text_warns_with_words_and_trains_with_characters(tmp_path, capfd):
-  """Case 7: every Chinese text is one "word" to the word encoder (so it warns); characters train it."""
+@pytest.mark.slow  # whole trainings
+def test_chinese_text_is_split_into_characters_by_default_and_trains(tmp_path, capfd):
+  """Case 7: every Chinese text would be one "word" to the word encoder, so the default splits them into
+  characters and says so (issue 30); characters train it."""
   import csv_run  # pylint: disable=g-import-not-at-top
   path = chinese_topics(tmp_path / "chinese.csv")
-  text_files.load(config(tmp_path, path))
+  assert text_files.load(config(tmp_path, path)).assets["text_encoder"]["tokenizer"] == "char"
   warning = capfd.readouterr().err
-  assert "100% of the training texts are a single token" in warning and "--config.data.tokenizer=char" in warning
+  assert "100% of the training texts are written without spaces between words" in warning, warning
   cfg = csv_run.config(tmp_path, path, **{"data.tokenizer": "char", "data.char_ngrams": 2, "data.num_words": 2000,
                                           "data.seq_len": 40, "train.num_steps": 60})
   results = csv_run.train(cfg, tmp_path / "run")

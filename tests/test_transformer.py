@@ -167,6 +167,7 @@ def test_pooled_classifier_equals_pooling_the_full_output(cfg):
   np.testing.assert_allclose(forward(model, x), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow  # generation, compiled per variant
 @pytest.mark.parametrize("cfg", VARIANTS)
 def test_decode_with_cache_matches_full_forward(cfg):
   model = make_gpt(**cfg)
@@ -181,6 +182,7 @@ def test_decode_with_cache_matches_full_forward(cfg):
   np.testing.assert_allclose(jnp.concatenate(steps, axis=1), full, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # generation
 def test_greedy_sampling_with_the_cache_matches_an_uncached_loop():
   model = make_gpt()
   prompt = tokens((5,), 256).tolist()
@@ -196,6 +198,7 @@ def _ranks(model, out, prompt_len):
   return (logits > chosen).sum(-1)
 
 
+@pytest.mark.slow  # generation
 def test_sampling_is_seeded_and_top_k_restricts_it():
   """A hot temperature over an untrained model's flat logits: without top_k most draws fall outside the
   top 3, with top_k=3 none may."""
@@ -246,6 +249,7 @@ def test_16_bit_dropout_keeps_the_rate_and_the_mean(rate):
   np.testing.assert_array_equal(layer(x), x)
 
 
+@pytest.mark.slow  # 8 devices
 @pytest.mark.skipif(len(jax.devices()) < 8, reason="needs 8 (fake) devices")
 @pytest.mark.parametrize("make", [make_gpt, make_bert])
 def test_fsdp_tensor_sharded_forward_matches_single_device(make):

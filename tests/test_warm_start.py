@@ -9,7 +9,9 @@ from flax import nnx
 
 import csv_run
 from flaxforge.core.errors import UserError
-from flaxforge.trainer import loop, mesh as mesh_lib, restore, setup, state as state_lib, warm_start
+from flaxforge.trainer import loop, mesh as mesh_lib, restore, run_data, state as state_lib, warm_start
+
+pytestmark = pytest.mark.slow  # whole trainings
 
 
 def _relabelled(src, dst):
@@ -46,7 +48,7 @@ def runs(tmp_path_factory):
 
 def test_only_the_mismatched_head_is_fresh_and_the_rest_is_copied_bit_for_bit(runs):
   tmp, new = runs
-  info = setup.load_data(new).info
+  info = run_data.load_data(new).info
   mesh = mesh_lib.make_mesh(new.mesh)
   _, create = state_lib.structure(new, info, mesh, total_steps=20)
   fresh = create()

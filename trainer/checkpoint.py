@@ -16,11 +16,8 @@ saving is one UserError naming the failed step and the last complete one.
 """
 import contextlib
 import dataclasses
-import errno
-import logging
 import re
 import sys
-import threading
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +28,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as policies
 
 from flaxforge.core.errors import UserError
+from flaxforge.trainer import orbax_quiet
 
 
 class Damaged(Exception):
@@ -52,9 +50,7 @@ class Checkpointer:
   def __init__(self, directory: epath.Path, *, keep: int = 3, best_metric: str = "", best_mode: str = "max",
                keep_best: int = 1, async_save: bool = True, read_only: bool = False,
                frozen: FrozenBase | None = None):
-    if keep < 1:
-      raise UserError(f"checkpoint.keep is {keep}: retention would delete every checkpoint, so a stopped run "
-                      "could not resume; pass --config.checkpoint.keep=1 or more")
+    orbax_quiet.install()
     self.directory = epath.Path(directory)
     self._in_flight = None  # the step of the save that may still be writing
     self.best_metric, self.best_mode, self.read_only, self.frozen = best_metric, best_mode, read_only, frozen
@@ -98,15 +94,15 @@ class Checkpointer:
     self._protected.steps = {protect} - {None}
     self._purge_deleted()
     self._in_flight = step
-    _quiet_abandoned_writes()  # before the write: a full disk's reports can come before its error is raised
+    orbax_quiet.abandoned_writes()  # before the write: a full disk's reports can come before its error is raised
     with self._no_space_is_one_line():
       self._manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                        meta=ocp.args.JsonSave(meta)),
                          metrics=metrics and {**metrics, _STEP: step}, force=True)
 
   def warm_up(self, state):
-    """Compiles the fingerprint for `state`'s shapes (a one-time 0.4 s on CPU for the text CNN, otherwise
-    paid inside the first save's blocking part, 10x a steady save)."""
+    """Compiles the fingerprint for `state`'s shapes: a one-time cost, otherwise paid inside the first save's
+    blocking part (BENCHMARKS.md, "Figures behind trainer/ comments")."""
     fingerprint(nnx.filter_state(state, nnx.Not(self.frozen.is_frozen)) if self.frozen else state)
 
   def meta(self, step: int) -> dict:
@@ -142,7 +138,7 @@ class Checkpointer:
       raise UserError(f"no checkpoint at step {step} in {self.directory}; available steps: "
                       f"{', '.join(map(str, steps)) or 'none'}")
     candidates = [step] if step is not None else sorted(steps, reverse=True)
-    _quiet_abandoned_reads()  # before the first read: a damaged step's reports can come while it fails
+    orbax_quiet.abandoned_reads()  # before the first read: a damaged step's reports can come while it fails
     for i, candidate in enumerate(candidates):
       try:
         base = self.meta(candidate).get("frozen_base") if self.frozen else None
@@ -228,16 +224,10 @@ class Checkpointer:
       self._manager.wait_until_finished()
     self._in_flight = None
 
-  def complete_steps(self) -> list[int]:
-    """Steps whose save finished (read from the directory: an unfinished save is a temporary name)."""
-    if not self.directory.exists():
-      return []
-    return sorted(int(p.name) for p in self.directory.iterdir() if p.name.isdigit())
-
   def on_disk(self) -> str:
     """What a stopped run leaves, in words: the newest complete checkpoint (and any save in flight)."""
-    steps = self.complete_steps()
-    text = f"the last complete checkpoint is step {steps[-1]} in {self.directory}" if steps else "no complete checkpoint"
+    text = on_disk(self.directory)
+    steps = complete_steps(self.directory)
     if self._in_flight is not None and self._in_flight not in steps:
       text += f"; the unfinished save of step {self._in_flight} is discarded at the next start"
     return text
@@ -247,10 +237,10 @@ class Checkpointer:
     try:
       yield
     except Exception as e:  # pylint: disable=broad-except  (Orbax wraps the OSError in its own types)
-      if not _is_no_space(e):
+      if not orbax_quiet.is_no_space(e):
         raise
       step, self._in_flight = self._in_flight, None
-      _quiet_no_space_at_exit()
+      orbax_quiet.no_space_at_exit()
       raise UserError(f"no space left on the device while saving the checkpoint at step {step} in "
                       f"{self.directory}; {self.on_disk()}; free space (or move the work directory to a larger "
                       "disk) and run the same command again to resume from it") from None
@@ -273,6 +263,20 @@ class _Steps(policies.PreservationPolicy):
   def should_preserve(self, checkpoints, *, context):
     del context
     return [c.step in self.steps for c in checkpoints]
+
+
+def complete_steps(directory: epath.Path) -> list[int]:
+  """Steps whose save finished (read from the directory: an unfinished save is a temporary name)."""
+  directory = epath.Path(directory)
+  if not directory.exists():
+    return []
+  return sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
+
+
+def on_disk(directory: epath.Path) -> str:
+  """The newest complete checkpoint in `directory`, in words."""
+  steps = complete_steps(directory)
+  return f"the last complete checkpoint is step {steps[-1]} in {directory}" if steps else "no complete checkpoint"
 
 
 def _name(path, leaf) -> str:
@@ -318,104 +322,6 @@ def _verify(state, meta: dict):
 
 _DELETING = "deleting"
 _STEP = "_step"  # added to the metrics Orbax ranks by, to break ties
-
-
-class _OrbaxNoSpace(logging.Filter):
-  """Orbax logs a no-space failure with its traceback before raising it; the UserError says it in one line."""
-
-  def filter(self, record):
-    return not ("orbax" in record.pathname and record.exc_info and _is_no_space(record.exc_info[1]))
-
-
-logging.getLogger("absl").addFilter(_OrbaxNoSpace())
-
-
-def _quiet_no_space_at_exit():
-  """After the one-line no-space error, the exit's own flushes (TensorBoard's writer) fail the same way;
-  their reports, and only those, are dropped."""
-  previous_thread = threading.excepthook
-
-  def thread(args):
-    if not (_is_no_space(args.exc_value) or "handle is closed" in str(args.exc_value)):
-      previous_thread(args)
-  threading.excepthook = thread
-
-
-def _quiet_abandoned_reads():
-  """A failed read of a damaged step closes Orbax's event loop while TensorStore still completes its other
-  reads. Each of those then reports through sys.unraisablehook ('Event loop is closed', or the damaged step's
-  read error again) or asyncio's 'Task exception was never retrieved': dozens of tracebacks for a step
-  already reported in one line. Those, and only those, are dropped."""
-  _drop_reports(_is_abandoned_read, _AbandonedRead())
-
-
-def _quiet_abandoned_writes():
-  """The same for a save that runs out of space: its other writes report 'Event loop is closed', the
-  no-space error again, or asyncio's 'Future exception was never retrieved' (up to 100 traceback lines on a
-  full tmpfs, some before the save's one-line error is raised). Those, and only those, are dropped."""
-  _drop_reports(_is_abandoned_write, _AbandonedWrite())
-
-
-def _drop_reports(lost, log_filter: logging.Filter):
-  """Drops the sys.unraisablehook reports and asyncio log records of errors `lost` recognises (once)."""
-  previous = sys.unraisablehook
-  if lost in getattr(previous, "drops", ()):
-    return
-
-  def hook(unraisable):
-    if not lost(unraisable.exc_value):
-      previous(unraisable)
-  hook.drops = (*getattr(previous, "drops", ()), lost)
-  sys.unraisablehook = hook
-  logging.getLogger("asyncio").addFilter(log_filter)
-
-
-class _AbandonedRead(logging.Filter):
-  """asyncio's 'Task exception was never retrieved' for an abandoned read (see `_quiet_abandoned_reads`)."""
-
-  def filter(self, record):
-    never = "never retrieved" in str(getattr(record, "msg", ""))
-    return not (never and record.exc_info and self.lost(record.exc_info[1]))
-
-  def lost(self, error) -> bool:
-    return _is_abandoned_read(error)
-
-
-class _AbandonedWrite(_AbandonedRead):
-  """asyncio's '... exception was never retrieved' for a write a full disk failed (`_quiet_abandoned_writes`)."""
-
-  def lost(self, error) -> bool:
-    return _is_abandoned_write(error)
-
-
-def _is_abandoned_read(error: BaseException | None) -> bool:
-  """Whether `error` or one it wraps is a read of a damaged step: TensorStore's DATA_LOSS, bare or wrapped in
-  Orbax's 'Encountered error while reading array index', or the closed event loop it was given up on."""
-  seen = set()
-  while error is not None and id(error) not in seen:
-    seen.add(id(error))
-    text = str(error)
-    if ("DATA_LOSS" in text or "Encountered error while reading array" in text
-        or (isinstance(error, RuntimeError) and "Event loop is closed" in text)):
-      return True
-    error = error.__cause__ or error.__context__
-  return False
-
-
-def _is_abandoned_write(error: BaseException | None) -> bool:
-  """Whether `error` is a write a full disk failed, or the closed event loop it was given up on."""
-  return _is_no_space(error) or (isinstance(error, RuntimeError) and "Event loop is closed" in str(error))
-
-
-def _is_no_space(e: BaseException | None) -> bool:
-  """Whether `e`, or an exception it wraps, is ENOSPC or EDQUOT (quota), or says so in its text."""
-  seen = set()
-  while e is not None and id(e) not in seen:
-    seen.add(id(e))
-    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in str(e):
-      return True
-    e = e.__cause__ or e.__context__
-  return False
 
 
 def _first_line(e: Exception) -> str:

@@ -7,28 +7,25 @@ so a run killed and resumed makes the same decision at the same step. Whether a 
 import dataclasses
 
 from flaxforge.core.errors import UserError
+from flaxforge.trainer import fields
 
 
 @dataclasses.dataclass
 class EarlyStopping:
-  metric: str = ""  # '' = off
-  mode: str = "max"
-  patience: int = 1
-  min_delta: float = 0.0
+  cfg: fields.EarlyStopping  # metric ('' = off), mode, patience, min_delta
   best: float | None = None
   best_step: int | None = None
   bad: int = 0  # validations since the last improvement
 
   @classmethod
-  def from_config(cls, cfg, saved: dict | None) -> "EarlyStopping":
-    """`cfg` is `config.train.early_stopping` (None: a config from before it existed, off); `saved` the
-    state from a checkpoint's meta (or None)."""
-    if cfg is None:
-      return cls()
-    if cfg.mode not in ("max", "min"):
-      raise UserError(f"train.early_stopping.mode is {cfg.mode!r}; set --config.train.early_stopping.mode to "
-                      "max or min")
-    return cls(cfg.metric, cfg.mode, cfg.patience, cfg.min_delta, **(saved or {}))
+  def from_config(cls, config, saved: dict | None) -> "EarlyStopping":
+    """From `config.train.early_stopping` (a config from before it existed: off) and `saved`, the state in a
+    checkpoint's meta (or None)."""
+    return cls(fields.EarlyStopping.of(config), **(saved or {}))
+
+  @property
+  def metric(self) -> str:
+    return self.cfg.metric
 
   @property
   def enabled(self) -> bool:
@@ -36,7 +33,7 @@ class EarlyStopping:
 
   @property
   def stopped(self) -> bool:
-    return self.enabled and self.bad >= self.patience
+    return self.enabled and self.bad >= self.cfg.patience
 
   def state(self) -> dict:
     """What a checkpoint's meta stores."""
@@ -51,8 +48,8 @@ class EarlyStopping:
       raise UserError(f"early stopping watches validation {self.metric!r}, which this run does not compute; set "
                       f"--config.train.early_stopping.metric to one of: {names}")
     value = float(validation[self.metric])
-    if self.best is None or (value - self.min_delta > self.best if self.mode == "max"
-                             else value + self.min_delta < self.best):
+    delta = self.cfg.min_delta
+    if self.best is None or (value - delta > self.best if self.cfg.mode == "max" else value + delta < self.best):
       self.best, self.best_step, self.bad = value, step, 0
     else:
       self.bad += 1
@@ -60,4 +57,4 @@ class EarlyStopping:
 
   def describe(self, step: int) -> str:
     return (f"early stopping after step {step}: validation {self.metric} has not improved by more than "
-            f"{self.min_delta:g} for {self.bad} validations (best {self.best:.4f} at step {self.best_step})")
+            f"{self.cfg.min_delta:g} for {self.bad} validations (best {self.best:.4f} at step {self.best_step})")

@@ -8,7 +8,7 @@ from flaxforge.data import pipeline
 from flaxforge.trainer import feed
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import report, restore, setup, steps
+from flaxforge.trainer import fields, report, restore, run_data, steps
 from flaxforge.trainer import workdir as workdir_lib
 
 
@@ -32,7 +32,8 @@ def _num_classes(info: dict) -> int:
 
 
 def make_eval_step(structure, mesh, config, info):
-  return steps.make_eval_step(structure, mesh, loss_kind=config.loss, num_classes=_num_classes(info))
+  """The jitted eval step of a run: build it once per run (each build compiles again at its first call)."""
+  return steps.make_eval_step(structure, mesh, loss_kind=fields.Run.of(config).loss, num_classes=_num_classes(info))
 
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
@@ -45,11 +46,11 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   if missing:  # before restoring: one line naming the splits the run has
     raise UserError(f"{missing}; pass --split={'test' if split != 'test' else 'train'}")
   run = restore.restore(workdir, step=step, best=best, model=model, model_only=True)
-  data = setup.load_data(run.config, info=run.info,
+  data = run_data.load_data(run.config, info=run.info,
                          dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
   rows = data.split(split)
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
-                     global_batch=run.config.data.eval_batch_size, mesh=run.mesh, info=run.info,
+                     global_batch=fields.Feed.of(run.config).eval_batch_size, mesh=run.mesh, info=run.info,
                      transform=data.transform)
   summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
   if "confusion" in results and jax.process_index() == 0:

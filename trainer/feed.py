@@ -1,4 +1,5 @@
-"""The loop's one data door (`batches`): the training split as the train step's inputs, call by call.
+"""The loop's one data door (`batches`): the training split as the train step's inputs, call by call; how
+many steps the batch size makes (`plan`) and how many of them each call runs (`call_sizes`).
 
 Two paths, one contract (`Feed`): a split small enough stays on the devices and the step gathers its own
 rows; anything else is read by a Grain pipeline, and a background thread puts each process's rows on the
@@ -15,9 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from flaxforge.data import pipeline
-from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.core.errors import UserError
+from flaxforge.data import pipeline
+from flaxforge.trainer import fields
+from flaxforge.trainer import mesh as mesh_lib
 
 _END = object()
 
@@ -58,21 +60,57 @@ class Feed:
     return jax.eval_shape(self.take, self.one_step_spec(batch, num_steps), shared)
 
 
+def plan(feed: fields.Feed, train: fields.Train, num_train: int, mesh) -> tuple[int, int]:
+  """(steps per epoch, total steps), refusing batch sizes the devices and processes cannot split."""
+  batch, divisor = feed.batch_size, mesh_lib.batch_divisor(mesh)
+  if batch % divisor or batch % jax.process_count():
+    raise UserError(f"batch size {batch} does not divide over {divisor} data-parallel devices "
+                    f"(mesh data*fsdp) and {jax.process_count()} processes; use a multiple of "
+                    f"{np.lcm(divisor, jax.process_count())}, e.g. --config.data.batch_size="
+                    f"{max(divisor, batch // divisor * divisor)}")
+  accum = train.grad_accum_steps
+  if (batch // divisor) % accum:
+    raise UserError(f"batch size {batch} over {divisor} devices does not split into "
+                    f"{accum} micro-batches; make batch_size a multiple of {divisor * accum}")
+  steps_per_epoch = num_train // batch
+  if steps_per_epoch == 0:
+    raise UserError(f"batch size {batch} is larger than the {num_train} training examples; lower "
+                    "--config.data.batch_size")
+  total = train.num_steps if train.num_steps > 0 else train.num_epochs * steps_per_epoch
+  if total == 0:
+    raise UserError("train.num_epochs and train.num_steps are both 0: set --config.train.num_epochs=N (or "
+                    "--config.train.num_steps=N) to a positive number")
+  return steps_per_epoch, total
+
+
+def call_sizes(start: int, total: int, per_call: int, boundaries: list[int]):
+  """Steps per call, never crossing a logging, validation or checkpoint boundary: `per_call` while a whole
+  call fits before the next boundary, single steps for the rest. Only two call sizes, so two compiles."""
+  step = start
+  while step < total:
+    stop = min([total] + [(step // b + 1) * b for b in boundaries if b > 0])
+    for _ in range((stop - step) // per_call):
+      yield per_call
+    for _ in range((stop - step) % per_call):
+      yield 1
+    step = stop
+
+
 def _identity(batch, shared):
   del shared
   return batch
 
 
-def batches(rows, transform, mesh, cfg, *, start_step: int, data_state, call_sizes: Iterator[int],
+def batches(rows, transform, mesh, cfg: fields.Feed, *, start_step: int, data_state, call_sizes: Iterator[int],
             num_steps: int, per_call: int, augmented: bool = False) -> Feed:
   """The loop's one data door: the training split as a `Feed`, from `start_step` (or the checkpointed
-  `data_state`), in calls of `call_sizes` steps. `cfg` is `config.data`.
+  `data_state`), in calls of `call_sizes` steps. `cfg` is the feed's section of `config.data`.
 
   The split lies on the devices when `cfg.on_device` allows it (`resident`); then the host sends only step
   numbers, and the step gathers its rows by the row-order rule of data/pipeline.py `rows_at`. Otherwise a
   Grain pipeline reads each process's rows and a background thread puts them on the devices ahead; so
   does an `augmented` split, whose random augmentation differs per batch."""
-  arrays = resident(rows, transform, mesh, "no" if augmented else cfg.get("on_device", "auto"))
+  arrays = resident(rows, transform, mesh, "no" if augmented else cfg.on_device)
   replicated = mesh_lib.replicated(mesh)
   if arrays is not None:
     start = data_state["next_index"] if data_state else start_step
@@ -93,11 +131,10 @@ def batches(rows, transform, mesh, cfg, *, start_step: int, data_state, call_siz
 
 def resident(rows, transform, mesh, setting, limit_bytes: int = 256 << 20) -> dict | None:
   """The training split on the devices (replicated), for steps that gather their own batches there: on a
-  2-core CPU, reading, handing over and transferring every text CNN batch took 15% of the step's time
-  from XLA. `setting` (config.data.on_device): "auto" = when one process holds the split in memory and
-  it is under `limit_bytes` after `transform`; "yes"; "no". None = the host feeds whole batches."""
-  if setting not in ("auto", "yes", "no"):
-    raise UserError(f"data.on_device must be 'auto', 'yes' or 'no', not {setting!r}")
+  small CPU, reading, handing over and transferring every batch takes a share of the step's time from XLA
+  (BENCHMARKS.md, "Issue 7: performance", 1). `setting` (config.data.on_device): "auto" = when one process
+  holds the split in memory and it is under `limit_bytes` after `transform`; "yes"; "no". None = the host
+  feeds whole batches."""
   fits = jax.process_count() == 1 and rows.in_memory
   if setting == "yes" and not fits:
     raise UserError("data.on_device=yes needs a single process and data.in_memory=True; use 'auto'")

@@ -1,6 +1,7 @@
 """The trainer's config sections (run, feed, optimizer, training, checkpoints, mesh, profiler), declared once
-(core/config_fields.py); `sections_of(config)`, every section a config's fields may come from; and `validate`
-against them. JAX-free: `--help` and a bad value are answered before JAX starts."""
+(core/config_fields.py); `sections_of(config)`, every section a config's fields may come from; `validate`
+against them; and `declared_value`, one field of whichever section declares it for this config's model and
+dataset. JAX-free: `--help` and a bad value are answered before JAX starts."""
 import dataclasses
 
 from flaxforge.core import config_fields
@@ -21,7 +22,7 @@ class Run(Section):
 
 @dataclasses.dataclass(frozen=True)
 class Feed(Section):
-  """How batches reach the devices (trainer/feed.py)."""
+  """How the rows are read and batches reach the devices (trainer/run_data.py, trainer/feed.py)."""
   SECTION, TITLE = "data", "data"
   batch_size: int = field(32, "global batch, over all devices and processes", range=count(1))
   eval_batch_size: int = field(256, "global batch for validation and test", range=count(1))
@@ -126,3 +127,14 @@ def sections_of(config) -> tuple:
 def validate(config):
   """UserError naming the first field of `config` its declaration does not allow (core/config_fields.py)."""
   config_fields.validate(config, sections_of(config))
+
+
+def declared_value(config, name: str):
+  """`config`'s value of the field `name` ("data.seq_len"), or its declared default where the config lacks it
+  (an older run's config.json); None when no section of this config's model and dataset declares the field
+  (a dataset without sequences, an import-path model)."""
+  place, _, field_name = name.rpartition(".")
+  for section in sections_of(config):
+    if section.SECTION == place and field_name in section.declared():
+      return getattr(section.of(config), field_name)
+  return None

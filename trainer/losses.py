@@ -9,9 +9,6 @@ import optax
 
 from flaxforge.core.errors import UserError
 
-LOSSES = ("cross_entropy", "mse")
-
-
 def _dense(labels, logits):
   """Integer labels as one-hot targets; labels that are already one-hot pass through."""
   if labels.ndim == logits.ndim:
@@ -19,19 +16,27 @@ def _dense(labels, logits):
   return jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
 
 
+def _cross_entropy(logits, targets, label_smoothing):
+  if label_smoothing:
+    targets = optax.smooth_labels(targets, label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
+def _mse(logits, targets, label_smoothing):
+  del label_smoothing
+  return jnp.mean(jnp.square(jax.nn.softmax(logits) - targets), axis=-1)  # on probabilities, as Keras's
+
+
+_CLASSIFICATION = {"cross_entropy": _cross_entropy, "mse": _mse}  # config.loss's declared choices
+
+
 def per_example(kind: str, logits, labels, label_smoothing: float = 0.0):
+  """The loss of each example (or token): `kind` is `config.loss`."""
   if labels.ndim < logits.ndim and jnp.issubdtype(labels.dtype, jnp.floating):  # regression targets [...]
     if kind != "mse":
       raise UserError("a regression target (data.task=regression) needs the squared error: --config.loss=mse")
     return jnp.square(logits[..., 0] - labels)
-  targets = _dense(labels, logits)
-  if kind == "cross_entropy":
-    if label_smoothing:
-      targets = optax.smooth_labels(targets, label_smoothing)
-    return optax.softmax_cross_entropy(logits, targets)
-  if kind == "mse":  # on probabilities, as Keras' softmax output + mean_squared_error
-    return jnp.mean(jnp.square(jax.nn.softmax(logits) - targets), axis=-1)
-  raise UserError(f"unknown loss {kind!r}; set --config.loss to one of: {', '.join(LOSSES)}")
+  return _CLASSIFICATION[kind](logits, _dense(labels, logits), label_smoothing)
 
 
 def metric_sums(kind: str, logits, labels, mask, *, num_classes: int = 0, label_smoothing: float = 0.0):

@@ -8,6 +8,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from flaxforge.core.errors import UserError
+from flaxforge.trainer import fields
 
 AXES = ("data", "fsdp", "tensor")
 
@@ -30,12 +31,13 @@ BATCH_AXES = ("data", "fsdp")
 
 
 def make_mesh(cfg, devices=None) -> Mesh:
-  """`cfg` is `config.mesh`: sizes for data, fsdp and tensor, where one of them may be -1 ("the rest")."""
+  """`cfg` is `config.mesh` (or a dict of it): sizes for data, fsdp and tensor, where one of them may be -1
+  ("the rest")."""
   devices = list(devices if devices is not None else jax.devices())
-  sizes = [int(cfg[a]) for a in AXES]
-  if sizes.count(-1) > 1 or any(s == 0 or s < -1 for s in sizes):
-    raise UserError(f"mesh sizes {dict(zip(AXES, sizes))}: give positive sizes with at most one -1 "
-                    "(\"the rest\"), e.g. --config.mesh.data=-1 --config.mesh.fsdp=2")
+  sizes = [getattr(fields.Mesh.read(cfg), a) for a in AXES]
+  if sizes.count(-1) > 1:
+    raise UserError(f"mesh sizes {dict(zip(AXES, sizes))}: give at most one -1 (\"the rest\"), e.g. "
+                    "--config.mesh.data=-1 --config.mesh.fsdp=2")
   known = math.prod(s for s in sizes if s != -1)
   if -1 in sizes:
     if len(devices) % known:
@@ -48,6 +50,15 @@ def make_mesh(cfg, devices=None) -> Mesh:
                     f"to divisors of {len(devices)}: {_divisors(len(devices))})")
   grid = np.asarray(devices).reshape(sizes)
   return Mesh(grid, AXES, axis_types=(AxisType.Auto,) * len(AXES))
+
+
+def mesh_for(cfg, devices=None) -> Mesh:
+  """`cfg` is `config.mesh`: the run's own mesh when these devices allow it, else data parallelism over them
+  all (a checkpoint restores onto any layout, so eval on a laptop still works for a run trained on a slice)."""
+  try:
+    return make_mesh(cfg, devices)
+  except UserError:
+    return make_mesh({"data": -1, "fsdp": 1, "tensor": 1}, devices)
 
 
 def _divisors(n: int) -> str:

@@ -5,10 +5,12 @@ import sys
 import jax
 from etils import epath
 
+from flaxforge.trainer import fields
+
 
 class Profiler:
 
-  def __init__(self, cfg, workdir, *, first_step: int = 0, total: int | None = None):
+  def __init__(self, cfg: fields.Profile, workdir, *, first_step: int = 0, total: int | None = None):
     """Traces steps [cfg.start_step, cfg.start_step + cfg.num_steps) of the ones this run does,
     [first_step, total)."""
     self.start, self.num = cfg.start_step, cfg.num_steps

@@ -10,7 +10,9 @@ import jax
 from flax import nnx
 from jax.sharding import Mesh
 
-from flaxforge.models import hf, lora, registry
+from flaxforge.core import paths
+from flaxforge.models import fields as model_fields, hf, lora, registry
+from flaxforge.trainer import checkpoint, fields
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import optim
 
@@ -25,13 +27,16 @@ class Structure:
 
 
 def _model(config, info, factory):
-  return registry.build(config.model, info, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1), factory=factory)
+  seed = fields.Run.of(config).seed
+  return registry.build(config.model, info, rngs=nnx.Rngs(params=seed, dropout=seed + 1), factory=factory)
 
 
 def _init_fn(config, info, total_steps, model_factory):
+  optimizer = fields.Optimizer.of(config)
+
   def init():
     model = _model(config, info, model_factory)
-    return model, nnx.Optimizer(model, optim.build(config.optimizer, total_steps), wrt=lora.trainable(config.model))
+    return model, nnx.Optimizer(model, optim.build(optimizer, total_steps), wrt=lora.trainable(config.model))
   return init
 
 
@@ -58,7 +63,7 @@ def _structure(init, config, mesh: Mesh) -> Structure:
   graphdef, abstract = nnx.split((abstract_model, abstract_opt))
   abstract_model.eval()
   eval_graphdef, _ = nnx.split((abstract_model, abstract_opt))
-  shardings = mesh_lib.state_shardings(abstract, mesh, config.mesh.get("rules", ()))
+  shardings = mesh_lib.state_shardings(abstract, mesh, fields.Mesh.of(config).rules)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
   return Structure(graphdef, eval_graphdef, abstract, shardings)
 
@@ -66,7 +71,7 @@ def _structure(init, config, mesh: Mesh) -> Structure:
 def with_pretrained(cfg, create, shardings):
   """`create`, then cfg.pretrained's weights written over the model's body in place (a new head stays as
   initialised). Only a new state is made this way: a resumed run's checkpoint already holds everything."""
-  path = cfg.get("pretrained", None)
+  path = model_fields.Pretrained.read(cfg).pretrained
   if not path:
     return create
 
@@ -75,6 +80,19 @@ def with_pretrained(cfg, create, shardings):
     state[0] = hf.load_params(path, state[0], shardings[0])
     return state
   return create_pretrained
+
+
+def frozen_base(cfg) -> checkpoint.FrozenBase | None:
+  """`cfg` is `config.model`: with LoRA over `pretrained` weights, the base that checkpoints reference
+  instead of holding it (read again from `pretrained` on restore)."""
+  path, is_frozen = model_fields.Pretrained.read(cfg).pretrained, lora.frozen(cfg)
+  if not path or is_frozen is None:
+    return None
+  path = paths.expand(path)
+
+  def load(abstract):  # the model half of the train state (key 0) read onto the abstract leaves' shardings
+    return nnx.State({0: hf.load_params(path, abstract[0])})
+  return checkpoint.FrozenBase(is_frozen, {"path": path, "sha256": hf.content_hash(path)}, load)
 
 
 def parameter_count(abstract: nnx.State, which=nnx.Param) -> int:

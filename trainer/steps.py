@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 from flaxforge.trainer import flops
 from flaxforge.trainer import losses
 from flaxforge.trainer import mesh as mesh_lib
+from flaxforge.trainer.feed import Feed
 from flaxforge.trainer.state import Structure
 
 NO_STEP = jnp.iinfo(jnp.int32).max
@@ -28,7 +29,8 @@ def train_metrics_init(mesh: Mesh) -> dict:
 
 @functools.lru_cache(maxsize=8)
 def _train_metrics_zeros(mesh: Mesh):
-  # Cached: a new jit per call recompiled at every logging interval (~10-30 ms each on CPU).
+  # Cached: a new jit per call recompiled at every logging interval (BENCHMARKS.md, "Figures behind trainer/
+  # comments").
   def zeros():
     names = ("loss_sum", "weight", "correct", "grad_norm_sum", "steps", "nonfinite")
     return {**{k: jnp.zeros((), jnp.float32) for k in names},
@@ -92,17 +94,20 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=n
 
 
 def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_smoothing: float = 0.0,
-                    accum_steps: int = 1, steps_per_call: int = 1, take=None, batch_sharding=None,
-                    shared_sharding=None):
+                    accum_steps: int = 1, steps_per_call: int = 1, feed: Feed | None = None) -> "TrainStep":
   """`step(state, metrics, batch, shared={}) -> (state, metrics)`; with steps_per_call > 1 every leaf of
   `batch` has a leading axis of that many steps, run in one `lax.scan`.
 
-  `take(batch_k, shared)` (traced) makes one step's global batch from its slice of `batch` and from
-  `shared`, what every step of the call reads; by default the batch is the global batch itself. The feed
-  (trainer/feed.py `Feed`) supplies `take` and both shardings; the step knows nothing of epochs or rows."""
-  take = take or (lambda batch, shared: batch)
-  batch_sharding = batch_sharding or mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1))
+  `feed` (trainer/feed.py) says what a call receives: its `take(batch_k, shared)` (traced) makes one step's
+  global batch from its slice of `batch` and from `shared`, what every step of the call reads, and it gives
+  both shardings. Without one, `batch` is the global batch itself, split over the batch axes; the step knows
+  nothing of epochs or rows."""
   replicated = mesh_lib.replicated(mesh)
+  if feed is None:
+    take, shared_sharding = (lambda batch, shared: batch), replicated
+    batch_sharding = mesh_lib.batch_sharding(mesh, leading_axes=int(steps_per_call > 1))
+  else:
+    take, batch_sharding, shared_sharding = feed.take, feed.batch_shardings(steps_per_call), feed.shared_shardings
 
   def one_step(state, metrics, batch):
     # Merging hands the state's own Variables to the model, which the update then mutates: keep the
@@ -133,8 +138,8 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
   def fn(state, metrics, batch, shared):
     if steps_per_call == 1:
       return one_step(state, metrics, take(batch, shared))
-    # Unrolled (up to 8 steps a loop iteration): inside a rolled scan XLA:CPU runs the text CNN's backward
-    # pass 20% slower than the same step called alone; unrolled, 4 steps a call are 13% faster than 1.
+    # Unrolled (up to 8 steps a loop iteration): XLA:CPU runs the text CNN's backward pass slower inside a
+    # rolled scan than called alone (BENCHMARKS.md, 2026-11-29 "What changed, and what each change measured", 2).
     (state, metrics), _ = jax.lax.scan(lambda carry, b: (one_step(*carry, take(b, shared)), None),
                                       (state, metrics), batch, unroll=min(steps_per_call, MAX_UNROLL))
     return state, metrics
@@ -148,33 +153,45 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
   # What compile logs and profiles call it.
   over_leaves.__name__ = "train_step" if steps_per_call == 1 else f"train_{steps_per_call}_steps"
   leaf_shardings = jax.tree.leaves(structure.shardings)
-  in_shardings = (leaf_shardings, replicated, batch_sharding, shared_sharding or replicated)
+  in_shardings = (leaf_shardings, replicated, batch_sharding, shared_sharding)
   return TrainStep(jax.jit(over_leaves, in_shardings=in_shardings,
                            out_shardings=(leaf_shardings, replicated, replicated), donate_argnums=(0, 1)), treedef)
 
 
-class TrainStep:
-  """The jitted step, taking the state as its list of leaves. JAX flattens a list in C++ (~2 us), where an
-  nnx.State's Python flatten and unflatten cost ~120 us a call, 8% of the text CNN's step on a CPU: the loop
-  carries the leaves and calls `on_leaves`; calling the step itself takes and returns a State.
+class InFlight:
+  """Bounded dispatch (MaxText's `InflightThrottler`): at most `limit` calls queued on the devices; `add`
+  waits for the end of the call `limit` back. Unbounded, the loop dispatched a whole logging interval ahead
+  and then slept in the device wait, and Python runs a signal handler only when the main thread wakes: a
+  SIGTERM to a long-step fine-tune went unanswered for minutes (BENCHMARKS.md, "SIGTERM during long steps").
+  With one call queued behind the running one the devices never wait for the host, and a stop lands within
+  about two steps."""
 
-  At most MAX_IN_FLIGHT calls are queued on the devices: `on_leaves` waits for the end of the call that many
-  back. Unbounded, the loop dispatched a whole logging interval ahead and then slept in the device wait, and
-  Python runs a signal handler only when the main thread wakes: a SIGTERM to a MiniLM fine-tune at sequence
-  512 (~12 s steps, logging every 50) had not stopped it 8 minutes later. With one call queued behind the
-  running one the devices never wait for the host, and a stop lands within about two steps."""
+  def __init__(self, limit: int):
+    self.limit = limit
+    self._queue = collections.deque()
+
+  def add(self, done: jax.Array):
+    """`done`: an output of the call just dispatched (ready when the call has ended), not a donated one."""
+    self._queue.append(done)
+    if len(self._queue) > self.limit:
+      self._queue.popleft().block_until_ready()
+
+
+class TrainStep:
+  """The jitted step, taking the state as its list of leaves: JAX flattens a list in C++, where an nnx.State's
+  Python flatten and unflatten cost a noticeable share of a small model's step (BENCHMARKS.md, "Issue 7:
+  performance", 3). The loop carries the leaves and calls `on_leaves`; calling the step itself takes and
+  returns a State. Calls are bounded by `in_flight`."""
 
   MAX_IN_FLIGHT = 2
 
   def __init__(self, jitted, treedef):
     self.jitted, self.treedef = jitted, treedef
-    self._in_flight = collections.deque()
+    self.in_flight = InFlight(self.MAX_IN_FLIGHT)
 
   def on_leaves(self, leaves, metrics, batch, shared):
     leaves, metrics, done = self.jitted(leaves, metrics, batch, shared)
-    self._in_flight.append(done)
-    if len(self._in_flight) > self.MAX_IN_FLIGHT:
-      self._in_flight.popleft().block_until_ready()
+    self.in_flight.add(done)
     return leaves, metrics
 
   def __call__(self, state, metrics, batch, shared=None):
@@ -188,14 +205,14 @@ class TrainStep:
 def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_classes: int):
   """`step(state, metrics, batch) -> metrics`: metric sums (and a confusion matrix) over real examples."""
 
-  def step(state, metrics, batch):
+  def eval_step(state, metrics, batch):
     model, _ = nnx.merge(structure.eval_graphdef, state)
     sums = losses.metric_sums(loss_kind, model(batch["inputs"]), batch["label"], batch["mask"],
                               num_classes=num_classes)
     return jax.tree.map(jnp.add, metrics, sums)
 
   replicated = mesh_lib.replicated(mesh)
-  return jax.jit(step, in_shardings=(structure.shardings, replicated, mesh_lib.batch_sharding(mesh)),
+  return jax.jit(eval_step, in_shardings=(structure.shardings, replicated, mesh_lib.batch_sharding(mesh)),
                  out_shardings=replicated, donate_argnums=(1,))
 
 

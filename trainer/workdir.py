@@ -1,5 +1,6 @@
 """The work directory is one run: its JSON files (the resolved config, the data's record, the dataset info
-and the assets beside the checkpoints), its identity check on every launch, and its one-writer lease.
+and the assets beside the checkpoints), its checkpointer, its identity check on every launch, and its
+one-writer lease.
 
 Everything a later eval or predict needs is here as JSON; nothing is pickled. A rerun may change only
 CHANGEABLE fields (how long and how visibly it trains, where files lie, the device layout); any other
@@ -15,12 +16,11 @@ import ml_collections
 from etils import epath
 
 from flaxforge import data as data_lib
-from flaxforge.core import lease as lease_lib
 from flaxforge.core import paths, run_config
 from flaxforge.core.run_config import read_json  # also the reader of callers' run files
 from flaxforge.core.errors import UserError
 from flaxforge.data import builders, records, reopen
-from flaxforge.trainer import preemption
+from flaxforge.trainer import checkpoint, fields, lease as lease_lib, preemption, state as state_lib
 
 CHECKPOINTS = "checkpoints"
 LEASE = "lease.json"
@@ -90,6 +90,17 @@ def _at_exit():
 atexit.register(_at_exit)
 
 
+def checkpointer(workdir: epath.Path, config, *, read_only: bool = False) -> checkpoint.Checkpointer:
+  """The run's checkpointer in <workdir>/checkpoints, from `config.checkpoint` (the one place it is built). A
+  LoRA fine-tune of pretrained weights keeps the frozen base out of its checkpoints and references it."""
+  c = fields.Checkpoint.of(config)
+  options = dict(best_metric=c.best_metric, best_mode=c.best_mode, frozen=state_lib.frozen_base(config.model))
+  if read_only:
+    return checkpoint.Checkpointer(workdir / CHECKPOINTS, read_only=True, **options)
+  return checkpoint.Checkpointer(workdir / CHECKPOINTS, keep=c.keep, keep_best=c.keep_best,
+                                 async_save=c.async_save, **options)
+
+
 def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict, dict]:
   """`config` with its path fields made absolute, and {field: [old, new]} of the CHANGEABLE fields that
   differ from the run's (for the metrics' config change record). Any other difference is refused."""
@@ -116,7 +127,7 @@ def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict
 def check_source(workdir: epath.Path, config) -> None:
   """Refuses, before any data is prepared (which can take minutes), a run whose recorded input file
   (data.path, a CSV, JSONL or table) now has other content: the quick part of `check_data`."""
-  path = config.data.get("path", "")
+  path = fields.declared_value(config, "data.path")
   if not (path and _has_checkpoints(workdir) and (workdir / DATA_RECORD).exists()):
     return
   recorded, path = read_json(workdir / DATA_RECORD), epath.Path(paths.expand(path))
@@ -204,7 +215,7 @@ def missing_split(workdir: epath.Path, split: str, flag: str) -> str | None:
   if splits is None or split in splits:
     return None
   refit = split == "validation" and run_config.exists(workdir) and \
-      load_config(workdir).get("data", {}).get("validation_fraction", None) == 0
+      fields.declared_value(load_config(workdir), "data.validation_fraction") == 0
   why = " (data.validation_fraction=0: every training row trained, none was held out)" if refit else ""
   return (f"{flag} needs the {split} split, which the run in {workdir} does not have{why}; its splits: "
           f"{', '.join(splits)}")

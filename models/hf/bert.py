@@ -34,10 +34,10 @@ class Config:
 
 def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
   if c.position_embedding_type != "absolute":
-    raise UserError(f"config.json: position_embedding_type={c.position_embedding_type!r} is not supported; "
+    raise UserError(f"position_embedding_type={c.position_embedding_type!r} is not supported; "
                     "BERT, RoBERTa and XLM-RoBERTa load with 'absolute'")
   if c.hidden_act not in ACTIVATIONS:
-    raise UserError(f"config.json: hidden_act={c.hidden_act!r} is not supported; BERT, RoBERTa and XLM-RoBERTa load "
+    raise UserError(f"hidden_act={c.hidden_act!r} is not supported; BERT, RoBERTa and XLM-RoBERTa load "
                     f"with {', '.join(ACTIVATIONS)}")
   return Arch(num_layers=c.num_hidden_layers, embed_dim=c.hidden_size, num_heads=c.num_attention_heads,
               mlp_dim=c.intermediate_size, max_len=c.max_position_embeddings, vocab_size=c.vocab_size,

@@ -31,10 +31,10 @@ class Config:
 
 def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
   if c.activation not in ACTIVATIONS:
-    raise UserError(f"config.json: activation={c.activation!r} is not supported; DistilBERT loads with gelu "
+    raise UserError(f"activation={c.activation!r} is not supported; DistilBERT loads with gelu "
                     "(families: bert, roberta, xlm-roberta, distilbert)")
   if c.sinusoidal_pos_embds:
-    raise UserError(f"config.json: sinusoidal_pos_embds={c.sinusoidal_pos_embds!r} is not supported; DistilBERT "
+    raise UserError(f"sinusoidal_pos_embds={c.sinusoidal_pos_embds!r} is not supported; DistilBERT "
                     "loads with learned positions (false)")
   return Arch(num_layers=c.n_layers, embed_dim=c.dim, num_heads=c.n_heads, mlp_dim=c.hidden_dim,
               max_len=c.max_position_embeddings, vocab_size=c.vocab_size, padded_vocab=padded_vocab, norm="layer",
@@ -48,8 +48,8 @@ def matches(a: Arch, tie: bool) -> bool:
 
 def config_json(a: Arch, tie: bool) -> dict:
   return {"architectures": ["DistilBertModel"], "model_type": "distilbert", "vocab_size": a.vocab_size,
-          "dim": a.embed_dim, "n_layers": a.num_layers, "n_heads": a.num_heads, "hidden_dim": a.mlp_dim, "activation": a.activation,
-          "max_position_embeddings": a.max_len, "sinusoidal_pos_embds": False, "pad_token_id": 0}
+          "dim": a.embed_dim, "n_layers": a.num_layers, "n_heads": a.num_heads, "hidden_dim": a.mlp_dim,
+          "activation": a.activation, "max_position_embeddings": a.max_len, "sinusoidal_pos_embds": False, "pad_token_id": 0}
 
 
 def build(a: Arch, tie: bool, *, rngs):

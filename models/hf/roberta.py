@@ -30,7 +30,7 @@ def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
   a, _ = bert.arch(c, padded_vocab)
   offset = c.pad_token_id + 1
   if c.max_position_embeddings <= offset:
-    raise UserError(f"config.json: max_position_embeddings={c.max_position_embeddings} leaves no position after "
+    raise UserError(f"max_position_embeddings={c.max_position_embeddings} leaves no position after "
                     f"pad_token_id={c.pad_token_id}; RoBERTa-family positions start at pad_token_id + 1")
   return dataclasses.replace(a, max_len=c.max_position_embeddings - offset, position_offset=offset,
                              model_type=c.model_type), False

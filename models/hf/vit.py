@@ -42,13 +42,13 @@ def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
   del padded_vocab  # patches, not token ids
   size, patch = _pair(c.image_size), _pair(c.patch_size)
   if c.hidden_act not in ACTIVATIONS:
-    raise UserError(f"config.json: hidden_act={c.hidden_act!r} is not supported; ViT loads with "
+    raise UserError(f"hidden_act={c.hidden_act!r} is not supported; ViT loads with "
                     f"{', '.join(ACTIVATIONS)}")
   if patch[0] != patch[1] or size[0] % patch[0] or size[1] % patch[0]:
-    raise UserError(f"config.json: patch_size={c.patch_size} is not supported with image_size={c.image_size}; ViT "
+    raise UserError(f"patch_size={c.patch_size} is not supported with image_size={c.image_size}; ViT "
                     "loads square patches that tile the image")
   if c.pooler_act != "tanh":
-    raise UserError(f"config.json: pooler_act={c.pooler_act!r} is not supported; ViT loads with tanh")
+    raise UserError(f"pooler_act={c.pooler_act!r} is not supported; ViT loads with tanh")
   a = Arch(num_layers=c.num_hidden_layers, embed_dim=c.hidden_size, num_heads=c.num_attention_heads,
            mlp_dim=c.intermediate_size, max_len=0, vocab_size=0, padded_vocab=0, norm="layer", position="learned",
            block="pre", activation=ACTIVATIONS[c.hidden_act], norm_eps=c.layer_norm_eps, qkv_bias=c.qkv_bias,
