@@ -144,7 +144,7 @@ def read_block_into(tensor: Tensor, shape, index, open_slice, dtype, chunk_bytes
   the file."""
   ranges = [s.indices(n)[:2] for s, n in zip(index, shape)]
   out = np.empty([stop - start for start, stop in ranges], dtype)
-  axis = tensor.axes[0][0]
+  axis = next(group[0] for group in tensor.axes if group)  # past a unit axis of theirs alone (ViT's [1, 1, d])
   rows = out.shape[axis]
   step = max(1, chunk_bytes // max(1, out.nbytes // max(rows, 1)))
   for start in range(0, rows, step):
