@@ -21,7 +21,7 @@ def write(directory: epath.Path, split: str, step: int, results: dict, label_nam
              "loss": results["loss"], "per_class": per_class, "confusion": confusion.astype(int).tolist(),
              "labels": [str(n) for n in names]}
   paths = [directory / f"{stem}.json", directory / f"{stem}_confusion.png"]
-  paths[0].write_text(json.dumps(figures, indent=2))
+  paths[0].write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")  # 体育, not \u4f53\u80b2
   _plot(confusion, names, paths[1], f"{split} at step {step}: "
         f"accuracy {results['accuracy']:.3f}, macro-F1 {results['macro_f1']:.3f}")
   return paths
