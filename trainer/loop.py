@@ -23,6 +23,7 @@ from flaxforge.core.errors import UserError
 from flaxforge.trainer import checkpoint, due as due_lib, early_stopping, evaluate, feed as feed_lib, fields
 from flaxforge.trainer import flops as flops_lib
 from flaxforge.trainer import interval as interval_lib
+from flaxforge.trainer import losses
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
 from flaxforge.trainer import optim, preemption, preference, profiler, progress as progress_lib, run_data
@@ -113,8 +114,8 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   optimizer = fields.Optimizer.of(config)
   run = Run(config, tc, feed.batch_size, feed.eval_batch_size, workdir, mesh, data, structure,
             evaluate.make_eval_step(structure, mesh, config, data.info), optim.schedule(optimizer, total), ckpt,
-            metrics_lib.MetricWriter(workdir, tensorboard=not finished), progress, stop, early, steps_per_epoch,
-            total, model, preference.reference_state(config, data.info, mesh, model))
+            metrics_lib.MetricWriter(workdir, tensorboard=not finished, from_step=step), progress, stop, early,
+            steps_per_epoch, total, model, preference.reference_state(config, data.info, mesh, model))
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
@@ -142,7 +143,8 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
     elif why_end == due_lib.TIME_LIMIT:
       progress.print(f"time limit of {tc.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
-  progress.close(ckpt.steps(), workdir, validated="validation" in data.rows)
+  progress.close(ckpt.steps(), workdir, validated="validation" in data.rows,
+                 data_warnings=data.dataset.report.get("warnings", ()))
   results = _test(run, state, step, finished) if "test" in data.rows else {}
   run.writer.close()
   ckpt.close()
@@ -260,9 +262,22 @@ def _feed_and_steps(run: Run, step: int, data_state, per_call: int, periods: lis
 
 
 def _objective(run: Run):
-  """The metric sums the run trains on: its loss over inputs (packed or not), or preference pairs'."""
+  """The metric sums the run trains on: its loss over inputs (packed or not, classes weighted), or preference
+  pairs'."""
   return steps_lib.objective(fields.Run.of(run.config).loss, run.data.info, label_smoothing=run.train.label_smoothing,
-                             pairs=fields.Preference.of(run.config))
+                             class_weights=_class_weights(run), pairs=fields.Preference.of(run.config))
+
+
+def _class_weights(run: Run):
+  """The loss weight of each class (train.class_weight: losses.class_weights) from the training split's labels;
+  None for "none". UserError for data without classes (a regression, a language model)."""
+  kind = fields.ClassWeight.of(run.config).class_weight
+  if kind == "none":
+    return None
+  if run.data.info.get("task", "classification") != "classification":
+    raise UserError(f"train.class_weight={kind} weighs a classifier's classes; this run's targets are not classes "
+                    f"(task {run.data.info.get('task')}); set --config.train.class_weight=none")
+  return losses.class_weights(kind, run.data.rows["train"].column("label"), run.data.info["num_classes"])
 
 
 def _compile_first(step_fns: dict, leaves, sums, first, feed: feed_lib.Feed):

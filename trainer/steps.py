@@ -32,10 +32,11 @@ def sum_names(info: dict) -> tuple[str, ...]:
 
 
 def objective(loss_kind: str, info: dict, *, label_smoothing: float = 0.0, num_classes: int = 0,
-              pairs: preference.Options | None = None) -> Callable:
+              class_weights=None, pairs: preference.Options | None = None) -> Callable:
   """`sums(model, batch) -> metric sums` of the run's objective: `loss_kind` over `batch["inputs"]` (packed
-  rows' `positions` and `segment_ids` go to the model too), or for preference data (`info["preference"]`)
-  `pairs`' objective over chosen and rejected rows (trainer/preference.py `batch_sums`)."""
+  rows' `positions` and `segment_ids` go to the model too; `class_weights` as losses.metric_sums'), or for
+  preference data (`info["preference"]`) `pairs`' objective over chosen and rejected rows
+  (trainer/preference.py `batch_sums`)."""
   if info.get("preference"):
     return functools.partial(preference.batch_sums, options=pairs or preference.Options())
 
@@ -43,7 +44,8 @@ def objective(loss_kind: str, info: dict, *, label_smoothing: float = 0.0, num_c
     del reference  # the preference objectives' alone
     packed = {k: batch[k] for k in ("positions", "segment_ids") if k in batch}
     return losses.metric_sums(loss_kind, model(batch["inputs"], **packed), batch["label"], batch["mask"],
-                              num_classes=num_classes, label_smoothing=label_smoothing)
+                              num_classes=num_classes, label_smoothing=label_smoothing,
+                              class_weights=class_weights)
   return sums
 
 
