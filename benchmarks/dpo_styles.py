@@ -29,8 +29,9 @@ def main():
   p.add_argument("--sft_epochs", type=int, default=3)
   p.add_argument("--dpo_steps", type=int, default=60)
   p.add_argument("--beta", type=float, default=0.1)
+  p.add_argument("--dpo_learning_rate", type=float, default=5e-4)
   a = p.parse_args()
-  chats = chat_packing.conversations(a.conversations, max_chars=600)
+  chats = chat_packing.conversations(a.conversations, max_chars=400)
   half = len(chats) // 2  # SFT on the first half, DPO on the second
   groups = [c[1]["content"].removeprefix("It is from ").removesuffix(".") for c in chats]
   with tempfile.TemporaryDirectory() as folder:
@@ -53,9 +54,10 @@ def main():
     (tmp / "pairs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in pairs))
     d = dpo.get_config()
     d.model.pretrained, d.data.path, d.data.seq_len = str(tmp / "sft_hf"), str(tmp / "pairs.jsonl"), a.seq_len
-    d.preference.beta, d.train.num_steps, d.train.eval_every_steps = a.beta, a.dpo_steps, max(a.dpo_steps // 6, 1)
-    d.train.log_every, d.train.progress_bar = 10, False
-    d.optimizer.learning_rate, d.optimizer.warmup_steps = 2e-3, 5
+    d.data.bad_rows = "drop"  # a prompt past seq_len
+    d.preference.beta, d.train.num_steps, d.train.eval_every_steps = a.beta, a.dpo_steps, max(a.dpo_steps // 12, 1)
+    d.train.log_every, d.train.progress_bar = max(a.dpo_steps // 12, 1), False
+    d.optimizer.learning_rate, d.optimizer.warmup_steps = a.dpo_learning_rate, 5
     loop.train(d, str(tmp / "dpo"), devices=jax.devices()[:1])
     for line in (tmp / "dpo" / "metrics.jsonl").read_text().splitlines():
       r = json.loads(line)

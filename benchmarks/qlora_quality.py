@@ -25,7 +25,7 @@ def base_bytes(workdir: str) -> int:
   run = restore.restore(workdir, model_only=True)
   model, _ = nnx.merge(run.structure.eval_graphdef, run.state)
   total = 0
-  for path, value in nnx.to_flat_state(nnx.state(model, nnx.Param, quant.QuantizedBase)):
+  for path, value in nnx.to_flat_state(nnx.state(model, nnx.Any(nnx.Param, quant.QuantizedBase))):
     if not any("lora_" in str(p) for p in path):
       total += np.asarray(value[...]).nbytes
   return total
@@ -38,7 +38,7 @@ def main():
   p.add_argument("--steps", type=int, default=120)
   p.add_argument("--width", type=int, default=256)
   a = p.parse_args()
-  chats = chat_packing.conversations(a.conversations, max_chars=600)
+  chats = chat_packing.conversations(a.conversations, max_chars=400)
   with tempfile.TemporaryDirectory() as folder:
     tmp = pathlib.Path(folder)
     model_dir = chat_packing.save_model(tmp / "model", [m["content"] for c in chats for m in c], width=a.width,
