@@ -17,9 +17,20 @@ stays cheap: JAX and the trainer load when a function is first called.
     flaxforge.Predictor.from_workdir("runs/reviews").predict(["a text to classify"])   # ["label"]
     flaxforge.Predictor.from_workdir("runs/photos").predict("cat.jpg")                 # images: paths or bytes
     flaxforge.Predictor.from_workdir("runs/churn").predict([{"age": 41, "plan": "pro"}])  # table rows
+    flaxforge.Explainer.from_workdir("runs/reviews").explain("a text")  # {"label", "tokens": [...], ...}
+    flaxforge.plots.training_curves("runs/t")                          # matplotlib figures, inline in Jupyter
+    flaxforge.plots.confusion_matrix(flaxforge.evaluate("runs/t")["report"][0])
+
+In a Jupyter notebook the progress bar is one line redrawn in place (a widget with ipywidgets), and a stop
+(the kernel's interrupt button) saves a checkpoint, then raises KeyboardInterrupt; `train` on the same
+workdir resumes. examples/notebooks/ shows it all. Like the command without --verbose, the API leaves out
+absl's records below ERROR (TensorFlow Datasets' and Orbax's notes on their own workings) from its first use
+on; `absl.logging.set_verbosity` after that decides again.
 
 Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix.
 """
+import sys
+
 __version__ = "0.1.0"
 
 
@@ -33,12 +44,22 @@ def train(config, workdir: str, *, model=None) -> dict:
     `__call__(inputs)` returns float32 logits [batch, classes]. The run records it as model.name =
     'module:name', and evaluate and Predictor need the same `model=` again.
   A config's `xla_flags` and `malloc` take effect only through the `flaxforge` command (JAX has started).
+  A stop signal (SIGTERM, SIGINT: Ctrl-C, a notebook's interrupt) saves a checkpoint once the first step has
+  finished, says so and exits 0 as the command does; in IPython, which SystemExit does not end, it raises
+  KeyboardInterrupt instead.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
+  _log_as_the_command()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; a script or notebook never parsed them
-  return loop.train(_config(config), workdir, model=model)
+  try:
+    return loop.train(_config(config), workdir, model=model)
+  except SystemExit as e:  # the loop's stop: what was trained is saved, and it said so on stdout
+    if e.code or not _in_ipython():
+      raise
+    raise KeyboardInterrupt(f"training in {workdir} stopped; flaxforge.train with the same workdir resumes "
+                            "it") from None
 
 
 def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
@@ -47,13 +68,24 @@ def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split
   validation metric): {"split", "step", "loss", "accuracy", ...}, plus the "report" files written for
   classifiers. `model`: the factory the run was trained with, if any."""
   from flaxforge.trainer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  _log_as_the_command()
   return evaluate_lib.evaluate_workdir(workdir, step=step, best=best, split=split, model=model)
 
 
 def __getattr__(name):
-  if name == "Predictor":  # the one prediction class, loaded with JAX on first use
+  """What loads on first use: `Predictor` (the one prediction class) and `Explainer` (token attributions)
+  with JAX; `plots` (figures of a run: flaxforge.trainer.plots) with matplotlib only."""
+  if name == "Predictor":
     from flaxforge.inference.predict import Predictor  # pylint: disable=g-import-not-at-top
+    _log_as_the_command()
     return Predictor
+  if name == "Explainer":
+    from flaxforge.inference.explain import Explainer  # pylint: disable=g-import-not-at-top
+    _log_as_the_command()
+    return Explainer
+  if name == "plots":
+    from flaxforge.trainer import plots  # pylint: disable=g-import-not-at-top
+    return plots
   raise AttributeError(f"module 'flaxforge' has no attribute {name!r}")
 
 
@@ -61,3 +93,19 @@ def _config(config):
   """`config` as a ConfigDict, by the command line's resolver (launch/configs)."""
   from flaxforge.launch import configs  # pylint: disable=g-import-not-at-top
   return configs.load(config)
+
+
+_logging_set = []
+
+
+def _log_as_the_command():
+  """Once: absl's verbosity ERROR, as launch/common.py sets it for a command without --verbose."""
+  if not _logging_set:
+    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    _logging_set.append(True)
+
+
+def _in_ipython() -> bool:
+  ipython = sys.modules.get("IPython")
+  return ipython is not None and ipython.get_ipython() is not None

@@ -34,9 +34,10 @@ class StopRequest:
     self.signal_name = ""
     self.phase = "start-up"  # what the run is doing until its first step has finished; "" after
     self._alone = jax.process_count() == 1
+    self._previous = {}
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, self._handle)
+        self._previous[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
     del frame
@@ -73,10 +74,11 @@ class StopRequest:
       self.signal_name = "a signal to another process"
     return stop
 
-  def restore_default(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
+  def restore(self):
+    """The handlers found at the start again (Python's in a command; in a Jupyter kernel, the kernel's, by
+    which its interrupt button raises KeyboardInterrupt: SIGINT's default action would end the kernel)."""
+    for sig, previous in self._previous.items():
+      signal.signal(sig, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 def responsive(fn, *args):
