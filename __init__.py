@@ -23,11 +23,11 @@ stays cheap: JAX and the trainer load when a function is first called.
 
 In a Jupyter notebook the progress bar is one line redrawn in place (a widget with ipywidgets), and a stop
 (the kernel's interrupt button) saves a checkpoint, then raises KeyboardInterrupt; `train` on the same
-workdir resumes. examples/notebooks/ shows it all. Like the command without --verbose, the API leaves out
-absl's records below ERROR (TensorFlow Datasets' and Orbax's notes on their own workings) from its first use
-on; `absl.logging.set_verbosity` after that decides again.
+workdir resumes. examples/notebooks/ shows it all.
 
-Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix.
+Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix. The API is as quiet
+as the command: absl's warnings (Orbax's, TFDS') stay off stderr unless the script sets absl's verbosity
+itself (`absl.logging.set_verbosity(absl.logging.WARNING)`).
 """
 import sys
 
@@ -50,7 +50,7 @@ def train(config, workdir: str, *, model=None) -> dict:
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
-  _log_as_the_command()
+  _quiet()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; a script or notebook never parsed them
   try:
@@ -65,10 +65,11 @@ def train(config, workdir: str, *, model=None) -> dict:
 def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
              model=None) -> dict:
   """Metrics of a run's checkpoint on `split` (default the latest checkpoint; `best`: the best by the run's
-  validation metric): {"split", "step", "loss", "accuracy", ...}, plus the "report" files written for
-  classifiers. `model`: the factory the run was trained with, if any."""
+  validation metric): {"split", "step", "loss", "accuracy", ...}, plus for classifiers the "report" files
+  written and the "classification_report" (the per-class table as text, to print). `model`: the factory the
+  run was trained with, if any."""
   from flaxforge.trainer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  _log_as_the_command()
+  _quiet()
   return evaluate_lib.evaluate_workdir(workdir, step=step, best=best, split=split, model=model)
 
 
@@ -77,11 +78,11 @@ def __getattr__(name):
   with JAX; `plots` (figures of a run: flaxforge.trainer.plots) with matplotlib only."""
   if name == "Predictor":
     from flaxforge.inference.predict import Predictor  # pylint: disable=g-import-not-at-top
-    _log_as_the_command()
+    _quiet()
     return Predictor
   if name == "Explainer":
     from flaxforge.inference.explain import Explainer  # pylint: disable=g-import-not-at-top
-    _log_as_the_command()
+    _quiet()
     return Explainer
   if name == "plots":
     from flaxforge.trainer import plots  # pylint: disable=g-import-not-at-top
@@ -89,21 +90,18 @@ def __getattr__(name):
   raise AttributeError(f"module 'flaxforge' has no attribute {name!r}")
 
 
+def _quiet():
+  """absl's verbosity at ERROR, as the command sets it, unless the script has set it (the absl logger's level
+  is then no longer NOTSET)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if logging.get_absl_logger().level == 0:  # logging.NOTSET
+    logging.set_verbosity(logging.ERROR)
+
+
 def _config(config):
   """`config` as a ConfigDict, by the command line's resolver (launch/configs)."""
   from flaxforge.launch import configs  # pylint: disable=g-import-not-at-top
   return configs.load(config)
-
-
-_logging_set = []
-
-
-def _log_as_the_command():
-  """Once: absl's verbosity ERROR, as launch/common.py sets it for a command without --verbose."""
-  if not _logging_set:
-    from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    _logging_set.append(True)
 
 
 def _in_ipython() -> bool:

@@ -22,7 +22,9 @@ class GPT(nnx.Module):
 
   def _logits(self, h):
     logits = self.transformer.embed.attend(h) if self.lm_head is None else self.lm_head(h)
-    return logits[..., :self.arch.vocab_size].astype(jnp.float32)
+    logits = logits[..., :self.arch.vocab_size].astype(jnp.float32)
+    cap = self.arch.logit_softcap  # Gemma 2's final_logit_softcapping
+    return cap * jnp.tanh(logits / cap) if cap else logits
 
   def __call__(self, tokens):
     """tokens int [B, T] -> float32 logits [B, T, vocab]; position t sees tokens 0..t only."""

@@ -27,6 +27,11 @@ def module(cfg):
   return imports.resolve(cfg.name, _MODULES, "from_config", "model.name", "model")
 
 
+def recorded(name: str) -> str:
+  """`model.name` as a run records it (core/imports.py `recorded`: a module of the user's folder as its file)."""
+  return imports.recorded(name, _MODULES)
+
+
 def build(cfg, info, *, rngs, factory=None):
   """`cfg` is `config.model`, `info` the dataset's metadata dict. `factory(cfg, info, rngs=rngs)`, when
   given (the Python API's `model=`), builds the model instead of `cfg.name`."""

@@ -16,10 +16,12 @@ from flaxforge.trainer import restore, workdir as workdir_lib
 TOKENIZER_ASSETS = {"text_encoder": False, "tokenizer": True}
 
 
-def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False) -> dict:
-  """Writes `out` (config.json, model.safetensors, hf.MARKER, tokenizer.json when the run has a pretrained
-  tokenizer) from the checkpoint at `step` (default the latest); returns {"out", "step", "files"} (the file
-  names). A classification head has no `BertModel`/decoder equivalent and stays out; BERT's pooler, which no
+def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False, dtype: str = "auto",
+                   max_shard_size="5GB") -> dict:
+  """Writes `out` (config.json, model.safetensors or its shards and index, hf.MARKER, tokenizer.json when
+  the run has a pretrained tokenizer) from the checkpoint at `step` (default the latest), in `dtype` (auto:
+  the base model's) and shards of at most `max_shard_size` (hf.export); returns {"out", "step", "files"} (the
+  file names). A classification head has no `BertModel`/decoder equivalent and stays out; BERT's pooler, which no
   flaxforge classifier trains, and the bos/eos/pad token ids are taken from the pretrained directory when it
   is still there (the ids from the run's tokenizer otherwise). Raises UserError for a model with no Hugging
   Face family, or an `out` that is the run's base model or holds files and is not an earlier Hugging Face
@@ -37,8 +39,8 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
     files["tokenizer.json"] = tokenizer.to_str(pretty=True)
     token_ids = _token_ids(tokenizer, pad_id, decoder=isinstance(model, gpt.GPT))
   out = hf.export(model, out, files=files, base=base, token_ids=token_ids,
-                  source={"workdir": str(run.workdir), "step": run.step})
-  return {"out": out, "step": run.step, "files": sorted(["config.json", "model.safetensors", hf.MARKER, *files])}
+                  source={"workdir": str(run.workdir), "step": run.step}, dtype=dtype, max_shard_size=max_shard_size)
+  return {"out": out, "step": run.step, "files": sorted(os.listdir(out)) if os.path.isdir(out) else []}
 
 
 def _tokenizer(workdir):

@@ -1,6 +1,10 @@
 """Hugging Face converters against `transformers` in float32: tiny random BERT, GPT-2, Llama (GQA, llama3
-RoPE scaling, sharded safetensors) and Qwen2 (q/k/v biases, tied head), the real MiniLM, the export round
-trip, and loading straight into an 8-device FSDP x tensor mesh."""
+RoPE scaling, sharded safetensors), Qwen2 (q/k/v biases, tied head), Mistral (a sliding window shorter than
+the input), Qwen3 (q/k norms, its own head width), Gemma 2 (soft-caps, four norms, alternating windows) and
+Gemma 3 (q/k norms, local and global RoPE), decoders on a padded batch with its attention mask; the real
+MiniLM, the export round trip, and loading straight into an 8-device FSDP x tensor mesh."""
+import dataclasses
+import functools
 import json
 import os
 
@@ -11,6 +15,7 @@ import jax.numpy as jnp  # pylint: disable=wrong-import-position
 import ml_collections  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 import pytest  # pylint: disable=wrong-import-position
+import tiny_hf  # pylint: disable=wrong-import-position
 import torch  # pylint: disable=wrong-import-position
 import transformers  # pylint: disable=wrong-import-position
 from flax import nnx  # pylint: disable=wrong-import-position
@@ -38,7 +43,10 @@ CONFIGS = {
     "qwen2": lambda: transformers.Qwen2ForCausalLM(transformers.Qwen2Config(
         vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=4, tie_word_embeddings=True)),
+    **{family: functools.partial(tiny_hf.DECODERS[family], vocab_size=VOCAB, max_position_embeddings=16)
+       for family in ("mistral", "qwen3", "gemma2", "gemma3")},
 }
+DECODERS = [family for family in CONFIGS if family != "bert"]
 
 
 def tokens():
@@ -62,26 +70,33 @@ def ours_out(model, ids):
 @pytest.fixture(scope="module", params=list(CONFIGS))
 def saved(request, tmp_path_factory):
   """(family, a random transformers model in eval mode, the directory it saved itself to)."""
+  return save(request.param, tmp_path_factory)
+
+
+def save(family, tmp_path_factory, _made={}):  # pylint: disable=dangerous-default-value
+  """`saved`'s value for `family`, made once per session."""
+  if family in _made:
+    return _made[family]
   torch.manual_seed(0)
-  model = CONFIGS[request.param]().eval()
+  model = CONFIGS[family]().eval()
   with torch.no_grad():  # Hugging Face starts biases at 0 and norms at 1: randomise all, or they go untested
     for name, p in model.named_parameters():
       norm_scale = p.ndim == 1 and name.endswith("weight")
       p.copy_(torch.randn_like(p) * 0.2 + (1.0 if norm_scale else 0.0))
-  path = str(tmp_path_factory.mktemp(request.param))
+  path = str(tmp_path_factory.mktemp(family))
   # Llama is saved in shards, so model.safetensors.index.json is read too.
-  shard = "20KB" if request.param == "llama" else "1GB"
+  shard = "20KB" if family == "llama" else "1GB"
   model.save_pretrained(path, safe_serialization=True, max_shard_size=shard)
-  return request.param, model, path
+  _made[family] = family, model, path
+  return _made[family]
 
 
 def compare(family, model, ours, ids, mask):
-  """Max abs difference of logits (hidden states for BERT) over the real tokens; decoders see no padding."""
-  if family == "bert":
-    want, got = torch_out(model, ids, mask), ours_out(ours, ids)
-    return np.abs(want - got)[mask.astype(bool)].max()
-  ids = np.where(mask == 1, ids, 1)
-  return np.abs(torch_out(model, ids) - ours_out(ours, ids)).max()
+  """Max abs difference of logits (hidden states for BERT) over the real tokens of the padded batch, which
+  transformers sees with its attention mask (padding on the right, as flaxforge pads: a decoder's real tokens
+  never see it)."""
+  want, got = torch_out(model, ids, mask), ours_out(ours, ids)
+  return np.abs(want - got)[mask.astype(bool)].max()
 
 
 def test_logits_match_transformers(saved):
@@ -91,8 +106,10 @@ def test_logits_match_transformers(saved):
   ours = hf.load(path)
   ids, mask = tokens()
   assert compare(family, model, ours, ids, mask) <= 1e-4
-  # and the comparison can fail: a perturbed weight shows
-  kernel = ours.transformer.blocks[1].mlp.down.kernel
+  # and the comparison can fail: a perturbed weight shows (one before the MLP's nonlinearity: Gemma normalises
+  # the MLP's output, so a scaled down projection would not show)
+  mlp = ours.transformer.blocks[1].mlp
+  kernel = (mlp.up if mlp.gate is None else mlp.gate).kernel
   kernel.set_value(kernel.get_value() * 1.01)
   assert compare(family, model, ours, ids, mask) > 1e-4
 
@@ -232,3 +249,41 @@ def test_export_of_a_model_without_a_transformer_is_one_line(tmp_path):
   with pytest.raises(UserError, match="this Linear model has no Hugging Face equivalent .* --format=artifact"):
     hf.export(nnx.Linear(2, 3, rngs=nnx.Rngs(0)), str(tmp_path / "out"))  # was an AttributeError
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("family", DECODERS)
+def test_left_padded_rows_with_a_key_mask_match_transformers(family, tmp_path_factory):
+  # Padding on the left (as batched generation pads): the real tokens sit at later positions and must not see
+  # the padding; transformers hides it with the attention mask, flaxforge's transformer with a key mask.
+  _, model, path = save(family, tmp_path_factory)
+  ids, mask = (a[:, ::-1].copy() for a in tokens())
+  ours = hf.load(path)
+
+  @nnx.jit
+  def forward(m, x, keys):
+    h, _ = m.transformer(x, jnp.arange(x.shape[1]), mask=keys[:, None, None, :], is_causal=True)
+    return m._logits(h)  # pylint: disable=protected-access
+  got = np.asarray(forward(ours, jnp.asarray(ids, jnp.int32), jnp.asarray(mask, bool)))
+  real = mask.astype(bool)
+  assert np.abs(torch_out(model, ids, mask) - got)[real].max() <= 1e-4
+  # without the key mask, the padded row's real tokens see its padding and differ
+  unmasked = np.asarray(forward(ours, jnp.asarray(ids, jnp.int32), jnp.ones(ids.shape, bool)))
+  assert np.abs(torch_out(model, ids, mask) - unmasked)[1][real[1]].max() > 1e-3
+
+
+@pytest.mark.parametrize("family", ["mistral", "qwen3", "gemma2", "gemma3"])
+def test_the_sliding_window_is_honoured(family, tmp_path_factory):
+  # The tokens within the window agree with a model without it; later ones only match transformers with it.
+  _, model, path = save(family, tmp_path_factory)
+  ours = hf.load(path)
+  window = max(ours.arch.windows)
+  assert 0 < window < tokens()[0].shape[1]
+  wide = tuple(1000 if w else 0 for w in ours.arch.windows)  # longer than the input (Gemma 3's local RoPE stays)
+  unwindowed = gpt.GPT(dataclasses.replace(ours.arch, windows=wide), tie_embeddings=ours.lm_head is None,
+                       rngs=nnx.Rngs(0))
+  nnx.update(unwindowed, nnx.state(ours, nnx.Param))
+  ids = tokens()[0]
+  want, got, without = torch_out(model, ids), ours_out(ours, ids), ours_out(unwindowed, ids)
+  assert np.abs(want - got).max() <= 1e-4
+  np.testing.assert_allclose(without[:, :window], got[:, :window], atol=1e-5)
+  assert np.abs(want - without)[:, window:].max() > 1e-2

@@ -82,14 +82,8 @@ def save_gpt2(path, texts) -> str:
 
 def save_llama(path, texts) -> str:
   """A random 2-layer, 32-wide Llama (bos 1, eos 2) and a byte-level BPE tokenizer.json that starts every
-  text with <s>, as Llama's does, in `path`."""
-  tok = _byte_bpe(texts, ["<unk>", "<s>", "</s>"])
-  tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-  torch.manual_seed(0)
-  model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
-      vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32, bos_token_id=1, eos_token_id=2))
-  return _save(model, tok, path)
+  text with <s>, as Llama's does, in `path` (save_decoder)."""
+  return save_decoder(path, texts, "llama")
 
 
 def config(tmp_path, model_dir, csv_path, base=finetune_text, **overrides):
@@ -108,3 +102,38 @@ def flags(tmp_path, model_dir, csv_path, **overrides) -> list[str]:
   """The same run as `config`, as `flaxforge train` flags."""
   return ["--config=finetune_text", *(f"--config.{k}={v}" for k, v in fields(tmp_path, model_dir, csv_path,
                                                                               **overrides).items())]
+
+
+# Tiny random decoders of the families flaxforge converts, 32 wide and 2-3 layers, with what makes each one
+# itself: grouped-query heads, a head width that is not hidden / heads (Qwen3, Gemma), sliding windows
+# shorter than the tests' sequences (Mistral, Qwen3, Gemma), soft-caps small enough to bite (Gemma 2), local and
+# global RoPE with linear scaling (Gemma 3). Token ids as save_decoder's tokenizer has them: <unk> 0, <s> 1,
+# </s> 2.
+_SIZES = dict(hidden_size=32, intermediate_size=64, num_attention_heads=4, num_key_value_heads=2,
+              bos_token_id=1, eos_token_id=2)
+DECODERS = {
+    "llama": lambda **kw: transformers.LlamaForCausalLM(transformers.LlamaConfig(
+        num_hidden_layers=2, **_SIZES, **kw)),
+    "mistral": lambda **kw: transformers.MistralForCausalLM(transformers.MistralConfig(
+        num_hidden_layers=2, sliding_window=4, **_SIZES, **kw)),
+    "qwen3": lambda **kw: transformers.Qwen3ForCausalLM(transformers.Qwen3Config(  # a window on layer 1 only
+        num_hidden_layers=2, head_dim=16, tie_word_embeddings=True, use_sliding_window=True, sliding_window=4,
+        max_window_layers=1, **_SIZES, **kw)),
+    "gemma2": lambda **kw: transformers.Gemma2ForCausalLM(transformers.Gemma2Config(
+        num_hidden_layers=3, head_dim=16, sliding_window=4, query_pre_attn_scalar=12, final_logit_softcapping=3.0,
+        attn_logit_softcapping=2.0, pad_token_id=0, **_SIZES, **kw)),
+    "gemma3": lambda **kw: transformers.Gemma3ForCausalLM(transformers.Gemma3TextConfig(
+        num_hidden_layers=3, head_dim=16, sliding_window=4, pad_token_id=0,
+        layer_types=["sliding_attention", "sliding_attention", "full_attention"], rope_parameters={
+            "full_attention": {"rope_type": "linear", "factor": 4.0, "rope_theta": 1e6},
+            "sliding_attention": {"rope_type": "default", "rope_theta": 1e4}}, **_SIZES, **kw)),
+}
+
+
+def save_decoder(path, texts, family="llama", **config) -> str:
+  """A random DECODERS[family] (config: its config's overrides) and a byte-level BPE tokenizer.json trained on
+  `texts` that starts every text with <s>, as Llama's does, in `path`."""
+  tok = _byte_bpe(texts, ["<unk>", "<s>", "</s>"])
+  tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+  torch.manual_seed(0)
+  return _save(DECODERS[family](vocab_size=tok.get_vocab_size(), max_position_embeddings=32, **config), tok, path)

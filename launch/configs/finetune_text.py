@@ -10,12 +10,13 @@ new. --config.model.lora.rank=8 trains low-rank adapters instead of every weight
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.TextFile, data.Archive, data.Validation, data.Test, data.Tokenizer,
-                      data.PretrainedTokenizer, model.Pretrained, model.TransformerCompute, model.Encoder,
-                      model.LoRA)
+  c = base.get_config(trainer.ClassWeight, data.TextFile, data.Labels, data.Archive, data.Validation, data.Test,
+                      data.Tokenizer, data.PretrainedTokenizer, model.Pretrained, model.TransformerCompute,
+                      model.Encoder, model.LoRA)
   c.data.name = "text_file"  # or 20newsgroups
   c.data.path = ""
   c.data.text_column = "text"

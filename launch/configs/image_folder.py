@@ -10,10 +10,11 @@ prepared copy is keyed by the folder's files (names, sizes, times) and the optio
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.ImageFolder, data.Validation, data.Test, data.Augment, model.ConvNet)
+  c = base.get_config(trainer.ClassWeight, data.ImageFolder, data.Validation, data.Test, data.Augment, model.ConvNet)
   c.data.name = "image_folder"
   c.data.path = ""
   c.data.image_size = (64, 64)  # (height, width)
