@@ -52,8 +52,11 @@ def _progress_lines(cell) -> int:
   starts with a carriage return) is one line, or one widget; progress written for a log file is one line
   per logging interval."""
   text = _stream(cell, "stderr")
-  widgets = sum(WIDGET in o.get("data", {}) for o in cell.outputs)
-  return widgets + sum(1 for line in text.split("\n") if re.search(r"\b\d+/\d+\b", line))
+  return _widgets(cell) + sum(1 for line in text.split("\n") if re.search(r"\b\d+/\d+\b", line))
+
+
+def _widgets(cell) -> int:
+  return sum(WIDGET in o.get("data", {}) for o in cell.outputs)
 
 
 def _images(notebook) -> int:
@@ -90,9 +93,15 @@ def test_quickstart_runs_top_to_bottom(tmp_path):
   records = _train_records(tmp_path / "runs" / "quickstart")
   assert len([r for r in records if r["step"] > int(stopped[1])]) >= 20  # the line-a-record mode: 20+ lines
   for cell in (interrupted, resumed):
-    assert _progress_lines(cell) == 1, _stream(cell, "stderr")
+    # ipywidgets is in the test extra as in the notebook extra: the bar is one widget (without it, one line
+    # redrawn in place: test_in_a_notebook_progress_is_one_line_redrawn)
+    assert _progress_lines(cell) == 1 and _widgets(cell) == 1, _stream(cell, "stderr")
     assert "WARNING" not in _stream(cell, "stderr")  # absl's records as the command leaves them out
   assert _images(notebook) == 2  # the curves and the confusion matrix, inline
+  evaluated = _stream(_cell(notebook, "flaxforge.evaluate(WORKDIR)"), "stdout")
+  macro = re.search(r"^ +macro avg +[01]\.\d{3} +[01]\.\d{3} +([01]\.\d{3}) +\d+$", evaluated, re.M)
+  macro_f1 = float(re.search(r"'macro_f1': ([\d.]+)", evaluated)[1])
+  assert macro and macro[1] == f"{macro_f1:.3f}", evaluated  # the per-class table printed, its F1 the run's
   last = records[-1]["step"]
   report_files = sorted(p.name for p in (tmp_path / "runs" / "quickstart" / "report").iterdir())
   assert report_files == [f"test_step{last}.json", f"test_step{last}_confusion.png"], report_files
@@ -103,7 +112,7 @@ def test_finetune_minilm_runs_top_to_bottom(tmp_path, minilm):
   notebook = _execute("finetune_minilm.ipynb", tmp_path, FLAXFORGE_MODELS=str(pathlib.Path(minilm).parent))
   trained = _cell(notebook, "results = flaxforge.train(")
   assert "LoRA rank 8" in _stream(trained, "stdout")
-  assert _progress_lines(trained) == 1, _stream(trained, "stderr")
+  assert _progress_lines(trained) == 1 and _widgets(trained) == 1, _stream(trained, "stderr")
   records = _train_records(tmp_path / "runs" / "reviews_lora")
   assert len(records) >= 6
   assert _images(notebook) == 1
