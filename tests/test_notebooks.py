@@ -202,3 +202,31 @@ def test_the_root_api_names_plots_and_explainer_lazily():
   assert out.strip() == "['matplotlib']"  # figures need no JAX
   from flaxforge.inference.explain import Explainer  # pylint: disable=g-import-not-at-top
   assert flaxforge.Explainer is Explainer and flaxforge.plots is plots
+
+
+def test_a_second_interrupt_in_a_notebook_raises_instead_of_ending_the_kernel(monkeypatch, capsys):
+  """A command's second signal ends its process at once (test_preemption); a kernel's must not: it holds the
+  user's other work. The first interrupt asks for the checkpointed stop, the second raises KeyboardInterrupt."""
+  monkeypatch.setattr(progress_lib, "in_notebook", lambda: True)
+  stop = preemption.StopRequest(on_disk=lambda: "the last complete checkpoint is step 40 in runs/t")
+  try:
+    stop.started()
+    signal.raise_signal(signal.SIGINT)
+    assert stop.requested and stop.signal_name == "SIGINT"
+    with pytest.raises(KeyboardInterrupt):
+      signal.raise_signal(signal.SIGINT)
+  finally:
+    stop.restore()
+  assert capsys.readouterr().err == ("second SIGINT: aborting now; the last complete checkpoint is step 40 in "
+                                     "runs/t. Call flaxforge.train again to resume.\n")
+
+
+def test_a_training_that_fails_leaves_no_lease_in_the_process_that_lives_on(tmp_path):
+  """A kernel outlives its trainings: a run that ends with an error gives up its work directory's lease then,
+  not at the process's exit, so a `flaxforge train` in a terminal is not refused while the kernel lives."""
+  from flaxforge.launch.configs import text_csv  # pylint: disable=g-import-not-at-top
+  config = text_csv.get_config()
+  config.data.path = str(tmp_path / "missing.csv")
+  with pytest.raises(UserError, match="missing.csv not found"):
+    flaxforge.train(config, str(tmp_path / "run"))
+  assert not (tmp_path / "run" / "lease.json").exists()

@@ -71,6 +71,7 @@ def train(config, workdir: str, devices=None, *, model=None) -> dict:
     _stopped_in_start_up(stop, workdir)
   finally:
     stop.restore()
+    workdir_lib.release(workdir_lib.resolve(workdir))  # however it ended: a notebook's kernel outlives the run
 
 
 def _stopped_in_start_up(stop: preemption.StopRequest, workdir: str):

@@ -1,7 +1,8 @@
 """SIGTERM/SIGINT. Once the first step has finished: finish the step in flight, agree on a stop step,
 checkpoint, exit. Before (start-up, data preparation, the first compile and the first step), a single
 process has nothing new to save, so a signal ends the run at once (`Stopped`). A second signal aborts at
-once, saying what is on disk (the checkpointer's `on_disk`).
+once, saying what is on disk (the checkpointer's `on_disk`): it ends the process, or in a Jupyter kernel, which
+holds the user's other work, raises KeyboardInterrupt.
 
 After `jax.distributed.initialize` a C++ preemption notifier owns SIGTERM; installing our handler later
 replaces it (measured: a SIGTERM to one of 2 processes stops both at the same step, both exit 0). A
@@ -19,6 +20,8 @@ import time
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+
+from flaxforge.trainer import progress
 
 
 class Stopped(BaseException):
@@ -46,6 +49,10 @@ class StopRequest:
         where = self.on_disk()
       except Exception:  # pylint: disable=broad-except  (aborting must not fail)
         where = "see the checkpoints directory"
+      if progress.in_notebook():  # the kernel holds the user's work: end the call, not the process
+        print(f"second {signal.Signals(signum).name}: aborting now; {where}. Call flaxforge.train again to resume.",
+              file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
       print(f"second {signal.Signals(signum).name}: aborting now; {where}. Run the same command again to resume.",
             file=sys.stderr, flush=True)
       os._exit(128 + signum)
