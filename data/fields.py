@@ -135,6 +135,14 @@ class ImageFolder(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class ImageProcessor(Section):
+  """A pretrained vision model's image processor, for image_folder (data/image_folder.py image_processor)."""
+  SECTION, TITLE = "data", _TITLE
+  image_processor: str = field("", "a Hugging Face preprocessor_config.json or the model folder holding it: its "
+                               "size, mean and std replace image_size, color (rgb) and normalize; '' = none")
+
+
+@dataclasses.dataclass(frozen=True)
 class Table(Section):
   """A user's table (data/tabular.py)."""
   SECTION, TITLE = "data", _TITLE
@@ -166,7 +174,7 @@ class Synthetic(Section):
 
 
 SECTIONS = (Dataset, Archive, Validation, Test, TextFile, Labels, Tokenizer, Vocabulary, PretrainedTokenizer,
-            Corpus, ByteTokens, Augment, ImageFolder, Table, Synthetic)
+            Corpus, ByteTokens, Augment, ImageFolder, ImageProcessor, Table, Synthetic)
 _TEXT = (Tokenizer, Vocabulary, PretrainedTokenizer)
 _CANDIDATES = {
     "digits": (),
@@ -174,7 +182,7 @@ _CANDIDATES = {
     "text_file": (TextFile, Labels, Validation, Test) + _TEXT,
     "lm_text": (Archive, Validation, Test, Corpus, ByteTokens, PretrainedTokenizer),
     "fashion_mnist": (Archive, Validation, Augment),
-    "image_folder": (ImageFolder, Validation, Test, Augment),
+    "image_folder": (ImageFolder, Validation, Test, Augment, ImageProcessor),
     "tabular": (Table, Labels, Validation, Test),
     "synthetic": (Synthetic,),
 }

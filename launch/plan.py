@@ -17,12 +17,14 @@ import sys
 
 from absl import flags
 
+from flaxforge.core.errors import UserError
 from flaxforge.launch import common
+from flaxforge.launch import flags as cli_flags
 from flaxforge.planning import targets
 
 targets.environment()  # before anything starts JAX
 
-CONFIG = common.define_config_flag()
+CONFIG = cli_flags.define_config_flag()
 TARGET = flags.DEFINE_string("target", None, "What to plan for: v4-N, v5e-N, v5p-N, v6e-N (TPU), h100-N, h200-N.")
 SLICES = flags.DEFINE_integer("slices", 1, "TPU slices of --target, joined by the data-centre network.")
 SEARCH = flags.DEFINE_bool("search", False, "Rank the settings that fit (mesh split, per-chip batch, accumulation).")
@@ -37,7 +39,7 @@ def _write_json(path: str, value) -> None:
       json.dump(value, f, indent=2, allow_nan=False)
     os.replace(partial, path)
   except OSError as e:
-    raise common.UserError(f"cannot write {path} ({e.strerror}); pass --out=A_WRITABLE_PATH") from None
+    raise UserError(f"cannot write {path} ({e.strerror}); pass --out=A_WRITABLE_PATH") from None
 
 
 def _search(config, target, title: str) -> int:
@@ -62,9 +64,9 @@ def _search(config, target, title: str) -> int:
 
 def main(argv):
   if len(argv) > 1:
-    raise common.UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
+    raise UserError(f"unexpected arguments {argv[1:]}; config fields are set as --config.FIELD=VALUE")
   if not TARGET.value:
-    raise common.UserError(f"--target is required, e.g. --target=v5e-8; known targets: {targets.known()}")
+    raise UserError(f"--target is required, e.g. --target=v5e-8; known targets: {targets.known()}")
   target = targets.parse(TARGET.value, SLICES.value)
   config = CONFIG.value
   title = os.path.basename(flags.FLAGS["config"].config_filename).removesuffix(".py")

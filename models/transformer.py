@@ -26,7 +26,7 @@ class Arch:
   embed_dim: int
   num_heads: int
   mlp_dim: int
-  max_len: int  # rows of the learned position table (unused with rope)
+  max_len: int  # positions a sequence may use: the learned table's rows less position_offset (unused with rope)
   vocab_size: int  # as the dataset gives it
   padded_vocab: int  # embedding rows: vocab_size rounded up so the 'vocab' axis shards evenly
   dropout: float = 0.0
@@ -57,6 +57,14 @@ class Arch:
   windows: tuple = ()  # per layer, a query sees the `window` latest positions (itself included); 0 or () = all
   local_rope_base: float = 0.0  # RoPE base of the windowed layers; 0 = rope_base (Gemma 3's local layers)
   local_rope_scaling: tuple = ()  # their rope_scaling, when local_rope_base is set
+  # --- encoder and vision families (models/hf roberta, distilbert, vit) ---
+  model_type: str = ""  # the Hugging Face model_type read ('' = flaxforge's own), for families alike in maths
+  position_offset: int = 0  # learned position rows before position 0 (RoBERTa: its padding index + 1)
+  pooler_activation: str = "tanh"  # model.pool='pooler': tanh (BERT, RoBERTa) | relu (DistilBERT's pre_classifier)
+  patch_size: int = 0  # ViT: an image embeds as square patches of this many pixels (0: token ids embed)
+  image_size: tuple = ()  # ViT: (height, width) in pixels, a multiple of patch_size
+  channels: int = 3  # ViT: image channels
+  # --- end of encoder and vision families ---
 
   @property
   def head_dim(self):
@@ -270,32 +278,35 @@ class Transformer(nnx.Module):
     self.arch = arch
     table = lambda rows, names: nnx.Embed(rows, arch.embed_dim, dtype=arch.dtype,
                                           embedding_init=normal(0.02, names), rngs=rngs)
-    self.embed = table(arch.padded_vocab, ("vocab", "embed"))
-    self.pos_embed = table(arch.max_len, ("length", "embed")) if arch.position == "learned" else None
+    self.embed = table(arch.padded_vocab, ("vocab", "embed")) if not arch.patch_size else None  # ViT: patches
+    self.pos_embed = (table(arch.max_len + arch.position_offset, ("length", "embed"))
+                      if arch.position == "learned" else None)
     self.type_embed = table(arch.token_types, ("length", "embed")) if arch.token_types else None
     self.embed_norm = make_norm(arch, rngs=rngs) if arch.block == "post" else None
     self.dropout = Dropout(arch.dropout, rngs=rngs)
     self.blocks = nnx.List([Block(arch, layer=i, rngs=rngs) for i in range(arch.num_layers)])
     self.final_norm = make_norm(arch, rngs=rngs) if arch.block == "pre" else None
 
-  def __call__(self, tokens, positions, *, token_types=None, caches=None, output_positions=None,
+  def __call__(self, tokens, positions, *, token_types=None, caches=None, output_positions=None, embedded=None,
                **attention_kwargs):
     """tokens int [B, T], positions int [T], token_types int [B, T] (default 0; only with arch.token_types)
-    -> (hidden [B, T, d], updated caches or None).
+    -> (hidden [B, T, d], updated caches or None). Learned positions read table row position_offset + t.
+    embedded (float [B, T, d], with tokens None): inputs already embedded (ViT's patches), in place of the
+    token embedding.
 
     output_positions (int [B, P], not with caches): return hidden [B, P, d] at those positions only. The
     last block then runs its queries, MLP and norms for those P positions alone, since no other position
     of its output is read; every token still serves as a key and value. The values are the same as
     taking them from the full output (up to float rounding; dropout draws other bits), and a pooled
     classifier's step does about 1/L less work (MiniLM, 6 layers: 14% fewer matmul FLOPs)."""
-    if self.pos_embed is not None and tokens.shape[1] > self.arch.max_len:
-      raise UserError(f"sequence length {tokens.shape[1]} exceeds model.max_len {self.arch.max_len} "
+    x = self.embed(tokens) if embedded is None else embedded.astype(self.arch.dtype)
+    if self.pos_embed is not None and x.shape[1] > self.arch.max_len:
+      raise UserError(f"sequence length {x.shape[1]} exceeds model.max_len {self.arch.max_len} "
                       "(the learned position table); raise model.max_len or use model.position='rope'")
-    x = self.embed(tokens)
     if self.arch.embed_scale:  # in the embeddings' dtype, as transformers' Gemma2TextScaledWordEmbedding
       x = x * jnp.asarray(math.sqrt(self.arch.embed_dim), jnp.float32).astype(x.dtype)
     if self.pos_embed is not None:
-      x = x + self.pos_embed(positions)
+      x = x + self.pos_embed(positions + self.arch.position_offset)
     if self.type_embed is not None:
       x = x + self.type_embed(jnp.zeros_like(tokens) if token_types is None else token_types)
     if self.embed_norm is not None:

@@ -12,10 +12,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxforge.core import config_fields
 from flaxforge.data import pipeline
 from flaxforge.models import hf
-from flaxforge.trainer import loop, mesh as mesh_lib, setup, state as state_lib, steps as steps_lib
+from flaxforge.trainer import feed as feed_lib, fields, mesh as mesh_lib, run_data, state as state_lib
+from flaxforge.trainer import steps as steps_lib
 from flaxforge.trainer import workdir as workdir_lib
 
 
@@ -43,7 +43,7 @@ def data_info(config) -> dict:
   if data.name == "lm_text" and (data.get("tokenizer", "") != "hf" or pretrained):
     vocab = hf.read_config(str(workdir_lib.resolve(pretrained))).config["vocab_size"] if pretrained else 256
     return {"task": "lm", "vocab_size": int(vocab), "seq_len": int(data.seq_len)}
-  return setup.load_data(config).info
+  return run_data.load_data(config).info
 
 
 def batch_spec(config, info: dict, mesh) -> dict:
@@ -53,7 +53,7 @@ def batch_spec(config, info: dict, mesh) -> dict:
     shapes = {"inputs": ((size, info["seq_len"]), jnp.int32), "label": ((size, info["seq_len"]), jnp.int32),
               "mask": ((size,), jnp.float32)}
   else:
-    data = setup.load_data(config)
+    data = run_data.load_data(config)
     one = next(pipeline.train_batches(data.split("train"), 1, 1, seed=0, transform=data.train_transform,
                                       threads=0))
     shapes = {k: ((size,) + np.shape(v)[1:], np.asarray(v).dtype) for k, v in one.items()}
@@ -63,10 +63,10 @@ def batch_spec(config, info: dict, mesh) -> dict:
 def build(config, devices) -> AbstractRun:
   """The abstract run of `config` on `devices` (a target's compile-only devices). UserError for what
   `train` refuses: a bad config, a batch the mesh cannot split, a sequence past a model's positions."""
-  config_fields.validate(config)
-  setup.check_positions(config)
+  fields.validate(config)
+  run_data.check_positions(config)
   mesh = mesh_lib.make_mesh(config.mesh, devices)
-  loop.plan(config, config.data.batch_size, mesh)  # train's checks of batch, mesh and accumulation
+  feed_lib.plan(fields.Feed.of(config), fields.Train.of(config), config.data.batch_size, mesh)  # train's checks
   info = data_info(config)
   structure, _ = state_lib.structure(config, info, mesh, max(config.train.num_steps, 1))
   step = steps_lib.make_train_step(structure, mesh, loss_kind=config.loss,

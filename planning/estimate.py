@@ -15,8 +15,7 @@ import math
 import jax
 from flax import nnx
 
-from flaxforge import models
-from flaxforge.models import lora
+from flaxforge.models import lora, registry
 from flaxforge.planning.abstract import AbstractRun
 from flaxforge.planning.compile import Program
 from flaxforge.planning.targets import Target
@@ -73,7 +72,7 @@ def flops_per_step(run: AbstractRun, program: Program, chips: int) -> tuple[floa
   """(training FLOPs of one step, where the count comes from): the model's analytic count (what `train`'s
   MFU uses; models/transformer.py conventions) x the global batch, else XLA's per-device count x chips,
   in which a loop body (a scan) is counted once."""
-  per_example = models.flops_per_example(run.config.model, run.info)
+  per_example = registry.flops_per_example(run.config.model, run.info)
   if per_example:
     return per_example * run.config.data.batch_size, "analytic (the model's flops_per_example)"
   return program.cost.get("flops", float("nan")) * chips, "XLA's count (a scanned loop body counted once)"

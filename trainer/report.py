@@ -21,7 +21,7 @@ def write(directory: epath.Path, split: str, step: int, results: dict, label_nam
              "loss": results["loss"], "per_class": per_class, "confusion": confusion.astype(int).tolist(),
              "labels": [str(n) for n in names]}
   paths = [directory / f"{stem}.json", directory / f"{stem}_confusion.png"]
-  paths[0].write_text(json.dumps(figures, indent=2))
+  paths[0].write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")  # 体育, not \u4f53\u80b2
   from flaxforge.trainer import plots  # pylint: disable=g-import-not-at-top  (matplotlib: a second, on use)
   with paths[1].open("wb") as f:
     plots.confusion_matrix(figures).savefig(f, format="png", dpi=110)
@@ -41,4 +41,3 @@ def table(results: dict, label_names=None) -> str:
   occurring = np.union1d(true, predicted)
   return metrics.classification_report(np.repeat(true, counts), np.repeat(predicted, counts), labels=occurring,
                                        target_names=[names[i] for i in occurring], digits=3, zero_division=0)
-

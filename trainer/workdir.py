@@ -28,7 +28,7 @@ DATA_RECORD = records.RECORD_FILE
 PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
 # Path fields that define the run, expanded like PATH_FIELDS (so eval finds them from any folder); a run that
 # recorded one as given (before this was done) compares equal to its expansion.
-RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "train.init_from")
+RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "data.image_processor", "train.init_from")
 # Module fields: a user's module is recorded as its file, a file path made absolute (core/imports.py
 # `recorded`), so eval, predict, serve and export find it from any folder; built-in names stay names.
 MODULE_FIELDS = ("model.name", "data.name")

@@ -34,7 +34,7 @@ def get_config():
   c.model.pretrained = ""
   # The tokenizer is the pretrained model's own unless a tokenizer.json is named.
   c.data.tokenizer_path = c.model.get_ref("pretrained") + ""  # one-way: setting it leaves model.pretrained
-  c.model.pool = "mean"  # or "cls"
+  c.model.pool = "mean"  # or "cls", or "pooler" (exports as BertForSequenceClassification)
   c.model.dtype = "float32"  # bfloat16 on TPU/GPU
   c.model.dropout = 0.1
   c.optimizer.name = "adamw"

@@ -3,9 +3,12 @@ shards of `model.safetensors.index.json`) becomes a flaxforge model, read with t
 (no `transformers` or PyTorch), and a model goes back to such a directory.
 
 Families, by config.json's model_type: bert (BertModel and the checkpoints that share it, e.g. MiniLM;
-loaded as `bert.Encoder`), gpt2, llama/mistral/qwen2/qwen3, gemma2 and gemma3_text (loaded as `gpt.GPT`).
-Each family's module holds its architecture mapping and its table of tensors (`layout.Tensor`: names, shape,
-transposition). A config.json value a family cannot honour is refused in one line that names it.
+loaded as `bert.Encoder`), gpt2, llama/mistral/qwen2/qwen3, gemma2 and gemma3_text (loaded as `gpt.GPT`);
+roberta, xlm-roberta and distilbert (`bert.Encoder`), vit (`vit.ViT`). Each family's module holds its
+architecture mapping and its table of tensors (`layout.Tensor`: names, shape, transposition), and for export
+its classifier: the model.pool that transformers' `*ForSequenceClassification` computes (CLASSIFIER_POOL; a
+decoder's last token) and that class's tensors (`classifier`, a `layout.Head`; a decoder's is its bias-free
+`score`). A config.json value a family cannot honour is refused in one line that names it.
 
 Weights go straight into their shardings one parameter at a time: `jax.make_array_from_callback` asks
 for each addressable device's block, and that block is read from the slices of the files that hold it,
@@ -30,10 +33,12 @@ from flaxforge.core.errors import UserError
 from flaxforge.models import gpt
 from flaxforge.models.hf import bert, gpt2, layout, llama
 from flaxforge.models.hf import gemma2, gemma3, shards
+from flaxforge.models.hf import distilbert, roberta, vit  # encoder and vision families
 from flaxforge.models.transformer import Arch
 
 FAMILIES = (bert, gpt2, llama)
 FAMILIES += (gemma2, gemma3)  # decoders (issue 29)
+FAMILIES += (roberta, distilbert, vit)  # encoder and vision families (issue 29)
 VOCAB_MULTIPLE = 128  # embedding rows padded to a multiple, so the 'vocab' axis shards evenly
 MARKER = "flaxforge_export.json"  # what identifies an earlier export (transformers ignores the file)
 # Special tokens config.json names; without them transformers assumes the family's defaults (GPT-2's 50256,
@@ -51,8 +56,13 @@ class Pretrained:
   tie_embeddings: bool
   config: dict = dataclasses.field(compare=False)
 
+  @property
+  def model(self) -> str:
+    """models/registry.py's name of the model built on this family: bert, gpt or vit."""
+    return getattr(self.family, "MODEL", "gpt")
+
   def build(self, *, rngs) -> nnx.Module:
-    """The model with random weights: `bert.Encoder` or `gpt.GPT`."""
+    """The model with random weights: `bert.Encoder`, `gpt.GPT` or `vit.ViT`."""
     return self.family.build(self.arch, self.tie_embeddings, rngs=rngs)
 
   def tensors(self) -> dict:
@@ -92,7 +102,7 @@ def _read_config(file: str, version: tuple) -> Pretrained:
     raise UserError(f"{os.path.dirname(file)}: model_type {kind!r} is not supported; use one of: {supported}")
   read = _typed(family.Config, config, file)
   try:
-    arch, tie = family.arch(read, -(-read.vocab_size // VOCAB_MULTIPLE) * VOCAB_MULTIPLE)
+    arch, tie = family.arch(read, -(-getattr(read, "vocab_size", 0) // VOCAB_MULTIPLE) * VOCAB_MULTIPLE)
   except UserError as e:  # a value the family cannot honour
     raise UserError(f"{file}: {e}; the model_types flaxforge converts: {supported}") from None
   return Pretrained(family, arch, bool(tie), config)
@@ -127,7 +137,8 @@ def content_hash(path) -> str:
 
 def load_params(path, state: nnx.State, shardings=None) -> nnx.State:
   """`state` (a model's nnx.State, abstract or concrete) with every parameter that the checkpoint holds
-  replaced by its weights; others (a new classification head) are kept as they are.
+  replaced by its weights; others (a new classification head) are kept as they are. A classifier's `pooler`
+(model.pool='pooler') takes the checkpoint's pooler where the family has one (BERT, ViT) and it is there.
 
   shardings: an nnx.State of NamedShardings like `state` (the trainer's `mesh.state_shardings`), or None
   for each leaf's own sharding (one device for abstract leaves). Values take each leaf's dtype. Raises
@@ -138,6 +149,9 @@ def load_params(path, state: nnx.State, shardings=None) -> nnx.State:
   shardings = {key: s.get_value() if isinstance(s, nnx.Variable) else s
                for key, s in (nnx.to_flat_state(shardings) if shardings is not None else ())}
   tensors, flat = pretrained.tensors(), []
+  pooler = getattr(pretrained.family, "pooler", None)
+  if pooler is not None:
+    tensors.update({k: t for k, t in pooler(pretrained.arch).items() if all(map(checkpoint.has, t.names))})
   for key, leaf in nnx.to_flat_state(state):
     tensor = tensors.get(key) if isinstance(leaf, nnx.Param) else None
     if tensor is not None:
@@ -185,41 +199,54 @@ def load(path, *, shardings=None, dtype="float32") -> nnx.Module:
 
 
 def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, source=None, dtype: str = "auto",
-           max_shard_size="5GB") -> str:
-  """Writes `model` (a `bert.Encoder` or `gpt.GPT` of a supported family) as a Hugging Face directory that
-  `transformers` loads: config.json and the weights in the family's own tensor names and layouts, in `dtype`
-  (float32, bfloat16, float16; auto: the dtype `base` stores, else float32), as model.safetensors or, beyond
-  `max_shard_size` (bytes, or a string such as '500MB', '5GB'), shards and their index (shards.py; one shard
-  in host memory at a time); `files` ({file name: text}, e.g. tokenizer.json) and MARKER (JSON: `source`,
-  e.g. the run's workdir and step). `out` must be new, empty or an earlier export, which is replaced
-  (`paths.fresh_folder`).
+           max_shard_size="5GB", labels=None) -> str:
+  """Writes `model` (a `bert.Encoder`, `gpt.GPT` or `vit.ViT` of a supported family, or a classifier on one)
+  as a Hugging Face directory that `transformers` loads: config.json and the weights in the family's own
+  tensor names and layouts, in `dtype` (float32, bfloat16, float16; auto: the dtype `base` stores, else
+  float32), as model.safetensors or, beyond `max_shard_size` (bytes, or a string such as '500MB', '5GB'),
+  shards and their index (shards.py; one shard in host memory at a time); `files` ({file name: text}, e.g.
+  tokenizer.json) and MARKER (JSON: `source`, e.g. the run's workdir and step). `out` must be new, empty or an
+  earlier export, which is replaced (`paths.fresh_folder`).
+
+  A classifier whose pooling transformers has (`head_of`) becomes that class (BertForSequenceClassification,
+  LlamaForSequenceClassification, ViTForImageClassification, ...) with its pooler and head, `labels` (the class
+  names by id; default LABEL_i) as id2label/label2id and single-label problem_type; any other classifier is
+  written as its body alone (`head_note` says why).
 
   `base`: the Hugging Face directory the model was loaded from, whose tensors that flaxforge does not train
-  (the family's KEPT_FROM_BASE, e.g. BERT's pooler) are copied unchanged when it holds them, and whose
-  config.json gives the TOKEN_IDS (bos/eos/pad). `token_ids`: {TOKEN_IDS key: id} for those that `base` does
-  not give. Returns `out`. Every process gathers each parameter whole (a collective: call it on all
-  processes); process 0 writes. Raises UserError when the architecture has no Hugging Face equivalent, the
-  dtype or size is not one, or `out` is a non-empty folder that is not an earlier export."""
-  arch = getattr(getattr(model, "transformer", None), "arch", None)
-  tie = isinstance(model, gpt.GPT) and model.lm_head is None
-  family = next((f for f in FAMILIES if f.matches(arch, tie)), None) if arch else None
-  if family is None:
-    raise UserError(f"this {type(model).__name__} model has no Hugging Face equivalent (export --format=hf "
-                    "supports BERT encoders, GPT-2, Llama/Mistral/Qwen and Gemma decoders, e.g. models loaded from "
-                    "Hugging Face); --format=artifact exports any run")
+  (the family's KEPT_FROM_BASE, e.g. BERT's pooler) are copied unchanged into a body's export when it holds
+  them, and whose config.json gives the TOKEN_IDS (bos/eos/pad). `token_ids`: {TOKEN_IDS key: id} for those
+  that `base` does not give. Returns `out`. Every process gathers each parameter whole (a collective: call it
+  on all processes); process 0 writes. Raises UserError when the architecture has no Hugging Face equivalent,
+  the dtype or size is not one, or `out` is a non-empty folder that is not an earlier export."""
+  family, arch, tie = _family(model)
+  head = head_of(model)
   dtype_name = _stored_dtype(family, base) if dtype == "auto" else dtype
   dtype, max_bytes = shards.dtype_of(dtype_name), shards.parse_size(max_shard_size)
   flat = dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
 
-  def gathered(key, tensor):  # {export name: array}, a collective; cast before layout.write's copy
+  def gathered(key, tensor, prefix):  # {export name: array}, a collective; cast before layout.write's copy
     value = np.asarray(multihost_utils.process_allgather(flat[key].get_value(), tiled=True)).astype(dtype)
-    return {name if name.startswith("lm_head.") else family.EXPORT_PREFIX + name: part
+    return {name if name.startswith("lm_head.") else prefix + name: part
             for name, part in layout.write(tensor, value).items()}
-  parts = {key: (int(np.prod(t.shape)) * len(t.names) * dtype.itemsize, functools.partial(gathered, key, t))
+  size = lambda t: int(np.prod(t.shape)) * len(t.names) * dtype.itemsize
+  prefix = head.prefix if head else family.EXPORT_PREFIX
+  parts = {key: (size(t), functools.partial(gathered, key, t, prefix))
            for key, t in family.tensors(arch, tie).items()}
-  for name, value in _kept_from_base(family, base).items():
+  parts.update({key: (size(t), functools.partial(gathered, key, t, ""))  # full names
+                for key, t in (head.tensors if head else {}).items()})
+  for name, value in ({} if head else _kept_from_base(family, base)).items():
     parts[name] = (value.size * dtype.itemsize, lambda name=name, value=value: {name: value.astype(dtype)})
-  config = {**family.config_json(arch, tie), **(token_ids or {}), **_token_ids_of_base(base), "dtype": dtype_name}
+  config = family.config_json(arch, tie)
+  if head:
+    names = [str(n) for n in labels] if labels is not None else [f"LABEL_{i}" for i in range(_classes(model))]
+    config.update(architectures=[head.architecture], id2label=dict(enumerate(names)),
+                  label2id={n: i for i, n in enumerate(names)}, problem_type="single_label_classification")
+  config.update({**(token_ids or {}), **_token_ids_of_base(base), "dtype": dtype_name})
+  if head and "pad_token_id" in (token_ids or {}):  # the padding our classifier skipped to find its last token
+    config["pad_token_id"] = token_ids["pad_token_id"]
+  if arch.position_offset:  # RoBERTa's positions start after its padding index
+    config["pad_token_id"] = arch.position_offset - 1
   folder = _fresh_folder_on_process_0(out, source)
   groups = shards.plan({key: size for key, (size, _) in parts.items()}, max_bytes)
   weight_map, total = {}, 0
@@ -234,10 +261,63 @@ def export(model: nnx.Module, out, *, files=None, base=None, token_ids=None, sou
     return out
   if len(groups) > 1:
     shards.write_index(folder, weight_map, total)
-  (folder / "config.json").write_text(json.dumps(config, indent=2))
+  (folder / "config.json").write_text(json.dumps(config, indent=2, ensure_ascii=False), encoding="utf-8")
   for name, content in (files or {}).items():
-    (folder / name).write_text(content)
+    (folder / name).write_text(content, encoding="utf-8")
   return out
+
+
+def _family(model: nnx.Module):
+  """(family, Arch, tie) of `model`: the family its architecture was read as (Arch.model_type), else the
+  first whose maths it matches; a classifier counts as tied (it has no LM head). UserError when none does."""
+  arch = getattr(getattr(model, "transformer", None), "arch", None)
+  tie = (isinstance(model, gpt.GPT) and model.lm_head is None) or hasattr(model, "head")
+  family = None
+  if arch:
+    family = (next((f for f in FAMILIES if arch.model_type and arch.model_type in f.MODEL_TYPES), None)
+              or next((f for f in FAMILIES if f.matches(arch, tie)), None))
+  if family is None:
+    raise UserError(f"this {type(model).__name__} model has no Hugging Face equivalent (export --format=hf "
+                    f"supports {', '.join(t for f in FAMILIES for t in f.MODEL_TYPES)} models, e.g. loaded from "
+                    "Hugging Face); --format=artifact exports any run")
+  return family, arch, tie
+
+
+def _classes(model) -> int:
+  return int(model.head.kernel.get_value().shape[-1])
+
+
+def _pool(family) -> str:
+  """The model.pool that the family's transformers classifier computes (a decoder's: its last token)."""
+  return getattr(family, "CLASSIFIER_POOL", "last")
+
+
+def head_of(model: nnx.Module) -> layout.Head | None:
+  """The transformers classifier that computes what `model` computes: for a flaxforge classifier (a model
+  with a `head`) whose pooling is its family's CLASSIFIER_POOL, the family's `classifier` (a decoder's:
+  `score`, bias-free, on the last token, in the *ForCausalLM's *ForSequenceClassification twin); else None."""
+  if not hasattr(model, "head"):
+    return None
+  family, arch, tie = _family(model)
+  if getattr(model, "pool", None) != _pool(family):
+    return None
+  if hasattr(family, "classifier"):
+    return family.classifier(arch, _classes(model))
+  causal = family.config_json(arch, tie)["architectures"][0]
+  name = causal.removesuffix("ForCausalLM").removesuffix("LMHeadModel") + "ForSequenceClassification"
+  return layout.Head(name, family.EXPORT_PREFIX, {("head", "kernel"): layout.linear("score.weight", arch.embed_dim,
+                                                                                      _classes(model))})
+
+
+def head_note(model: nnx.Module) -> str | None:
+  """One line for a classifier whose pooling no transformers class computes (its export is the body alone),
+  naming the model.pool that has one; None when `export` writes the classifier whole, or for a body."""
+  if not hasattr(model, "head") or head_of(model) is not None:
+    return None
+  family, arch, tie = _family(model)
+  body = family.config_json(arch, tie)["architectures"][0]
+  return (f"model.pool={model.pool!r} has no transformers classifier: exported the body as {body} without the "
+          f"head; train with --config.model.pool={_pool(family)} for one that pipeline() runs")
 
 
 def _fresh_folder_on_process_0(out, source):

@@ -22,7 +22,8 @@ class Tensor:
 
   names: the Hugging Face tensors it is made of; several are stacked along our axis `stack`.
   shape: each Hugging Face tensor's shape.
-  axes: per Hugging Face axis, our axes that it flattens, major first ((1,), (0,) is a transposition).
+  axes: per Hugging Face axis, our axes that it flattens, major first ((1,), (0,) is a transposition); ()
+  for an axis of size 1 that we do not have (ViT's [1, 1, d] class token).
   An axis of ours that a Hugging Face axis holds alone may be longer (vocabulary rows padded so the axis
   shards evenly): the extra rows read as zeros and are dropped on export.
   """
@@ -30,6 +31,19 @@ class Tensor:
   shape: tuple
   axes: tuple
   stack: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+  """A classifier as a transformers `*ForSequenceClassification` (or `*ForImageClassification`) holds it.
+
+  architecture: its class name (config.json's architectures).
+  prefix: what its tensor names put before the body's (the family's base model's) names, e.g. "bert.".
+  tensors: {our parameter path: Tensor} of the pooling layer and the head, by their full names.
+  """
+  architecture: str
+  prefix: str
+  tensors: dict
 
 
 def vector(name, size):
@@ -105,6 +119,10 @@ def read_block(tensor: Tensor, shape, index, open_slice) -> np.ndarray:
   for name in names:
     runs, pads = [], []
     for extent, group in zip(tensor.shape, tensor.axes):
+      if not group:  # a unit axis of theirs alone
+        runs.append([(0, 1)])
+        pads.append((0, 0))
+        continue
       sub = [ranges[a] for a in group]
       if len(group) == 1:  # a padded axis reads what the file has, then zeros
         sub = [(min(sub[0][0], extent), min(sub[0][1], extent))]
@@ -126,7 +144,7 @@ def read_block_into(tensor: Tensor, shape, index, open_slice, dtype, chunk_bytes
   the file."""
   ranges = [s.indices(n)[:2] for s, n in zip(index, shape)]
   out = np.empty([stop - start for start, stop in ranges], dtype)
-  axis = tensor.axes[0][0]
+  axis = next(group[0] for group in tensor.axes if group)  # past a unit axis of theirs alone (ViT's [1, 1, d])
   rows = out.shape[axis]
   step = max(1, chunk_bytes // max(1, out.nbytes // max(rows, 1)))
   for start in range(0, rows, step):
