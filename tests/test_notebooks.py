@@ -164,6 +164,23 @@ def test_training_curves_draw_the_newest_record_of_each_step(tmp_path):
     plots.training_curves(tmp_path / "empty")
 
 
+def test_training_curves_of_a_language_model_and_of_a_run_without_validation(tmp_path):
+  """A language model's quality is bits per byte, on its own scale (not clipped to [0, 1]); a run with no
+  validation split draws its loss alone."""
+  lm, plain = tmp_path / "lm", tmp_path / "plain"
+  for workdir, lines in ((lm, [{"split": "train", "step": 10, "loss": 3.0},
+                               {"split": "validation", "step": 10, "loss": 2.9, "bits_per_byte": 1.6},
+                               {"split": "validation", "step": 20, "loss": 2.5, "bits_per_byte": 1.4}]),
+                         (plain, [{"split": "train", "step": 10, "loss": 3.0}])):
+    workdir.mkdir()
+    (workdir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+  _, quality = plots.training_curves(lm).axes
+  assert [line.get_label() for line in quality.get_lines()] == ["bits_per_byte"]
+  assert quality.get_ylim()[1] > 1.6  # bits per byte above 1 still shown
+  only, = plots.training_curves(plain).axes
+  assert [line.get_label() for line in only.get_lines()] == ["training"]
+
+
 def test_in_a_notebook_progress_is_one_line_redrawn(monkeypatch, capsys):
   """stderr is no terminal in a kernel; the bar is still drawn (carriage returns), not a line per interval."""
   monkeypatch.setattr(progress_lib, "in_notebook", lambda: True)
