@@ -29,8 +29,6 @@ Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names t
 as the command: absl's warnings (Orbax's, TFDS') stay off stderr unless the script sets absl's verbosity
 itself (`absl.logging.set_verbosity(absl.logging.WARNING)`).
 """
-import sys
-
 __version__ = "0.1.0"
 
 
@@ -45,18 +43,18 @@ def train(config, workdir: str, *, model=None) -> dict:
     'module:name', and evaluate and Predictor need the same `model=` again.
   A config's `xla_flags` and `malloc` take effect only through the `flaxforge` command (JAX has started).
   A stop signal (SIGTERM, SIGINT: Ctrl-C, a notebook's interrupt) saves a checkpoint once the first step has
-  finished, says so and exits 0 as the command does; in IPython, which SystemExit does not end, it raises
-  KeyboardInterrupt instead.
+  finished, says so and exits 0 as the command does; in a Jupyter kernel, which SystemExit does not end, it
+  raises KeyboardInterrupt instead.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import loop, progress  # pylint: disable=g-import-not-at-top
   _quiet()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; a script or notebook never parsed them
   try:
     return loop.train(_config(config), workdir, model=model)
   except SystemExit as e:  # the loop's stop: what was trained is saved, and it said so on stdout
-    if e.code or not _in_ipython():
+    if e.code or not progress.in_notebook():
       raise
     raise KeyboardInterrupt(f"training in {workdir} stopped; flaxforge.train with the same workdir resumes "
                             "it") from None
@@ -102,8 +100,3 @@ def _config(config):
   """`config` as a ConfigDict, by the command line's resolver (launch/configs)."""
   from flaxforge.launch import configs  # pylint: disable=g-import-not-at-top
   return configs.load(config)
-
-
-def _in_ipython() -> bool:
-  ipython = sys.modules.get("IPython")
-  return ipython is not None and ipython.get_ipython() is not None
