@@ -2,6 +2,9 @@
 library: WordPiece with [CLS] ... [SEP] for BERT, byte-level BPE for GPT-2 and Llama (with Llama's BOS),
 whatever the file's normalizer, pre-tokenizer and post-processor say.
 
+A language model's rows and documents start with the special tokens the post-processor puts before a text
+(`prefix_ids`: Llama's BOS) and carry no other: lm_text encodes their text without special tokens.
+
 Texts are encoded in batches to a fixed length: truncated on the right (the post-processor's special tokens
 kept) and padded on the right with the model's padding token. `save` writes the tokenizer, with that
 truncation and padding, as one JSON file beside a run, and `HFTokenizer(that file)` encodes exactly as
@@ -28,6 +31,15 @@ def _special(directory, key):
     if token:
       return token
   return None
+
+
+def prefix_ids(tokenizer: tokenizers.Tokenizer) -> list[int]:
+  """The ids the post-processor puts before a text: Llama's and Mistral's <s>, BERT's [CLS]; [] for GPT-2.
+  Read from a probe text's encoding: the tokens before its first one that came from the text (a post-processor's
+  tokens have no sequence id). `tokenizer` must not pad on the left."""
+  probe = tokenizer.encode("a", add_special_tokens=True)
+  first = next((i for i, s in enumerate(probe.sequence_ids) if s is not None), len(probe.ids))
+  return probe.ids[:first]
 
 
 class HFTokenizer:

@@ -1,6 +1,8 @@
 """Language-model data: a stream of bytes (vocabulary 256), or with `tokenizer=hf` of a pretrained model's
 token ids (its end-of-text id between documents), cut into windows of seq_len + 1; or, from a .jsonl of
-{"prompt", "completion"} rows, one example per row whose loss mask covers the completion only.
+{"prompt", "completion"} rows, one example per row whose loss mask covers the completion only. A tokenizer
+whose post-processor adds a BOS (Llama, Mistral, Gemma) starts each document and each row with one, and no
+completion: texts are encoded without special tokens and the BOS put in front (`pieces`).
 
 Sources: a .txt file (the whole file is one document) or a .jsonl file (one `text` field per line), split
 by position into train | validation | test; or by default 20 Newsgroups: its train posts (a seeded share of
@@ -20,7 +22,7 @@ import tensorflow_datasets as tfds
 from flaxforge.core import paths
 from flaxforge.data import dataset, fields, newsgroups, records, splits, synthetic, text
 from flaxforge.core.errors import UserError
-from flaxforge.data.hf_tokenizer import HFTokenizer
+from flaxforge.data.hf_tokenizer import HFTokenizer, prefix_ids
 
 VOCAB_SIZE = 256
 
@@ -133,10 +135,10 @@ def _shown(value) -> str:
 
 def file_streams(docs: list[bytes], separator: int, encode, validation: float,
                  test: float) -> tuple[dict[str, np.ndarray], float]:
-  """`docs` joined with `separator` (bytes; or token ids through `encode`, str -> ids, if not None), split by
-  position into train | validation | test (`splits.by_position`); and the train split's UTF-8 bytes per token
-  (1.0 for bytes; through `encode`, text bytes over tokens with the separators counted as tokens of no bytes, a
-  document cut by the split boundary counted pro rata)."""
+  """`docs` joined with `separator` (bytes; or token ids through `encode`, str -> ids as a document starts, if
+  not None), split by position into train | validation | test (`splits.by_position`); and the train split's
+  UTF-8 bytes per token (1.0 for bytes; through `encode`, text bytes over tokens with the separators counted as
+  tokens of no bytes, a document cut by the split boundary counted pro rata)."""
   if encode is None:
     stream = join(docs, separator)
   else:
@@ -153,13 +155,15 @@ def file_streams(docs: list[bytes], separator: int, encode, validation: float,
   return streams, (train_bytes / n_train if train_bytes and n_train else 1.0)
 
 
-def sft_examples(name: str, rows: list[tuple[int, str, str]], encode, pad_id: int, seq_len: int, validation: float,
-                 test: float) -> tuple[dict[str, "synthetic.ArraySource"], float]:
-  """Supervised fine-tuning `rows` (line number, prompt, completion) as examples: prompt + completion +
-  end-of-text, truncated and right-padded to seq_len + 1 tokens; `loss_mask` [seq_len] is 1 where the label
-  is a completion token (the end-of-text included), 0 on the prompt and padding. Rows split by position
-  into train | validation | test (`splits.by_position`). Also the train rows' completion UTF-8 bytes per loss
-  token (a completion cut by seq_len counted pro rata).
+def sft_examples(name: str, rows: list[tuple[int, str, str]], prefix: list[int], encode, pad_id: int, seq_len: int,
+                 validation: float, test: float) -> tuple[dict[str, "synthetic.ArraySource"], float]:
+  """Supervised fine-tuning `rows` (line number, prompt, completion) as examples: `prefix` (the tokenizer's BOS,
+  if it adds one) + prompt + completion + end-of-text (`pad_id`), prompt and completion encoded by `encode`
+  without special tokens, so a BOS starts the row once and never a completion; truncated and right-padded to
+  seq_len + 1 tokens. `loss_mask` [seq_len] is 1 where the label is a completion token (the end-of-text
+  included), 0 on the prompt and padding. Rows split by position into train | validation | test
+  (`splits.by_position`). Also the train rows' completion UTF-8 bytes per loss token (a completion cut by
+  seq_len counted pro rata).
 
   UserError when a split's prompts leave no completion token within seq_len; a warning on stderr with the
   count when only some rows lose their whole completion."""
@@ -168,7 +172,7 @@ def sft_examples(name: str, rows: list[tuple[int, str, str]], encode, pad_id: in
   loss_mask = np.zeros((n, seq_len), np.float32)
   completion_bytes = np.zeros(n)
   for i, (_, prompt_text, completion_text) in enumerate(rows):
-    prompt, completion = list(encode(prompt_text)), list(encode(completion_text)) + [pad_id]
+    prompt, completion = list(prefix) + list(encode(prompt_text)), list(encode(completion_text)) + [pad_id]
     tokens = (prompt + completion)[:seq_len + 1]
     ids[i, :len(tokens)] = tokens
     loss_mask[i, max(len(prompt) - 1, 0):len(tokens) - 1] = 1.0
@@ -191,19 +195,37 @@ def sft_examples(name: str, rows: list[tuple[int, str, str]], encode, pad_id: in
   return examples, (train_bytes / train_tokens if train_bytes else 1.0)
 
 
-def codec(tokenizer: dict):
-  """A run's stored `tokenizer` asset as (encode: str -> list of ids, decode: ids -> str, the separator id
-  that starts an empty prompt). Raises UserError for a type it does not know."""
+def pieces(tokenizer: dict) -> tuple[list[int], object]:
+  """A run's stored `tokenizer` asset as (the ids that start a row or document: a Hugging Face tokenizer's
+  BOS, if its post-processor adds one (`hf_tokenizer.prefix_ids`), else none; encode: str -> list of ids,
+  without special tokens). Raises UserError for a type it does not know."""
   if tokenizer.get("type") == "bytes":
-    return (lambda t: list(t.encode("utf-8")), lambda ids: bytes(int(i) for i in ids).decode("utf-8", "replace"),
-            tokenizer.get("separator", 0))
+    return [], lambda t: list(t.encode("utf-8"))
   if tokenizer.get("type") == "hf_tokenizer":
-    encoder = text.encoder_from_json(tokenizer)
-    raw = encoder.tokenizer.tokenizer
-    raw.no_truncation()
-    raw.no_padding()
-    return (lambda t: raw.encode(t).ids, lambda ids: raw.decode([int(i) for i in ids]), encoder.pad_id)
+    raw = _untruncated(tokenizer)
+    return prefix_ids(raw), lambda t: raw.encode(t, add_special_tokens=False).ids
   raise UserError(f"tokenizer {tokenizer.get('type')!r} is not supported for generation")
+
+
+def codec(tokenizer: dict):
+  """A run's stored `tokenizer` asset as (encode: str -> list of ids as a row or document starts, its BOS
+  first (`pieces`); decode: ids -> str; the end-of-text id, also the separator that starts an empty prompt).
+  Raises UserError for a type it does not know."""
+  prefix, encode = pieces(tokenizer)
+  if tokenizer.get("type") == "bytes":
+    return (encode, lambda ids: bytes(int(i) for i in ids).decode("utf-8", "replace"),
+            tokenizer.get("separator", 0))
+  raw = _untruncated(tokenizer)
+  return (lambda t: prefix + encode(t), lambda ids: raw.decode([int(i) for i in ids]),
+          text.encoder_from_json(tokenizer).pad_id)
+
+
+def _untruncated(tokenizer: dict):
+  """The `tokenizers.Tokenizer` of an hf_tokenizer asset, for whole documents: no truncation or padding."""
+  raw = text.encoder_from_json(tokenizer).tokenizer.tokenizer
+  raw.no_truncation()
+  raw.no_padding()
+  return raw
 
 
 def load(cfg) -> dataset.Dataset:
@@ -233,8 +255,7 @@ def load(cfg) -> dataset.Dataset:
     if rows is None:
       streams, bytes_per_token = file_streams(docs, separator, encode, *fractions)
     else:
-      parts, bytes_per_token = sft_examples(path.name, rows, encode or codec(tokenizer)[0], separator, seq_len,
-                                            *fractions)
+      parts, bytes_per_token = sft_examples(path.name, rows, *pieces(tokenizer), separator, seq_len, *fractions)
   else:
     streams = newsgroups_streams(cfg, separator)
   if corpus.test_bytes and "test" in streams:

@@ -3,10 +3,14 @@ feature vectors, with the seed's preprocessing (section 3.2.1), every statistic 
 
 - Cleaning (`missing`): `drop` rows with a missing value, or `impute` the training mean (numeric columns)
   or most frequent value (categorical columns), with scikit-learn's SimpleImputer.
+- A column is numeric when at least 90% of its non-missing cells are finite numbers (data/table_cells.py); its
+  other cells (a typo such as `7O.2`, `inf`) are named by row on stderr and are missing values. At predict
+  (`transform` with `names`) such a cell is an error for its row, never a filled value.
 - Numeric columns (`normalize`): `minmax` to [0, 1], `minmax_symmetric` to [-1, 1] (MinMaxScaler),
   `standardize` (StandardScaler) or `none`.
 - Categorical columns (`categorical_encoding`): `one_hot` (unseen values encode as all zeros) or `label`
-  (the category's index, -1 when unseen).
+  (the category's index, -1 when unseen); table_cells.unseen names them (a case variant too: `paris` when
+  training saw `Paris`).
 
 The fitted statistics are one JSON object (`fit` returns it, `transform` applies it): the trainer stores it
 beside the checkpoint as `assets/table_transform.json`, and the prepared training rows are themselves
@@ -21,11 +25,10 @@ import pandas as pd
 import tensorflow_datasets as tfds
 from sklearn import impute, preprocessing
 
-from flaxforge.data import builders, dataset, fields, records, splits
+from flaxforge.data import builders, dataset, fields, records, splits, table_cells
 from flaxforge.core.errors import UserError
 
 _MINMAX = {"minmax": (0.0, 1.0), "minmax_symmetric": (-1.0, 1.0)}  # data.normalize: MinMaxScaler's range
-_NA = ["", "?", "NA", "N/A", "NaN", "nan", "null", "None"]
 
 
 def read(path) -> pd.DataFrame:
@@ -34,7 +37,8 @@ def read(path) -> pd.DataFrame:
   suffix = path.suffix.lower()
   try:
     if suffix in (".csv", ".tsv"):
-      table = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", na_values=_NA, keep_default_na=False)
+      table = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", na_values=table_cells.NA,
+                          keep_default_na=False)
     elif suffix in (".jsonl", ".ndjson"):
       table = pd.read_json(path, lines=True)
     else:
@@ -62,23 +66,14 @@ def columns(table: pd.DataFrame, opts: dict, name: str) -> tuple[list[str], list
     if missing:
       raise UserError(f"column {missing[0]!r} not found in {name}; columns are: {', '.join(map(str, table.columns))}; "
                       f"pass --config.data.{flag}=...")
-  numeric = [c for c in features if c not in categorical and pd.api.types.is_numeric_dtype(table[c])]
+  numeric = [c for c in features if c not in categorical and table_cells.is_numeric(table[c])]
   return numeric, [c for c in features if c not in numeric]
 
 
-def _category(value):
-  """A cell as its category string: numbers too (1, 1.0 and "1" are one category), None when missing."""
-  if value is None or (isinstance(value, float) and np.isnan(value)):
-    return None
-  if isinstance(value, (float, np.floating)) and float(value).is_integer():
-    value = int(value)  # an integer column with gaps is read as floats
-  return str(value).strip()
-
-
 def _categories(table: pd.DataFrame, cols: list[str]) -> np.ndarray:
-  """The categorical cells as an object array of strings (`_category`), missing as None."""
+  """The categorical cells as an object array of strings (`table_cells.category`), missing as None."""
   values = table[cols].astype(object).to_numpy()
-  return np.vectorize(_category, otypes=[object])(values) if values.size else values
+  return np.vectorize(table_cells.category, otypes=[object])(values) if values.size else values
 
 
 def fit(train: pd.DataFrame, numeric: list[str], categorical: list[str], *, normalize: str,
@@ -118,16 +113,28 @@ def feature_names(stats: dict) -> list[str]:
   return names
 
 
-def transform(stats: dict, table: pd.DataFrame) -> np.ndarray:
+def transform(stats: dict, table: pd.DataFrame, names: list[str] | None = None) -> np.ndarray:
   """Rows of `table` as float32 [N, len(feature_names(stats))], from the JSON statistics alone: missing
-  values filled, numeric columns scaled, categorical columns encoded. UserError if a column is absent."""
+  values filled, numeric columns scaled, categorical columns encoded. UserError if a column is absent, or
+  naming the row (`names[i]`, default "input i") whose numeric cell is no number, not finite, or too large
+  for float32 once scaled."""
   absent = [s["column"] for s in stats["numeric"] + stats["categorical"] if s["column"] not in table.columns]
   if absent:
     raise UserError(f"column {absent[0]!r} of the training table is missing; add it to the rows")
+  names = names or [f"input {i}" for i in range(len(table))]
+  fix = "fix the value (an empty cell is filled as in training)"
   parts = []
   for s in stats["numeric"]:
-    values = pd.to_numeric(table[s["column"]], errors="coerce").to_numpy(np.float64)
-    parts.append((np.where(np.isnan(values), s["fill"], values) * s["scale"] + s["offset"])[:, None])
+    column = table[s["column"]]
+    values, bad = table_cells.numbers(column)
+    if len(bad):
+      raise UserError(f"{names[bad[0]]}: {s['column']!r} is {table_cells.why(column.iloc[bad[0]])}; {fix}")
+    scaled = np.where(np.isnan(values), s["fill"], values) * s["scale"] + s["offset"]
+    over = np.flatnonzero(np.abs(scaled) > np.finfo(np.float32).max)
+    if len(over):
+      raise UserError(f"{names[over[0]]}: {s['column']!r} is {values[over[0]]:g}, too large (beyond float32 once "
+                      f"scaled); {fix}")
+    parts.append(scaled[:, None])
   for s in stats["categorical"]:
     values = _categories(table, [s["column"]])[:, 0]
     values = np.where(values == None, s["fill"], values)  # pylint: disable=singleton-comparison
@@ -140,21 +147,32 @@ def transform(stats: dict, table: pd.DataFrame) -> np.ndarray:
   return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(table), 0), np.float32)
 
 
-def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
-  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names)."""
+def prepare_rows(opts: dict, report: splits.Report | None = None) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
+  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names).
+
+  A row whose label is missing (splits.missing: NaN, null, None, an empty cell), or with `missing="drop"`
+  any of whose features is, is dropped; `report` (if given) records those rows (numbered as the file's: a
+  CSV's header is row 1) and warns about the class names (splits.Report.check_labels); with a report, the
+  numeric columns' bad cells are said on stderr too (table_cells.numeric_cells)."""
   path = pathlib.Path(opts["path"])
   table = read(path)
   numeric, categorical = columns(table, opts, path.name)
+  table = table_cells.numeric_cells(table, numeric, path.name, opts["missing"], warn=report is not None)
   label = opts["label_column"]
-  table = table[table[label].notna()]
+  names = np.array([splits.label_name(v, opts["label_case"]) for v in table[label]], object)
+  keep = names != None  # pylint: disable=singleton-comparison
   if opts["missing"] == "drop":
-    table = table.dropna(subset=numeric + categorical)
-  table = table.reset_index(drop=True)
+    keep &= table[numeric + categorical].notna().all(axis=1).to_numpy()
+  if report is not None:
+    first = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 2
+    report.drop(path.name, np.flatnonzero(~keep) + first,
+                "a missing label or value" if opts["missing"] == "drop" else "a missing label")
+  table, names = table[keep].reset_index(drop=True), names[keep]
   if opts["task"] == "classification":
-    labeler = splits.label_encoder([str(v) for v in table[label]])
+    labeler = splits.label_encoder(names)
     if len(labeler.names) < 2:
       raise UserError(f"{path.name}: column {label!r} has fewer than 2 values; a classifier needs at least 2 classes")
-    targets, strata = labeler.encode([str(v) for v in table[label]]), None
+    targets, strata = labeler.encode(names), None
   else:
     targets = pd.to_numeric(table[label], errors="coerce").to_numpy(np.float32)
     if np.isnan(targets).any():
@@ -163,6 +181,8 @@ def prepare_rows(opts: dict) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
   parts = splits.hold_out(targets if strata is None else strata, validation=opts["validation_fraction"],
                           test=opts["test_fraction"], seed=opts["split_seed"], where=path.name,
                           size=f"{len(table)} rows kept", add="add rows")
+  if labeler and report is not None:
+    report.check_labels(path.name, labeler.names, targets[parts["train"]])
   stats = fit(table.iloc[parts["train"]], numeric, categorical, normalize=opts["normalize"],
               categorical_encoding=opts["categorical_encoding"])
   stats["label"] = {"column": label, "task": opts["task"], "names": list(labeler.names) if labeler else None}
@@ -187,16 +207,20 @@ def options(cfg) -> dict:
   """What shapes the prepared copy: the file's content (a touched file is reused) and every option."""
   table = fields.Table.read(cfg)
   path = builders.existing_path(table.path, "path")
-  return {**dataclasses.asdict(table), **dataclasses.asdict(fields.Validation.read(cfg)),
+  return {**dataclasses.asdict(table), **dataclasses.asdict(fields.Labels.read(cfg)),
+          **dataclasses.asdict(fields.Validation.read(cfg)),
           **dataclasses.asdict(fields.Test.read(cfg)), "path": str(path), "sha256": records.file_sha256(path)}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data` (data.fields.Table, Validation, Test). The table is read and the statistics
-  fitted on each load (fast for tables); the prepared rows are written once per file content and options,
-  and the copies of the file's earlier contents are deleted."""
+  """`cfg` is `config.data` (data.fields.Table, Labels, Validation, Test). The table is read and the
+  statistics fitted on each load (fast for tables), the rows dropped and label warnings said on stderr and
+  kept in the dataset's `report`; the prepared rows are written once per file content and options, and the
+  copies of the file's earlier contents are deleted."""
   opts = options(cfg)
-  _, _, _, stats = prepare_rows(opts)
+  report = splits.Report()
+  _, _, _, stats = prepare_rows(opts, report)
+  report.say()
   builder = Table(data_dir=dataset.data_dir(cfg),
                   config=builders.builder_config({**opts, "statistics": stats}, source=opts["path"]))
   fresh = not builder.is_prepared()
@@ -207,4 +231,5 @@ def load(cfg) -> dataset.Dataset:
   info = {"task": opts["task"], "input_shape": [len(feature_names(stats))], "feature_names": feature_names(stats)}
   info.update({"num_classes": len(names), "label_names": names} if names else {"num_classes": 1})
   return dataset.Dataset(splits=dataset.sources(builder, dataset.SPLITS), info=info,
-                         assets={"table_transform": stats, **({"labels": names} if names else {})})
+                         assets={"table_transform": stats, **({"labels": names} if names else {})},
+                         report=report.to_json())

@@ -1,5 +1,11 @@
 """Text to token ids, exactly as Keras' `Tokenizer` + `pad_sequences` do it, saved as JSON beside the checkpoint.
 
+Two departures from Keras, for text written without spaces between words: the word tokenizer splits CJK
+ideographs into tokens of one character each, as BERT's BasicTokenizer does (`_tokenize_chinese_chars`, with
+its code-point ranges); and when most training texts are written mostly in scripts without word spaces
+(Han, kana, Thai, Lao, Khmer, Myanmar), `fit` uses the character tokenizer instead and says why (`chosen`).
+Encoders saved before the split (no `split_cjk` in their JSON) tokenize as they did.
+
 `TextEncoder.fit(texts, ...)` builds a top-N word vocabulary from the training texts; `encode(texts)` maps any
 texts to an int32 [N, seq_len] array; `to_json()`/`from_json()` carry every option, so eval and predict
 apply exactly what training applied. Also: scikit-learn's newsgroup header/footer/quote stripping, a
@@ -21,6 +27,15 @@ from flaxforge.data.hf_tokenizer import HFTokenizer
 
 REMOVABLE = ("headers", "footers", "quotes")
 PRETRAINED = "hf"  # data.tokenizer: a pretrained model's own tokenizer.json (data.tokenizer_path)
+
+# BERT's BasicTokenizer._is_chinese_char ranges (google-research/bert tokenization.py): CJK ideographs.
+_CJK = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f"
+                  "\U0002b740-\U0002b81f\U0002b820-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f]")
+# Scripts written without spaces between words (Unicode blocks): CJK ideographs, hiragana, katakana (with its
+# extension and half-width forms), Thai, Lao, Myanmar, Khmer.
+_UNSPACED = re.compile(_CJK.pattern[:-1] + "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f\u0e00-\u0eff"
+                       "\u1000-\u109f\u1780-\u17ff]")
+_LETTER = re.compile(r"[^\W\d_]")
 
 # scikit-learn's sklearn/datasets/_twenty_newsgroups.py, ported line for line.
 _QUOTE_RE = re.compile(r"(writes in|writes:|wrote:|says:|said:|^In article|^Quoted from|^\||^>)")
@@ -79,6 +94,8 @@ class TextEncoder:
   truncating: str
   tokenizer: str
   char_ngrams: int
+  split_cjk: bool = False  # word tokens: CJK ideographs one by one (every encoder `fit` makes; older ones not)
+  chosen: str = ""  # why `fit` chose the tokenizer it did over the configured one, in words ("" if it did not)
 
   def __post_init__(self):
     self.remove = parse_remove(self.remove)
@@ -112,8 +129,15 @@ class TextEncoder:
 
   @classmethod
   def fit(cls, texts: Iterable[str], **options) -> "TextEncoder":
-    """The vocabulary of `texts` under `options` (a setting left out takes its declared default)."""
-    encoder = cls(vocab=[], **_settings(options))
+    """The vocabulary of `texts` under `options` (a setting left out takes its declared default); the word
+    tokenizer becomes the character one when more than half of `texts` are written without spaces
+    (`unspaced`)."""
+    encoder, texts = cls(vocab=[], split_cjk=True, **_settings(options)), list(texts)
+    share = np.mean([unspaced(t) for t in texts]) if texts and encoder.tokenizer == "word" else 0.0
+    if share > 0.5:
+      encoder = dataclasses.replace(encoder, tokenizer="char", chosen=(
+          f"{share:.0%} of the training texts are written without spaces between words (Chinese, Japanese, Thai, "
+          "...), so they are split into characters (data.tokenizer=char)"))
     counts = collections.Counter()
     for text in texts:
       counts.update(encoder.tokens(text))
@@ -130,7 +154,10 @@ class TextEncoder:
       chars = "".join(text.translate(self._table).split())
       return [chars[i:i + n] for i in range(len(chars)) for n in range(1, self.char_ngrams + 1)
               if i + n <= len(chars)]
-    words = [w for w in text.translate(self._table).split(" ") if w]
+    text = text.translate(self._table)
+    if self.split_cjk and not text.isascii():  # isascii: a flag of the string, no scan
+      text = _CJK.sub(r" \g<0> ", text)
+    words = [w for w in text.split(" ") if w]
     if self.bigrams:  # each word followed by the bigram it starts, so bigrams stay next to their words
       pairs = [f"{a} {b}" for a, b in zip(words, words[1:])]
       words = [t for pair in zip(words, pairs) for t in pair] + words[-1:]
@@ -157,8 +184,12 @@ class TextEncoder:
     return out
 
   def to_json(self) -> dict:
+    """Every setting; `split_cjk` and `chosen` only when set, so an older encoder's JSON (and digest) stays."""
     d = dataclasses.asdict(self)
     d["remove"] = list(self.remove)
+    for marker in ("split_cjk", "chosen"):
+      if not d[marker]:
+        del d[marker]
     return {"type": "word_encoder", **d}
 
   @classmethod
@@ -166,7 +197,15 @@ class TextEncoder:
     """The encoder `to_json` wrote (a setting it predates takes its declared default)."""
     if d.get("type", "word_encoder") != "word_encoder":
       raise UserError(f"not a word encoder: type {d['type']!r}")
-    return cls(vocab=list(d["vocab"]), **_settings(d))
+    return cls(vocab=list(d["vocab"]), split_cjk=bool(d.get("split_cjk")), chosen=d.get("chosen") or "",
+               **_settings(d))
+
+
+def unspaced(text: str) -> bool:
+  """Whether most of `text`'s letters belong to scripts written without spaces between words (_UNSPACED;
+  Thai's vowel signs, not letters to Unicode, count as such)."""
+  n = 0 if text.isascii() else len(_UNSPACED.findall(text))
+  return n > 0 and 2 * n > len(_LETTER.findall(text))
 
 
 def strip(text: str, remove: Sequence[str]) -> str:
@@ -257,11 +296,13 @@ def copy_label(options: dict) -> str:
 
 
 def vocabulary_warning(encoder: TextEncoder, train: Sequence[str], validation: Sequence[str]) -> str:
-  """One line when the vocabulary cannot work: most training texts are a single token (text written
-  without spaces), or most validation tokens are outside the vocabulary; "" otherwise (and for a
-  pretrained tokenizer)."""
+  """One line when `fit` chose the tokenizer (`chosen`), or when the vocabulary cannot work: most training
+  texts are a single token (text written without spaces), or most validation tokens are outside the
+  vocabulary; "" otherwise (and for a pretrained tokenizer)."""
   if not isinstance(encoder, TextEncoder):
     return ""
+  if encoder.chosen:
+    return encoder.chosen
   fix = ("for text without spaces between words (Chinese, Japanese, Thai) pass --config.data.tokenizer=char"
          if encoder.tokenizer == "word" else "raise --config.data.num_words")
   single = np.mean([len(encoder.tokens(t)) <= 1 for t in train]) if len(train) else 0.0

@@ -20,15 +20,17 @@ import base64
 import binascii
 import io
 import json
+import math
 import os
 import pathlib
 import sys
 
 import numpy as np
+from etils import epath
 
 from flaxforge.core.errors import UserError
-from flaxforge.data import image_folder, preprocess, text as text_lib, text_files
-from flaxforge.trainer import workdir as workdir_lib
+from flaxforge.core import paths, run_config
+from flaxforge.data import file_rows, images as images_lib, preprocess, text as text_lib
 
 
 class TooLarge(UserError):
@@ -36,16 +38,26 @@ class TooLarge(UserError):
 
 
 class Encoder:
-  """`encode(raw inputs) -> np.ndarray [B, ...]`, refusing empty inputs first. `signature`: (the shape of one
-  example, its dtype name); `text_encoder`: the text modality's encoder (explain reads its vocabulary)."""
+  """`encode(raw inputs, names=None) -> np.ndarray [B, ...]`, refusing empty inputs first; `names[i]` (default
+  "input i") is where input i came from, in errors. `signature`: (the shape of one example, its dtype name);
+  `text_encoder`: the text modality's encoder (explain reads its vocabulary); `unseen(raws, names)`: what of
+  each input training never saw (tables: categories), and one line saying it ("" when nothing)."""
 
-  def __init__(self, modality: "Modality", encode, signature: tuple, text_encoder=None):
+  def __init__(self, modality: "Modality", encode, signature: tuple, text_encoder=None, unseen=None):
     self.modality, self._encode, self.signature, self.text_encoder = modality, encode, signature, text_encoder
+    self._unseen = unseen
 
-  def __call__(self, raws) -> np.ndarray:
+  def __call__(self, raws, names: list[str] | None = None) -> np.ndarray:
     raws = list(raws)
-    self.modality.refuse_empty(raws, [f"input {i}" for i in range(len(raws))])
-    return self._encode(raws)
+    self.modality.refuse_empty(raws, names or [f"input {i}" for i in range(len(raws))])
+    return self._encode(raws, names)
+
+  def unseen(self, raws, names: list[str] | None = None) -> tuple[list[dict], str]:
+    """([{what: value} per input], one line naming them) for the inputs' values training never saw."""
+    raws = list(raws)
+    if self._unseen is None:
+      return [{} for _ in raws], ""
+    return self._unseen(raws, names or [f"input {i}" for i in range(len(raws))])
 
 
 class Modality:
@@ -69,6 +81,10 @@ class Modality:
     """(names, raw inputs) from the command's arguments and --input `path`: the names label the output lines."""
     raise NotImplementedError
 
+  def json_names(self, count: int) -> list[str]:
+    """How errors name the inputs of a JSON body: 'texts'[0], 'texts'[1], ..."""
+    return [f"'{self.field}'[{i}]" for i in range(count)]
+
   def from_json(self, body: dict, *, max_inputs: int, max_chars: int) -> list:
     """The raw inputs in `body[self.field]`, at most `max_inputs` of them (texts: `max_chars` long); UserError
     naming the field, TooLarge over a limit."""
@@ -80,7 +96,7 @@ class Modality:
     if not all(isinstance(x, self._json_type) for x in inputs):
       raise UserError(f"'{self.field}' must be a non-empty list of {self.holds}")
     raws = self._from_json(inputs, max_chars)
-    self.refuse_empty(raws, [f"'{self.field}'[{i}]" for i in range(len(raws))])
+    self.refuse_empty(raws, self.json_names(len(raws)))
     return raws
 
   def _from_json(self, inputs: list, max_chars: int) -> list:
@@ -119,7 +135,8 @@ class Text(Modality):
     del info
     text_encoder = text_lib.encoder_from_json(assets["text_encoder"])
 
-    def encode(texts):
+    def encode(texts, names):
+      del names
       if not all(isinstance(t, str) for t in texts):
         raise UserError("every input must be a text (a JSON string)")
       return text_encoder.encode(texts)
@@ -140,9 +157,9 @@ class Image(Modality):
     paths = []
     for given in args + ([path] if path else []):
       if pathlib.Path(given).is_dir():
-        found = image_folder.image_files(pathlib.Path(given))
+        found = _images().image_files(pathlib.Path(given))
         if not found:
-          raise UserError(f"{given} holds no {'/'.join(image_folder.EXTENSIONS)} files; pass image files")
+          raise UserError(f"{given} holds no {'/'.join(_images().EXTENSIONS)} files; pass image files")
         paths += [str(p) for p in found]
       elif pathlib.Path(given).is_file():
         paths.append(given)
@@ -161,21 +178,24 @@ class Image(Modality):
       raise UserError(f"'{self.field}' must hold {self.holds} (PNG, JPEG, ...)") from None
 
   def encoder(self, info, assets):
-    """Image files (paths, or their bytes) -> float32 [B, H, W, C]: decoded and resized as the dataset was
-    prepared, normalised with the run's stored `input_scale`/`input_offset`."""
+    """Image files (paths, or their bytes) -> float32 [B, H, W, C]: decoded (data/images.py) and resized as the
+    dataset was prepared, normalised with the run's stored `input_scale`/`input_offset`. An image over
+    info's `max_image_pixels` (default: Pillow's limit) is refused."""
     del assets
     shape = tuple(info["input_shape"])
     color = "grey" if shape[-1] == 1 else "rgb"
+    max_pixels = info.get("max_image_pixels") or images_lib.MAX_PIXELS
 
-    def encode(images):
+    def encode(images, names):
       arrays = []
       for i, image in enumerate(images):
         if isinstance(image, (bytes, bytearray)):
-          arrays.append(image_folder.decode(io.BytesIO(image), shape[:2], color, name=f"image {i}"))
+          source, name = io.BytesIO(image), names[i] if names else f"image {i}"
         elif isinstance(image, (str, os.PathLike)):
-          arrays.append(image_folder.decode(image, shape[:2], color))
+          source, name = image, str(image)
         else:
           raise UserError("every input must be an image file's path or its bytes")
+        arrays.append(images_lib.decode(source, shape[:2], color, name=name, max_pixels=max_pixels))
       return preprocess.normalize(np.stack(arrays), info["input_scale"], info.get("input_offset", 0.0))
     return Encoder(self, encode, (shape, "float32"))
 
@@ -188,8 +208,8 @@ class Table(Modality):
     return isinstance(raw, dict) and not raw
 
   def from_cli(self, args, path, workdir):
-    """The rows of --input's table, or JSON objects given as arguments (an empty cell: filled as in training)."""
-    del workdir
+    """The rows of --input's table, or JSON objects given as arguments (an empty cell: filled as in training).
+    A numeric cell that is no finite number is refused here, naming its row, before the run is restored."""
     if args:
       try:
         rows = [json.loads(a) for a in args]
@@ -198,7 +218,10 @@ class Table(Modality):
       if rows is None or not all(isinstance(r, dict) for r in rows):
         raise UserError("table rows as arguments are JSON objects, e.g. '{\"age\": 41, \"plan\": \"pro\"}'; or "
                         "pass --input=rows.csv")
-      self.refuse_empty(rows, [f"argument {i + 1}" for i in range(len(rows))])
+      names = [f"argument {i + 1}" for i in range(len(rows))]
+      self.refuse_empty(rows, names)
+      _refuse_json_constants(rows, names)
+      _check_numbers(rows, names, workdir)
       return args, rows
     if not path:
       raise UserError("no rows to predict: pass --input=rows.csv (or .tsv, .jsonl) or JSON objects as arguments")
@@ -207,28 +230,69 @@ class Table(Modality):
     rows = _tabular()[0].read(path).to_dict(orient="records")  # an empty cell is NaN: filled as in training
     names = [f"{pathlib.Path(path).name}:{i + 1}" for i in range(len(rows))]
     self.refuse_empty(rows, names)
+    _check_numbers(rows, names, workdir)
     return names, rows
+
+  def _from_json(self, inputs, max_chars):
+    del max_chars
+    _refuse_json_constants(inputs, self.json_names(len(inputs)))
+    return inputs
 
   def encoder(self, info, assets):
     """Table rows ({column: value} dicts; a missing or null value is filled as in training) -> float32
-    [B, features], through the statistics fitted on the training split (assets/table_transform.json)."""
+    [B, features], through the statistics fitted on the training split (assets/table_transform.json). A
+    numeric cell that is no finite number is refused (tabular.transform); `unseen` names the categories
+    training never saw."""
     del info
     (tabular, pd), statistics = _tabular(), assets["table_transform"]
+    from flaxforge.data import table_cells  # pylint: disable=g-import-not-at-top  (pandas: see _tabular)
 
-    def encode(rows):
+    def encode(rows, names):
       if not all(isinstance(row, dict) for row in rows):
         raise UserError("every input must be a table row: a JSON object of column: value")
-      return tabular.transform(statistics, pd.DataFrame.from_records(rows))
-    return Encoder(self, encode, ((len(tabular.feature_names(statistics)),), "float32"))
+      return tabular.transform(statistics, pd.DataFrame.from_records(rows), names)
+
+    def unseen(rows, names):
+      found = table_cells.unseen(statistics, pd.DataFrame.from_records(rows))
+      said = []
+      for name, cells in zip(names, found):
+        for column, value in cells.items():
+          seen = table_cells.case_variant(statistics, column, value)
+          said.append(f"{name} {column}={value!r}" + (f" (training saw {seen!r})" if seen else ""))
+      count = sum(map(bool, found))
+      line = (f"{count} of {len(rows)} row{'' if len(rows) == 1 else 's'} hold categories training never saw, "
+              f"each encoded as all zeros: {', '.join(said)}") if count else ""
+      return found, line
+    return Encoder(self, encode, ((len(tabular.feature_names(statistics)),), "float32"), unseen=unseen)
+
+
+def _refuse_json_constants(rows: list[dict], names: list[str]):
+  """UserError naming the first value that is NaN or +-Infinity (Python's JSON reader takes them, and 1e309;
+  JSON itself has none of them)."""
+  for row, name in zip(rows, names):
+    for column, value in row.items():
+      if isinstance(value, float) and not math.isfinite(value):
+        shown = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+        raise UserError(f"{name}[{column!r}] is {shown}, which JSON does not allow; send null for a missing "
+                        "value or a finite number")
+
+
+def _check_numbers(rows: list[dict], names: list[str], workdir: str):
+  """Encodes `rows` through the run's stored statistics, if it has them, for their errors alone (a numeric
+  cell that is no finite number, named by row), before the run is restored."""
+  file = epath.Path(paths.expand(workdir)) / "assets" / "table_transform.json"
+  if file.exists():
+    tabular, pd = _tabular()
+    tabular.transform(run_config.read_json(file), pd.DataFrame.from_records(rows), names)
 
 
 def _read_texts(path: str | None, workdir: str) -> tuple[list[str], str, str]:
   """(texts, where they came from, what one of them is there: "line" or "row") of --input `path`, or stdin."""
-  if path and pathlib.Path(path).suffix.lower() in text_files.TABLE_SUFFIXES:
+  if path and pathlib.Path(path).suffix.lower() in file_rows.TABLE_SUFFIXES:
     if not pathlib.Path(path).is_file():
       raise UserError(f"--input={path} not found; pass a readable file")
-    column = workdir_lib.load_config(workdir_lib.resolve(workdir)).data.get("text_column") or "text"
-    return text_files.read_texts(path, column, fix=f"give the file a {column!r} column (the run's "
+    column = run_config.read(workdir).data.get("text_column") or "text"
+    return file_rows.read_texts(path, column, fix=f"give the file a {column!r} column (the run's "
                                  "data.text_column), or pass plain text, one per line"), path, "row"
   if path and path != "-":
     try:
@@ -240,6 +304,13 @@ def _read_texts(path: str | None, workdir: str) -> tuple[list[str], str, str]:
   if path == "-" or not sys.stdin.isatty():
     return [line.rstrip("\r\n") for line in sys.stdin], "stdin", "line"
   raise UserError("no text to classify: pass texts as arguments, --input=FILE, or pipe them on stdin")
+
+
+def _images():
+  """data/image_folder.py, imported on use: its dataset builder brings TFDS, a second that text and table
+  runs, and predict's check of its inputs, need not wait for."""
+  from flaxforge.data import image_folder  # pylint: disable=g-import-not-at-top
+  return image_folder
 
 
 def _tabular():

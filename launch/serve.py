@@ -16,7 +16,7 @@ from flaxforge.launch import common
 EXPORT = flags.DEFINE_string("export", None, "An exported artifact folder (instead of --workdir).")
 HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server to the network.")
 PORT = flags.DEFINE_integer("port", 8000, "Port to listen on.")
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest; with --workdir).")
+CHECKPOINT = common.CheckpointChoice(best=False)
 MAX_BATCH = flags.DEFINE_integer("max_batch", 64, "Most texts per model batch, and per request.")
 MAX_WAIT_MS = flags.DEFINE_float("max_wait_ms", 5.0, "How long a batch waits for more requests to join it.")
 BATCHING = flags.DEFINE_bool("batching", True, "Batch concurrent requests together (--nobatching: one at a time).")
@@ -24,12 +24,15 @@ MAX_BODY = flags.DEFINE_integer("max_body_bytes", 1 << 20, "Largest request body
 MAX_CHARS = flags.DEFINE_integer("max_text_chars", 100_000, "Longest text (or prompt) accepted.")
 MAX_TOKENS = flags.DEFINE_integer("max_tokens", 512, "Largest max_tokens a completion may ask for.")
 DRAIN = flags.DEFINE_float("drain_seconds", 30.0, "On SIGTERM, how long to wait for the requests in flight.")
+MAX_IMAGE_PIXELS = flags.DEFINE_integer("max_image_pixels", None, "Image runs: the largest image (width x height) "
+                                        "decoded; bigger ones are a 400 (default: Pillow's 178,956,970).")
 
 
 def main(argv):
   del argv
   if bool(EXPORT.value) == bool(common.WORKDIR.value):
     raise common.UserError("pass exactly one of --workdir=RUN (a trained run) or --export=DIR (an exported artifact)")
+  step, _ = CHECKPOINT.chosen()
   if MAX_BATCH.value < 1:
     raise common.UserError(f"--max_batch must be at least 1, not {MAX_BATCH.value}")
   if common.WORKDIR.value:
@@ -38,15 +41,17 @@ def main(argv):
   predictor = sampler = None
   if EXPORT.value:
     from flaxforge import serving  # pylint: disable=g-import-not-at-top
-    predictor, name = serving.load(EXPORT.value, max_batch=MAX_BATCH.value), EXPORT.value
+    predictor = serving.load(EXPORT.value, max_batch=MAX_BATCH.value, max_image_pixels=MAX_IMAGE_PIXELS.value)
+    name = EXPORT.value
   else:
     from flaxforge.inference import predict, sampling  # pylint: disable=g-import-not-at-top
     from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
     name = common.WORKDIR.value
     if workdir_lib.load_config(workdir_lib.resolve(name)).model.name == "gpt":
-      sampler = sampling.Sampler.from_workdir(name, step=STEP.value)
+      sampler = sampling.Sampler.from_workdir(name, step=step)
     else:
-      predictor = predict.Predictor.from_workdir(name, step=STEP.value, max_batch=MAX_BATCH.value)
+      predictor = predict.Predictor.from_workdir(name, step=step, max_batch=MAX_BATCH.value,
+                                                 max_image_pixels=MAX_IMAGE_PIXELS.value)
   limits = server.Limits(max_body_bytes=MAX_BODY.value, max_texts=MAX_BATCH.value, max_text_chars=MAX_CHARS.value,
                          max_tokens=MAX_TOKENS.value, max_wait_ms=MAX_WAIT_MS.value, batching=BATCHING.value)
   app = server.make_app(predictor=predictor, sampler=sampler, name=name, limits=limits)

@@ -65,9 +65,10 @@ class Artifact:
     self.logits = lambda inputs: call(self.params, inputs)
 
 
-def load(folder: str, *, max_batch: int = 64) -> predict.Predictor:
+def load(folder: str, *, max_batch: int = 64, max_image_pixels: int | None = None) -> predict.Predictor:
   """A `Predictor` over an exported artifact (`predictor.top_k(texts, k)`, `predictor.logits(ids)`)."""
   artifact = Artifact(folder)
-  predictor = predict.Predictor(artifact.logits, artifact.info, artifact.assets, max_batch=max_batch)
+  predictor = predict.Predictor(artifact.logits, artifact.info, artifact.assets, max_batch=max_batch,
+                                max_image_pixels=max_image_pixels)
   predictor.artifact = artifact
   return predictor

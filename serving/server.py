@@ -2,8 +2,10 @@
 
   POST /v1/predict      {"texts": [str, ...], "top_k": 3} -> {"predictions": [{"top": [{label, probability}]}]}
                         (image runs: "images": [base64 of a file, ...]; table runs: "rows": [{column: value}];
-                        a regression run answers {"value": float} per input; an empty input is a 400:
-                        inference/inputs.py)
+                        a regression run answers {"value": float} per input; an empty input, a table cell
+                        that is no finite number (NaN, Infinity) or an image over the pixel limit is a 400
+                        naming the field: inference/inputs.py; a table row's categories that training never
+                        saw are named in its "unseen" and counted in "warnings")
   POST /v1/completions  OpenAI completions shape: prompt, max_tokens, temperature, top_k, top_p, stop, seed
                         (the prompt plus max_tokens within the run's context: inference/sampling.py `context`)
   GET  /healthz         {"status": "ok"}
@@ -115,11 +117,12 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
   async def lifespan(app):
     del app
     if batcher:
-      predictor.warm_up()
+      predictor.warm_up(background=True)  # ready after two compiles; no request waits for the others
       batcher.start()
     yield
     if batcher:
       batcher.stop()  # after uvicorn has answered the requests in flight
+      predictor.stop_warm_up()
 
   app = FastAPI(title=f"flaxforge: {name}", lifespan=lifespan)
   app.state.metrics, app.state.batcher = metrics, batcher
@@ -174,12 +177,15 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
         raise BadRequest(str(e), 413) from None
       classes = len(predictor.labels) or 1
       k = _number(body, "top_k", int, min(3, classes), low=1, high=classes)
-      rows = predictor.encode(raws)
+      names = predictor.modality.json_names(len(raws))
+      rows = predictor.encode(raws, names)
+      unseen, warning = predictor.encode.unseen(raws, names)
     except BaseException:
       batcher.announce(-1)
       raise
     logits = await batcher.submit(rows)
-    return {"model": name, "predictions": predictor.results_of(logits, k)}
+    return {"model": name, "predictions": predictor.with_unseen(predictor.results_of(logits, k), unseen),
+            **({"warnings": [warning]} if warning else {})}
 
   @app.post("/v1/completions")
   async def completions(request: Request):

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from flaxforge.data import builders, records, splits, text, text_files
+from flaxforge.data import prepared, records, splits, text, text_files
 from flaxforge.core.errors import UserError
 
 
@@ -59,7 +59,7 @@ def test_prepared_copies_keyed_by_content_and_unused_earlier_ones_removed(tmp_pa
   run = tmp_path / "run"  # a run trained on the first content keeps that copy
   run.mkdir()
   (run / records.RECORD_FILE).write_text(json.dumps({"prepared_dir": first.prepared_dir}))
-  builders.note_run(first.prepared_dir, run)
+  prepared.note_run(first.prepared_dir, run)
   write_csv(path, reviews(210))  # new content: a new copy; the first stays for the run trained on it
   second = text_files.load(config(tmp_path, path))
   assert len(calls) == 1 and os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
@@ -161,13 +161,13 @@ def test_null_nan_and_empty_cells_are_refused_naming_the_row(tmp_path, name, con
   assert str(e.value).startswith(message) and "--config.data.bad_rows=drop" in str(e.value)
 
 
-def test_bad_rows_can_be_dropped_and_are_counted(tmp_path):
+def test_bad_rows_can_be_dropped_and_are_reported(tmp_path):
   rows = [json.dumps({"text": f"doc {i} {'ab'[i % 2]}", "label": "ab"[i % 2]}) for i in range(60)]
   rows[3], rows[10] = '{"text": "x", "label": null}', '{"text": null, "label": "a"}'
   rows[20] = '{"text": "y", "label": NaN}'
   (tmp_path / "some_bad.jsonl").write_text("\n".join(rows))
   ds = text_files.load(config(tmp_path, tmp_path / "some_bad.jsonl", bad_rows="drop"))
-  assert ds.info["label_names"] == ["a", "b"] and ds.info["dropped_rows"] == 3
+  assert ds.info["label_names"] == ["a", "b"] and ds.report["dropped_rows"] == [4, 11, 21]  # JSONL lines
   assert sum(len(s) for s in ds.splits.values()) == 57
 
 
@@ -193,13 +193,14 @@ def chinese_topics(path, n=300):
 
 
 @pytest.mark.slow  # whole trainings
-def test_chinese_text_warns_with_words_and_trains_with_characters(tmp_path, capfd):
-  """Case 7: every Chinese text is one "word" to the word encoder (so it warns); characters train it."""
+def test_chinese_text_is_split_into_characters_by_default_and_trains(tmp_path, capfd):
+  """Case 7: every Chinese text would be one "word" to the word encoder, so the default splits them into
+  characters and says so (issue 30); characters train it."""
   import csv_run  # pylint: disable=g-import-not-at-top
   path = chinese_topics(tmp_path / "chinese.csv")
-  text_files.load(config(tmp_path, path))
+  assert text_files.load(config(tmp_path, path)).assets["text_encoder"]["tokenizer"] == "char"
   warning = capfd.readouterr().err
-  assert "100% of the training texts are a single token" in warning and "--config.data.tokenizer=char" in warning
+  assert "100% of the training texts are written without spaces between words" in warning, warning
   cfg = csv_run.config(tmp_path, path, **{"data.tokenizer": "char", "data.char_ngrams": 2, "data.num_words": 2000,
                                           "data.seq_len": 40, "train.num_steps": 60})
   results = csv_run.train(cfg, tmp_path / "run")
