@@ -17,7 +17,7 @@ from flax import nnx
 
 from conftest import checkpoint_arrays
 from flaxforge.launch.configs import gpt_text
-from flaxforge.models import bert, gpt, hf
+from flaxforge.models import bert, gpt, hf, transformer, vit
 from flaxforge.trainer import loop, mesh as mesh_lib, optim, restore, state as state_lib, steps
 
 LM_INFO = {"vocab_size": 256, "seq_len": 32, "task": "lm"}
@@ -148,6 +148,22 @@ def test_the_float32_wrapper_adds_nothing_to_the_optimizer_state():
   ours, theirs = optim._in_float32(tx).init(params), tx.init(params)  # pylint: disable=protected-access
   assert jax.tree.structure(ours) == jax.tree.structure(theirs)
   assert [x.dtype for x in jax.tree.leaves(ours)] == [x.dtype for x in jax.tree.leaves(theirs)]
+
+
+@pytest.mark.parametrize("family", ["gemma", "vit"])
+def test_every_parameter_of_the_hugging_face_families_takes_param_dtype(family):
+  """Gemma's offset RMSNorms (q/k and sandwich norms included) and ViT's patch embedding and class token
+  are parameters of their own: model.param_dtype reaches them too (abstractly: nothing is allocated)."""
+  common = dict(num_layers=1, embed_dim=32, num_heads=4, mlp_dim=64, max_len=16, vocab_size=50, padded_vocab=64,
+                param_dtype=jnp.dtype("bfloat16"))
+  if family == "gemma":
+    arch = transformer.Arch(**common, norm="rms", gated_mlp=True, qk_norm=True, norm_offset=1.0, sandwich_norm=True)
+    build = lambda: transformer.Transformer(arch, rngs=nnx.Rngs(0))
+  else:
+    arch = transformer.Arch(**common, patch_size=4, image_size=(8, 8))
+    build = lambda: vit.ViT(arch, rngs=nnx.Rngs(0))
+  params = jax.tree.leaves(nnx.state(nnx.eval_shape(build), nnx.Param))
+  assert len(params) > 10 and {x.dtype.name for x in params} == {"bfloat16"}
 
 
 def _dot_operand_dtypes(hlo: str) -> list[tuple[str, str]]:
