@@ -215,3 +215,16 @@ def test_search_tries_stronger_remat_only_while_the_batch_needs_accumulation(mon
   compiled.clear()
   search.search(_gpt(**{"data.batch_size": 8}), targets.parse("v5e-4"), devices=[], log=lambda line: None)
   assert compiled == [("none", 4, 1), ("none", 8, 2), ("dots", 8, 1)]  # 'full' is never tried
+
+
+@pytest.mark.parametrize("remat,lever", [("none", "--config.model.remat=dots"), ("dots", "--config.model.remat=full"),
+                                         ("full", None)])
+def test_activations_that_do_not_fit_name_the_next_remat_policy(remat, lever):
+  """A run whose state is small but whose peak is not (activations) is told the next stronger policy."""
+  gib = 2**30
+  plan = types.SimpleNamespace(
+      state={"parameters": gib, "optimizer_state": gib, "gradients_estimate": gib}, hbm_per_chip=16 * gib,
+      mesh={"data": 4, "fsdp": 1, "tensor": 8}, chips=4, batch_size=4, grad_accum_steps=1, total_state_bytes=3 * gib)
+  found = [line for line in plan_lib.levers(plan, _gpt(**{"model.remat": remat}), targets.parse("v5e-4"))
+           if "model.remat" in line]
+  assert found == ([] if lever is None else [f"recompute activations in the backward pass ({lever})"])
