@@ -92,6 +92,7 @@ def _compiled_temporaries(remat: str) -> int:
   return compiled.memory_analysis().temp_size_in_bytes
 
 
+@pytest.mark.slow  # compiles the train step under each policy
 def test_remat_shrinks_the_compiled_train_steps_temporaries():
   none, dots, full = (_compiled_temporaries(remat) for remat in ("none", "dots", "full"))
   assert none > 1.5 * dots and dots > full, (none, dots, full)
@@ -247,6 +248,7 @@ def _sgd_step(accum_steps: int, **model):
   return start, params(after), float(sums["loss_sum"])
 
 
+@pytest.mark.slow  # compiles two train steps
 def test_accumulating_micro_batches_under_remat_and_bfloat16_compute_equals_the_big_batch():
   """4 micro-batches of 2 give the update of one batch of 8 (float32 master weights, bfloat16 compute,
   remat dots: the micro-batch scan carries the remat'd blocks)."""
