@@ -112,7 +112,9 @@ def _loss_and_grads(model, batch, sums_of, accum_steps, wrt=nnx.Param):
     (_, s), g = grad_fn(m, mb)
     return (jax.tree.map(jnp.add, grads, g), jax.tree.map(jnp.add, sums, s), nnx.state(m)), None
 
-  zero_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, wrt))
+  # float32 sums for 16-bit parameters (model.param_dtype) too: bfloat16 would drop a small micro-batch's share
+  zero_grads = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)),
+                            nnx.state(model, wrt))
   zero_sums = jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype),
                            nnx.eval_shape(sums_of, model, jax.tree.map(lambda x: x[0], micro)))
   (grads, sums, model_state), _ = jax.lax.scan(body, (zero_grads, zero_sums, model_state), micro)
