@@ -18,7 +18,9 @@ stays cheap: JAX and the trainer load when a function is first called.
     flaxforge.Predictor.from_workdir("runs/photos").predict("cat.jpg")                 # images: paths or bytes
     flaxforge.Predictor.from_workdir("runs/churn").predict([{"age": 41, "plan": "pro"}])  # table rows
 
-Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix.
+Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix. The API is as quiet
+as the command: absl's warnings (Orbax's, TFDS') stay off stderr unless the script sets absl's verbosity
+itself (`absl.logging.set_verbosity(absl.logging.WARNING)`).
 """
 __version__ = "0.1.0"
 
@@ -36,6 +38,7 @@ def train(config, workdir: str, *, model=None) -> dict:
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
   from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
+  _quiet()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; a script or notebook never parsed them
   return loop.train(_config(config), workdir, model=model)
@@ -44,17 +47,28 @@ def train(config, workdir: str, *, model=None) -> dict:
 def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
              model=None) -> dict:
   """Metrics of a run's checkpoint on `split` (default the latest checkpoint; `best`: the best by the run's
-  validation metric): {"split", "step", "loss", "accuracy", ...}, plus the "report" files written for
-  classifiers. `model`: the factory the run was trained with, if any."""
+  validation metric): {"split", "step", "loss", "accuracy", ...}, plus for classifiers the "report" files
+  written and the "classification_report" (the per-class table as text, to print). `model`: the factory the
+  run was trained with, if any."""
   from flaxforge.trainer import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  _quiet()
   return evaluate_lib.evaluate_workdir(workdir, step=step, best=best, split=split, model=model)
 
 
 def __getattr__(name):
   if name == "Predictor":  # the one prediction class, loaded with JAX on first use
     from flaxforge.inference.predict import Predictor  # pylint: disable=g-import-not-at-top
+    _quiet()
     return Predictor
   raise AttributeError(f"module 'flaxforge' has no attribute {name!r}")
+
+
+def _quiet():
+  """absl's verbosity at ERROR, as the command sets it, unless the script has set it (the absl logger's level
+  is then no longer NOTSET)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  if logging.get_absl_logger().level == 0:  # logging.NOTSET
+    logging.set_verbosity(logging.ERROR)
 
 
 def _config(config):

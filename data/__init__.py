@@ -18,3 +18,8 @@ _LOADERS = {
 def load(cfg):
   """`cfg` is `config.data`; its `name` (data.fields.Dataset) picks the loader."""
   return imports.resolve(fields.Dataset.read(cfg).name, _LOADERS, "load", "data.name", "dataset").load(cfg)
+
+
+def recorded(name: str) -> str:
+  """`data.name` as a run records it (core/imports.py `recorded`: a module of the user's folder as its file)."""
+  return imports.recorded(name, _LOADERS)

@@ -13,9 +13,7 @@ from etils import epath
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import dataset, records
-
-_SOURCE = "source.json"  # in each prepared copy: the file it was made from, its SHA-256, the runs using it
+from flaxforge.data import dataset, prepared as prepared_lib, records
 
 
 @dataclasses.dataclass
@@ -84,33 +82,12 @@ def identity(files) -> list:
 
 def forget_earlier_copies(prepared, path, sha256: str):
   """Marks `prepared` as made from `path` and deletes the copies made from that path's earlier contents,
-  except those a run still trains or is evaluated on (see `note_run`)."""
+  except those a run still trains or is evaluated on (data/prepared.py `note_run`, `uses`)."""
   prepared = epath.Path(prepared)
-  (prepared / _SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256, "runs": []}))
-  for marker in prepared.parent.parent.glob(f"*/*/{_SOURCE}"):
+  (prepared / prepared_lib.SOURCE).write_text(json.dumps({"path": str(path), "sha256": sha256, "runs": []}))
+  for marker in prepared.parent.parent.glob(f"*/*/{prepared_lib.SOURCE}"):
     made_from = json.loads(marker.read_text())
-    if made_from["path"] == str(path) and made_from["sha256"] != sha256 and not _in_use(marker.parent, made_from):
+    if made_from["path"] == str(path) and made_from["sha256"] != sha256 and not any(
+        prepared_lib.uses(run, marker.parent) for run in made_from.get("runs", [])):
       marker.parent.rmtree()  # the version folder; then its config folder, when nothing else is in it
       paths.remove_empty([marker.parent.parent])
-
-
-def note_run(prepared, workdir) -> None:
-  """Records that the run in `workdir` uses the prepared copy `prepared` (copies of a user's file only)."""
-  marker = epath.Path(prepared) / _SOURCE
-  if not marker.exists():
-    return
-  made_from = json.loads(marker.read_text())
-  if str(workdir) not in made_from.setdefault("runs", []):
-    made_from["runs"].append(str(workdir))
-    marker.write_text(json.dumps(made_from))
-
-
-def _in_use(copy: epath.Path, made_from: dict) -> bool:
-  """Whether a run noted in the copy's marker still records this copy as its data."""
-  for run in made_from.get("runs", []):
-    try:
-      if json.loads((epath.Path(run) / records.RECORD_FILE).read_text())["prepared_dir"] == str(copy):
-        return True
-    except (OSError, ValueError, KeyError):  # the run was deleted, or its record is not this kind
-      continue
-  return False

@@ -1,17 +1,17 @@
-"""What every data source hands the trainer: random-access splits, JSON metadata, JSON assets."""
+"""What every data source hands the trainer: random-access splits, JSON metadata, JSON assets.
+
+JAX and TFDS are imported where a dataset is prepared, not with this module: predict reads a run's text
+encoder (data/text.py, which names this module) without either.
+"""
 import dataclasses
-import os
 import sys
 from typing import Any, Sequence
 
-import jax
-import tensorflow_datasets as tfds
 from etils import epath
-from jax.experimental import multihost_utils
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import fields
+from flaxforge.data import fields, prepared
 
 SPLITS = ("train", "validation", "test")  # the split names a loader may hand the trainer, in this order
 
@@ -31,6 +31,9 @@ class Dataset:
   # "" when the splits are made in memory) and the user's file ({"path", "sha256"}) when there is one.
   prepared_dir: str = ""
   source: dict[str, Any] = dataclasses.field(default_factory=dict)
+  # What preparing a user's file found (data/splits.py Report.to_json): warnings and the rows dropped; the
+  # run's data.json keeps it.
+  report: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 class PlainLog:
@@ -46,15 +49,18 @@ class PlainLog:
 
 def data_dir(cfg) -> epath.Path:
   """The TFDS data directory: `config.data`'s data_dir, else $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
-  configured = fields.Dataset.read(cfg).data_dir
-  return epath.Path(paths.expand(configured or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"))
+  return prepared.folder(fields.Dataset.read(cfg).data_dir)
 
 
-def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
-  """Writes the dataset as array_record once (process 0), then reopens it from its directory everywhere.
+def prepare(builder, manual_dir: str | None = None):
+  """Writes the dataset (a tfds.core.DatasetBuilder) as array_record once (process 0), then reopens it from its
+  directory everywhere: the builder `builder_from_directory` makes.
 
   Reopening with `builder_from_directory` needs only the files, not the builder's code or TensorFlow.
   """
+  import jax  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
   if jax.process_index() == 0 and not builder.is_prepared():
     tfds.disable_progress_bar()
     config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
@@ -71,7 +77,7 @@ def prepare(builder: tfds.core.DatasetBuilder, manual_dir: str | None = None) ->
   return tfds.builder_from_directory(builder.data_dir)
 
 
-def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
+def _remove_empty_folders(builder) -> None:
   """The folders a failed preparation made and left empty: the version, config and dataset folders, and
   TFDS's download folders beside them."""
   version = epath.Path(builder.data_dir)
@@ -80,7 +86,8 @@ def _remove_empty_folders(builder: tfds.core.DatasetBuilder) -> None:
   paths.remove_empty(folders + [downloads / "extracted", downloads])
 
 
-def sources(builder: tfds.core.DatasetBuilder, split_names: Sequence[str]) -> dict[str, Sequence]:
-  """The builder's splits among `split_names`, in that order. A split the prepared copy lacks is left out
-  (a builder writes no validation split for `data.validation_fraction=0`: TFDS cannot write an empty one)."""
+def sources(builder, split_names: Sequence[str]) -> dict[str, Sequence]:
+  """The splits among `split_names` of `builder` (a tfds.core.DatasetBuilder), in that order. A split the
+  prepared copy lacks is left out (a builder writes no validation split for `data.validation_fraction=0`:
+  TFDS cannot write an empty one)."""
   return {name: builder.as_data_source(split=name) for name in split_names if name in builder.info.splits}

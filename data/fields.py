@@ -53,6 +53,14 @@ class TextFile(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class Labels(Section):
+  """Class names read from a user's file or table (data/splits.py label_name)."""
+  SECTION, TITLE = "data", _TITLE
+  label_case: str = field("keep", "labels as written (keep: 'Billing' and 'billing' are two classes), or "
+                          "lower-cased (lower: one class); surrounding spaces never count", choices=("keep", "lower"))
+
+
+@dataclasses.dataclass(frozen=True)
 class Tokenizer(Section):
   """Texts to token ids (data/text.py)."""
   SECTION, TITLE = "data", _TITLE
@@ -127,6 +135,14 @@ class ImageFolder(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class ImageProcessor(Section):
+  """A pretrained vision model's image processor, for image_folder (data/image_folder.py image_processor)."""
+  SECTION, TITLE = "data", _TITLE
+  image_processor: str = field("", "a Hugging Face preprocessor_config.json or the model folder holding it: its "
+                               "size, mean and std replace image_size, color (rgb) and normalize; '' = none")
+
+
+@dataclasses.dataclass(frozen=True)
 class Table(Section):
   """A user's table (data/tabular.py)."""
   SECTION, TITLE = "data", _TITLE
@@ -157,17 +173,17 @@ class Synthetic(Section):
   seed: int = field(0, "seed of the arrays", range=count(0))
 
 
-SECTIONS = (Dataset, Archive, Validation, Test, TextFile, Tokenizer, Vocabulary, PretrainedTokenizer,
-            Corpus, ByteTokens, Augment, ImageFolder, Table, Synthetic)
+SECTIONS = (Dataset, Archive, Validation, Test, TextFile, Labels, Tokenizer, Vocabulary, PretrainedTokenizer,
+            Corpus, ByteTokens, Augment, ImageFolder, ImageProcessor, Table, Synthetic)
 _TEXT = (Tokenizer, Vocabulary, PretrainedTokenizer)
 _CANDIDATES = {
     "digits": (),
     "20newsgroups": (Archive, Validation) + _TEXT,
-    "text_file": (TextFile, Validation, Test) + _TEXT,
+    "text_file": (TextFile, Labels, Validation, Test) + _TEXT,
     "lm_text": (Archive, Validation, Test, Corpus, ByteTokens, PretrainedTokenizer),
     "fashion_mnist": (Archive, Validation, Augment),
-    "image_folder": (ImageFolder, Validation, Test, Augment),
-    "tabular": (Table, Validation, Test),
+    "image_folder": (ImageFolder, Validation, Test, Augment, ImageProcessor),
+    "tabular": (Table, Labels, Validation, Test),
     "synthetic": (Synthetic,),
 }
 

@@ -5,9 +5,13 @@ converted to RGB or greyscale and resized to `image_size` once, when the dataset
 stratified validation and test part is held out (no validation part with `validation_fraction=0`).
 Normalisation happens per batch from `info` (`input_scale`, `input_offset`: [0, 1], [-1, 1], or per-channel
 standardisation fitted on the training images); random crops and flips, when configured, are described in
-`info["augment"]` for the training transform (`preprocess.augment`).
+`info["augment"]` for the training transform (`preprocess.augment`). A pretrained model's image processor
+(data.image_processor) sets the size, RGB and the normalisation instead, as transformers' ViTImageProcessor
+applies them.
 """
 import dataclasses
+import json
+import os
 import pathlib
 
 import numpy as np
@@ -59,12 +63,53 @@ def normalization(kind: str, stats: dict) -> tuple[list[float], list[float]]:
   return [scale] * channels, [offset] * channels
 
 
+@dataclasses.dataclass(frozen=True)
+class Processor:
+  """What a Hugging Face image processor (preprocessor_config.json, ViTImageProcessor's fields) does to an
+  image: convert it to RGB, resize it (bilinear) to `size` = (height, width), then per channel
+  `pixels * scale + offset`, i.e. (pixels * rescale_factor - image_mean) / image_std."""
+  size: tuple
+  scale: list
+  offset: list
+
+
+def image_processor(cfg) -> Processor | None:
+  """The image processor that `cfg` (config.data: data.fields.ImageProcessor) names, None for none. UserError
+  when its file cannot be read or asks for what is not done here (resizing other than bilinear to a fixed
+  height and width, center cropping), naming the field."""
+  path = fields.ImageProcessor.read(cfg).image_processor
+  if not path:
+    return None
+  file = os.path.join(path, "preprocessor_config.json") if os.path.isdir(path) else path
+  try:
+    with open(file, encoding="utf-8") as f:
+      config = json.load(f)
+  except (OSError, ValueError) as e:
+    raise UserError(f"cannot read the image processor {file} ({getattr(e, 'strerror', None) or e}); point "
+                    "data.image_processor at a preprocessor_config.json, or set it to '' for data.image_size and "
+                    "data.normalize") from None
+  size = config.get("size") or {}
+  unsupported = {"do_resize": config.get("do_resize", True) is not True, "size": set(size) != {"height", "width"},
+                 "resample": config.get("resample", 2) != 2,  # PIL.Image.Resampling.BILINEAR
+                 "do_center_crop": bool(config.get("do_center_crop"))}
+  for name, refused in unsupported.items():
+    if refused:
+      raise UserError(f"{file}: {name}={config.get(name)!r} is not supported; image_folder follows ViT's image "
+                      "processor (do_resize, size {height, width}, resample 2: bilinear, no center crop)")
+  rescale = config.get("rescale_factor", 1 / 255) if config.get("do_rescale", True) else 1.0
+  mean, std = np.zeros(3), np.ones(3)
+  if config.get("do_normalize", True):  # transformers' default mean and std: IMAGENET_STANDARD, 0.5
+    mean, std = np.asarray(config.get("image_mean", [0.5] * 3)), np.asarray(config.get("image_std", [0.5] * 3))
+  return Processor((int(size["height"]), int(size["width"])), (rescale / std).tolist(), (-mean / std).tolist())
+
+
 def image_dataset(builder, cfg) -> dataset.Dataset:
   """The trainer's view of a prepared image builder (metadata: label_names, pixel_stats): its splits, the
   `info` (shape, classes, normalisation, augmentation; data.fields.Augment) and the label names as an asset."""
   names = list(builder.info.metadata["label_names"])
-  augment = fields.Augment.read(cfg)
-  scale, offset = normalization(augment.normalize, builder.info.metadata["pixel_stats"])
+  augment, processor = fields.Augment.read(cfg), image_processor(cfg)
+  scale, offset = ((processor.scale, processor.offset) if processor else
+                   normalization(augment.normalize, builder.info.metadata["pixel_stats"]))
   info = {"task": "classification", "num_classes": len(names), "label_names": names,
           "input_shape": list(builder.info.features["inputs"].shape), "input_scale": scale, "input_offset": offset}
   if augment.random_crop_padding or augment.random_flip:
@@ -98,7 +143,9 @@ class ImageFolder(builders.ArrayBuilder):
 
 def options(cfg) -> dict:
   """What shapes the prepared copy: the folder, its files' identity and the decoding and split options."""
-  folder = fields.ImageFolder.read(cfg)
+  folder, processor = fields.ImageFolder.read(cfg), image_processor(cfg)
+  if processor:
+    folder = dataclasses.replace(folder, image_size=processor.size, color="rgb")
   root = builders.existing_path(folder.path, "path", "folder")
   files, _, _ = list_images(root)
   return {**dataclasses.asdict(folder), "image_size": [int(s) for s in folder.image_size],
@@ -107,8 +154,8 @@ def options(cfg) -> dict:
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data` (data.fields.ImageFolder, Validation, Test, Augment): the folder at `path`,
-  prepared once per files and options in data_dir."""
+  """`cfg` is `config.data` (data.fields.ImageFolder, Validation, Test, Augment, ImageProcessor): the folder at
+  `path`, prepared once per files and options in data_dir."""
   opts = options(cfg)
   builder = ImageFolder(data_dir=dataset.data_dir(cfg), config=builders.builder_config(opts, source=opts["path"]))
   return image_dataset(dataset.prepare(builder), cfg)

@@ -38,6 +38,13 @@ class Rows:
   def __len__(self):
     return len(self._source)
 
+  def column(self, name: str, chunk: int = 4096) -> np.ndarray:
+    """One field of every row (e.g. "label"), read in chunks of rows when not in memory."""
+    if self._arrays is not None:
+      return self._arrays[name]
+    parts = [self.take(np.arange(start, min(start + chunk, len(self))))[name] for start in range(0, len(self), chunk)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
   def take(self, indices: np.ndarray) -> Batch:
     if self._arrays is not None:
       return {k: v[indices] for k, v in self._arrays.items()}

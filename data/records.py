@@ -47,8 +47,9 @@ def _sha256(path: str) -> str:
 
 
 def describe(name: str, ds) -> dict:
-  """The JSON record of `ds` (a data.dataset.Dataset that loader `name` made): its identity fields (IDENTITY)
-  and where it lies (absolute paths); and, when the text encoder chose its tokenizer (data/text.py), why."""
+  """The JSON record of `ds` (a data.dataset.Dataset that loader `name` made): its identity fields (IDENTITY),
+  where it lies (absolute paths), what preparing it found (`warnings`, `dropped_rows`: data/splits.py); and,
+  when the text encoder chose its tokenizer (data/text.py), why."""
   encoder = ds.assets.get("text_encoder") or ds.assets.get("tokenizer")  # a classifier's, or a language model's
   return {
       "loader": name,
@@ -59,6 +60,8 @@ def describe(name: str, ds) -> dict:
       "shards": _shards(ds.prepared_dir),
       "vocabulary": digest(encoder) if encoder else "",
       "labels": ds.info.get("label_names", []),
+      "warnings": list(ds.report.get("warnings", [])),
+      "dropped_rows": list(ds.report.get("dropped_rows", [])),
       **({"tokenizer": encoder["chosen"]} if encoder and encoder.get("chosen") else {}),
   }
 

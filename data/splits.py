@@ -1,10 +1,14 @@
-"""Class labels and the splits held out of a dataset's rows: label names <-> ids, a seeded stratified hold-out
-(`hold_out`, which every loader of labelled rows calls), and a split by position (`by_position`, for ordered
-text). A validation fraction of 0 means no validation split: every training row trains (a refit after choosing
-settings on validation); the builders then write no such split (TFDS cannot write an empty one).
+"""Class labels and the splits held out of a dataset's rows: label names <-> ids, a label cell as its class
+name (`label_name`: one rule for missing cells in every reader), what a user should hear about the labels and
+the rows dropped (`Report`), a seeded stratified hold-out (`hold_out`, which every loader of labelled rows
+calls), and a split by position (`by_position`, for ordered text). A validation fraction of 0 means no
+validation split: every training row trains (a refit after choosing settings on validation); the builders then
+write no such split (TFDS cannot write an empty one).
 """
 import dataclasses
+import math
 import re
+import sys
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -41,6 +45,74 @@ def label_encoder(values: Iterable) -> LabelEncoder:
   names = {str(v) for v in values}
   numeric = all(re.fullmatch(r"[+-]?\d+", n) for n in names)
   return LabelEncoder(tuple(sorted(names, key=int if numeric else None)))
+
+
+# A cell holding one of these (surrounding whitespace stripped) is a missing value, never a class or a text
+# named "null" (README); pandas' default missing markers, less the ones that are plausible labels ("NA", "n/a").
+MISSING = frozenset(("", "NaN", "nan", "null", "None"))
+FEW_ROWS = 5  # a class with fewer training rows than this is warned about: too few to learn or to test
+SHOWN_ROWS = 5  # dropped rows named on stderr; data.json lists them all
+
+
+def missing(value) -> bool:
+  """Whether a cell (of a text or label column) is a missing value: None, a float NaN, or a string in MISSING."""
+  return value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in MISSING
+
+
+def label_name(value, case: str = "keep") -> str | None:
+  """A label cell as its class name: a string without surrounding whitespace, lower-cased when `case` is
+  "lower" (data.label_case); None for a missing cell (`missing`)."""
+  if missing(value):
+    return None
+  name = str(value).strip()
+  return name.lower() if case == "lower" else name
+
+
+@dataclasses.dataclass
+class Report:
+  """What preparing a user's file found that the user should hear: `warnings` (one line each) and the file
+  rows `dropped` (numbers as the file's own errors name them: the header is row 1). `say` prints it on
+  stderr; `to_json` is its part of the run's data.json (data/records.py)."""
+  warnings: list[str] = dataclasses.field(default_factory=list)
+  dropped: list[int] = dataclasses.field(default_factory=list)
+
+  def drop(self, file_name: str, rows: Sequence[int], why: str) -> None:
+    """Records `rows` as dropped for `why` ("a missing label"), with one warning line naming the first few."""
+    if not len(rows):
+      return
+    rows = sorted(int(r) for r in rows)
+    shown = ", ".join(map(str, rows[:SHOWN_ROWS])) + (", ..." if len(rows) > SHOWN_ROWS else "")
+    self.dropped = sorted(self.dropped + rows)
+    self.warnings.append(f"{file_name}: dropped {len(rows)} row{'' if len(rows) == 1 else 's'} with {why} (rows "
+                         f"{shown}; data.json lists all)")
+
+  def check_labels(self, file_name: str, names: Sequence[str], train_ids: np.ndarray) -> None:
+    """Warns about class names that differ only by case (each is a class of its own) and about classes with
+    fewer than FEW_ROWS training rows (`train_ids`: the training rows' class ids)."""
+    alike = {}
+    for name in names:
+      alike.setdefault(name.casefold(), []).append(name)
+    for group in (g for g in alike.values() if len(g) > 1):
+      self.warnings.append(f"{file_name}: labels {' and '.join(map(repr, group))} differ only by case, so each "
+                           "is a class of its own; pass --config.data.label_case=lower to merge them")
+    counts = np.bincount(np.asarray(train_ids, np.int64), minlength=len(names))
+    few = [f"{name!r} has {n} training row{'' if n == 1 else 's'}" for name, n in zip(names, counts.tolist())
+           if n < FEW_ROWS]
+    if few:
+      self.warnings.append(f"{file_name}: {', '.join(few)}: fewer than {FEW_ROWS} rows to learn a class from; "
+                           "check those labels, or add rows")
+
+  def say(self) -> None:
+    for line in self.warnings:
+      print(f"warning: {line}", file=sys.stderr)
+
+  def to_json(self) -> dict:
+    return {"warnings": list(self.warnings), "dropped_rows": list(self.dropped)}
+
+  @classmethod
+  def from_json(cls, value: dict | None) -> "Report":
+    value = value or {}
+    return cls(list(value.get("warnings", [])), list(value.get("dropped_rows", [])))
 
 
 def holdout(labels: np.ndarray, fractions: Sequence[float], seed: int) -> list[np.ndarray]:

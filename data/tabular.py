@@ -147,23 +147,32 @@ def transform(stats: dict, table: pd.DataFrame, names: list[str] | None = None) 
   return np.concatenate(parts, axis=1).astype(np.float32) if parts else np.zeros((len(table), 0), np.float32)
 
 
-def prepare_rows(opts: dict, *, warn: bool = False) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
-  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names);
-  `warn`: say the numeric columns' bad cells on stderr (`numeric_cells`)."""
+def prepare_rows(opts: dict, report: splits.Report | None = None) -> tuple[pd.DataFrame, np.ndarray, dict, dict]:
+  """(the kept rows, their targets, row indices per split, the fitted statistics JSON with label names).
+
+  A row whose label is missing (splits.missing: NaN, null, None, an empty cell), or with `missing="drop"`
+  any of whose features is, is dropped; `report` (if given) records those rows (numbered as the file's: a
+  CSV's header is row 1) and warns about the class names (splits.Report.check_labels); with a report, the
+  numeric columns' bad cells are said on stderr too (table_cells.numeric_cells)."""
   path = pathlib.Path(opts["path"])
   table = read(path)
   numeric, categorical = columns(table, opts, path.name)
-  table = table_cells.numeric_cells(table, numeric, path.name, opts["missing"], warn=warn)
+  table = table_cells.numeric_cells(table, numeric, path.name, opts["missing"], warn=report is not None)
   label = opts["label_column"]
-  table = table[table[label].notna()]
+  names = np.array([splits.label_name(v, opts["label_case"]) for v in table[label]], object)
+  keep = names != None  # pylint: disable=singleton-comparison
   if opts["missing"] == "drop":
-    table = table.dropna(subset=numeric + categorical)
-  table = table.reset_index(drop=True)
+    keep &= table[numeric + categorical].notna().all(axis=1).to_numpy()
+  if report is not None:
+    first = 1 if path.suffix.lower() in (".jsonl", ".ndjson") else 2
+    report.drop(path.name, np.flatnonzero(~keep) + first,
+                "a missing label or value" if opts["missing"] == "drop" else "a missing label")
+  table, names = table[keep].reset_index(drop=True), names[keep]
   if opts["task"] == "classification":
-    labeler = splits.label_encoder([str(v) for v in table[label]])
+    labeler = splits.label_encoder(names)
     if len(labeler.names) < 2:
       raise UserError(f"{path.name}: column {label!r} has fewer than 2 values; a classifier needs at least 2 classes")
-    targets, strata = labeler.encode([str(v) for v in table[label]]), None
+    targets, strata = labeler.encode(names), None
   else:
     targets = pd.to_numeric(table[label], errors="coerce").to_numpy(np.float32)
     if np.isnan(targets).any():
@@ -172,6 +181,8 @@ def prepare_rows(opts: dict, *, warn: bool = False) -> tuple[pd.DataFrame, np.nd
   parts = splits.hold_out(targets if strata is None else strata, validation=opts["validation_fraction"],
                           test=opts["test_fraction"], seed=opts["split_seed"], where=path.name,
                           size=f"{len(table)} rows kept", add="add rows")
+  if labeler and report is not None:
+    report.check_labels(path.name, labeler.names, targets[parts["train"]])
   stats = fit(table.iloc[parts["train"]], numeric, categorical, normalize=opts["normalize"],
               categorical_encoding=opts["categorical_encoding"])
   stats["label"] = {"column": label, "task": opts["task"], "names": list(labeler.names) if labeler else None}
@@ -196,16 +207,20 @@ def options(cfg) -> dict:
   """What shapes the prepared copy: the file's content (a touched file is reused) and every option."""
   table = fields.Table.read(cfg)
   path = builders.existing_path(table.path, "path")
-  return {**dataclasses.asdict(table), **dataclasses.asdict(fields.Validation.read(cfg)),
+  return {**dataclasses.asdict(table), **dataclasses.asdict(fields.Labels.read(cfg)),
+          **dataclasses.asdict(fields.Validation.read(cfg)),
           **dataclasses.asdict(fields.Test.read(cfg)), "path": str(path), "sha256": records.file_sha256(path)}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data` (data.fields.Table, Validation, Test). The table is read and the statistics
-  fitted on each load (fast for tables); the prepared rows are written once per file content and options,
-  and the copies of the file's earlier contents are deleted."""
+  """`cfg` is `config.data` (data.fields.Table, Labels, Validation, Test). The table is read and the
+  statistics fitted on each load (fast for tables), the rows dropped and label warnings said on stderr and
+  kept in the dataset's `report`; the prepared rows are written once per file content and options, and the
+  copies of the file's earlier contents are deleted."""
   opts = options(cfg)
-  _, _, _, stats = prepare_rows(opts, warn=True)
+  report = splits.Report()
+  _, _, _, stats = prepare_rows(opts, report)
+  report.say()
   builder = Table(data_dir=dataset.data_dir(cfg),
                   config=builders.builder_config({**opts, "statistics": stats}, source=opts["path"]))
   fresh = not builder.is_prepared()
@@ -216,4 +231,5 @@ def load(cfg) -> dataset.Dataset:
   info = {"task": opts["task"], "input_shape": [len(feature_names(stats))], "feature_names": feature_names(stats)}
   info.update({"num_classes": len(names), "label_names": names} if names else {"num_classes": 1})
   return dataset.Dataset(splits=dataset.sources(builder, dataset.SPLITS), info=info,
-                         assets={"table_transform": stats, **({"labels": names} if names else {})})
+                         assets={"table_transform": stats, **({"labels": names} if names else {})},
+                         report=report.to_json())

@@ -8,16 +8,14 @@ content (SHA-256) and every option, so an unchanged file is read once, wherever 
 content changes, the copies prepared from its earlier contents are deleted unless a run still uses them
 (builders.forget_earlier_copies): eval scores a run on the copy it trained on.
 
-A row whose text or label is missing, null, NaN or empty is refused in one line naming the file and row,
-or with `bad_rows="drop"` dropped and counted (`dropped_rows` in the run's info).
+A row whose text or label is missing, null, NaN or empty (in JSON, or a cell holding `NaN`, `nan`, `null`,
+`None` or nothing: splits.MISSING) is refused in one line naming the file and row, or with `bad_rows="drop"`
+dropped and reported (splits.Report: a warning naming the first rows; all of them in the run's data.json).
+Labels lose surrounding whitespace and, with `label_case="lower"`, their case; labels that differ only by case
+and classes with a handful of training rows are warned about.
 """
-import csv
 import dataclasses
-import io
-import json
-import math
 import pathlib
-import sys
 
 import jax
 import numpy as np
@@ -25,99 +23,34 @@ import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.data import builders, dataset, fields, records, splits, text
+from flaxforge.data import builders, dataset, fields, file_rows, records, splits, text
 
-_DELIMITERS = {".csv": ",", ".tsv": "\t"}
-_JSONL = (".jsonl", ".ndjson")
-TABLE_SUFFIXES = (*_DELIMITERS, *_JSONL)  # the files read by column; any other is plain text
-_COLUMNS = ("text_column", "label_column", "split_column", "bad_rows")  # read_table's arguments, in order
+_COLUMNS = ("text_column", "label_column", "split_column", "bad_rows", "label_case")  # read_table's arguments
 
 
-def _decode(path: pathlib.Path) -> str:
-  raw = path.read_bytes()
-  if not raw.strip():
-    raise UserError(f"{path.name} is empty; pass --config.data.path=A_FILE_WITH_A_HEADER_AND_ROWS")
-  try:
-    return raw.decode("utf-8-sig")
-  except UnicodeDecodeError as e:
-    row = raw[:e.start].count(b"\n") + 1
-    raise UserError(f"{path.name} row {row}: not UTF-8 (byte {raw[e.start]:#x}); save the file as UTF-8") from None
+def read_table(path, text_column: str, label_column: str, split_column: str = "", bad_rows: str = "error",
+               label_case: str = "keep"):
+  """(texts, labels, splits or None, the file rows dropped) from a .csv/.tsv (header row) or .jsonl file.
 
-
-def _missing(name: str, what: str, column: str, flag: str, present, fix: str = "") -> UserError:
-  return UserError(f"{what} {column!r} not found in {name}; {what}s are: {', '.join(present)}; "
-                   f"{fix or f'pass --config.data.{flag}=...'}")
-
-
-def _csv_rows(name: str, content: str, delimiter: str, columns: dict, fix: str = ""):
-  csv.field_size_limit(sys.maxsize)  # Python's 128 KiB default is not a property of the data
-  reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
-  try:
-    header = next(reader)
-    for flag, column in columns.items():
-      if column not in header:
-        raise _missing(name, "column", column, flag, header, fix)
-    where = [header.index(c) for c in columns.values()]
-    for row in reader:
-      if not row:
-        continue  # blank line
-      if len(row) != len(header):
-        raise UserError(f"{name} row {reader.line_num}: expected {len(header)} columns, found {len(row)}")
-      yield reader.line_num, [row[i] for i in where]
-  except csv.Error as e:
-    raise UserError(f"{name} row {reader.line_num}: unreadable CSV ({e})") from None
-
-
-def _jsonl_rows(name: str, content: str, columns: dict, fix: str = ""):
-  for line_num, line in enumerate(content.split("\n"), 1):
-    if not line.strip():
-      continue
-    try:
-      record = json.loads(line)
-    except json.JSONDecodeError as e:
-      raise UserError(f"{name} row {line_num}: not valid JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(record, dict):
-      raise UserError(f"{name} row {line_num}: expected a JSON object, found {type(record).__name__}")
-    for flag, column in columns.items():
-      if column not in record:
-        raise UserError(f"{name} row {line_num}: field {column!r} not found; fields are: "
-                        f"{', '.join(record)}; {fix or f'pass --config.data.{flag}=...'}")
-    yield line_num, [_cell(record[c]) for c in columns.values()]
-
-
-def _cell(value) -> str | None:
-  """A JSON value as text; None for null and NaN (a missing value, never a class or text named "null")."""
-  if value is None or (isinstance(value, float) and math.isnan(value)):
-    return None
-  return value if isinstance(value, str) else json.dumps(value)
-
-
-def read_table(path, text_column: str, label_column: str, split_column: str = "", bad_rows: str = "error"):
-  """(texts, labels, splits or None, dropped row count) from a .csv/.tsv (header row) or .jsonl file.
-
-  A missing, null, NaN or empty text or label is a UserError naming the row, or (bad_rows="drop") skipped.
+  A missing text or label (splits.missing) is a UserError naming the row, or (bad_rows="drop") skipped.
+  Labels are class names as splits.label_name makes them (`label_case`: "keep" or "lower").
   """
   path = pathlib.Path(path)
-  suffix = path.suffix.lower()
-  if suffix not in _DELIMITERS and suffix not in _JSONL:
-    raise UserError(f"{path.name}: unknown file type {suffix!r}; use .csv, .tsv or .jsonl")
   columns = {"text_column": text_column, "label_column": label_column}
   if split_column:
     columns["split_column"] = split_column
-  content = _decode(path)
-  rows = (_jsonl_rows(path.name, content, columns) if suffix in _JSONL
-          else _csv_rows(path.name, content, _DELIMITERS[suffix], columns))
-  texts, labels, split_names, dropped = [], [], [], 0
+  rows = file_rows.rows(path, columns)
+  texts, labels, split_names, dropped = [], [], [], []
   for line_num, values in rows:
-    bad = [c for c, v in zip((text_column, label_column), values) if v is None or not v.strip()]
+    bad = [c for c, v in zip((text_column, label_column), values) if splits.missing(v)]
     if bad and bad_rows == "drop":
-      dropped += 1
+      dropped.append(line_num)
       continue
     if bad:
-      raise UserError(f"{path.name} row {line_num}: missing or empty {bad[0]!r} (null, NaN or blank); fix the "
-                      "row, or pass --config.data.bad_rows=drop to drop and count such rows")
+      raise UserError(f"{path.name} row {line_num}: missing or empty {bad[0]!r} (null, NaN, None or blank); fix "
+                      "the row, or pass --config.data.bad_rows=drop to drop such rows")
     texts.append(values[0])
-    labels.append(values[1].strip())
+    labels.append(splits.label_name(values[1], label_case))
     if split_column:
       split_names.append(values[2].strip().lower())
       if split_names[-1] not in dataset.SPLITS:
@@ -126,18 +59,6 @@ def read_table(path, text_column: str, label_column: str, split_column: str = ""
   if not texts:
     raise UserError(f"{path.name} has no data rows; pass --config.data.path=A_FILE_WITH_ROWS")
   return texts, labels, (split_names if split_column else None), dropped
-
-
-def read_texts(path, text_column: str, fix: str = "") -> list[str]:
-  """The `text_column` of each row of a .csv/.tsv (header row) or .jsonl file, as predict reads its input; a
-  missing, null or NaN cell is "" (an empty result, keeping the rows' places). UserError (ending in `fix`, if
-  given) for a missing column or an unreadable row."""
-  path = pathlib.Path(path)
-  content = _decode(path)
-  columns = {"text_column": text_column}
-  rows = (_jsonl_rows(path.name, content, columns, fix) if path.suffix.lower() in _JSONL
-          else _csv_rows(path.name, content, _DELIMITERS[path.suffix.lower()], columns, fix))
-  return [values[0] or "" for _, values in rows]
 
 
 def split_rows(labels: np.ndarray, split_names, validation_fraction: float, test_fraction: float, seed: int,
@@ -183,7 +104,10 @@ class TextFile(builders.ArrayBuilder):
     encoder = text.fit_encoder((texts[i] for i in parts["train"]), options)
     self.info.metadata["text_encoder"] = encoder.to_json()
     self.info.metadata["label_names"] = labeler.to_json()
-    self.info.metadata["dropped_rows"] = dropped
+    report = splits.Report()
+    report.drop(file_name, dropped, "a missing text or label")
+    report.check_labels(file_name, labeler.names, ids[parts["train"]])
+    self.info.metadata["report"] = report.to_json()
     warning = text.vocabulary_warning(
         encoder, [texts[i] for i in parts["train"]], [texts[i] for i in parts.get("validation", ())])
     if warning:
@@ -205,13 +129,15 @@ def source(cfg) -> pathlib.Path:
 def options(cfg, sha256: str) -> dict:
   """Everything that shapes the prepared data: the file's content (its SHA-256) and every option."""
   columns = {k: v for k, v in dataclasses.asdict(fields.TextFile.read(cfg)).items() if k != "path"}
-  return {**text.encoder_options(cfg), **columns, **dataclasses.asdict(fields.Validation.read(cfg)),
+  return {**text.encoder_options(cfg), **columns, **dataclasses.asdict(fields.Labels.read(cfg)),
+          **dataclasses.asdict(fields.Validation.read(cfg)),
           **dataclasses.asdict(fields.Test.read(cfg)), "sha256": sha256}
 
 
 def load(cfg) -> dataset.Dataset:
-  """`cfg` is `config.data` (data.fields.TextFile, Validation, Test and the text sections): the file at
-  `path`, prepared once per content and options in data_dir; `dropped_rows` in the info."""
+  """`cfg` is `config.data` (data.fields.TextFile, Labels, Validation, Test and the text sections): the file
+  at `path`, prepared once per content and options in data_dir. What preparing it found (warnings, dropped
+  rows) is said on stderr at every load and kept in the dataset's `report`."""
   path = source(cfg)
   sha256 = records.file_sha256(path)
   opts = options(cfg, sha256)
@@ -225,5 +151,6 @@ def load(cfg) -> dataset.Dataset:
     builders.forget_earlier_copies(builder.data_dir, path, sha256)
   ds = text.from_builder(builder)
   ds.source = {"path": str(path), "sha256": sha256}
-  ds.info["dropped_rows"] = int(builder.info.metadata.get("dropped_rows", 0))  # 0: prepared before it was counted
+  ds.report = dict(builder.info.metadata.get("report") or {})  # {}: prepared before reports were kept
+  splits.Report.from_json(ds.report).say()
   return ds

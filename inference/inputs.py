@@ -26,10 +26,11 @@ import pathlib
 import sys
 
 import numpy as np
+from etils import epath
 
 from flaxforge.core.errors import UserError
-from flaxforge.data import image_folder, images as images_lib, preprocess, text as text_lib, text_files
-from flaxforge.trainer import workdir as workdir_lib
+from flaxforge.core import paths, run_config
+from flaxforge.data import file_rows, images as images_lib, preprocess, text as text_lib
 
 
 class TooLarge(UserError):
@@ -156,9 +157,9 @@ class Image(Modality):
     paths = []
     for given in args + ([path] if path else []):
       if pathlib.Path(given).is_dir():
-        found = image_folder.image_files(pathlib.Path(given))
+        found = _images().image_files(pathlib.Path(given))
         if not found:
-          raise UserError(f"{given} holds no {'/'.join(image_folder.EXTENSIONS)} files; pass image files")
+          raise UserError(f"{given} holds no {'/'.join(_images().EXTENSIONS)} files; pass image files")
         paths += [str(p) for p in found]
       elif pathlib.Path(given).is_file():
         paths.append(given)
@@ -279,19 +280,19 @@ def _refuse_json_constants(rows: list[dict], names: list[str]):
 def _check_numbers(rows: list[dict], names: list[str], workdir: str):
   """Encodes `rows` through the run's stored statistics, if it has them, for their errors alone (a numeric
   cell that is no finite number, named by row), before the run is restored."""
-  file = workdir_lib.resolve(workdir) / "assets" / "table_transform.json"
+  file = epath.Path(paths.expand(workdir)) / "assets" / "table_transform.json"
   if file.exists():
     tabular, pd = _tabular()
-    tabular.transform(workdir_lib.read_json(file), pd.DataFrame.from_records(rows), names)
+    tabular.transform(run_config.read_json(file), pd.DataFrame.from_records(rows), names)
 
 
 def _read_texts(path: str | None, workdir: str) -> tuple[list[str], str, str]:
   """(texts, where they came from, what one of them is there: "line" or "row") of --input `path`, or stdin."""
-  if path and pathlib.Path(path).suffix.lower() in text_files.TABLE_SUFFIXES:
+  if path and pathlib.Path(path).suffix.lower() in file_rows.TABLE_SUFFIXES:
     if not pathlib.Path(path).is_file():
       raise UserError(f"--input={path} not found; pass a readable file")
-    column = workdir_lib.load_config(workdir_lib.resolve(workdir)).data.get("text_column") or "text"
-    return text_files.read_texts(path, column, fix=f"give the file a {column!r} column (the run's "
+    column = run_config.read(workdir).data.get("text_column") or "text"
+    return file_rows.read_texts(path, column, fix=f"give the file a {column!r} column (the run's "
                                  "data.text_column), or pass plain text, one per line"), path, "row"
   if path and path != "-":
     try:
@@ -303,6 +304,13 @@ def _read_texts(path: str | None, workdir: str) -> tuple[list[str], str, str]:
   if path == "-" or not sys.stdin.isatty():
     return [line.rstrip("\r\n") for line in sys.stdin], "stdin", "line"
   raise UserError("no text to classify: pass texts as arguments, --input=FILE, or pipe them on stdin")
+
+
+def _images():
+  """data/image_folder.py, imported on use: its dataset builder brings TFDS, a second that text and table
+  runs, and predict's check of its inputs, need not wait for."""
+  from flaxforge.data import image_folder  # pylint: disable=g-import-not-at-top
+  return image_folder
 
 
 def _tabular():

@@ -7,12 +7,14 @@ padded to a few sizes (powers of two up to `max_batch`), so varied request sizes
 programs. This module needs neither flax nor the models: an exported artifact's Predictor runs without them.
 """
 import os
+import threading
 
 import numpy as np
+from etils import epath
 
 from flaxforge.core.errors import UserError
 from flaxforge.inference import inputs
-from flaxforge.trainer import workdir as workdir_lib
+from flaxforge.core import paths, run_config
 
 
 def bucket_sizes(max_batch: int, divisor: int = 1) -> list[int]:
@@ -36,7 +38,8 @@ class Predictor:
   as the run's `modality` (inputs.py: text, image, table) says; an empty one is refused (UserError).
 
   `logits_fn(inputs)`: model inputs (e.g. int32 [B, seq_len] token ids, B one of `sizes`) -> float32
-  [B, outputs] logits (outputs: the number of classes, or 1 for regression). `info`, `assets`: the run's
+  [B, outputs] logits (outputs: the number of classes, or 1 for regression); its optional `compile(shape,
+  dtype)` compiles it for inputs of that shape without running it (`warm_up`). `info`, `assets`: the run's
   info.json and assets/*.json as dicts. `max_image_pixels`: the largest image decoded (default: Pillow's
   limit, data/images.py).
   """
@@ -52,6 +55,9 @@ class Predictor:
     limit = {"max_image_pixels": max_image_pixels} if max_image_pixels else {}
     self.encode = self.modality.encoder({**info, **limit}, assets)
     self.sizes = bucket_sizes(max_batch, divisor)
+    self._ready = self.sizes  # the padded sizes a batch may use now (`warm_up` narrows it while compiling)
+    self.warmed = threading.Event()  # set once every size is compiled (by `warm_up`)
+    self._warming, self._stop_warming = None, threading.Event()
     self._logits_fn = logits_fn
 
   @classmethod
@@ -69,20 +75,53 @@ class Predictor:
 
   def logits(self, inputs: np.ndarray) -> np.ndarray:
     """Model inputs [N, ...] -> float32 logits [N, classes], in padded chunks of at most max_batch."""
-    out = []
+    out, ready = [], self._ready
     for start in range(0, len(inputs), self.sizes[-1]):
       chunk = inputs[start:start + self.sizes[-1]]
-      size = next(s for s in self.sizes if s >= len(chunk))
+      size = next(s for s in ready if s >= len(chunk))
       padded = np.zeros((size, *chunk.shape[1:]), chunk.dtype)
       padded[:len(chunk)] = chunk
       out.append(np.asarray(self._logits_fn(padded), np.float32)[:len(chunk)])
     return np.concatenate(out) if out else np.zeros((0, len(self.labels) or 1), np.float32)
 
-  def warm_up(self):
-    """Compiles every padded batch size now, so that no request waits for a compile."""
+  def warm_up(self, *, background: bool = False):
+    """Compiles every padded batch size, so that no request waits for a compile: without running the model
+    where the logits function compiles ahead (`compile`), else on a batch of zeros. `background`: only the
+    smallest and the largest size now, the others in a thread (`stop_warm_up` ends it); until one is ready, a
+    batch pads to the next size that is (the largest always is). `warmed` is set once all are compiled."""
     shape, dtype = self.encode.signature
-    for size in self.sizes:
-      self.logits(np.zeros((size, *shape), dtype))
+    compile_fn = getattr(self._logits_fn, "compile", None)
+
+    def compile_size(size):
+      if compile_fn is not None:
+        compile_fn((size, *shape), dtype)
+      else:
+        self._logits_fn(np.zeros((size, *shape), dtype))
+
+    now = sorted({self.sizes[0], self.sizes[-1]}) if background else self.sizes
+    for size in now:
+      compile_size(size)
+    self._ready = now
+
+    def rest():
+      for size in self.sizes:
+        if size not in self._ready and not self._stop_warming.is_set():
+          compile_size(size)
+          self._ready = sorted(self._ready + [size])  # a new list: a batch reads one list throughout
+      self.warmed.set()
+
+    if background:
+      self._warming = threading.Thread(target=rest, name="warm_up", daemon=True)
+      self._warming.start()
+    else:
+      rest()
+
+  def stop_warm_up(self):
+    """Ends a background warm-up after the compile in progress (a process must not exit in the middle of one:
+    XLA aborts it)."""
+    self._stop_warming.set()
+    if self._warming is not None:
+      self._warming.join()
 
   def probabilities(self, raw) -> np.ndarray:
     """Raw inputs (one, or a list) -> float32 [N, classes] (classifiers), each row summing to 1."""
@@ -131,13 +170,13 @@ def top_k(probs: np.ndarray, labels: list[str], k: int) -> list[list[tuple[str, 
 def load_assets(workdir) -> dict:
   """Every assets/*.json of a run, by name."""
   folder = workdir / "assets"
-  return {p.name[:-len(".json")]: workdir_lib.read_json(p) for p in folder.glob("*.json")} if folder.exists() else {}
+  return {p.name[:-len(".json")]: run_config.read_json(p) for p in folder.glob("*.json")} if folder.exists() else {}
 
 
 def modality_of(workdir: str) -> inputs.Modality:
   """The input modality of the run in `workdir`, from its info.json and assets (text where the folder holds no
   run: restoring it then says what is missing)."""
-  folder = workdir_lib.resolve(workdir)
+  folder = epath.Path(paths.expand(workdir))
   if not (folder / "info.json").exists():
     return inputs.MODALITIES["text"]
-  return inputs.modality(workdir_lib.read_json(folder / "info.json"), load_assets(folder))
+  return inputs.modality(run_config.read_json(folder / "info.json"), load_assets(folder))

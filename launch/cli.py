@@ -7,7 +7,7 @@ import importlib
 import importlib.util
 import sys
 
-COMMANDS = ("train", "eval", "predict", "generate", "export", "serve", "explain", "config")
+COMMANDS = ("train", "eval", "predict", "generate", "export", "serve", "explain", "plan", "config", "data")
 
 
 def _summary(name: str) -> str:
@@ -36,8 +36,9 @@ def main():
           f"{', '.join(COMMANDS)}", file=sys.stderr)
     sys.exit(2)
   sys.argv = [f"flaxforge {name}", *args[1:]]
-  module = importlib.import_module(f"flaxforge.launch.{name}")
   from flaxforge.launch import common  # pylint: disable=g-import-not-at-top
+  common.start_process()  # re-executes once, before the command's module imports anything more
+  module = importlib.import_module(f"flaxforge.launch.{name}")
   common.run(module.main)
 
 

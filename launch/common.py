@@ -41,6 +41,26 @@ def use_workdir_xla_flags(workdir: str):
   use_xla_flags(run.xla_flags)
 
 
+def use_compilation_cache():
+  """JAX's persistent compilation cache, before JAX starts: a program an earlier command compiled (a run's
+  predict or eval step, the server's batch sizes, the train step of a resumed run) is read back instead of
+  compiled again. In $JAX_COMPILATION_CACHE_DIR, else $XDG_CACHE_HOME/flaxforge/jax (~/.cache/...); the least
+  recently used entries go past 2 GB. The same variables (JAX's own) change any of it; a directory of "" turns
+  it off. Programs that compile in under 0.2 s are not kept."""
+  cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+  os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(cache, "flaxforge", "jax"))
+  os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(2 << 30))
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+
+
+def start_process():
+  """What must be in the environment before JAX starts: the compilation cache and the malloc set-up (applied by
+  re-executing the process once: launch/allocator.py). `flaxforge COMMAND` calls it before importing the
+  command's module, so the process that is replaced has imported almost nothing."""
+  use_compilation_cache()
+  allocator.reexec_once()
+
+
 def init_distributed():
   """Joins the JAX cluster when this is one of several processes; a no-op for a single process."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -61,7 +81,7 @@ def init_distributed():
 def run(main):
   """Runs an absl main: a UserError (or a bad flag) prints one line naming the fix and exits 2; --help shows
   the command's docstring, flags and config fields (launch/flags.py)."""
-  allocator.reexec_once()  # before JAX starts: the malloc set-up is read from the environment
+  start_process()
 
   def wrapped(argv):
     if not VERBOSE.value:
@@ -90,10 +110,24 @@ def print_result(result: dict, *lines: str):
     print(json.dumps(result))
 
 
-def one_checkpoint(step, best: bool):
-  """Refuses --best together with --step: each names a checkpoint."""
-  if best and step is not None:
-    raise UserError(f"--best and --step={step} each choose a checkpoint; pass only one of them")
+class CheckpointChoice:
+  """--step, --best and --latest: which checkpoint a command uses. Without them trainer/restore.py's
+  `choose_step` picks the step the run tested (early stopping's best, else the newest)."""
+
+  def __init__(self, *, best: bool = True):
+    self._step = flags.DEFINE_integer("step", None, "Checkpoint step (default: the step the run tested: early "
+                                      "stopping's best, else the newest).")
+    self._best = flags.DEFINE_bool("best", False, "Use the checkpoint with the best validation metric.") if best \
+        else None
+    self._latest = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+
+  def chosen(self) -> tuple[int | None, bool]:
+    """(step, best) for trainer/restore.py: step -1 is its LATEST. UserError when two flags each choose."""
+    step, best, latest = self._step.value, self._best is not None and self._best.value, self._latest.value
+    named = [f for f, on in (("--best", best), (f"--step={step}", step is not None), ("--latest", latest)) if on]
+    if len(named) > 1:
+      raise UserError(f"{' and '.join(named)} each choose a checkpoint; pass only one of them")
+    return (-1 if latest else step), best
 
 
 def require_workdir() -> str:

@@ -3,9 +3,10 @@
 
 By default the step the run tested (early stopping's best, else the newest; one line on stderr says which).
 
-Prints the metrics as one JSON object on the last line of output; for classifiers it also writes a report
-(<workdir>/report/test_stepN.json and test_stepN_confusion.png) and names the files. A run that cannot be
-written to (shared or archived) still prints its metrics and says the report was not written.
+Prints the metrics as one JSON object on the last line of output. For classifiers it first prints the
+per-class table (precision, recall, F1 and support, as scikit-learn's classification_report), writes a report
+(<workdir>/report/test_stepN.json and the confusion matrix as test_stepN_confusion.png) and names the files. A
+run that cannot be written to (shared or archived) still prints its metrics and says the report was not written.
 """
 import sys
 
@@ -13,10 +14,7 @@ from absl import flags
 
 from flaxforge.launch import common
 
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: the step the run tested: early "
-                            "stopping's best, else the newest).")
-BEST = flags.DEFINE_bool("best", False, "Evaluate the checkpoint with the best validation metric.")
-LATEST = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+CHECKPOINT = common.CheckpointChoice()
 SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 REPORT_DIR = flags.DEFINE_string("report_dir", None, "Where classifiers' reports go (default: <workdir>/report).")
 DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data now lies, if it was moved.")
@@ -25,20 +23,17 @@ DATA_DIR = flags.DEFINE_string("data_dir", "", "Where the run's prepared data no
 def main(argv):
   del argv
   workdir = common.require_workdir()
-  common.one_checkpoint(STEP.value, BEST.value)
-  if LATEST.value and (STEP.value is not None or BEST.value):
-    raise common.UserError(f"--latest and {'--best' if BEST.value else f'--step={STEP.value}'} each choose a "
-                           "checkpoint; pass only one of them")
-  step = -1 if LATEST.value else STEP.value  # -1: trainer/restore.py's LATEST
+  step, best = CHECKPOINT.chosen()
   common.use_workdir_xla_flags(workdir)
   common.init_distributed()
   from flaxforge.trainer import evaluate  # pylint: disable=g-import-not-at-top
-  result = evaluate.evaluate_workdir(workdir, step=step, best=BEST.value, split=SPLIT.value,
+  result = evaluate.evaluate_workdir(workdir, step=step, best=best, split=SPLIT.value,
                                      report_dir=REPORT_DIR.value, data_dir=DATA_DIR.value)
   if "report_error" in result:
     print(f"warning: {result.pop('report_error')}", file=sys.stderr)
+  table = result.pop("classification_report", None)
   written = result.get("report")
-  common.print_result(result, *([f"wrote {', '.join(written)}"] if written else []))
+  common.print_result(result, *([table] if table else []), *([f"wrote {', '.join(written)}"] if written else []))
 
 
 if __name__ == "__main__":

@@ -15,11 +15,12 @@ from absl import flags
 
 from flaxforge.launch import common
 
-JSON = flags.DEFINE_bool("json", False, "One JSON object per text: label, probability, logits, tokens.")
+JSON = flags.DEFINE_bool("json", False, "One JSON object per text: {text, label, probability, logit, "
+                         "baseline_logit, tokens: [{token, attribution}]}.")
 HTML = flags.DEFINE_string("html", None, "Also write a self-contained HTML page here.")
 LABEL = flags.DEFINE_string("label", None, "Explain this label (default: the predicted one).")
 STEPS = flags.DEFINE_integer("steps", 64, "Points on the integrated-gradients path.")
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+CHECKPOINT = common.CheckpointChoice()
 
 
 def _shade(value: float, scale: float) -> tuple[int, int, int]:
@@ -58,7 +59,8 @@ def main(argv):
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   from flaxforge.inference import explain  # pylint: disable=g-import-not-at-top
-  explainer = explain.Explainer.from_workdir(workdir, step=STEP.value)
+  step, best = CHECKPOINT.chosen()
+  explainer = explain.Explainer.from_workdir(workdir, step=step, best=best)
   results = [explainer.explain(text, label=LABEL.value, steps=STEPS.value) for text in texts]
   for out in results:
     print(json.dumps(out) if JSON.value else _terminal(out))

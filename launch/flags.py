@@ -77,15 +77,17 @@ def fail(message: str, code: int = 2):
 
 
 def _flag_error_line(e: Exception, argv: list[str]) -> str:
-  """One line for a flag or config mistake: an unknown field (with ml_collections' suggestion) or a bad value."""
+  """One line for a flag or config mistake: an unknown field (with ml_collections' suggestion, or the shipped
+  configs that have it) or a bad value."""
   text = str(e)
   if isinstance(e, (AttributeError, KeyError)):
     field = (re.findall(r"[A-Za-z_]\w*", text) or ["?"])[0]
     given = [a for a in argv[1:] if re.match(rf"--config\.(.*\.)?{field}(=|\.|$)", a)]
     suggestion = re.search(r'Did you mean "(\w+)"', text)
+    dotted = given[0][len("--config."):].partition("=")[0] if given else field
+    fix = "flaxforge train --help lists the fields a config has" if suggestion else configs.unknown_field(dotted)
     return (f"unknown config field {field!r} in {given[0] if given else 'the config overrides'}"
-            f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; "
-            "flaxforge train --help lists the fields a config has")
+            f"{f' (did you mean {suggestion.group(1)!r}?)' if suggestion else ''}; {fix}")
   return (text.strip().splitlines() or [type(e).__name__])[0] + " (see --help: what each flag and config field takes)"
 
 

@@ -22,8 +22,7 @@ TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature; 0 = 
 TOP_K = flags.DEFINE_integer("top_k", 40, "Sample among the k most likely tokens; 0 = all.")
 SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
 NUM = flags.DEFINE_integer("num_samples", 1, "How many continuations to sample.")
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-BEST = flags.DEFINE_bool("best", False, "Use the checkpoint with the best validation metric.")
+CHECKPOINT = common.CheckpointChoice()
 STOP_AT_EOS = flags.DEFINE_bool("stop_at_eos", True, "End a sample at the tokenizer's end-of-text id (byte-level "
                                 "runs: the separator byte); --nostop_at_eos samples all --max_new_tokens.")
 
@@ -39,12 +38,12 @@ def _check_sampling():
 def main(argv):
   del argv
   _check_sampling()
-  common.one_checkpoint(STEP.value, BEST.value)
+  step, best = CHECKPOINT.chosen()
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
   from flaxforge.inference import sampling  # pylint: disable=g-import-not-at-top
 
-  sampler = sampling.Sampler.from_workdir(workdir, step=STEP.value, best=BEST.value)
+  sampler = sampling.Sampler.from_workdir(workdir, step=step, best=best)
   prompt = sampler.encode(PROMPT.value)
   count = MAX_NEW.value if MAX_NEW.value is not None else min(DEFAULT_NEW, max(sampler.room(prompt), 1))
   sampler.check(prompt, count, "--max_new_tokens")

@@ -24,10 +24,7 @@ INPUT = flags.DEFINE_string("input", None, "Texts: a file with one per line ('-'
 TOP_K = flags.DEFINE_integer("top_k", 3, "How many labels to show per input.")
 JSON = flags.DEFINE_bool("json", False, "One JSON object per input: {text, top: [{label, probability}]} (image "
                          "and table runs: {input, top: ...}; regression: value instead of top).")
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the step the run tested: early "
-                            "stopping's best, else the newest).")
-BEST = flags.DEFINE_bool("best", False, "Use the checkpoint with the best validation metric.")
-LATEST = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+CHECKPOINT = common.CheckpointChoice()
 MAX_IMAGE_PIXELS = flags.DEFINE_integer("max_image_pixels", None, "Image runs: the largest image (width x height) "
                                         "decoded; bigger ones are refused (default: Pillow's 178,956,970).")
 
@@ -35,18 +32,14 @@ MAX_IMAGE_PIXELS = flags.DEFINE_integer("max_image_pixels", None, "Image runs: t
 def main(argv):
   workdir = common.require_workdir()
   common.use_workdir_xla_flags(workdir)
-  common.one_checkpoint(STEP.value, BEST.value)
-  if LATEST.value and (STEP.value is not None or BEST.value):
-    raise common.UserError(f"--latest and {'--best' if BEST.value else f'--step={STEP.value}'} each choose a "
-                           "checkpoint; pass only one of them")
-  step = -1 if LATEST.value else STEP.value  # -1: trainer/restore.py's LATEST
+  step, best = CHECKPOINT.chosen()
   if TOP_K.value < 1:
     raise common.UserError(f"--top_k={TOP_K.value} is out of range; use --top_k=1 or more (how many labels to "
                            "show per input)")
   from flaxforge.inference import predict  # pylint: disable=g-import-not-at-top
   modality = predict.modality_of(workdir)
   names, raws = modality.from_cli(argv[1:], INPUT.value, workdir)  # read first: a bad input fails before the restore
-  predictor = predict.Predictor.from_workdir(workdir, step=step, best=BEST.value,
+  predictor = predict.Predictor.from_workdir(workdir, step=step, best=best,
                                              max_image_pixels=MAX_IMAGE_PIXELS.value)
   results = predictor.results(raws, min(TOP_K.value, len(predictor.labels) or 1))
   unseen = predictor.encode.unseen(raws, names)[1]

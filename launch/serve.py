@@ -16,9 +16,7 @@ from flaxforge.launch import common
 EXPORT = flags.DEFINE_string("export", None, "An exported artifact folder (instead of --workdir).")
 HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to bind; 0.0.0.0 exposes the server to the network.")
 PORT = flags.DEFINE_integer("port", 8000, "Port to listen on.")
-STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the step the run tested: early "
-                            "stopping's best, else the newest; with --workdir).")
-LATEST = flags.DEFINE_bool("latest", False, "Use the newest checkpoint, even after early stopping.")
+CHECKPOINT = common.CheckpointChoice(best=False)
 MAX_BATCH = flags.DEFINE_integer("max_batch", 64, "Most texts per model batch, and per request.")
 MAX_WAIT_MS = flags.DEFINE_float("max_wait_ms", 5.0, "How long a batch waits for more requests to join it.")
 BATCHING = flags.DEFINE_bool("batching", True, "Batch concurrent requests together (--nobatching: one at a time).")
@@ -34,9 +32,7 @@ def main(argv):
   del argv
   if bool(EXPORT.value) == bool(common.WORKDIR.value):
     raise common.UserError("pass exactly one of --workdir=RUN (a trained run) or --export=DIR (an exported artifact)")
-  if LATEST.value and STEP.value is not None:
-    raise common.UserError(f"--latest and --step={STEP.value} each choose a checkpoint; pass only one of them")
-  step = -1 if LATEST.value else STEP.value  # -1: trainer/restore.py's LATEST
+  step, _ = CHECKPOINT.chosen()
   if MAX_BATCH.value < 1:
     raise common.UserError(f"--max_batch must be at least 1, not {MAX_BATCH.value}")
   if common.WORKDIR.value:

@@ -20,8 +20,8 @@ PRESETS = {
 @dataclasses.dataclass(frozen=True)
 class Model(Section):
   SECTION, TITLE = "model", "model"
-  name: str = field("mlp", "mlp, text_cnn, bag_of_words, bert, gpt, convnet, or your module (my_models.net, "
-                    "path/to/net.py)")
+  name: str = field("mlp", "mlp, text_cnn, bag_of_words, bert, gpt, convnet, vit (a pretrained ViT), or your module "
+                    "(my_models.net, path/to/net.py)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,9 +106,11 @@ class Pretrained(Section):
 
 @dataclasses.dataclass(frozen=True)
 class Encoder(Section):
-  """The BERT classifier's pooling (models/bert.py)."""
+  """An encoder classifier's pooling (models/bert.py, models/vit.py)."""
   SECTION, TITLE = "model", "model"
-  pool: str = field("cls", "pool the [CLS] position or the mean over tokens", choices=("cls", "mean"))
+  pool: str = field("cls", "pool the [CLS] position, the mean over tokens, or [CLS] through the pooler as "
+                    "transformers' BertForSequenceClassification (RoBERTa's, DistilBERT's) does", choices=(
+                        "cls", "mean", "pooler"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +139,7 @@ _CANDIDATES = {
     "convnet": (ConvNet,),
     "bert": _TRANSFORMER + (Encoder,),
     "gpt": _TRANSFORMER + (Decoder,),
+    "vit": (TransformerCompute, Pretrained, LoRA, Encoder),
 }
 
 

@@ -6,7 +6,7 @@ from flax import nnx
 from flaxforge.core.errors import UserError
 from flaxforge.models import fields
 from flaxforge.models.dropout import Dropout
-from flaxforge.models.initializers import normal, zeros
+from flaxforge.models.initializers import normal
 from flaxforge.models.transformer import (Arch, Transformer, arch_from_config,
                                           transformer_classifier_flops_per_example, transformer_flops_per_token)
 
@@ -22,7 +22,9 @@ class GPT(nnx.Module):
 
   def _logits(self, h):
     logits = self.transformer.embed.attend(h) if self.lm_head is None else self.lm_head(h)
-    return logits[..., :self.arch.vocab_size].astype(jnp.float32)
+    logits = logits[..., :self.arch.vocab_size].astype(jnp.float32)
+    cap = self.arch.logit_softcap  # Gemma 2's final_logit_softcapping
+    return cap * jnp.tanh(logits / cap) if cap else logits
 
   def __call__(self, tokens):
     """tokens int [B, T] -> float32 logits [B, T, vocab]; position t sees tokens 0..t only."""
@@ -51,14 +53,17 @@ class GPT(nnx.Module):
 
 class GPTClassifier(nnx.Module):
   """A decoder as a classifier: the hidden state of each row's last non-padding token (padding on the right,
-  id `pad_id`) through a new linear head. Its body has GPT's parameter paths, so pretrained weights load."""
+  id `pad_id`) through a new linear head without a bias, as transformers' `*ForSequenceClassification` score
+  it (so a classifier on a Llama, Qwen2 or GPT-2 exports as one). Its body has GPT's parameter paths, so
+  pretrained weights load."""
+  pool = "last"  # the pooling, as an encoder's model.pool names its own
 
   def __init__(self, arch: Arch, num_classes: int, *, pad_id: int = 0, rngs):
     self.arch, self.pad_id = arch, pad_id
     self.transformer = Transformer(arch, rngs=rngs)
     self.dropout = Dropout(arch.dropout, rngs=rngs)
-    self.head = nnx.Linear(arch.embed_dim, num_classes, kernel_init=normal(0.02, ("embed", "classes")),
-                           bias_init=zeros(("classes",)), rngs=rngs)
+    self.head = nnx.Linear(arch.embed_dim, num_classes, use_bias=False, kernel_init=normal(0.02, ("embed", "classes")),
+                           rngs=rngs)
 
   def __call__(self, tokens):
     """tokens int [B, T] -> float32 logits [B, classes]."""

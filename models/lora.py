@@ -5,8 +5,8 @@ of a grouped-query attention model).
 An adapted `nnx.Linear`/`nnx.LinearGeneral` keeps its own kernel and bias where they were (so pretrained
 weights load and export by the same paths) and gains `lora_a` [in, rank] and `lora_b` [rank, out]
 (`nnx.LoRAParam`, B zero-initialised: training starts from the pretrained function); its output becomes
-base(x) + x A B * alpha / rank. The optimizer updates `nnx.LoRAParam` (and a new classification head)
-only (`trainable`), so the base weights are frozen and carry no optimizer state; `merged` folds the adapters
+base(x) + x A B * alpha / rank. The optimizer updates `nnx.LoRAParam` (and a classification head and its
+pooler) only (`trainable`), so the base weights are frozen and carry no optimizer state; `merged` folds the adapters
 into the kernels for export.
 """
 import math
@@ -60,9 +60,11 @@ def enabled(cfg) -> bool:
 
 
 def trainable(cfg):
-  """The optimizer's `wrt` filter: with LoRA the adapters and a new classification `head`, else every
-  parameter."""
-  return nnx.Any(nnx.LoRAParam, nnx.All(nnx.Param, nnx.PathContains("head"))) if enabled(cfg) else nnx.Param
+  """The optimizer's `wrt` filter: with LoRA the adapters and a classifier's `head` and `pooler` (model.pool=
+  'pooler'), else every parameter."""
+  if not enabled(cfg):
+    return nnx.Param
+  return nnx.Any(nnx.LoRAParam, nnx.All(nnx.Param, nnx.Any(nnx.PathContains("head"), nnx.PathContains("pooler"))))
 
 
 def frozen(cfg):

@@ -1,6 +1,8 @@
 """Networks by name: a built-in module or the user's own (`my_models.convnet` or `path/to/convnet.py`), whose
 `from_config(cfg, info, *, rngs)` builds an `nnx.Module` whose `__call__(inputs)` returns float32 logits.
-A transformer with `model.pretrained` set takes that Hugging Face directory's architecture (models/hf).
+A transformer with `model.pretrained` set takes that Hugging Face directory's architecture (models/hf); so does
+a built-in model that takes no pretrained weights (image_folder's convnet), which becomes the model of that
+directory's family (a ViT).
 Parameters that carry logical axis names shard by the mesh rules (trainer/mesh.py); others are replicated.
 A user's model, too, may be built outside a mesh: the built-in models this imports set Flax up for that
 (models/initializers.py).
@@ -16,6 +18,7 @@ _MODULES = {
     "bert": "flaxforge.models.bert",
     "gpt": "flaxforge.models.gpt",
     "convnet": "flaxforge.models.convnet",
+    "vit": "flaxforge.models.vit",
 }
 
 
@@ -24,7 +27,22 @@ def module(cfg):
   if ":" in cfg.name:  # how flaxforge.train records a factory
     raise UserError(f"model {cfg.name!r} was given to flaxforge.train as a Python function; pass it again as "
                     "model=... (flaxforge.evaluate, flaxforge.Predictor.from_workdir)")
-  return imports.resolve(cfg.name, _MODULES, "from_config", "model.name", "model")
+  return imports.resolve(name(cfg), _MODULES, "from_config", "model.name", "model")
+
+
+def name(cfg) -> str:
+  """The model `cfg` builds: cfg.name, or for a built-in model without a model.pretrained field of its own
+  (convnet) in a config that sets one, the model of that Hugging Face directory's family (`vit` for a ViT)."""
+  if cfg.name in _MODULES and fields.Pretrained not in fields.candidates(cfg.name):
+    path = fields.Pretrained.read(cfg).pretrained
+    if path:
+      return hf.read_config(path).model
+  return cfg.name
+
+
+def recorded(name: str) -> str:
+  """`model.name` as a run records it (core/imports.py `recorded`: a module of the user's folder as its file)."""
+  return imports.recorded(name, _MODULES)
 
 
 def build(cfg, info, *, rngs, factory=None):
@@ -55,7 +73,7 @@ def flops_per_example(cfg, info) -> float | None:
 def _pretrained(cfg) -> dict:
   """{"pretrained": hf.Pretrained} (the architecture and head tying of model.pretrained's config.json) for a
   model that declares the field and has it set, as its from_config's and flops_per_example's keyword; else {}."""
-  if fields.Pretrained not in fields.candidates(cfg.name):
+  if fields.Pretrained not in fields.candidates(name(cfg)):
     return {}
   path = fields.Pretrained.read(cfg).pretrained
   return {"pretrained": hf.read_config(path)} if path else {}

@@ -1,7 +1,8 @@
 """The one transformer of flaxforge, for BERT and GPT and for the Hugging Face families they load (BERT,
-GPT-2, Llama/Qwen2/Mistral): its architecture (`Arch`, from a config's size preset and fields), the blocks
-(attention's projections, multi-head or grouped-query; a plain or gated MLP; pre- or post-norm), the
-embedding + block stack, and its FLOP count. Attention's maths and RoPE are in models/attention.py.
+GPT-2, Llama/Mistral/Qwen2/Qwen3, Gemma 2/3): its architecture (`Arch`, from a config's size preset and
+fields), the blocks (attention's projections, multi-head or grouped-query, per-layer sliding windows; a plain
+or gated MLP; pre-, sandwich- or post-norm), the embedding + block stack, and its FLOP count. Attention's
+maths and RoPE are in models/attention.py.
 
 Every parameter carries logical axis names (trainer/mesh.py maps them to mesh axes); parameters are
 float32 and activations use `Arch.dtype`.
@@ -25,7 +26,7 @@ class Arch:
   embed_dim: int
   num_heads: int
   mlp_dim: int
-  max_len: int  # rows of the learned position table (unused with rope)
+  max_len: int  # positions a sequence may use: the learned table's rows less position_offset (unused with rope)
   vocab_size: int  # as the dataset gives it
   padded_vocab: int  # embedding rows: vocab_size rounded up so the 'vocab' axis shards evenly
   dropout: float = 0.0
@@ -44,10 +45,34 @@ class Arch:
   token_types: int = 0  # rows of a token-type (segment) embedding added to the input (BERT), 0 = none
   rope_base: float = 10000.0
   rope_scaling: tuple = ()  # Hugging Face's rope_parameters as sorted (key, value) pairs (rope_frequencies)
+  # --- Hugging Face decoder families (models/hf: Qwen3, Gemma 2 and 3, Mistral's window) ---
+  head_size: int = 0  # each head's width; 0 = embed_dim // num_heads (Gemma and Qwen3 set their own)
+  qk_norm: bool = False  # each head's queries and keys RMS-normalised before RoPE (Qwen3, Gemma 3)
+  norm_offset: float = 0.0  # RMSNorm multiplies by (norm_offset + scale), the scale starting at 0: Gemma's 1
+  sandwich_norm: bool = False  # pre-norm blocks also normalise each sublayer's output before the residual (Gemma)
+  embed_scale: bool = False  # token embeddings times sqrt(embed_dim) (Gemma)
+  attn_scale: float = 0.0  # the queries' scale; 0 = 1 / sqrt(head_dim) (Gemma: query_pre_attn_scalar^-1/2)
+  attn_softcap: float = 0.0  # attention logits become cap * tanh(logits / cap); 0 = none (Gemma 2)
+  logit_softcap: float = 0.0  # the language model's logits likewise (Gemma 2)
+  windows: tuple = ()  # per layer, a query sees the `window` latest positions (itself included); 0 or () = all
+  local_rope_base: float = 0.0  # RoPE base of the windowed layers; 0 = rope_base (Gemma 3's local layers)
+  local_rope_scaling: tuple = ()  # their rope_scaling, when local_rope_base is set
+  # --- encoder and vision families (models/hf roberta, distilbert, vit) ---
+  model_type: str = ""  # the Hugging Face model_type read ('' = flaxforge's own), for families alike in maths
+  position_offset: int = 0  # learned position rows before position 0 (RoBERTa: its padding index + 1)
+  pooler_activation: str = "tanh"  # model.pool='pooler': tanh (BERT, RoBERTa) | relu (DistilBERT's pre_classifier)
+  patch_size: int = 0  # ViT: an image embeds as square patches of this many pixels (0: token ids embed)
+  image_size: tuple = ()  # ViT: (height, width) in pixels, a multiple of patch_size
+  channels: int = 3  # ViT: image channels
+  # --- end of encoder and vision families ---
 
   @property
   def head_dim(self):
-    return self.embed_dim // self.num_heads
+    return self.head_size or self.embed_dim // self.num_heads
+
+  def window(self, layer: int) -> int:
+    """How many latest positions layer `layer`'s queries see (itself included); 0 = all."""
+    return self.windows[layer] if self.windows else 0
 
   @property
   def kv_heads(self):
@@ -55,7 +80,8 @@ class Arch:
 
   def flops_shape(self) -> dict:
     """transformer_flops_per_token's keyword arguments for this architecture."""
-    return {"kv_dim": self.kv_heads * self.head_dim, "gated": self.gated_mlp}
+    return {"qkv_dim": self.num_heads * self.head_dim, "kv_dim": self.kv_heads * self.head_dim,
+            "gated": self.gated_mlp}
 
 
 def arch_from_config(cfg, info, pretrained=None) -> Arch:
@@ -86,12 +112,30 @@ def arch_from_config(cfg, info, pretrained=None) -> Arch:
               num_kv_heads=shape.num_kv_heads, activation=shape.mlp_activation, gated_mlp=shape.gated_mlp, **how)
 
 
-def make_norm(arch: Arch, *, rngs):
+def make_norm(arch: Arch, dim: int = 0, *, rngs):
+  """The norm arch.norm names over the last axis, of width `dim` (0 = embed_dim)."""
+  dim = dim or arch.embed_dim
+  if arch.norm == "rms" and arch.norm_offset:
+    return OffsetRMSNorm(dim, offset=arch.norm_offset, epsilon=arch.norm_eps, dtype=arch.dtype, rngs=rngs)
   scale = nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",))
   if arch.norm == "rms":
-    return nnx.RMSNorm(arch.embed_dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale, rngs=rngs)
-  return nnx.LayerNorm(arch.embed_dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale,
+    return nnx.RMSNorm(dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale, rngs=rngs)
+  return nnx.LayerNorm(dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale,
                        bias_init=zeros(("norm",)), rngs=rngs)
+
+
+class OffsetRMSNorm(nnx.Module):
+  """Gemma's RMSNorm (transformers' Gemma2RMSNorm): x / sqrt(mean(x^2) + eps) * (offset + scale), in float32,
+  then in `dtype`. The scale is stored as Hugging Face stores it and starts at 0."""
+
+  def __init__(self, dim: int, *, offset: float, epsilon: float, dtype, rngs):
+    self.scale = nnx.Param(zeros(("norm",))(rngs.params(), (dim,), jnp.float32))
+    self.offset, self.epsilon, self.dtype = offset, epsilon, dtype
+
+  def __call__(self, x):
+    x32 = x.astype(jnp.float32)
+    y = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
+    return (y * (self.offset + self.scale[...].astype(jnp.float32))).astype(self.dtype)
 
 
 def gelu_erf(x):
@@ -117,9 +161,10 @@ def _residual_std(arch: Arch):
 class Attention(nnx.Module):
   """Multi-head attention with one [d, 3, N, H] q/k/v projection (a single wide matmul runs faster on CPUs
   than three narrow ones); with fewer key/value heads K than query heads (GQA), a [d, N, H] query and a
-  [d, 2, K, H] key/value projection instead."""
+  [d, 2, K, H] key/value projection instead. Layer `layer`'s window (arch.window) and, for a windowed layer,
+  the local RoPE (arch.local_rope_base) apply."""
 
-  def __init__(self, arch: Arch, *, rngs):
+  def __init__(self, arch: Arch, *, layer: int = 0, rngs):
     d, n, h, kv = arch.embed_dim, arch.num_heads, arch.head_dim, arch.kv_heads
     kw = dict(dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
     project = lambda shape, names: nnx.LinearGeneral(
@@ -132,19 +177,27 @@ class Attention(nnx.Module):
       self.kv = project((2, kv, h), ("qkv", "heads", "kv"))
     self.out = nnx.LinearGeneral((n, h), d, axis=(-2, -1), bias_init=zeros(("embed",)), use_bias=arch.use_bias,
                                  kernel_init=normal(_residual_std(arch), ("heads", "kv", "embed")), **kw)
-    self.inv_freq = (tuple(attention.rope_frequencies(h, arch.rope_base, arch.rope_scaling).tolist())
+    if arch.qk_norm:
+      self.q_norm, self.k_norm = make_norm(arch, h, rngs=rngs), make_norm(arch, h, rngs=rngs)
+    self.window = arch.window(layer)
+    local = self.window and arch.local_rope_base
+    base, scaling = (arch.local_rope_base, arch.local_rope_scaling) if local else (arch.rope_base, arch.rope_scaling)
+    self.inv_freq = (tuple(attention.rope_frequencies(h, base, scaling).tolist())
                      if arch.position == "rope" else None)
+    self.scale, self.softcap = arch.attn_scale or None, arch.attn_softcap
     self.impl = arch.attention_impl
 
   def __call__(self, x, positions, *, mask=None, is_causal=False, cache=None, index=None, query_index=None):
-    """x [B, T, d] -> ([B, T, d], cache). With a cache ({'k', 'v'}: [B, L, N, H]) the new keys and values
-    are written at [index, index + T) and the queries attend over all L slots, so `mask` must hide the
-    slots after each query's position. With query_index (int [B, P]) only those positions query: every
-    token is still a key and value, and the result is [B, P, d]."""
+    """x [B, T, d] -> ([B, T, d], cache). With a cache ({'k', 'v'}: [B, L, K, H], slot = position) the new
+    keys and values are written at [index, index + T) and the queries attend over all L slots, so `mask` must
+    hide the slots after each query's position. With query_index (int [B, P]) only those positions query:
+    every token is still a key and value, and the result is [B, P, d]."""
     if hasattr(self, "qkv"):
       q, k, v = (y[:, :, 0] for y in jnp.split(self.qkv(x), 3, axis=2))
     else:
       q, (k, v) = self.q(x), (y[:, :, 0] for y in jnp.split(self.kv(x), 2, axis=2))
+    if hasattr(self, "q_norm"):
+      q, k = self.q_norm(q), self.k_norm(k)
     if self.inv_freq is not None:
       inv_freq = jnp.asarray(self.inv_freq, jnp.float32)
       q, k = attention.rope(q, positions, inv_freq), attention.rope(k, positions, inv_freq)
@@ -153,12 +206,18 @@ class Attention(nnx.Module):
       v = jax.lax.dynamic_update_slice(cache["v"], v.astype(cache["v"].dtype), (0, index, 0, 0))
       cache = {"k": k, "v": v}
       k, v = k.astype(q.dtype), v.astype(q.dtype)
+    query_positions = positions[None]  # [1, T]
     if query_index is not None:
-      q = take_positions(q, query_index)
+      q, query_positions = take_positions(q, query_index), positions[query_index]
       if is_causal:  # the queries sit at query_index, not at 0..P-1
         causal = query_index[:, None, :, None] >= jnp.arange(k.shape[1])
         mask, is_causal = (causal if mask is None else mask & causal), False
-    y = attention.attend(q, k, v, setting=self.impl, mask=mask, is_causal=is_causal, cached=cache is not None)
+    if self.window:  # keys more than window - 1 positions back are hidden (later ones: causality's part)
+      key_positions = jnp.arange(k.shape[1]) if cache is not None else positions
+      near = (query_positions[:, None, :, None] - key_positions) < self.window  # [1 or B, 1, T, S]
+      mask = near if mask is None else mask & near
+    y = attention.attend(q, k, v, setting=self.impl, mask=mask, is_causal=is_causal, cached=cache is not None,
+                         scale=self.scale, softcap=self.softcap)
     return self.out(y), cache
 
 
@@ -182,14 +241,17 @@ class MLP(nnx.Module):
 
 
 class Block(nnx.Module):
-  """Pre-norm: x + attention(norm(x)), then x + mlp(norm(x)). Post-norm (BERT): norm(x + attention(x)),
-  then norm(x + mlp(x))."""
+  """Pre-norm: x + attention(norm(x)), then x + mlp(norm(x)); with arch.sandwich_norm (Gemma) each sublayer's
+  output is normalised too, x + norm(attention(norm(x))). Post-norm (BERT): norm(x + attention(x)), then
+  norm(x + mlp(x))."""
 
-  def __init__(self, arch: Arch, *, rngs):
+  def __init__(self, arch: Arch, *, layer: int = 0, rngs):
     self.attn_norm = make_norm(arch, rngs=rngs)
-    self.attn = Attention(arch, rngs=rngs)
+    self.attn = Attention(arch, layer=layer, rngs=rngs)
     self.mlp_norm = make_norm(arch, rngs=rngs)
     self.mlp = MLP(arch, rngs=rngs)
+    if arch.sandwich_norm:
+      self.attn_out_norm, self.mlp_out_norm = make_norm(arch, rngs=rngs), make_norm(arch, rngs=rngs)
     self.dropout = Dropout(arch.dropout, rngs=rngs)
     self.post_norm = arch.block == "post"
 
@@ -201,9 +263,11 @@ class Block(nnx.Module):
       h, cache = self.attn(x, positions, query_index=query_index, **attention_kwargs)
       x = self.attn_norm(residual + self.dropout(h))
       return self.mlp_norm(x + self.dropout(self.mlp(x))), cache
+    sandwich = hasattr(self, "attn_out_norm")
     h, cache = self.attn(self.attn_norm(x), positions, query_index=query_index, **attention_kwargs)
-    x = residual + self.dropout(h)
-    return x + self.dropout(self.mlp(self.mlp_norm(x))), cache
+    x = residual + self.dropout(self.attn_out_norm(h) if sandwich else h)
+    h = self.mlp(self.mlp_norm(x))
+    return x + self.dropout(self.mlp_out_norm(h) if sandwich else h), cache
 
 
 class Transformer(nnx.Module):
@@ -214,30 +278,35 @@ class Transformer(nnx.Module):
     self.arch = arch
     table = lambda rows, names: nnx.Embed(rows, arch.embed_dim, dtype=arch.dtype,
                                           embedding_init=normal(0.02, names), rngs=rngs)
-    self.embed = table(arch.padded_vocab, ("vocab", "embed"))
-    self.pos_embed = table(arch.max_len, ("length", "embed")) if arch.position == "learned" else None
+    self.embed = table(arch.padded_vocab, ("vocab", "embed")) if not arch.patch_size else None  # ViT: patches
+    self.pos_embed = (table(arch.max_len + arch.position_offset, ("length", "embed"))
+                      if arch.position == "learned" else None)
     self.type_embed = table(arch.token_types, ("length", "embed")) if arch.token_types else None
     self.embed_norm = make_norm(arch, rngs=rngs) if arch.block == "post" else None
     self.dropout = Dropout(arch.dropout, rngs=rngs)
-    self.blocks = nnx.List([Block(arch, rngs=rngs) for _ in range(arch.num_layers)])
+    self.blocks = nnx.List([Block(arch, layer=i, rngs=rngs) for i in range(arch.num_layers)])
     self.final_norm = make_norm(arch, rngs=rngs) if arch.block == "pre" else None
 
-  def __call__(self, tokens, positions, *, token_types=None, caches=None, output_positions=None,
+  def __call__(self, tokens, positions, *, token_types=None, caches=None, output_positions=None, embedded=None,
                **attention_kwargs):
     """tokens int [B, T], positions int [T], token_types int [B, T] (default 0; only with arch.token_types)
-    -> (hidden [B, T, d], updated caches or None).
+    -> (hidden [B, T, d], updated caches or None). Learned positions read table row position_offset + t.
+    embedded (float [B, T, d], with tokens None): inputs already embedded (ViT's patches), in place of the
+    token embedding.
 
     output_positions (int [B, P], not with caches): return hidden [B, P, d] at those positions only. The
     last block then runs its queries, MLP and norms for those P positions alone, since no other position
     of its output is read; every token still serves as a key and value. The values are the same as
     taking them from the full output (up to float rounding; dropout draws other bits), and a pooled
     classifier's step does about 1/L less work (MiniLM, 6 layers: 14% fewer matmul FLOPs)."""
-    if self.pos_embed is not None and tokens.shape[1] > self.arch.max_len:
-      raise UserError(f"sequence length {tokens.shape[1]} exceeds model.max_len {self.arch.max_len} "
+    x = self.embed(tokens) if embedded is None else embedded.astype(self.arch.dtype)
+    if self.pos_embed is not None and x.shape[1] > self.arch.max_len:
+      raise UserError(f"sequence length {x.shape[1]} exceeds model.max_len {self.arch.max_len} "
                       "(the learned position table); raise model.max_len or use model.position='rope'")
-    x = self.embed(tokens)
+    if self.arch.embed_scale:  # in the embeddings' dtype, as transformers' Gemma2TextScaledWordEmbedding
+      x = x * jnp.asarray(math.sqrt(self.arch.embed_dim), jnp.float32).astype(x.dtype)
     if self.pos_embed is not None:
-      x = x + self.pos_embed(positions)
+      x = x + self.pos_embed(positions + self.arch.position_offset)
     if self.type_embed is not None:
       x = x + self.type_embed(jnp.zeros_like(tokens) if token_types is None else token_types)
     if self.embed_norm is not None:

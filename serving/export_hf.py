@@ -1,5 +1,8 @@
-"""A trained run as a Hugging Face directory: the restored model's body (LoRA adapters merged into it) in
-the family's own layout, and the run's stored tokenizer, so `transformers` loads what the run learned."""
+"""A trained run as a Hugging Face directory: the restored model (LoRA adapters merged into it) in the family's
+own layout, and the run's stored tokenizer or image processing, so `transformers` loads what the run learned. A
+classifier whose pooling transformers has becomes that family's `*ForSequenceClassification`
+(`*ForImageClassification`), which `transformers.pipeline` runs as it is (models/hf `head_of`)."""
+import json
 import os
 
 from flax import nnx
@@ -16,14 +19,20 @@ from flaxforge.trainer import restore, workdir as workdir_lib
 TOKENIZER_ASSETS = {"text_encoder": False, "tokenizer": True}
 
 
-def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False) -> dict:
-  """Writes `out` (config.json, model.safetensors, hf.MARKER, tokenizer.json when the run has a pretrained
-  tokenizer) from the checkpoint at `step` (default the latest); returns {"out", "step", "files"} (the file
-  names). A classification head has no `BertModel`/decoder equivalent and stays out; BERT's pooler, which no
-  flaxforge classifier trains, and the bos/eos/pad token ids are taken from the pretrained directory when it
-  is still there (the ids from the run's tokenizer otherwise). Raises UserError for a model with no Hugging
-  Face family, or an `out` that is the run's base model or holds files and is not an earlier Hugging Face
-  export (e.g. the run itself)."""
+def export_workdir(workdir: str, out: str, *, step: int | None = None, best: bool = False, dtype: str = "auto",
+                   max_shard_size="5GB") -> dict:
+  """Writes `out` from the checkpoint at `step` (default the latest), in `dtype` (auto: the base model's) and
+  shards of at most `max_shard_size` (hf.export): config.json, model.safetensors or its shards and index,
+  hf.MARKER; with the run's pretrained tokenizer, tokenizer.json (and for a classifier a tokenizer_config.json);
+  for an image classifier, preprocessor_config.json. Returns {"out", "step", "files"} (the file names), and
+  "note" (one line) when a classifier's pooling has no transformers class, so that its body alone was written.
+
+  A classifier (model.pool='pooler' over an encoder, 'cls' over a ViT, any decoder classifier) is written
+  with its head and the run's label names (id2label). A body's export takes BERT's (ViT's) pooler, which it
+  does not train, from the pretrained directory when it is still there; the bos/eos/pad token ids come from
+  there too (from the run's tokenizer otherwise). Raises UserError for a model with no Hugging Face family,
+  or an `out` that is the run's base model or holds files and is not an earlier Hugging Face export (e.g. the
+  run itself)."""
   run = restore.restore(workdir, step=step, best=best, model_only=True)
   base = paths.expand(run.config.model.get("pretrained", "") or "") or None
   if base and os.path.realpath(out) == os.path.realpath(base):  # a base that is itself an earlier export
@@ -35,10 +44,43 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
   tokenizer, pad_id = _tokenizer(run.workdir)
   if tokenizer is not None:
     files["tokenizer.json"] = tokenizer.to_str(pretty=True)
+    if hasattr(model, "head"):  # pipeline("text-classification") loads it with AutoTokenizer
+      files["tokenizer_config.json"] = _json(_tokenizer_config(tokenizer, pad_id))
     token_ids = _token_ids(tokenizer, pad_id, decoder=isinstance(model, gpt.GPT))
-  out = hf.export(model, out, files=files, base=base, token_ids=token_ids,
-                  source={"workdir": str(run.workdir), "step": run.step})
-  return {"out": out, "step": run.step, "files": sorted(["config.json", "model.safetensors", hf.MARKER, *files])}
+  if "input_scale" in run.info and len(run.info.get("input_shape", ())) == 3:
+    files["preprocessor_config.json"] = _json(_image_processor(run.info))
+  out = hf.export(model, out, files=files, base=base, token_ids=token_ids, labels=run.info.get("label_names"),
+                  source={"workdir": str(run.workdir), "step": run.step}, dtype=dtype, max_shard_size=max_shard_size)
+  result = {"out": out, "step": run.step, "files": sorted(os.listdir(out)) if os.path.isdir(out) else []}
+  note = hf.head_note(model)
+  return {**result, "note": note} if note else result
+
+
+def _json(value) -> str:
+  return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _tokenizer_config(tokenizer, pad_id: int) -> dict:
+  """tokenizer_config.json for transformers' AutoTokenizer: tokenizer.json's own pipeline as it is
+  (PreTrainedTokenizerFast, not a family's class that rebuilds one), the run's padding token, padding on the
+  right, and model_max_length the run's sequence length (what `truncation=True` cuts a text to)."""
+  config = {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": tokenizer.id_to_token(pad_id),
+            "padding_side": "right"}
+  length = (tokenizer.truncation or {}).get("max_length")
+  return {**config, "model_max_length": length} if length else config
+
+
+def _image_processor(info: dict) -> dict:
+  """preprocessor_config.json (transformers' ViTImageProcessor) that prepares an image as the run did: RGB,
+  resized (bilinear) to the run's input shape, then `pixels * input_scale + input_offset` per channel, which
+  is (pixels / 255 - image_mean) / image_std with image_std = 1 / (255 input_scale) and image_mean =
+  -input_offset * image_std."""
+  height, width, _ = info["input_shape"]
+  std = [1 / (255 * s) for s in info["input_scale"]]
+  return {"image_processor_type": "ViTImageProcessor", "do_convert_rgb": True, "do_resize": True,
+          "size": {"height": int(height), "width": int(width)}, "resample": 2, "do_rescale": True,
+          "rescale_factor": 1 / 255, "do_normalize": True,
+          "image_mean": [-o * s for o, s in zip(info["input_offset"], std)], "image_std": std}
 
 
 def _tokenizer(workdir):

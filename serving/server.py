@@ -117,11 +117,12 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
   async def lifespan(app):
     del app
     if batcher:
-      predictor.warm_up()
+      predictor.warm_up(background=True)  # ready after two compiles; no request waits for the others
       batcher.start()
     yield
     if batcher:
       batcher.stop()  # after uvicorn has answered the requests in flight
+      predictor.stop_warm_up()
 
   app = FastAPI(title=f"flaxforge: {name}", lifespan=lifespan)
   app.state.metrics, app.state.batcher = metrics, batcher

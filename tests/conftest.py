@@ -3,6 +3,9 @@ import os
 
 FAKE_DEVICES = "--xla_force_host_platform_device_count=8"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAKE_DEVICES).strip()
+# The test extra brings libtpu (flaxforge plan compiles for TPUs), which, on a machine without a TPU, looks for
+# one at every JAX start and prints warnings on stderr: the tests (and the commands they run) use the CPU.
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds"))
 # The host's best matmul peak (trainer/flops.py cpu_peak) is kept beside the tests' data, not in ~/.cache.
 os.environ.setdefault("FLAXFORGE_CPU_PEAK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds",

@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 import csv_run
+from conftest import cli_env
 import flaxforge
 from flaxforge.core.errors import UserError
 
@@ -95,3 +96,19 @@ def test_import_is_cheap():
   code = "import sys, flaxforge; print(sorted(m for m in ('jax', 'flax', 'flaxforge.trainer') if m in sys.modules))"
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
   assert out.strip() == "[]"
+
+
+@pytest.mark.slow  # a whole training, subprocesses
+def test_the_api_is_quiet_on_stderr(trained):
+  """Issue 27, item 10: a script that evaluates a run and predicts with it hears no absl warnings (Orbax's
+  "Given directory is read only", TFDS' "Using custom data configuration"); asked for, they come back."""
+  tmp, _ = trained
+  script = ("import sys, flaxforge; run = sys.argv[1]; flaxforge.evaluate(run); "
+            "print(flaxforge.Predictor.from_workdir(run).predict(['rocket orbit moon']))")
+  env = cli_env()
+  proc = subprocess.run([sys.executable, "-c", script, str(tmp / "run")], capture_output=True, text=True, env=env)
+  assert proc.returncode == 0 and proc.stdout.strip() == "['space']", proc.stderr[-3000:]
+  assert proc.stderr == ""
+  asked = "from absl import logging; logging.set_verbosity(logging.WARNING); " + script
+  proc = subprocess.run([sys.executable, "-c", asked, str(tmp / "run")], capture_output=True, text=True, env=env)
+  assert "Given directory is read only" in proc.stderr

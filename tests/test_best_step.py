@@ -78,4 +78,4 @@ def test_the_commands_say_the_step_and_latest_still_chooses(stopped):
   assert f"using step 50 of {stopped}: the newest checkpoint (--latest)" in latest.stderr
   both = _cli("predict", f"--workdir={stopped}", "--latest", "--step=50", "rocket orbit")
   assert both.returncode == 2 and both.stderr.strip().splitlines() == [
-      "error: --latest and --step=50 each choose a checkpoint; pass only one of them"], both.stderr
+      "error: --step=50 and --latest each choose a checkpoint; pass only one of them"], both.stderr

@@ -171,6 +171,13 @@ def test_eval_names_its_report_files_which_carry_the_step(trained, tmp_path):
   files = [tmp_path / "r" / "test_step20.json", tmp_path / "r" / "test_step20_confusion.png"]
   assert out.stdout.splitlines()[-2] == f"wrote {files[0]}, {files[1]}"
   assert json.loads(files[0].read_text())["step"] == 20 and files[1].stat().st_size > 1000
+  # The per-class table, as scikit-learn's classification_report prints it: one row per digit
+  header, classes, totals = out.stdout.split("\n\n")[:3]
+  rows = [line.split() for line in classes.splitlines()]
+  assert header.split() == ["precision", "recall", "f1-score", "support"] and [r[0] for r in rows] == list("0123456789")
+  assert totals.split()[:1] == ["accuracy"] and "macro avg" in totals
+  confusion = json.loads(files[0].read_text())["confusion"]
+  assert [int(r[4]) for r in rows] == [sum(row) for row in confusion]
   assert json.loads(out.stdout.splitlines()[-1])["step"] == 20
 
 

@@ -69,7 +69,7 @@ def test_help_of_a_pretrained_text_config_lists_choices_and_no_word_vocabulary_f
   config = configs.load("finetune_text")
   described = {name: (description, allowed) for rows in config_fields.by_section(
       config, fields.sections_of(config)).values() for name, _, description, allowed in rows}
-  assert described["model.pool"][1] == "one of: cls, mean"  # not the text CNN's window range
+  assert described["model.pool"][1] == "one of: cls, mean, pooler"  # not the text CNN's window range
   assert described["data.tokenizer"][1] == "one of: word, char, hf"
   for unused in data_fields.Vocabulary.declared():  # padding, truncating, num_words, filters, ...
     assert f"data.{unused}" not in described, unused

@@ -29,7 +29,10 @@ def test_export_loads_in_transformers_with_equal_hidden_states(tmp_path, lora_ra
   exported = export_hf.export_workdir(str(tmp_path / "run"), str(tmp_path / "hf"))
   out = exported["out"]
   assert exported["step"] == 10 and exported["files"] == sorted(os.listdir(out)) == [
-      "config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json"]
+      "config.json", "flaxforge_export.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
+  # Mean pooling has no transformers classifier: the body is written as the BertModel it is, and one line says so
+  assert exported["note"] == ("model.pool='mean' has no transformers classifier: exported the body as BertModel "
+                              "without the head; train with --config.model.pool=pooler for one that pipeline() runs")
   texts = ["rocket orbit moon", "bread cheese soup apple rice cake"]
   ids = np.asarray(tokenizers.Tokenizer.from_file(f"{out}/tokenizer.json").encode_batch(texts)[1].ids)[None]
   assert ids.shape == (1, 16) and (ids != 0).sum() == 8  # the run's truncation and padding came along

@@ -1,6 +1,7 @@
 """Models and datasets by import path: a user's module (or .py file) in their own folder, trained from there;
 config fields the user declares; one-line errors naming the module and the function it lacks; a model's own
 axis names sharded by config.mesh.rules, unnamed parameters replicated with one note."""
+import os
 import json
 import subprocess
 import sys
@@ -76,7 +77,11 @@ def project(tmp_path):
     (tmp_path / folder / name).write_text(textwrap.dedent(source))
   (tmp_path / "my_models" / "__init__.py").write_text("")
   (tmp_path / "my_data" / "__init__.py").write_text("")
-  return tmp_path
+  yield tmp_path
+  # A package is imported once per process: the next test's project must not find this one's.
+  for name in [m for m in sys.modules if m.split(".")[0] in ("my_models", "my_data")]:
+    del sys.modules[name]
+  sys.path[:] = [p for p in sys.path if p != str(tmp_path)]
 
 
 @pytest.mark.slow  # a subprocess CLI run
@@ -94,6 +99,35 @@ def test_a_users_model_and_data_train_by_import_path_from_their_folder(project):
   records = [json.loads(line) for line in (project / "run" / "metrics.jsonl").read_text().splitlines()]
   test = [r for r in records if r["split"] == "test"][-1]
   assert test["accuracy"] >= 0.9  # the sign of one feature: learnt, not guessed
+  # Issue 27, item 6: the run records its modules' files, so eval finds them from any folder.
+  assert config["model"]["name"] == str(project / "my_models" / "net.py")
+  assert config["data"]["name"] == str(project / "my_data" / "loader.py")
+  elsewhere = project / "elsewhere"
+  elsewhere.mkdir()
+  proc = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={project / 'run'}"],
+                        cwd=elsewhere, env=env, capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads(proc.stdout.splitlines()[-1])["accuracy"] == test["accuracy"]
+  # A module moved away: one line naming the run's config.json, not a --config flag eval does not take.
+  (project / "my_models" / "net.py").rename(project / "my_models" / "moved.py")
+  proc = subprocess.run([sys.executable, "-m", "flaxforge.launch.eval", f"--workdir={project / 'run'}"],
+                        cwd=elsewhere, env=env, capture_output=True, text=True)
+  assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr[-3000:]
+  assert "model.name in " + str(project / "run" / "config.json") in proc.stderr and "--config" not in proc.stderr
+
+
+def test_a_file_path_model_name_is_recorded_absolute(project, monkeypatch):
+  """Like every other path field, so eval and predict find the file from any folder."""
+  from flaxforge.trainer import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(project)
+  config = base.get_config()
+  config.model.name, config.data.name = os.path.join("my_models", "net.py"), "my_data.loader"
+  checked, _ = workdir_lib.check_config(workdir_lib.prepare(str(project / "run2")), config)
+  assert checked.model.name == str(project / "my_models" / "net.py")
+  assert checked.data.name == str(project / "my_data" / "loader.py")
+  config.model.name, config.data.name = "mlp", "digits"  # built-in names stay names
+  checked, _ = workdir_lib.check_config(project / "run2", config)
+  assert (checked.model.name, checked.data.name) == ("mlp", "digits")
 
 
 def test_a_file_path_names_a_model_too(project):

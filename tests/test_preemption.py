@@ -72,7 +72,7 @@ def _held(workdir, phase, *overrides):
   """A tiny run held in `phase` (tests/held_start.py), once it says so; a run that never gets there is killed
   after 300 s (a guard against a hang, not a speed check)."""
   proc = subprocess.Popen([sys.executable, "tests/held_start.py", phase, "--config=tiny", f"--workdir={workdir}",
-                           *overrides], cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           *overrides], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   guard = threading.Timer(300, proc.kill)
   guard.start()
   said = []
@@ -105,7 +105,7 @@ def test_a_signal_before_the_first_step_finished_ends_the_run_with_nothing_saved
 
 
 def test_ctrl_c_in_a_resumed_runs_first_compile_keeps_its_checkpoint(tmp_path):
-  first = subprocess.run(_cmd(tmp_path, "--config.train.num_steps=10"), cwd=REPO, env=_env(), capture_output=True,
+  first = subprocess.run(_cmd(tmp_path, "--config.train.num_steps=10"), cwd=REPO, env=cli_env(), capture_output=True,
                          text=True, timeout=300)
   assert first.returncode == 0 and _steps(tmp_path) == [10], first.stderr[-3000:]
   status, out = _signal_held(*_held(tmp_path, "compile", "--config.train.num_steps=20"), signal.SIGINT)

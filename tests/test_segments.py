@@ -3,7 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from flaxforge.models import segments, transformer
+from flaxforge.models import attention, segments
 
 # Two rows: [example 1 (3 tokens), example 2 (4 tokens), padding (1)] and [example 1 (6), padding (2)].
 SEGMENTS = np.array([[1, 1, 1, 2, 2, 2, 2, 0], [1, 1, 1, 1, 1, 1, 0, 0]], np.int32)
@@ -32,7 +32,7 @@ def test_an_example_cannot_attend_to_the_previous_one():
   k2 = jnp.where(first, k + 3.0, k)
   v2 = jnp.where(first, -v, v)
   mask = segments.attention_mask(jnp.asarray(SEGMENTS))
-  for attend in (lambda *a, **kw: jax.nn.dot_product_attention(*a, **kw), transformer.attention_per_head):
+  for attend in (lambda *a, **kw: jax.nn.dot_product_attention(*a, **kw), attention.attention_per_head):
     before, after = attend(q, k, v, mask=mask), attend(q, k2, v2, mask=mask)
     np.testing.assert_allclose(after[0, 3:7], before[0, 3:7], rtol=1e-6, atol=1e-6)
     assert np.isfinite(np.asarray(after)).all()

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from flaxforge.data import builders, records, splits, text, text_files
+from flaxforge.data import prepared, records, splits, text, text_files
 from flaxforge.core.errors import UserError
 
 
@@ -59,7 +59,7 @@ def test_prepared_copies_keyed_by_content_and_unused_earlier_ones_removed(tmp_pa
   run = tmp_path / "run"  # a run trained on the first content keeps that copy
   run.mkdir()
   (run / records.RECORD_FILE).write_text(json.dumps({"prepared_dir": first.prepared_dir}))
-  builders.note_run(first.prepared_dir, run)
+  prepared.note_run(first.prepared_dir, run)
   write_csv(path, reviews(210))  # new content: a new copy; the first stays for the run trained on it
   second = text_files.load(config(tmp_path, path))
   assert len(calls) == 1 and os.path.exists(first.prepared_dir) and os.path.exists(second.prepared_dir)
@@ -161,13 +161,13 @@ def test_null_nan_and_empty_cells_are_refused_naming_the_row(tmp_path, name, con
   assert str(e.value).startswith(message) and "--config.data.bad_rows=drop" in str(e.value)
 
 
-def test_bad_rows_can_be_dropped_and_are_counted(tmp_path):
+def test_bad_rows_can_be_dropped_and_are_reported(tmp_path):
   rows = [json.dumps({"text": f"doc {i} {'ab'[i % 2]}", "label": "ab"[i % 2]}) for i in range(60)]
   rows[3], rows[10] = '{"text": "x", "label": null}', '{"text": null, "label": "a"}'
   rows[20] = '{"text": "y", "label": NaN}'
   (tmp_path / "some_bad.jsonl").write_text("\n".join(rows))
   ds = text_files.load(config(tmp_path, tmp_path / "some_bad.jsonl", bad_rows="drop"))
-  assert ds.info["label_names"] == ["a", "b"] and ds.info["dropped_rows"] == 3
+  assert ds.info["label_names"] == ["a", "b"] and ds.report["dropped_rows"] == [4, 11, 21]  # JSONL lines
   assert sum(len(s) for s in ds.splits.values()) == 57
 
 

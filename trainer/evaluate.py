@@ -3,6 +3,7 @@ import math
 
 import jax
 
+from flaxforge.core import imports
 from flaxforge.core.errors import UserError
 from flaxforge.data import pipeline
 from flaxforge.trainer import feed
@@ -41,18 +42,24 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
   """The eval job: metrics of a run's checkpoint on a split. Classifiers also get a report (JSON and the
   confusion matrix as PNG) in `report_dir` (default <workdir>/report): "report" lists the files written, or
   "report_error" says why none could be (a read-only run), so the metrics are never lost. The data is the
-  run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file."""
+  run's recorded prepared split (`data_dir`: where it lies now, if moved), never a re-fit of the user's file.
+  A classifier's "classification_report" is its per-class table as text (report.table)."""
   missing = workdir_lib.missing_split(workdir_lib.resolve(workdir), split, f"--split={split}")
   if missing:  # before restoring: one line naming the splits the run has
     raise UserError(f"{missing}; pass --split={'test' if split != 'test' else 'train'}")
   run = restore.restore(workdir, step=step, best=best, model=model, model_only=True)
-  data = run_data.load_data(run.config, info=run.info,
-                         dataset=workdir_lib.open_data(run.workdir, run.config, data_dir))
+  try:
+    dataset = workdir_lib.open_data(run.workdir, run.config, data_dir)
+  except imports.NotFound as e:  # a user's loader (data.name) that was moved
+    raise restore.module_not_found(e, "data.name", run.workdir) from None
+  data = run_data.load_data(run.config, info=run.info, dataset=dataset)
   rows = data.split(split)
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
                      global_batch=fields.Feed.of(run.config).eval_batch_size, mesh=run.mesh, info=run.info,
                      transform=data.transform)
   summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
+  if "confusion" in results:
+    summary["classification_report"] = report.table(results, run.info.get("label_names"))
   if "confusion" in results and jax.process_index() == 0:
     directory = report_dir or run.workdir / "report"
     try:

@@ -70,6 +70,15 @@ class Train(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class ClassWeight(Section):
+  """How a classifier's loss weighs its classes (trainer/losses.py class_weights); the classifiers' configs
+  compose it, a language model's does not."""
+  SECTION, TITLE = "train", "training"
+  class_weight: str = field("none", "a classifier's loss per class: none (equal), or balanced (each class's "
+                            "rows weigh n / (classes x its rows), as scikit-learn's)", choices=("none", "balanced"))
+
+
+@dataclasses.dataclass(frozen=True)
 class EarlyStopping(Section):
   SECTION, TITLE = "train.early_stopping", "early stopping"
   metric: str = field("", "stop when this validation metric stops improving; '' = off")
@@ -106,17 +115,19 @@ class Profile(Section):
 
 
 RUN = (Run, Feed, Optimizer, Train, EarlyStopping, Checkpoint, Mesh, Profile)
+OPTIONAL = (ClassWeight,)  # trainer sections a config composes when they apply to it
 
 
 def sections_of(config) -> tuple:
   """Every section `config`'s fields may come from: the trainer's, its model's and its dataset's (by name),
   and another built-in section for a field none of those declares (finetune_text's `data.manual_dir`, used
-  once `data.name` is 20newsgroups). What `validate` checks against and `--help` describes."""
+  once `data.name` is 20newsgroups; a classifier's `train.class_weight`). What `validate` checks against and
+  `--help` describes."""
   model = config["model"]["name"] if "model" in config else ""
   data = config["data"]["name"] if "data" in config else ""
   chosen = RUN + model_fields.candidates(model) + data_fields.candidates(data)
   declared = set(config_fields.declarations(chosen))
-  for section in model_fields.SECTIONS + data_fields.SECTIONS:
+  for section in OPTIONAL + model_fields.SECTIONS + data_fields.SECTIONS:
     names = set(config_fields.declarations([section]))
     if section not in chosen and names & set(config_fields.flatten(config)) - declared and not names & declared:
       chosen += (section,)

@@ -22,6 +22,7 @@ from flaxforge.core.errors import UserError
 from flaxforge.trainer import checkpoint, due as due_lib, early_stopping, evaluate, feed as feed_lib, fields
 from flaxforge.trainer import flops as flops_lib
 from flaxforge.trainer import interval as interval_lib
+from flaxforge.trainer import losses
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
 from flaxforge.trainer import optim, preemption, profiler, progress as progress_lib, run_data
@@ -108,8 +109,8 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   optimizer = fields.Optimizer.of(config)
   run = Run(config, tc, feed.batch_size, feed.eval_batch_size, workdir, mesh, data, structure,
             evaluate.make_eval_step(structure, mesh, config, data.info), optim.schedule(optimizer, total), ckpt,
-            metrics_lib.MetricWriter(workdir, tensorboard=not finished), progress, stop, early, steps_per_epoch,
-            total, model)
+            metrics_lib.MetricWriter(workdir, tensorboard=not finished, from_step=step), progress, stop, early,
+            steps_per_epoch, total, model)
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
@@ -137,7 +138,8 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
     elif why_end == due_lib.TIME_LIMIT:
       progress.print(f"time limit of {tc.time_limit_minutes} minutes reached after step {step} of "
                      f"{total}; the same command continues from there")
-  progress.close(ckpt.steps(), workdir, validated="validation" in data.rows)
+  progress.close(ckpt.steps(), workdir, validated="validation" in data.rows,
+                 data_warnings=data.dataset.report.get("warnings", ()))
   results = _test(run, state, step, finished) if "test" in data.rows else {}
   run.writer.close()
   ckpt.close()
@@ -240,11 +242,23 @@ def _feed_and_steps(run: Run, step: int, data_state, per_call: int, periods: lis
                           start_step=step, data_state=data_state, num_steps=run.total, per_call=per_call,
                           call_sizes=feed_lib.call_sizes(step, run.total, per_call, boundaries),
                           augmented=bool(run.data.info.get("augment")))
-  loss = fields.Run.of(run.config).loss
+  loss, weights = fields.Run.of(run.config).loss, _class_weights(run)
   step_fns = {n: steps_lib.make_train_step(run.structure, run.mesh, loss_kind=loss, steps_per_call=n, feed=feed,
-                                           label_smoothing=run.train.label_smoothing,
+                                           label_smoothing=run.train.label_smoothing, class_weights=weights,
                                            accum_steps=run.train.grad_accum_steps) for n in {1, per_call}}
   return feed, step_fns
+
+
+def _class_weights(run: Run):
+  """The loss weight of each class (train.class_weight: losses.class_weights) from the training split's labels;
+  None for "none". UserError for data without classes (a regression, a language model)."""
+  kind = fields.ClassWeight.of(run.config).class_weight
+  if kind == "none":
+    return None
+  if run.data.info.get("task", "classification") != "classification":
+    raise UserError(f"train.class_weight={kind} weighs a classifier's classes; this run's targets are not classes "
+                    f"(task {run.data.info.get('task')}); set --config.train.class_weight=none")
+  return losses.class_weights(kind, run.data.rows["train"].column("label"), run.data.info["num_classes"])
 
 
 def _compile_first(step_fns: dict, leaves, sums, first, feed: feed_lib.Feed):

@@ -1,7 +1,9 @@
 """Metrics from sums (`derive`, `class_report`) and where they go: TensorBoard event files (tensorboardX, no
 TensorFlow) and `metrics.jsonl` (the terminal's progress lines: trainer/progress.py).
 
-Only process 0 writes. Values arrive as host floats, already fetched at a logging interval.
+Only process 0 writes. Values arrive as host floats, already fetched at a logging interval. A run that resumes
+from step S trains the steps after S again: the records of those steps written before it stopped are dropped
+from metrics.jsonl and purged from TensorBoard, so each step appears once in both.
 """
 import json
 import math
@@ -44,16 +46,23 @@ def class_report(confusion: np.ndarray) -> dict:
 
 class MetricWriter:
 
-  def __init__(self, workdir: epath.Path, *, enabled: bool | None = None, tensorboard: bool = True):
+  def __init__(self, workdir: epath.Path, *, enabled: bool | None = None, tensorboard: bool = True,
+               from_step: int | None = None):
     """`tensorboard=False` (a finished run evaluated again): metrics.jsonl only, where its records are marked,
-    and no second event file repeating the run's test scalars unmarked."""
+    and no second event file repeating the run's test scalars unmarked. `from_step`: the step the run
+    (re)starts from; the records of later steps are dropped (`_drop_after`) and TensorBoard's purged."""
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self._jsonl = self._tb = None
     if self.enabled:
+      path = workdir / "metrics.jsonl"
+      if from_step is not None and path.exists():
+        _drop_after(path, from_step)
       if tensorboard:
         from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-        self._tb = SummaryWriter(str(workdir / "tensorboard"))
-      self._jsonl = (workdir / "metrics.jsonl").open("a")
+        # TensorBoard discards the earlier event files' records from purge_step on (a SessionLog.START).
+        self._tb = SummaryWriter(str(workdir / "tensorboard"),
+                                 purge_step=from_step + 1 if from_step is not None else None)
+      self._jsonl = path.open("a")
 
   def write(self, step: int, split: str, values: dict):
     """One JSONL record {step, split, time, **values}; scalars also to TensorBoard as `split/name`."""
@@ -79,3 +88,22 @@ class MetricWriter:
       self._tb.close()
     if self._jsonl is not None:
       self._jsonl.close()
+
+
+def _drop_after(path: epath.Path, step: int) -> None:
+  """Rewrites metrics.jsonl without the records of steps after `step` (and a line torn by a kill mid-write),
+  through a temporary file renamed over it: never half-written."""
+  lines = path.read_text().splitlines()
+  kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+  if len(kept) == len(lines):
+    return
+  tmp = path.parent / f".{path.name}.tmp"
+  tmp.write_text("".join(line + "\n" for line in kept))
+  tmp.replace(path)
+
+
+def _step_of(line: str) -> int | None:
+  try:
+    return int(json.loads(line)["step"])
+  except (ValueError, KeyError, TypeError):
+    return None

@@ -82,9 +82,11 @@ class Progress:
       else:
         print(line, flush=True)
 
-  def close(self, checkpoints: list[int] | None = None, workdir=None, *, validated: bool = True):
+  def close(self, checkpoints: list[int] | None = None, workdir=None, *, validated: bool = True,
+            data_warnings=()):
     """Ends the bar and prints the summary: final and best validation metric with their steps (or, for data
-    without a validation split, `validated=False`, that there are none), the checkpoints kept and the work
+    without a validation split, `validated=False`, that there are none), the checkpoints kept, the data's
+    warnings again (labels, dropped rows: said at the start, then buried under progress lines) and the work
     directory's files."""
     if self._bar is not None:
       self._bar.close()
@@ -102,6 +104,8 @@ class Progress:
     else:
       self.print(f"summary: no validation split (every training row trained); the final model is the last "
                  f"step {self.step}; checkpoints kept: {kept}")
+    for warning in data_warnings:
+      self.print(f"data warning: {warning}")
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in epath.Path(workdir).iterdir()
                    if not p.name.startswith(".") and p.name != "lease.json")  # the lease ends with the run
     self.print(f"work directory {workdir}: {' '.join(files)}")

@@ -15,16 +15,31 @@ def write(directory: epath.Path, split: str, step: int, results: dict, label_nam
   stem = f"{split}_step{step}"
   confusion = np.asarray(results["confusion"])
   names = list(label_names or range(len(confusion)))
-  per_class = {str(n): {"precision": p, "recall": r, "support": int(s)}
+  per_class = {str(n): {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0, "support": int(s)}
                for n, p, r, s in zip(names, results["precision"], results["recall"], confusion.sum(1))}
   figures = {"split": split, "step": step, "accuracy": results["accuracy"], "macro_f1": results["macro_f1"],
              "loss": results["loss"], "per_class": per_class, "confusion": confusion.astype(int).tolist(),
              "labels": [str(n) for n in names]}
   paths = [directory / f"{stem}.json", directory / f"{stem}_confusion.png"]
-  paths[0].write_text(json.dumps(figures, indent=2))
+  paths[0].write_text(json.dumps(figures, indent=2, ensure_ascii=False), encoding="utf-8")  # 体育, not \u4f53\u80b2
   _plot(confusion, names, paths[1], f"{split} at step {step}: "
         f"accuracy {results['accuracy']:.3f}, macro-F1 {results['macro_f1']:.3f}")
   return paths
+
+
+def table(results: dict, label_names=None) -> str:
+  """The per-class table (precision, recall, F1, support; accuracy and the macro and weighted averages) of
+  `results["confusion"]` [true, predicted], as scikit-learn's `classification_report` prints it (3 digits; a
+  class never predicted has precision 0). Its rows are the classes that occur as true labels or predictions,
+  so its macro average is the run's macro-F1 (trainer/metrics.py class_report)."""
+  from sklearn import metrics  # pylint: disable=g-import-not-at-top  (eval alone needs it)
+  confusion = np.asarray(results["confusion"]).astype(np.int64)
+  names = [str(n) for n in (label_names or range(len(confusion)))]
+  true, predicted = np.nonzero(confusion)  # each cell's (true, predicted) pair, repeated by its count
+  counts = confusion[true, predicted]
+  occurring = np.union1d(true, predicted)
+  return metrics.classification_report(np.repeat(true, counts), np.repeat(predicted, counts), labels=occurring,
+                                       target_names=[names[i] for i in occurring], digits=3, zero_division=0)
 
 
 def _plot(confusion: np.ndarray, names, path: epath.Path, title: str):

@@ -11,16 +11,18 @@ training code is needed to load it. A run's consumers restore the model alone (`
 is built and the optimizer's arrays (Adam's two moments: 2/3 of a full fine-tune's checkpoint) are not read.
 """
 import dataclasses
+import os
 import sys
 
 import ml_collections
 from etils import epath
 
-from flaxforge.core import paths, run_config
+from flaxforge.core import imports, paths, run_config
 from flaxforge.core.errors import UserError
 from flaxforge.models import fields as model_fields
 from flaxforge.trainer import fields, mesh as mesh_lib, state as state_lib, workdir as workdir_lib
 
+NEWEST = "the newest checkpoint"
 LATEST = -1  # step=LATEST: the newest checkpoint, even after early stopping (--latest)
 
 
@@ -38,25 +40,29 @@ class Restored:
 def restore(workdir: str, *, step: int | None = None, best: bool = False, devices=None, model=None,
             model_only: bool = False) -> Restored:
   """The checkpoint at `step` (default: the run's model, `choose_step`; `LATEST`: the newest; `best`: the best
-  by the run's validation metric), said in one line on stderr. `model`: the factory a run trained through
-  flaxforge.train(model=...) was built with. `model_only`: the model half alone (an Orbax partial restore, its
+  by the run's validation metric), said in one line on stderr unless it is the plain newest one. `model`: the
+  factory a run trained through flaxforge.train(model=...) was built with. `model_only`: the model half alone (an Orbax partial restore, its
   fingerprints checked); `nnx.merge(structure.graphdef, state)` then gives `(model, None)`."""
   workdir = workdir_lib.resolve(workdir)
   config = workdir_lib.load_config(workdir)
   info = workdir_lib.load_info(workdir)
   _check_base(config, workdir)
   mesh = mesh_lib.mesh_for(config.mesh, devices)
-  if model_only:
-    structure = state_lib.model_structure(config, info, mesh, model=model)
-  else:
-    structure, _ = state_lib.structure(config, info, mesh, total_steps=1, model=model)
+  try:
+    if model_only:
+      structure = state_lib.model_structure(config, info, mesh, model=model)
+    else:
+      structure, _ = state_lib.structure(config, info, mesh, total_steps=1, model=model)
+  except imports.NotFound as e:
+    raise module_not_found(e, "model.name", workdir) from None
   ckpt = workdir_lib.checkpointer(workdir, config, read_only=True)
   try:
     step, why = choose_step(ckpt, config, workdir, step, best)
     state, _, step = ckpt.restore(step, structure.abstract, partial=model_only)
   finally:
     ckpt.close()
-  print(f"using step {step} of {workdir}: {why}", file=sys.stderr)
+  if why != NEWEST:  # the plain default goes unsaid: a refused command's stderr stays its one error line
+    print(f"using step {step} of {workdir}: {why}", file=sys.stderr)
   return Restored(config, info, mesh, structure, state, step, workdir)
 
 
@@ -98,4 +104,12 @@ def choose_step(ckpt, config, workdir, step: int | None, best: bool) -> tuple[in
     metric = fields.EarlyStopping.of(config).metric
     return early["best_step"], (f"early stopping's best (validation {metric} {early['best']:.4f}), the step the "
                                 f"run tested; the newest is step {steps[-1]} (--latest)")
-  return None, "the newest checkpoint"
+  return None, NEWEST
+
+
+def module_not_found(e: imports.NotFound, field: str, workdir) -> UserError:
+  """A run's own module (`field` of its config.json: model.name, data.name) cannot be imported here, in one
+  line whose fix a command without --config flags can follow (train's own message names --config.FIELD)."""
+  return UserError(f"{e.name!r} ({field} in {workdir / run_config.FILE}) cannot be imported from {os.getcwd()}; "
+                   f"run this from the folder the run was trained in, or set {field} in that file to the "
+                   "module's .py file")

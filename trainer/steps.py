@@ -63,13 +63,13 @@ def _eval_metrics_zeros(mesh: Mesh, num_classes: int):
   return jax.jit(zeros, out_shardings=mesh_lib.replicated(mesh))
 
 
-def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=nnx.Param):
+def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=nnx.Param, class_weights=None):
   """Gradients of the summed loss for the `wrt` parameters (the optimizer's), and the metric sums, over
   `accum_steps` micro-batches in a scan."""
 
   def loss_fn(m, micro):
     sums = losses.metric_sums(loss_kind, m(micro["inputs"]), micro["label"], micro["mask"],
-                              label_smoothing=label_smoothing)
+                              label_smoothing=label_smoothing, class_weights=class_weights)
     return sums["loss_sum"], sums
 
   grad_fn = nnx.value_and_grad(loss_fn, argnums=nnx.DiffState(0, wrt), has_aux=True)
@@ -94,9 +94,11 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=n
 
 
 def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_smoothing: float = 0.0,
-                    accum_steps: int = 1, steps_per_call: int = 1, feed: Feed | None = None) -> "TrainStep":
+                    accum_steps: int = 1, steps_per_call: int = 1, feed: Feed | None = None,
+                    class_weights=None) -> "TrainStep":
   """`step(state, metrics, batch, shared={}) -> (state, metrics)`; with steps_per_call > 1 every leaf of
-  `batch` has a leading axis of that many steps, run in one `lax.scan`.
+  `batch` has a leading axis of that many steps, run in one `lax.scan`. `class_weights` (float32 [classes],
+  losses.class_weights) weights each example's loss by its class.
 
   `feed` (trainer/feed.py) says what a call receives: its `take(batch_k, shared)` (traced) makes one step's
   global batch from its slice of `batch` and from `shared`, what every step of the call reads, and it gives
@@ -114,7 +116,7 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
     # incoming values as plain arrays first.
     old_leaves, treedef = jax.tree.flatten(state)
     model, opt = nnx.merge(structure.graphdef, state)
-    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, opt.wrt)
+    grads, sums = _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, opt.wrt, class_weights)
     grads = jax.tree.map(lambda g: g / jnp.maximum(sums["weight"], 1.0), grads)
     grad_norm = optax.global_norm(grads)
     opt.update(model, grads)

@@ -19,7 +19,7 @@ from flaxforge import data as data_lib
 from flaxforge.core import paths, run_config
 from flaxforge.core.run_config import read_json  # also the reader of callers' run files
 from flaxforge.core.errors import UserError
-from flaxforge.data import builders, records, reopen
+from flaxforge.data import prepared, records
 from flaxforge.trainer import checkpoint, fields, lease as lease_lib, preemption, state as state_lib
 
 CHECKPOINTS = "checkpoints"
@@ -28,7 +28,10 @@ DATA_RECORD = records.RECORD_FILE
 PATH_FIELDS = ("data.path", "data.data_dir", "data.manual_dir")
 # Path fields that define the run, expanded like PATH_FIELDS (so eval finds them from any folder); a run that
 # recorded one as given (before this was done) compares equal to its expansion.
-RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "train.init_from")
+RUN_PATH_FIELDS = ("model.pretrained", "data.tokenizer_path", "data.image_processor", "train.init_from")
+# Module fields: a user's module is recorded as its file, a file path made absolute (core/imports.py
+# `recorded`), so eval, predict, serve and export find it from any folder; built-in names stay names.
+MODULE_FIELDS = ("model.name", "data.name")
 # Config fields (or sections) a resume may change; anything else defines the run. The learning rate and
 # its schedule define it: Adam's moments and the schedule's position were built for them (README). Early
 # stopping's patience may change (a stopped run given more patience goes on); its metric, mode and
@@ -102,17 +105,21 @@ def checkpointer(workdir: epath.Path, config, *, read_only: bool = False) -> che
 
 
 def check_config(workdir: epath.Path, config) -> tuple[ml_collections.ConfigDict, dict]:
-  """`config` with its path fields made absolute, and {field: [old, new]} of the CHANGEABLE fields that
-  differ from the run's (for the metrics' config change record). Any other difference is refused."""
+  """`config` with its path fields made absolute and its modules recorded (MODULE_FIELDS), and {field: [old,
+  new]} of the CHANGEABLE fields that differ from the run's (for the metrics' config change record). Any other
+  difference is refused."""
+  from flaxforge.models import registry  # pylint: disable=g-import-not-at-top  (flax: predict loads this file)
+  recorders = {"model.name": registry.recorded, "data.name": data_lib.recorded}
   config = ml_collections.ConfigDict(config.to_dict())
-  for field in (*PATH_FIELDS, *RUN_PATH_FIELDS):
+  for field in (*PATH_FIELDS, *RUN_PATH_FIELDS, *MODULE_FIELDS):
     section, name = field.split(".")
     if section in config and isinstance(config[section].get(name), str):
-      config[section][name] = paths.expand(config[section][name])
+      config[section][name] = recorders.get(field, paths.expand)(config[section][name])
   if not _has_checkpoints(workdir) or not run_config.exists(workdir):
     return config, {}
   old, new = _flat(read_json(workdir / run_config.FILE)), _flat(json.loads(config.to_json_best_effort()))
   old.update({k: paths.expand(old[k]) for k in RUN_PATH_FIELDS if isinstance(old.get(k), str)})  # recorded as given
+  old.update({k: recorders[k](old[k]) for k in MODULE_FIELDS if isinstance(old.get(k), str)})  # before recording
   changed = {k: [old.get(k), new.get(k)] for k in sorted(old.keys() | new.keys()) if old.get(k) != new.get(k)}
   # A field only one side has is a field this version added or dropped, at its default: accepted, recorded.
   refused = [f"{k}: {_show(a)} -> {_show(b)}{_REASONS.get(k, '')}" for k, (a, b) in changed.items()
@@ -156,6 +163,7 @@ def open_data(workdir: epath.Path, config, data_dir: str = ""):
   if not (workdir / DATA_RECORD).exists():
     return data_lib.load(config.data)
   assets = {p.stem: json.loads(p.read_text()) for p in (workdir / "assets").glob("*.json")}
+  from flaxforge.data import reopen  # pylint: disable=g-import-not-at-top  (TFDS: eval alone needs it)
   return reopen.open_recorded(read_json(workdir / DATA_RECORD), config.data, load_info(workdir), assets, data_dir)
 
 
@@ -188,7 +196,7 @@ def save_run(workdir: epath.Path, config, info: dict, assets: dict, data_record:
   write_json(workdir / run_config.FILE, json.loads(config.to_json_best_effort()))
   write_json(workdir / DATA_RECORD, data_record)
   if data_record.get("prepared_dir") and jax.process_index() == 0:
-    builders.note_run(data_record["prepared_dir"], workdir)  # so a changed file's new copy keeps this run's
+    prepared.note_run(data_record["prepared_dir"], workdir)  # so a changed file's new copy keeps this run's
   write_json(workdir / "info.json", info)
   for name, value in assets.items():
     write_json(workdir / "assets" / f"{name}.json", value)

@@ -6,6 +6,7 @@ import os
 
 import ml_collections
 
+from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
 
 FOLDER = os.path.dirname(os.path.abspath(__file__))
@@ -21,6 +22,19 @@ def shipped() -> list[str]:
       with open(os.path.join(FOLDER, file), encoding="utf-8") as f:
         names += [file[:-3]] if "def get_config" in f.read() else []
   return names
+
+
+def holding(field: str) -> list[str]:
+  """The shipped configs that have the dotted `field` ("data.path"), for a hint when the chosen one lacks it."""
+  return [name for name in shipped() if field in config_fields.flatten(_execute(os.path.join(FOLDER, name + ".py")))]
+
+
+def unknown_field(field: str) -> str:
+  """The one-line fix for a `field` the chosen config lacks: the shipped configs that have it, if any."""
+  names = holding(field)
+  if names:
+    return f"{field} is a field of {', '.join(names)}; pass --config=NAME (one of them) or --config=YOUR_CONFIG.py"
+  return "flaxforge train --help lists the fields a config has"
 
 
 def path(value: str) -> str:
@@ -65,7 +79,7 @@ def _override(config: ml_collections.ConfigDict, overrides: dict) -> ml_collecti
     for section in sections:
       node = node.get(section) if hasattr(node, "items") else None
     if not hasattr(node, "items") or name not in node:
-      raise UserError(f"unknown config field {field!r}; flaxforge train --help lists the fields a config has")
+      raise UserError(f"unknown config field {field!r}; {unknown_field(field)}")
     try:
       node[name] = value
     except (TypeError, ValueError) as e:

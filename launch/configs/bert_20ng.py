@@ -6,11 +6,12 @@ position 0, the first 128 tokens of each post (headers included), pre-norm block
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.Archive, data.Validation, data.Tokenizer, data.Vocabulary, model.TransformerShape,
-                      model.TransformerCompute, model.Encoder)
+  c = base.get_config(trainer.ClassWeight, data.Archive, data.Validation, data.Tokenizer, data.Vocabulary,
+                      model.TransformerShape, model.TransformerCompute, model.Encoder)
   c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.data.name = "20newsgroups"
   c.data.num_words = 20000

@@ -9,10 +9,11 @@ validation, the t10k images are the test split.
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.Archive, data.Validation, data.Augment, model.ConvNet)
+  c = base.get_config(trainer.ClassWeight, data.Archive, data.Validation, data.Augment, model.ConvNet)
   c.data.name = "fashion_mnist"
   c.data.validation_fraction = 0.1
   c.data.split_seed = 0

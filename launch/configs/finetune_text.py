@@ -10,12 +10,13 @@ new. --config.model.lora.rank=8 trains low-rank adapters instead of every weight
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.TextFile, data.Archive, data.Validation, data.Test, data.Tokenizer,
-                      data.PretrainedTokenizer, model.Pretrained, model.TransformerCompute, model.Encoder,
-                      model.LoRA)
+  c = base.get_config(trainer.ClassWeight, data.TextFile, data.Labels, data.Archive, data.Validation, data.Test,
+                      data.Tokenizer, data.PretrainedTokenizer, model.Pretrained, model.TransformerCompute,
+                      model.Encoder, model.LoRA)
   c.data.name = "text_file"  # or 20newsgroups
   c.data.path = ""
   c.data.text_column = "text"
@@ -33,7 +34,7 @@ def get_config():
   c.model.pretrained = ""
   # The tokenizer is the pretrained model's own unless a tokenizer.json is named.
   c.data.tokenizer_path = c.model.get_ref("pretrained") + ""  # one-way: setting it leaves model.pretrained
-  c.model.pool = "mean"  # or "cls"
+  c.model.pool = "mean"  # or "cls", or "pooler" (exports as BertForSequenceClassification)
   c.model.dtype = "float32"  # bfloat16 on TPU/GPU
   c.model.dropout = 0.1
   c.optimizer.name = "adamw"

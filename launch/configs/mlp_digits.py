@@ -1,10 +1,11 @@
 """The seed's MLP (sections 3-4) on scikit-learn's bundled digits: the default job."""
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(model.MLP)
+  c = base.get_config(trainer.ClassWeight, model.MLP)
   c.data.name = "digits"
   c.data.batch_size = 32
   c.model.name = "mlp"

@@ -11,10 +11,11 @@ the training split and stored as JSON in the run (assets/table_transform.json). 
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.Table, data.Validation, data.Test, model.MLP)
+  c = base.get_config(trainer.ClassWeight, data.Table, data.Labels, data.Validation, data.Test, model.MLP)
   c.data.name = "tabular"
   c.data.path = ""
   c.data.label_column = "label"

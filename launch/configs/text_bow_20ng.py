@@ -6,10 +6,12 @@ with a larger vocabulary and longer sequences; the model pools the set of words 
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.Archive, data.Validation, data.Tokenizer, data.Vocabulary, model.BagOfWords)
+  c = base.get_config(trainer.ClassWeight, data.Archive, data.Validation, data.Tokenizer, data.Vocabulary,
+                      model.BagOfWords)
   c.data.name = "20newsgroups"
   c.data.num_words = 50000
   c.data.seq_len = 1000

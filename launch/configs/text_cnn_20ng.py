@@ -15,10 +15,12 @@ among 1e-3 to 8e-3 (benchmarks/seed_sweep.py; BENCHMARKS.md, "Issue 3: accuracy"
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.Archive, data.Validation, data.Tokenizer, data.Vocabulary, model.TextCNN)
+  c = base.get_config(trainer.ClassWeight, data.Archive, data.Validation, data.Tokenizer, data.Vocabulary,
+                      model.TextCNN)
   c.data.name = "20newsgroups"
   c.data.num_words = 10000
   c.data.seq_len = 100

@@ -11,11 +11,12 @@ The model is the bag-of-words classifier; --config.model.name=text_cnn (with its
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
 from flaxforge.models import fields as model
+from flaxforge.trainer import fields as trainer
 
 
 def get_config():
-  c = base.get_config(data.TextFile, data.Validation, data.Test, data.Tokenizer, data.Vocabulary,
-                      model.BagOfWords)
+  c = base.get_config(trainer.ClassWeight, data.TextFile, data.Labels, data.Validation, data.Test, data.Tokenizer,
+                      data.Vocabulary, model.BagOfWords)
   c.data.name = "text_file"
   c.data.path = ""
   c.data.text_column = "text"

@@ -3,12 +3,14 @@ import dataclasses
 
 from flaxforge.core.errors import UserError
 from flaxforge.models import bert
-from flaxforge.models.hf.layout import dense, heads_in, heads_out, layer_norm, table, vector
+from flaxforge.models.hf.layout import Head, dense, heads_in, heads_out, layer_norm, table, vector
 from flaxforge.models.transformer import Arch
 
 MODEL_TYPES = ("bert",)
+MODEL = "bert"  # models/registry.py's name of the model built on it
 ANCHOR = "embeddings.word_embeddings.weight"
 EXPORT_PREFIX = ""  # BertModel's own names; BertFor* models wrap them in "bert."
+CLASSIFIER_POOL = "pooler"  # the model.pool that BertForSequenceClassification computes
 # BertModel's pooler (tanh(dense([CLS]))) has no part in flaxforge's classifiers, which pool and add their own
 # head: export copies it from the base checkpoint unchanged, so `pooler_output` is the base model's.
 KEPT_FROM_BASE = ("pooler.dense.weight", "pooler.dense.bias")
@@ -31,9 +33,12 @@ class Config:
 
 
 def arch(c: Config, padded_vocab: int) -> tuple[Arch, bool]:
-  if c.position_embedding_type != "absolute" or c.hidden_act not in ACTIVATIONS:
-    raise UserError(f"BERT with position_embedding_type={c.position_embedding_type!r}, hidden_act="
-                    f"{c.hidden_act!r} is not supported; use absolute positions and gelu")
+  if c.position_embedding_type != "absolute":
+    raise UserError(f"position_embedding_type={c.position_embedding_type!r} is not supported; "
+                    "BERT, RoBERTa and XLM-RoBERTa load with 'absolute'")
+  if c.hidden_act not in ACTIVATIONS:
+    raise UserError(f"hidden_act={c.hidden_act!r} is not supported; BERT, RoBERTa and XLM-RoBERTa load "
+                    f"with {', '.join(ACTIVATIONS)}")
   return Arch(num_layers=c.num_hidden_layers, embed_dim=c.hidden_size, num_heads=c.num_attention_heads,
               mlp_dim=c.intermediate_size, max_len=c.max_position_embeddings, vocab_size=c.vocab_size,
               padded_vocab=padded_vocab, norm="layer", position="learned", block="post",
@@ -60,7 +65,8 @@ def build(a: Arch, tie: bool, *, rngs):
 def tensors(a: Arch, tie: bool) -> dict:
   d, n, h, m = a.embed_dim, a.num_heads, a.head_dim, a.mlp_dim
   t = {("transformer", "embed", "embedding"): table("embeddings.word_embeddings.weight", a.vocab_size, d),
-       ("transformer", "pos_embed", "embedding"): table("embeddings.position_embeddings.weight", a.max_len, d),
+       ("transformer", "pos_embed", "embedding"): table("embeddings.position_embeddings.weight",
+                                                        a.max_len + a.position_offset, d),
        ("transformer", "type_embed", "embedding"): table("embeddings.token_type_embeddings.weight",
                                                          a.token_types, d),
        **layer_norm(("transformer", "embed_norm"), "embeddings.LayerNorm", d)}
@@ -78,3 +84,17 @@ def tensors(a: Arch, tie: bool) -> dict:
         **layer_norm(ours + ("mlp_norm",), theirs + "output.LayerNorm", d),
     })
   return t
+
+
+# --- classifier export ---
+def pooler(a: Arch) -> dict:
+  """BertModel's pooler, tanh(dense([CLS])), as a model.pool='pooler' classifier's `pooler`: loaded from the
+  checkpoint when it holds one."""
+  return dense(("pooler",), "pooler.dense", a.embed_dim, a.embed_dim)
+
+
+def classifier(a: Arch, num_classes: int) -> Head:
+  """BertForSequenceClassification: classifier(dropout(pooler([CLS])))."""
+  return Head("BertForSequenceClassification", "bert.", {
+      **dense(("pooler",), "bert.pooler.dense", a.embed_dim, a.embed_dim),
+      **dense(("head",), "classifier", a.embed_dim, num_classes)})

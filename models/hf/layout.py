@@ -22,7 +22,8 @@ class Tensor:
 
   names: the Hugging Face tensors it is made of; several are stacked along our axis `stack`.
   shape: each Hugging Face tensor's shape.
-  axes: per Hugging Face axis, our axes that it flattens, major first ((1,), (0,) is a transposition).
+  axes: per Hugging Face axis, our axes that it flattens, major first ((1,), (0,) is a transposition); ()
+  for an axis of size 1 that we do not have (ViT's [1, 1, d] class token).
   An axis of ours that a Hugging Face axis holds alone may be longer (vocabulary rows padded so the axis
   shards evenly): the extra rows read as zeros and are dropped on export.
   """
@@ -30,6 +31,19 @@ class Tensor:
   shape: tuple
   axes: tuple
   stack: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+  """A classifier as a transformers `*ForSequenceClassification` (or `*ForImageClassification`) holds it.
+
+  architecture: its class name (config.json's architectures).
+  prefix: what its tensor names put before the body's (the family's base model's) names, e.g. "bert.".
+  tensors: {our parameter path: Tensor} of the pooling layer and the head, by their full names.
+  """
+  architecture: str
+  prefix: str
+  tensors: dict
 
 
 def vector(name, size):
@@ -105,16 +119,42 @@ def read_block(tensor: Tensor, shape, index, open_slice) -> np.ndarray:
   for name in names:
     runs, pads = [], []
     for extent, group in zip(tensor.shape, tensor.axes):
+      if not group:  # a unit axis of theirs alone
+        runs.append([(0, 1)])
+        pads.append((0, 0))
+        continue
       sub = [ranges[a] for a in group]
       if len(group) == 1:  # a padded axis reads what the file has, then zeros
         sub = [(min(sub[0][0], extent), min(sub[0][1], extent))]
       runs.append(_runs([extent] if len(group) == 1 else [shape[a] for a in group], sub))
       pads.append((0, ranges[group[0]][1] - ranges[group[0]][0] - (sub[0][1] - sub[0][0])) if len(group) == 1
                   else (0, 0))
-    block = np.pad(_gather(open_slice(name), runs), pads)
+    block = _gather(open_slice(name), runs)
+    if any(after for _, after in pads):  # np.pad copies even when there is nothing to add
+      block = np.pad(block, pads)
     block = block.reshape([ranges[a][1] - ranges[a][0] for a in order])
     blocks.append(block.transpose(np.argsort(order)))
   return blocks[0] if tensor.stack is None else np.stack(blocks, axis=tensor.stack)
+
+
+def read_block_into(tensor: Tensor, shape, index, open_slice, dtype, chunk_bytes: int = 1 << 20) -> np.ndarray:
+  """read_block's block as a new `dtype` array, read and converted a chunk of at most `chunk_bytes` (of
+  `dtype`) at a time, so that besides the result the host holds one chunk, not a second copy of the block.
+  Chunks split our axis that the Hugging Face tensor's leading axis holds: each covers a contiguous run of
+  the file."""
+  ranges = [s.indices(n)[:2] for s, n in zip(index, shape)]
+  out = np.empty([stop - start for start, stop in ranges], dtype)
+  axis = next(group[0] for group in tensor.axes if group)  # past a unit axis of theirs alone (ViT's [1, 1, d])
+  rows = out.shape[axis]
+  step = max(1, chunk_bytes // max(1, out.nbytes // max(rows, 1)))
+  for start in range(0, rows, step):
+    stop = min(start + step, rows)
+    part = list(index)
+    part[axis] = slice(ranges[axis][0] + start, ranges[axis][0] + stop)
+    into = [slice(None)] * out.ndim
+    into[axis] = slice(start, stop)
+    out[tuple(into)] = read_block(tensor, shape, tuple(part), open_slice)
+  return out
 
 
 def write(tensor: Tensor, value: np.ndarray) -> dict:
@@ -134,23 +174,51 @@ def write(tensor: Tensor, value: np.ndarray) -> dict:
           for name, part in zip(tensor.names, parts)}
 
 
+INDEX = "model.safetensors.index.json"
+
+
+def _weight_map(path) -> dict | None:
+  """{tensor name: shard file} from `path`'s INDEX, or None without one; UserError for an unreadable index."""
+  index = os.path.join(path, INDEX)
+  if not os.path.exists(index):
+    return None
+  try:
+    with open(index) as f:
+      return dict(json.load(f)["weight_map"])
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise UserError(f"{index} cannot be read as a safetensors index ({e}); download the checkpoint again") from None
+
+
+def check_index(path) -> None:
+  """Raises UserError naming the first shard that `path`'s INDEX lists but the folder lacks (nothing to do
+  without an index)."""
+  files = _weight_map(path) or {}
+  missing = sorted(f for f in set(files.values()) if not os.path.isfile(os.path.join(path, f)))
+  if missing:
+    more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+    raise UserError(f"{os.path.join(path, INDEX)} lists the shard {missing[0]}{more}, which is not in {path}; "
+                    "download the complete checkpoint")
+
+
 class Checkpoint:
   """The safetensors files of a Hugging Face directory: `model.safetensors`, or the shards that
   `model.safetensors.index.json` lists. Tensor names may carry a wrapper's prefix (`bert.`, `model.`,
-  `transformer.`); `anchor`, the name of a tensor every checkpoint of the family has, finds it."""
+  `transformer.`); `anchor`, the name of a tensor every checkpoint of the family has, finds it.
+
+  Each read opens its file anew (safetensors maps it into memory): pages read stay mapped, and counted in
+  the process's memory, only while that read's slice is alive, not for the whole load."""
 
   def __init__(self, path, anchor: str):
-    index = os.path.join(path, "model.safetensors.index.json")
-    if os.path.exists(index):
-      with open(index) as f:
-        files = json.load(f)["weight_map"]
+    files = _weight_map(path)
+    if files is not None:
+      check_index(path)
     elif os.path.exists(os.path.join(path, "model.safetensors")):
       with safe_open(os.path.join(path, "model.safetensors"), "numpy") as f:
         files = dict.fromkeys(f.keys(), "model.safetensors")
     else:
-      raise UserError(f"{path} has neither model.safetensors nor model.safetensors.index.json; point "
-                      "model.pretrained at a Hugging Face directory saved with safetensors")
-    self.path, self.files, self._open = path, files, {}
+      raise UserError(f"{path} has neither model.safetensors nor {INDEX}; point model.pretrained at a Hugging "
+                      "Face directory saved with safetensors")
+    self.path, self.files = path, files
     found = [name for name in files if name.endswith(anchor)]
     if not found:
       raise UserError(f"{path}: no tensor named like {anchor!r}; is config.json's model_type right?")
@@ -172,8 +240,6 @@ class Checkpoint:
                     "config.json")
 
   def slice(self, name: str):
+    """A safetensors slice of `name` (get_shape(), get_dtype(), [index] -> numpy)."""
     stored = self.name(name)
-    file = self.files[stored]
-    if file not in self._open:
-      self._open[file] = safe_open(os.path.join(self.path, file), "numpy")
-    return self._open[file].get_slice(stored)
+    return safe_open(os.path.join(self.path, self.files[stored]), "numpy").get_slice(stored)
