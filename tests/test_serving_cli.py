@@ -27,8 +27,8 @@ def test_export_then_serve_answers_and_sigterm_drains_the_request_in_flight(run_
                         .stdout.strip().splitlines()[-1])
   assert len(exported["content_hash"]) == 64 and (out / "model.jax").is_file()
   port = free_port()
-  server = subprocess.Popen([sys.executable, "-m", "flaxforge.launch.serve", f"--export={out}", f"--port={port}"],
-                            cwd=REPO, stderr=subprocess.PIPE, text=True)
+  server = subprocess.Popen([sys.executable, "-m", "flaxforge.launch.serve", f"--export={out}", f"--port={port}",
+                             "--host=0.0.0.0"], cwd=REPO, stderr=subprocess.PIPE, text=True)
   try:
     url = f"http://127.0.0.1:{port}"
 
@@ -56,6 +56,8 @@ def test_export_then_serve_answers_and_sigterm_drains_the_request_in_flight(run_
     assert answer["r"].status_code == 200
     assert answer["r"].json()["predictions"][0]["top"][0]["label"] == "cooking"
     assert server.wait(timeout=HANG_GUARD_S) == 0, server.stderr.read()[-2000:]
+    # README: binding every network is said on stderr before the server starts.
+    assert "warning: --host=0.0.0.0 serves every network this machine is on" in server.stderr.read()
     with pytest.raises(httpx.TransportError):
       httpx.get(f"{url}/healthz")
   finally:
