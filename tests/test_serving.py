@@ -145,6 +145,20 @@ def test_altered_or_foreign_artifacts_are_refused(run_dir, exported, tmp_path):
     serving.export(str(run_dir), str(tmp_path))  # tmp_path holds 'copy', not an export
 
 
+def loaded_platforms(folder) -> list:
+  """The platforms the exported function was lowered for, as jax.export reads them back."""
+  return list(jax.export.deserialize(bytearray((folder / artifact_lib.FUNCTION).read_bytes())).platforms)
+
+
+def test_an_export_for_several_platforms_runs_on_this_one(run_dir, tmp_path):
+  """README: `--platforms=cpu,cuda,tpu` lowers one artifact for each; here all three, loaded and run on CPU."""
+  serving.export(str(run_dir), str(tmp_path / "multi"), platforms=("cpu", "cuda", "tpu"))
+  assert loaded_platforms(tmp_path / "multi") == ["cpu", "cuda", "tpu"]
+  live = predict.Predictor.from_workdir(str(run_dir))
+  loaded = serving.load(str(tmp_path / "multi"))
+  np.testing.assert_allclose(loaded.logits(loaded.encode(TEXTS)), live.logits(live.encode(TEXTS)), rtol=0, atol=1e-6)
+
+
 def test_a_function_this_jax_cannot_read_is_one_line_naming_export(exported, tmp_path):
   """README: an artifact from a jax.export too new or too old says so and names `flaxforge export`. Stand-in:
   model.jax replaced by bytes jax.export cannot deserialise, the manifest's hashes made to match them."""
