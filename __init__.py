@@ -17,6 +17,13 @@ stays cheap: JAX and the trainer load when a function is first called.
     flaxforge.Predictor.from_workdir("runs/reviews").predict(["a text to classify"])   # ["label"]
     flaxforge.Predictor.from_workdir("runs/photos").predict("cat.jpg")                 # images: paths or bytes
     flaxforge.Predictor.from_workdir("runs/churn").predict([{"age": 41, "plan": "pro"}])  # table rows
+    flaxforge.Explainer.from_workdir("runs/reviews").explain("a text")  # {"label", "tokens": [...], ...}
+    flaxforge.plots.training_curves("runs/t")                          # matplotlib figures, inline in Jupyter
+    flaxforge.plots.confusion_matrix(flaxforge.evaluate("runs/t")["report"][0])
+
+In a Jupyter notebook the progress bar is one line redrawn in place (a widget with ipywidgets), and a stop
+(the kernel's interrupt button) saves a checkpoint, then raises KeyboardInterrupt; `train` on the same
+workdir resumes. examples/notebooks/ shows it all.
 
 Mistakes raise `flaxforge.core.errors.UserError`, whose one-line message names the fix. The API is as quiet
 as the command: absl's warnings (Orbax's, TFDS') stay off stderr unless the script sets absl's verbosity
@@ -35,13 +42,22 @@ def train(config, workdir: str, *, model=None) -> dict:
     `__call__(inputs)` returns float32 logits [batch, classes]. The run records it as model.name =
     'module:name', and evaluate and Predictor need the same `model=` again.
   A config's `xla_flags` and `malloc` take effect only through the `flaxforge` command (JAX has started).
+  A stop signal (SIGTERM, SIGINT: Ctrl-C, a notebook's interrupt) saves a checkpoint once the first step has
+  finished, says so and exits 0 as the command does; in a Jupyter kernel, which SystemExit does not end, it
+  raises KeyboardInterrupt instead.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from flaxforge.trainer import loop  # pylint: disable=g-import-not-at-top
+  from flaxforge.trainer import loop, progress  # pylint: disable=g-import-not-at-top
   _quiet()
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; a script or notebook never parsed them
-  return loop.train(_config(config), workdir, model=model)
+  try:
+    return loop.train(_config(config), workdir, model=model)
+  except SystemExit as e:  # the loop's stop: what was trained is saved, and it said so on stdout
+    if e.code or not progress.in_notebook():
+      raise
+    raise KeyboardInterrupt(f"training in {workdir} stopped; flaxforge.train with the same workdir resumes "
+                            "it") from None
 
 
 def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
@@ -56,10 +72,19 @@ def evaluate(workdir: str, *, step: int | None = None, best: bool = False, split
 
 
 def __getattr__(name):
-  if name == "Predictor":  # the one prediction class, loaded with JAX on first use
+  """What loads on first use: `Predictor` (the one prediction class) and `Explainer` (token attributions)
+  with JAX; `plots` (figures of a run: flaxforge.trainer.plots) with matplotlib only."""
+  if name == "Predictor":
     from flaxforge.inference.predict import Predictor  # pylint: disable=g-import-not-at-top
     _quiet()
     return Predictor
+  if name == "Explainer":
+    from flaxforge.inference.explain import Explainer  # pylint: disable=g-import-not-at-top
+    _quiet()
+    return Explainer
+  if name == "plots":
+    from flaxforge.trainer import plots  # pylint: disable=g-import-not-at-top
+    return plots
   raise AttributeError(f"module 'flaxforge' has no attribute {name!r}")
 
 

@@ -18,8 +18,10 @@ from flaxforge.trainer import fields
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
 # A shipped config may hold a section its data name does not read while that name is its default, when its
-# docstring offers the other name: finetune_text's data.manual_dir, for --config.data.name=20newsgroups.
-ALTERNATIVES = {"finetune_text": {data_fields.Archive}}
+# docstring offers the other name: finetune_text's data.manual_dir, for --config.data.name=20newsgroups; and
+# image_folder's pretrained ViT (--config.model.pretrained=VIT_DIR, the registry's "vit"), for the convnet.
+ALTERNATIVES = {"finetune_text": {data_fields.Archive},
+                "image_folder": {model_fields.Pretrained, model_fields.Encoder, model_fields.LoRA}}
 
 
 def _listed(config) -> set[str]:

@@ -21,7 +21,7 @@ from flaxforge.launch.configs import finetune_lm  # pylint: disable=wrong-import
 from flaxforge.models import attention, hf, transformer  # pylint: disable=wrong-import-position
 from flaxforge.trainer import loop  # pylint: disable=wrong-import-position
 
-FAMILIES = "bert, gpt2, llama, mistral, qwen2, qwen3, gemma2, gemma3_text"
+FAMILIES = "bert, gpt2, llama, mistral, qwen2, qwen3, gemma2, gemma3_text, roberta, xlm-roberta, distilbert, vit"
 YARN = {"rope_type": "yarn", "factor": 4.0, "rope_theta": 10000.0}
 
 

@@ -70,9 +70,11 @@ def test_second_signal_aborts_at_once(tmp_path):
 
 def _held(workdir, phase, *overrides):
   """A tiny run held in `phase` (tests/held_start.py), once it says so; a run that never gets there is killed
-  after 300 s (a guard against a hang, not a speed check)."""
+  after 300 s (a guard against a hang, not a speed check). JAX's persistent compilation cache is off: a train
+  step an earlier test compiled would be read back, and the compile phase would never be held."""
   proc = subprocess.Popen([sys.executable, "tests/held_start.py", phase, "--config=tiny", f"--workdir={workdir}",
-                           *overrides], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                           *overrides], cwd=REPO, env=cli_env(JAX_COMPILATION_CACHE_DIR=""),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   guard = threading.Timer(300, proc.kill)
   guard.start()
   said = []

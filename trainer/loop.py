@@ -70,7 +70,8 @@ def train(config, workdir: str, devices=None, *, model=None) -> dict:
   except preemption.Stopped:
     _stopped_in_start_up(stop, workdir)
   finally:
-    stop.restore_default()
+    stop.restore()
+    workdir_lib.release(workdir_lib.resolve(workdir))  # however it ended: a notebook's kernel outlives the run
 
 
 def _stopped_in_start_up(stop: preemption.StopRequest, workdir: str):
@@ -133,6 +134,7 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
       state, step, why_end = _fit(run, state, step, meta.get("data"))
     finally:
       ckpt.wait()  # an error or exit must not abandon a save in flight
+      progress.end_bar()  # a notebook's kernel outlives the run: a bar left open is redrawn by the next run's
     if why_end == due_lib.EARLY_STOPPING:
       progress.print(early.describe(step))
     elif why_end == due_lib.TIME_LIMIT:

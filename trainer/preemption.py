@@ -1,7 +1,8 @@
 """SIGTERM/SIGINT. Once the first step has finished: finish the step in flight, agree on a stop step,
 checkpoint, exit. Before (start-up, data preparation, the first compile and the first step), a single
 process has nothing new to save, so a signal ends the run at once (`Stopped`). A second signal aborts at
-once, saying what is on disk (the checkpointer's `on_disk`).
+once, saying what is on disk (the checkpointer's `on_disk`): it ends the process, or in a Jupyter kernel, which
+holds the user's other work, raises KeyboardInterrupt.
 
 After `jax.distributed.initialize` a C++ preemption notifier owns SIGTERM; installing our handler later
 replaces it (measured: a SIGTERM to one of 2 processes stops both at the same step, both exit 0). A
@@ -20,6 +21,8 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from flaxforge.trainer import progress
+
 
 class Stopped(BaseException):
   """A stop signal before the first step finished. A BaseException, as KeyboardInterrupt is: no `except
@@ -34,9 +37,10 @@ class StopRequest:
     self.signal_name = ""
     self.phase = "start-up"  # what the run is doing until its first step has finished; "" after
     self._alone = jax.process_count() == 1
+    self._previous = {}
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, self._handle)
+        self._previous[sig] = signal.signal(sig, self._handle)
 
   def _handle(self, signum, frame):
     del frame
@@ -45,6 +49,10 @@ class StopRequest:
         where = self.on_disk()
       except Exception:  # pylint: disable=broad-except  (aborting must not fail)
         where = "see the checkpoints directory"
+      if progress.in_notebook():  # the kernel holds the user's work: end the call, not the process
+        print(f"second {signal.Signals(signum).name}: aborting now; {where}. Call flaxforge.train again to resume.",
+              file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
       print(f"second {signal.Signals(signum).name}: aborting now; {where}. Run the same command again to resume.",
             file=sys.stderr, flush=True)
       os._exit(128 + signum)
@@ -73,10 +81,11 @@ class StopRequest:
       self.signal_name = "a signal to another process"
     return stop
 
-  def restore_default(self):
-    if threading.current_thread() is threading.main_thread():
-      for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, signal.SIG_DFL)
+  def restore(self):
+    """The handlers found at the start again (Python's in a command; in a Jupyter kernel, the kernel's, by
+    which its interrupt button raises KeyboardInterrupt: SIGINT's default action would end the kernel)."""
+    for sig, previous in self._previous.items():
+      signal.signal(sig, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
 
 
 def responsive(fn, *args):

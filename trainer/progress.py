@@ -1,17 +1,19 @@
-"""Training progress on the terminal (stderr, process 0): a tqdm bar, or plain lines in a log file; the ETA;
-and the run's closing summary (stdout)."""
+"""Training progress (stderr, process 0): a tqdm bar on a terminal or in a Jupyter notebook, plain lines in a
+log file; the ETA; and the run's closing summary (stdout)."""
 import contextlib
 import math
 import sys
 import time
+import warnings
 
 import jax
 from etils import epath
 
 
 class Progress:
-  """Training progress on stderr, process 0 only: a tqdm bar on a terminal; elsewhere (a log file, a pipe)
-  one plain line per logging interval, no carriage returns or padding. The ETA is the sooner of the steps
+  """Training progress on stderr, process 0 only: a tqdm bar on a terminal or in a Jupyter kernel (a widget
+  where ipywidgets is installed, else one line redrawn in place); elsewhere (a log file, a pipe) one plain
+  line per logging interval, no carriage returns or padding. The ETA is the sooner of the steps
   left at the rate since the first step finished (`first_step_done`: the compile before it is not a rate)
   and the end of `time_limit_minutes`. `close` prints a summary on stdout."""
 
@@ -24,10 +26,9 @@ class Progress:
     self._best_metric, self._best_mode = best_metric, best_mode
     self.validations = []  # (step, values)
     self._bar = None
-    if self.enabled and sys.stderr.isatty():
-      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-      self._bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
-                       mininterval=0.5, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+    if self.enabled and (sys.stderr.isatty() or in_notebook()):
+      self._bar = _tqdm()(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
+                          mininterval=0.5, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
   def first_step_done(self):
     """The rate behind the ETA counts from here: the first call's compile (seconds to minutes) is not training
@@ -82,14 +83,18 @@ class Progress:
       else:
         print(line, flush=True)
 
+  def end_bar(self):
+    """Closes the bar (again: a no-op)."""
+    if self._bar is not None:
+      self._bar.close()
+
   def close(self, checkpoints: list[int] | None = None, workdir=None, *, validated: bool = True,
             data_warnings=()):
     """Ends the bar and prints the summary: final and best validation metric with their steps (or, for data
     without a validation split, `validated=False`, that there are none), the checkpoints kept, the data's
     warnings again (labels, dropped rows: said at the start, then buried under progress lines) and the work
     directory's files."""
-    if self._bar is not None:
-      self._bar.close()
+    self.end_bar()
     trained = self.step > self._initial
     if workdir is None or not (self.validations or (trained and not validated)):
       return
@@ -109,3 +114,22 @@ class Progress:
     files = sorted(p.name + ("/" if p.is_dir() else "") for p in epath.Path(workdir).iterdir()
                    if not p.name.startswith(".") and p.name != "lease.json")  # the lease ends with the run
     self.print(f"work directory {workdir}: {' '.join(files)}")
+
+
+def in_notebook() -> bool:
+  """True in a Jupyter kernel (IPython's kernel app, the test tqdm.auto makes): its stderr is no terminal, but
+  its front end redraws a line in place on a carriage return, as a terminal does."""
+  ipython = sys.modules.get("IPython")
+  shell = ipython.get_ipython() if ipython is not None else None
+  return shell is not None and "IPKernelApp" in shell.config
+
+
+def _tqdm():
+  """tqdm.auto's bar class: the notebook widget in a Jupyter kernel with ipywidgets, else the text bar. Without
+  ipywidgets tqdm.auto warns once and falls back to the text bar, which a notebook shows as one line redrawn
+  in place: the fallback is what this module wants, the warning is noise in the cell."""
+  from tqdm import TqdmWarning  # pylint: disable=g-import-not-at-top
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", TqdmWarning)
+    from tqdm.auto import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm
