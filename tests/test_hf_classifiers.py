@@ -21,6 +21,8 @@ from flaxforge.inference import explain, predict  # pylint: disable=wrong-import
 from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
 from flaxforge.trainer import evaluate, loop  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # each test fine-tunes, exports and runs transformers
+
 ARCHITECTURES = {"bert": "BertForSequenceClassification", "distilbert": "DistilBertForSequenceClassification",
                  "roberta": "RobertaForSequenceClassification", "xlm-roberta": "XLMRobertaForSequenceClassification",
                  "qwen2": "Qwen2ForSequenceClassification"}

@@ -20,6 +20,8 @@ from flaxforge.launch.configs import image_folder  # pylint: disable=wrong-impor
 from flaxforge.serving import export_hf  # pylint: disable=wrong-import-position
 from flaxforge.trainer import loop  # pylint: disable=wrong-import-position
 
+pytestmark = pytest.mark.slow  # a ViT fine-tuned on an image folder, exported and served
+
 MEAN, STD = [0.5, 0.4, 0.3], [0.2, 0.3, 0.25]  # not transformers' defaults (0.5): they must come from the file
 MODES = ("RGB", "L", "RGBA", "P")
 

@@ -41,6 +41,7 @@ def llama_dir(tmp_path_factory):
   return str(path)
 
 
+@pytest.mark.slow  # a TPU compile
 def test_an_fsdp_gpt_fits_a_v5e_slice_and_its_state_bytes_follow_the_arithmetic():
   # Wide enough that TPU layout padding of the small vectors (biases, norms) stays within the 5%.
   config = _gpt(**{"model.num_layers": 2, "model.embed_dim": 512, "model.num_heads": 8, "model.mlp_dim": 2048,
@@ -62,6 +63,7 @@ def test_an_fsdp_gpt_fits_a_v5e_slice_and_its_state_bytes_follow_the_arithmetic(
   assert plan.collectives["all-gather"]["count"] > 0  # FSDP gathers the sharded weights
 
 
+@pytest.mark.slow  # a TPU compile
 def test_a_v5p_topology_and_a_pretrained_model_from_its_config_json_alone(llama_dir):
   config = finetune_lm.get_config()
   config.model.pretrained = llama_dir
@@ -73,17 +75,20 @@ def test_a_v5p_topology_and_a_pretrained_model_from_its_config_json_alone(llama_
   assert 0 < plan.state["trained_parameters"] < plan.state["parameters"] / 10  # LoRA: adapters only
 
 
+@pytest.mark.slow  # a TPU compile
 def test_two_slices_compile_as_one_program():
   plan = plan_lib.make(_gpt(**{"data.batch_size": 8, "mesh.data": 2, "mesh.fsdp": -1}), targets.parse("v5e-4", 2))
   assert plan.fits and plan.chips == 8 and plan.slices == 2 and plan.mesh == {"data": 2, "fsdp": 4, "tensor": 1}
 
 
+@pytest.mark.slow  # a TPU compile
 def test_a_classifier_reads_its_data_for_the_batch_shapes():
   config = tiny.get_config()
   plan = plan_lib.make(config, targets.parse("v5e-4"))
   assert plan.fits and plan.state["batch"] > 0 and plan.roofline["examples_per_s"] > 0
 
 
+@pytest.mark.slow  # a TPU compile
 def test_the_tpu_compilers_refusal_is_a_verdict_with_levers():
   plan = plan_lib.make(_gpt(**{"data.seq_len": 4096, "data.batch_size": 512}), targets.parse("v5e-4"))
   assert not plan.fits and "Ran out of memory" in plan.refused and plan.memory is None
@@ -93,6 +98,7 @@ def test_the_tpu_compilers_refusal_is_a_verdict_with_levers():
   assert line.startswith("does not fit on v5e-4: the TPU compiler refused it") and "\n" not in line
 
 
+@pytest.mark.slow  # a TPU compile
 def test_what_cannot_fit_exits_1_with_one_line_of_levers(tmp_path):
   out = _cli("--config=gpt_text", "--config.model.size=1b", "--target=v5e-1", "--config.data.batch_size=1",
              f"--out={tmp_path / 'plan.json'}")
@@ -104,6 +110,7 @@ def test_what_cannot_fit_exits_1_with_one_line_of_levers(tmp_path):
   assert saved["fits"] is False and saved["state"]["parameters"] > 4 * 2**30
 
 
+@pytest.mark.slow  # subprocess CLI runs
 @pytest.mark.parametrize("target", ["v9-8", "v5e-3", "v5p-6", "h100-3"])
 def test_an_unknown_target_is_one_line_and_exit_2(target):
   out = _cli("--config=gpt_text", f"--target={target}")
@@ -159,6 +166,7 @@ def test_search_layouts_shard_the_state_just_enough():
   assert sorted(m["mesh.tensor"] for m in found) == [1, 2, 4, 8]
 
 
+@pytest.mark.slow  # a TPU compile
 def test_search_ranks_settings_that_fit_as_train_overrides(monkeypatch):
   monkeypatch.setattr(search, "TENSOR_SIZES", (1,))  # fewer compiles: layouts are tested above
   monkeypatch.setattr(search, "MAX_MICRO_BATCH", 4)
