@@ -6,7 +6,8 @@ Compiles the train step `flaxforge train` would run, for a TPU slice or GPU node
 h100-8, ...), on this machine: no accelerator needed and no weights read. It reports each chip's memory
 (arguments, temporaries, peak) against the chip's, whether the run fits, FLOPs, collectives and a roofline
 step time with the MFU and tokens/s it implies. --search compiles the settings worth trying (mesh split,
-per-chip batch, gradient accumulation) and ranks those that fit, each as --config overrides for train.
+per-chip batch, gradient accumulation, a transformer's remat policy) and ranks those that fit, each as
+--config overrides for train.
 
 Exit status: 0 fits (--search: some setting fits), 1 does not fit (the last line names the levers), 2 bad
 input. TPU targets need `pip install 'flaxforge[tpu-plan]'`, GPU targets 'flaxforge[gpu-plan]'.
@@ -27,7 +28,8 @@ targets.environment()  # before anything starts JAX
 CONFIG = cli_flags.define_config_flag()
 TARGET = flags.DEFINE_string("target", None, "What to plan for: v4-N, v5e-N, v5p-N, v6e-N (TPU), h100-N, h200-N.")
 SLICES = flags.DEFINE_integer("slices", 1, "TPU slices of --target, joined by the data-centre network.")
-SEARCH = flags.DEFINE_bool("search", False, "Rank the settings that fit (mesh split, per-chip batch, accumulation).")
+SEARCH = flags.DEFINE_bool("search", False,
+                           "Rank the settings that fit (mesh split, per-chip batch, accumulation, remat).")
 OUT = flags.DEFINE_string("out", None, "Also write the plan (or the search's plans) here as JSON.")
 
 

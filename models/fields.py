@@ -94,8 +94,13 @@ class TransformerCompute(Section):
   """How a transformer (from scratch or pretrained) computes (models/transformer.py)."""
   SECTION, TITLE = "model", "model"
   dtype: str = field("float32", "compute dtype: float32, or bfloat16 on TPU/GPU", choices=("float32", "bfloat16"))
+  param_dtype: str = field("float32", "stored parameter dtype: float32 master weights (with bfloat16 compute on "
+                           "TPU/GPU), or bfloat16 to halve them", choices=("float32", "bfloat16"))
   dropout: float = field(0.0, "dropout rate", range=fraction())
   attention_impl: str = field("auto", "attention kernel: auto, xla or cudnn (GPU)", choices=("auto", "xla", "cudnn"))
+  remat: str = field("none", "activation checkpointing of each block: none, full (recompute all), dots (keep the "
+                     "weight matmuls' outputs), offload (those to host memory)",
+                     choices=("none", "full", "dots", "offload"))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ class GPT(nnx.Module):
     self.arch = arch
     self.transformer = Transformer(arch, rngs=rngs)
     self.lm_head = (nnx.Linear(arch.embed_dim, arch.padded_vocab, use_bias=False, dtype=arch.dtype,
-                               kernel_init=normal(0.02, ("embed", "vocab")), rngs=rngs)
+                               param_dtype=arch.param_dtype, kernel_init=normal(0.02, ("embed", "vocab")), rngs=rngs)
                     if not tie_embeddings else None)
 
   def _logits(self, h):

@@ -4,8 +4,9 @@ fields), the blocks (attention's projections, multi-head or grouped-query, per-l
 or gated MLP; pre-, sandwich- or post-norm), the embedding + block stack, and its FLOP count. Attention's
 maths and RoPE are in models/attention.py.
 
-Every parameter carries logical axis names (trainer/mesh.py maps them to mesh axes); parameters are
-float32 and activations use `Arch.dtype`.
+Every parameter carries logical axis names (trainer/mesh.py maps them to mesh axes); parameters are stored
+in `Arch.param_dtype` and activations use `Arch.dtype`. `Arch.remat` checkpoints each block's activations
+(REMAT_POLICIES).
 """
 import dataclasses
 import math
@@ -45,6 +46,8 @@ class Arch:
   token_types: int = 0  # rows of a token-type (segment) embedding added to the input (BERT), 0 = none
   rope_base: float = 10000.0
   rope_scaling: tuple = ()  # Hugging Face's rope_parameters as sorted (key, value) pairs (rope_frequencies)
+  param_dtype: jnp.dtype = jnp.dtype("float32")  # stored parameters; Arch.dtype is the compute dtype
+  remat: str = "none"  # activation checkpointing of each block: none or a REMAT_POLICIES key
   # --- Hugging Face decoder families (models/hf: Qwen3, Gemma 2 and 3, Mistral's window) ---
   head_size: int = 0  # each head's width; 0 = embed_dim // num_heads (Gemma and Qwen3 set their own)
   qk_norm: bool = False  # each head's queries and keys RMS-normalised before RoPE (Qwen3, Gemma 3)
@@ -88,10 +91,11 @@ def arch_from_config(cfg, info, pretrained=None) -> Arch:
   """The architecture `cfg` (`config.model`: fields.TransformerShape) describes for the dataset `info`: the
   cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it. Or, given
   `pretrained` (a models.hf.Pretrained: what a Hugging Face config.json says), that architecture. Either
-  computes as fields.TransformerCompute says (dtype, dropout, attention_impl). Raises UserError when the
-  heads do not divide the width or the key/value heads the heads."""
+  computes as fields.TransformerCompute says (dtype, param_dtype, dropout, attention_impl, remat). Raises
+  UserError when the heads do not divide the width or the key/value heads the heads."""
   compute = fields.TransformerCompute.read(cfg)
-  how = dict(dtype=jnp.dtype(compute.dtype), dropout=compute.dropout, attention_impl=compute.attention_impl)
+  how = dict(dtype=jnp.dtype(compute.dtype), dropout=compute.dropout, attention_impl=compute.attention_impl,
+             param_dtype=jnp.dtype(compute.param_dtype), remat=compute.remat)
   if pretrained is not None:
     return dataclasses.replace(pretrained.arch, **how)
   shape = fields.TransformerShape.read(cfg)
@@ -116,20 +120,21 @@ def make_norm(arch: Arch, dim: int = 0, *, rngs):
   """The norm arch.norm names over the last axis, of width `dim` (0 = embed_dim)."""
   dim = dim or arch.embed_dim
   if arch.norm == "rms" and arch.norm_offset:
-    return OffsetRMSNorm(dim, offset=arch.norm_offset, epsilon=arch.norm_eps, dtype=arch.dtype, rngs=rngs)
+    return OffsetRMSNorm(dim, offset=arch.norm_offset, epsilon=arch.norm_eps, dtype=arch.dtype,
+                         param_dtype=arch.param_dtype, rngs=rngs)
   scale = nnx.with_partitioning(nnx.initializers.ones_init(), ("norm",))
+  kw = dict(epsilon=arch.norm_eps, dtype=arch.dtype, param_dtype=arch.param_dtype, scale_init=scale, rngs=rngs)
   if arch.norm == "rms":
-    return nnx.RMSNorm(dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale, rngs=rngs)
-  return nnx.LayerNorm(dim, epsilon=arch.norm_eps, dtype=arch.dtype, scale_init=scale,
-                       bias_init=zeros(("norm",)), rngs=rngs)
+    return nnx.RMSNorm(dim, **kw)
+  return nnx.LayerNorm(dim, bias_init=zeros(("norm",)), **kw)
 
 
 class OffsetRMSNorm(nnx.Module):
   """Gemma's RMSNorm (transformers' Gemma2RMSNorm): x / sqrt(mean(x^2) + eps) * (offset + scale), in float32,
   then in `dtype`. The scale is stored as Hugging Face stores it and starts at 0."""
 
-  def __init__(self, dim: int, *, offset: float, epsilon: float, dtype, rngs):
-    self.scale = nnx.Param(zeros(("norm",))(rngs.params(), (dim,), jnp.float32))
+  def __init__(self, dim: int, *, offset: float, epsilon: float, dtype, param_dtype=jnp.float32, rngs):
+    self.scale = nnx.Param(zeros(("norm",))(rngs.params(), (dim,), param_dtype))
     self.offset, self.epsilon, self.dtype = offset, epsilon, dtype
 
   def __call__(self, x):
@@ -166,7 +171,7 @@ class Attention(nnx.Module):
 
   def __init__(self, arch: Arch, *, layer: int = 0, rngs):
     d, n, h, kv = arch.embed_dim, arch.num_heads, arch.head_dim, arch.kv_heads
-    kw = dict(dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
+    kw = dict(dtype=arch.dtype, param_dtype=arch.param_dtype, dot_general=matmul.dot_general, rngs=rngs)
     project = lambda shape, names: nnx.LinearGeneral(
         d, shape, kernel_init=normal(0.02, ("embed",) + names), bias_init=zeros(names), use_bias=arch.qkv_bias,
         **kw)
@@ -225,7 +230,8 @@ class MLP(nnx.Module):
   """down(act(up(x))), or gated: down(act(gate(x)) * up(x))."""
 
   def __init__(self, arch: Arch, *, rngs):
-    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, dot_general=matmul.dot_general, rngs=rngs)
+    kw = dict(use_bias=arch.use_bias, dtype=arch.dtype, param_dtype=arch.param_dtype,
+              dot_general=matmul.dot_general, rngs=rngs)
     widen = lambda: nnx.Linear(arch.embed_dim, arch.mlp_dim, kernel_init=normal(0.02, ("embed", "mlp")),
                                bias_init=zeros(("mlp",)), **kw)
     self.gate = widen() if arch.gated_mlp else None
@@ -276,7 +282,7 @@ class Transformer(nnx.Module):
 
   def __init__(self, arch: Arch, *, rngs):
     self.arch = arch
-    table = lambda rows, names: nnx.Embed(rows, arch.embed_dim, dtype=arch.dtype,
+    table = lambda rows, names: nnx.Embed(rows, arch.embed_dim, dtype=arch.dtype, param_dtype=arch.param_dtype,
                                           embedding_init=normal(0.02, names), rngs=rngs)
     self.embed = table(arch.padded_vocab, ("vocab", "embed")) if not arch.patch_size else None  # ViT: patches
     self.pos_embed = (table(arch.max_len + arch.position_offset, ("length", "embed"))
@@ -314,13 +320,41 @@ class Transformer(nnx.Module):
     x = self.dropout(x)
     new_caches = []
     last = len(self.blocks) - 1
+    call = remat_call(self.arch.remat) if caches is None else _call  # nothing to remat without a backward pass
     for i, block in enumerate(self.blocks):
-      x, cache = block(x, positions, cache=None if caches is None else caches[i],
-                       query_index=output_positions if i == last else None, **attention_kwargs)
+      x, cache = call(block, x, positions, cache=None if caches is None else caches[i],
+                      query_index=output_positions if i == last else None, **attention_kwargs)
       new_caches.append(cache)
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x, (new_caches if caches is not None else None)
+
+
+# model.remat's policies (jax.checkpoint_policies): what each block keeps for the backward pass; the rest is
+# recomputed. 'full' keeps only the block's input. 'dots' keeps the outputs of the weight matmuls (those without
+# batch dimensions: the q/k/v, out and MLP projections) and recomputes the attention scores and probabilities,
+# [B, N, T, S] per layer, which checkpoint_dots would keep; MaxText's 'minimal' policy. 'offload' keeps the same
+# outputs in host memory (jax.memories: 'pinned_host', which CPUs have too) instead of the device's.
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    "offload": jax.checkpoint_policies.offload_dot_with_no_batch_dims("device", "pinned_host"),
+}
+
+
+def _call(block, x, positions, **kwargs):
+  return block(x, positions, **kwargs)
+
+
+def remat_call(remat: str):
+  """`call(block, x, positions, **kwargs) -> block(x, positions, **kwargs)`, under nnx.remat with the
+  REMAT_POLICIES policy `remat` names ('none': a plain call)."""
+  if remat == "none":
+    return _call
+
+  def call(block, x, positions, **kwargs):  # only the block and x go through the transform: kwargs hold flags
+    return nnx.remat(lambda b, y: b(y, positions, **kwargs), policy=REMAT_POLICIES[remat])(block, x)
+  return call
 
 
 def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,

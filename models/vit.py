@@ -28,9 +28,9 @@ class ViT(nnx.Module):
     p, d = arch.patch_size, arch.embed_dim
     self.arch = arch
     self.patch_embed = nnx.Conv(arch.channels, d, (p, p), strides=(p, p), padding="VALID", dtype=arch.dtype,
-                                kernel_init=normal(0.02, (None, None, None, "embed")), bias_init=zeros(("embed",)),
-                                rngs=rngs)
-    self.cls_token = nnx.Param(normal(0.02, ("embed",))(rngs.params(), (d,)))
+                                param_dtype=arch.param_dtype, kernel_init=normal(0.02, (None, None, None, "embed")),
+                                bias_init=zeros(("embed",)), rngs=rngs)
+    self.cls_token = nnx.Param(normal(0.02, ("embed",))(rngs.params(), (d,), arch.param_dtype))
     self.transformer = Transformer(arch, rngs=rngs)
 
   def __call__(self, images, output_positions=None):

@@ -141,6 +141,10 @@ def levers(plan: Plan, config, target: Target) -> list[str]:
     if per_device % accum == 0:
       out.append(f"the same batch in {accum} micro-batches (--config.train.grad_accum_steps={accum})")
     out.append(f"a smaller batch (--config.data.batch_size={plan.batch_size // 2})")
+  remat = config.model.get("remat", None)
+  if remat in ("none", "dots") and not state_bound:
+    stronger = "dots" if remat == "none" else "full"
+    out.append(f"recompute activations in the backward pass (--config.model.remat={stronger})")
   if plan.mesh["tensor"] < 8 and plan.chips % (plan.mesh["tensor"] * 2) == 0 and not state_bound:
     out.append(f"tensor parallelism splits activations (--config.mesh.tensor={plan.mesh['tensor'] * 2})")
   return out

@@ -9,9 +9,12 @@ search per memory setting):
      slices, so only it crosses slices);
   2. per layout, the largest per-device micro-batch that fits: one compile at 1, then one at the size its
      temporaries predict (powers of two, halved until it fits);
-  3. when the configured global batch is larger than that, gradient accumulation reaches it.
-Settings the config fixes besides these (and, once models have them, activation checkpointing policies:
-each a value of an entry in AXES) are swept as an outer product around steps 1-3.
+  3. when the configured global batch is larger than that, gradient accumulation reaches it;
+  4. for a transformer (a config with model.remat), steps 2-3 again under each stronger activation
+     checkpointing policy of REMAT_POLICIES, as long as the lighter one cannot run the configured batch
+     without accumulation (remat trades recomputation for a larger micro-batch).
+Settings the config fixes besides these (each a value of an entry in AXES) are swept as an outer product
+around steps 1-4.
 """
 import itertools
 import sys
@@ -20,8 +23,10 @@ from flaxforge.core.errors import UserError
 from flaxforge.planning import abstract, estimate, plan as plan_lib
 from flaxforge.planning.targets import Target
 
-# Further config fields the search sweeps, (field, values), e.g. ("model.remat", ("none", "dots", "full")).
+# Further config fields the search sweeps, (field, values), e.g. ("model.dtype", ("float32", "bfloat16")).
 AXES: tuple = ()
+# model.remat's policies in the order step 4 tries them, lightest first.
+REMAT_POLICIES = ("none", "dots", "full")
 TENSOR_SIZES = (1, 2, 4, 8)
 MAX_MICRO_BATCH = 256
 
@@ -115,14 +120,19 @@ def search(config, target: Target, devices=None, log=lambda line: print(line, fi
       overrides = {**swept, "mesh.data": target.slices, "mesh.fsdp": fsdp, "mesh.tensor": 1,
                    "data.batch_size": target.num_chips, "train.grad_accum_steps": 1}
       plans.append(_compiled(config, target, devices, overrides, log))
+    remats = [{"model.remat": r} for r in REMAT_POLICIES] if "remat" in config.model else [{}]
     for mesh in found_layouts:
-      found = _largest_micro_batch(config, target, devices, {**swept, **mesh}, log)
-      plans += found
-      fitting = [p.batch_size for p in found if p.fits]
-      wanted = config.data.batch_size
-      if fitting and wanted > max(fitting) and wanted % max(fitting) == 0:  # step 3: accumulation
-        overrides = {**swept, **mesh, "data.batch_size": wanted, "train.grad_accum_steps": wanted // max(fitting)}
-        plans.append(_compiled(config, target, devices, overrides, log))
+      for remat in remats:  # step 4
+        fixed = {**swept, **mesh, **remat}
+        found = _largest_micro_batch(config, target, devices, fixed, log)
+        plans += found
+        fitting = [p.batch_size for p in found if p.fits]
+        wanted = config.data.batch_size
+        if fitting and wanted > max(fitting) and wanted % max(fitting) == 0:  # step 3: accumulation
+          overrides = {**fixed, "data.batch_size": wanted, "train.grad_accum_steps": wanted // max(fitting)}
+          plans.append(_compiled(config, target, devices, overrides, log))
+        if fitting and max(fitting) >= wanted:
+          break
   return plans
 
 

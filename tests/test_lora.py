@@ -75,12 +75,15 @@ class _Cfg(dict):
 
 
 @pytest.mark.slow  # whole fine-tunes
-def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert_dir, topics):
+@pytest.mark.parametrize("param_dtype", ["float32", "bfloat16"])
+def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert_dir, topics, param_dtype):
   """A LoRA step's checkpoint holds adapters, head and optimizer only; its meta names the base (path,
-  sha256), a resume reads the base again and redoes the steps bit for bit, and a changed base is refused."""
+  sha256), a resume reads the base again and redoes the steps bit for bit, and a changed base is refused.
+  A bfloat16 base (model.param_dtype) keeps float32 adapters and head, and resumes as exactly."""
   base = tmp_path / "base"
   shutil.copytree(bert_dir, base)
-  config = tiny_hf.config(tmp_path, base, topics, **LORA, **{"train.num_steps": 10, "checkpoint.every_steps": 5})
+  config = tiny_hf.config(tmp_path, base, topics, **LORA, **{"train.num_steps": 10, "checkpoint.every_steps": 5,
+                                                            "model.param_dtype": param_dtype})
   loop.train(config, str(tmp_path / "run"))
   ckpt = workdir_lib.checkpointer(tmp_path / "run", config, read_only=True)
   assert ckpt.meta(10)["frozen_base"] == {"path": str(base), "sha256": hf.content_hash(str(base))}
@@ -95,6 +98,9 @@ def test_checkpoints_reference_the_frozen_base_and_resume_exactly(tmp_path, bert
   loop.train(config, str(tmp_path / "resumed"))  # from step 5: the base read again, steps 6-10 redone
   (step_a, a), (step_b, b) = checkpoint_arrays(tmp_path / "run"), checkpoint_arrays(tmp_path / "resumed")
   assert step_a == step_b == 10 and len(a) == len(b) and all(x.tobytes() == y.tobytes() for x, y in zip(a, b))
+  dtypes = {k: v.dtype.name for k, v in _flat(restore.restore(str(tmp_path / "resumed")).state[0]).items()}
+  assert {d for k, d in dtypes.items() if "lora_" in k or "'head'" in k} == {"float32"}
+  assert {d for k, d in dtypes.items() if "kernel" in k and "'head'" not in k} == {param_dtype}
 
   weights = base / "model.safetensors"
   data = bytearray(weights.read_bytes())

@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -170,6 +171,7 @@ def test_search_layouts_shard_the_state_just_enough():
 def test_search_ranks_settings_that_fit_as_train_overrides(monkeypatch):
   monkeypatch.setattr(search, "TENSOR_SIZES", (1,))  # fewer compiles: layouts are tested above
   monkeypatch.setattr(search, "MAX_MICRO_BATCH", 4)
+  monkeypatch.setattr(search, "REMAT_POLICIES", ("none",))  # step 4 has its own test
   config = _gpt(**{"data.seq_len": 512, "data.batch_size": 64})
   target = targets.parse("v5e-4")
   plans = search.search(config, target, log=lambda line: None)
@@ -183,6 +185,46 @@ def test_search_ranks_settings_that_fit_as_train_overrides(monkeypatch):
   for override in found[0].overrides:  # the overrides are flags train takes, and give the same run
     field, value = override.removeprefix("--config.").split("=")
     section, key = field.split(".")
-    config[section][key] = int(value)
+    config[section][key] = int(value) if value.isdigit() else value
   assert (config.data.batch_size, config.train.grad_accum_steps) == (found[0].batch_size, found[0].grad_accum_steps)
   assert math.isfinite(found[0].roofline["mfu"])
+
+
+def test_search_tries_stronger_remat_only_while_the_batch_needs_accumulation(monkeypatch):
+  """Step 4 by its control flow (the compiles stubbed: the largest micro-batch that fits is 1 a device
+  without remat, 2 with 'dots' and 4 with 'full'): each policy's plans carry its override, accumulation
+  reaches the configured batch under the lighter ones, and no policy is tried after one runs it whole."""
+  per_device = {"none": 1, "dots": 2, "full": 4}
+  compiled = []
+
+  def fake_largest(config, target, devices, fixed, log):
+    shards = fixed["mesh.data"] * fixed["mesh.fsdp"]
+    batch = per_device[fixed["model.remat"]] * shards
+    compiled.append((fixed["model.remat"], batch, 1))
+    return [types.SimpleNamespace(batch_size=batch, fits=True)]
+
+  def fake_compiled(config, target, devices, overrides, log):
+    compiled.append((overrides["model.remat"], overrides["data.batch_size"], overrides["train.grad_accum_steps"]))
+    return types.SimpleNamespace(batch_size=overrides["data.batch_size"], fits=True)
+
+  monkeypatch.setattr(search, "layouts", lambda *a: [{"mesh.data": 1, "mesh.fsdp": 4, "mesh.tensor": 1}])
+  monkeypatch.setattr(search, "_largest_micro_batch", fake_largest)
+  monkeypatch.setattr(search, "_compiled", fake_compiled)
+  search.search(_gpt(**{"data.batch_size": 16}), targets.parse("v5e-4"), devices=[], log=lambda line: None)
+  assert compiled == [("none", 4, 1), ("none", 16, 4), ("dots", 8, 1), ("dots", 16, 2), ("full", 16, 1)]
+  compiled.clear()
+  search.search(_gpt(**{"data.batch_size": 8}), targets.parse("v5e-4"), devices=[], log=lambda line: None)
+  assert compiled == [("none", 4, 1), ("none", 8, 2), ("dots", 8, 1)]  # 'full' is never tried
+
+
+@pytest.mark.parametrize("remat,lever", [("none", "--config.model.remat=dots"), ("dots", "--config.model.remat=full"),
+                                         ("full", None)])
+def test_activations_that_do_not_fit_name_the_next_remat_policy(remat, lever):
+  """A run whose state is small but whose peak is not (activations) is told the next stronger policy."""
+  gib = 2**30
+  plan = types.SimpleNamespace(
+      state={"parameters": gib, "optimizer_state": gib, "gradients_estimate": gib}, hbm_per_chip=16 * gib,
+      mesh={"data": 4, "fsdp": 1, "tensor": 8}, chips=4, batch_size=4, grad_accum_steps=1, total_state_bytes=3 * gib)
+  found = [line for line in plan_lib.levers(plan, _gpt(**{"model.remat": remat}), targets.parse("v5e-4"))
+           if "model.remat" in line]
+  assert found == ([] if lever is None else [f"recompute activations in the backward pass ({lever})"])

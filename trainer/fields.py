@@ -48,6 +48,8 @@ class Optimizer(Section):
   b1: float = field(0.9, "Adam's first-moment decay", range=fraction())
   b2: float = field(0.999, "Adam's second-moment decay", range=fraction())
   eps: float = field(1e-8, "Adam's epsilon", range=POSITIVE)
+  mu_dtype: str = field("float32", "dtype of the first moment (Adam's mu, momentum's trace); the rest of the "
+                        "optimizer state is float32", choices=("float32", "bfloat16"))
   weight_decay: float = field(0.0, "decoupled weight decay (adamw; not on norms and biases)", range=NON_NEGATIVE)
   grad_clip_norm: float = field(0.0, "clip gradients to this global norm; 0 = off", range=NON_NEGATIVE)
 

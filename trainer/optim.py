@@ -1,6 +1,14 @@
 """Optax optimizers and learning-rate schedules from the optimizer's config section (trainer/fields.py
-`Optimizer`, whose declaration lists the names each choice may take)."""
+`Optimizer`, whose declaration lists the names each choice may take).
+
+The optimizer works in float32 whatever the parameters' dtype (model.param_dtype): its state is float32 but
+the first moment, which optimizer.mu_dtype may make bfloat16 (optax's mu_dtype; the second moment has no such
+option in optax, and bfloat16 could not hold it: a decay of b2 = 0.999 changes a value by less than half of
+bfloat16's precision, so it would never decay). Updates are applied in float32 and rounded to each
+parameter's dtype (optax.apply_updates).
+"""
 import jax
+import jax.numpy as jnp
 import optax
 
 from flaxforge.trainer import fields
@@ -32,16 +40,28 @@ def _decay_mask(params):
   return jax.tree.map(lambda p: p.ndim >= 2, params)
 
 
+def _in_float32(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
+  """`tx` given float32 copies of the parameters and gradients (a no-op for float32 ones), so its state and
+  its updates are float32 (or the dtype it asks for, e.g. mu_dtype) for 16-bit parameters too; the state's
+  structure is `tx`'s own."""
+  tx = optax.with_extra_args_support(tx)
+  up = lambda tree: jax.tree.map(lambda x: x.astype(jnp.promote_types(x.dtype, jnp.float32)), tree)
+
+  def update(updates, state, params=None, **extra_args):
+    return tx.update(up(updates), state, None if params is None else up(params), **extra_args)
+  return optax.GradientTransformationExtraArgs(lambda params: tx.init(up(params)), update)
+
+
 def build(cfg: fields.Optimizer, total_steps: int) -> optax.GradientTransformation:
-  lr = schedule(cfg, total_steps)
+  lr, mu_dtype = schedule(cfg, total_steps), jnp.dtype(cfg.mu_dtype)
   optimizers = {
       "sgd": lambda: optax.sgd(lr),
-      "momentum": lambda: optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov),
-      "adam": lambda: optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps),
+      "momentum": lambda: optax.sgd(lr, momentum=cfg.momentum, nesterov=cfg.nesterov, accumulator_dtype=mu_dtype),
+      "adam": lambda: optax.adam(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, mu_dtype=mu_dtype),
       "adamw": lambda: optax.adamw(lr, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps, weight_decay=cfg.weight_decay,
-                                   mask=_decay_mask),
+                                   mask=_decay_mask, mu_dtype=mu_dtype),
   }
   tx = optimizers[cfg.name]()
   if cfg.grad_clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(cfg.grad_clip_norm), tx)
-  return tx
+  return _in_float32(tx)

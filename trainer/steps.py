@@ -86,7 +86,9 @@ def _loss_and_grads(model, batch, loss_kind, label_smoothing, accum_steps, wrt=n
     (_, s), g = grad_fn(m, mb)
     return (jax.tree.map(jnp.add, grads, g), jax.tree.map(jnp.add, sums, s), nnx.state(m)), None
 
-  zero_grads = jax.tree.map(jnp.zeros_like, nnx.state(model, wrt))
+  # float32 sums for 16-bit parameters (model.param_dtype) too: bfloat16 would drop a small micro-batch's share
+  zero_grads = jax.tree.map(lambda x: jnp.zeros(x.shape, jnp.promote_types(x.dtype, jnp.float32)),
+                            nnx.state(model, wrt))
   zero_sums = {k: jnp.zeros((), jnp.float32) for k in ("loss_sum", "weight", "correct")}
   (grads, sums, model_state), _ = jax.lax.scan(body, (zero_grads, zero_sums, model_state), micro)
   nnx.update(model, model_state)  # the dropout RNG advanced once per micro-batch
