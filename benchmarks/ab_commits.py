@@ -12,7 +12,7 @@ import json
 import platform
 import statistics
 
-from benchmarks import runner
+from benchmarks import records, runner
 
 
 def main():
@@ -32,8 +32,7 @@ def main():
         results.setdefault((name, side), []).append(result["examples_per_s"])
         print(json.dumps(result), flush=True)
         if args.out:
-          with open(args.out, "a") as f:
-            f.write(json.dumps(result) + "\n")
+          records.append(args.out, [result])
   for name in args.workloads.split(","):
     this, base = (statistics.median(results[(name, s)]) for s in ("this", "base"))
     print(f"{name}: this {this:.0f} examples/s, base {base:.0f}, ratio {this / base:.3f}")

@@ -3,7 +3,11 @@
 same 20 Newsgroups "bydate" test split. One JSON line per run in benchmarks/results/accuracy_<date>.jsonl.
 
   PYTHONPATH=. .venv/bin/python -m benchmarks.accuracy [--manual_dir=/work/shared/datasets/20newsgroups] \
-      [--only=tfidf,text_bow_20ng,bert_20ng,text_cnn_20ng]
+      [--only=tfidf,text_bow_20ng,bert_20ng,text_cnn_20ng,penguins]
+
+`penguins`: `tabular_csv` on the Palmer penguins table (examples/penguins_table/penguins.csv, species from
+every other column) with five split seeds: each a different 69-row test split, so the spread says how much
+one split's figure means.
 """
 import argparse
 import datetime
@@ -14,21 +18,25 @@ import sys
 import tempfile
 import time
 
-from benchmarks import runner, workloads
-from benchmarks.run import _cpu_model
+from benchmarks import records, runner, workloads
 from flaxforge.data import newsgroups
 
-RUNS = [  # (config, seed): the text CNN's seeds 0 / 1 / 2 (README: 0.560 / 0.556 / 0.569), then 0.857 and 0.813
-    ("launch/configs/text_cnn_20ng.py", 0), ("launch/configs/text_cnn_20ng.py", 1),
-    ("launch/configs/text_cnn_20ng.py", 2), ("launch/configs/text_bow_20ng.py", 0),
-    ("launch/configs/bert_20ng.py", 0),
-]
+PENGUINS = os.path.join(workloads.REPO, "examples", "penguins_table", "penguins.csv")
+RUNS = [  # (name, config, flags): the text CNN's seeds 0 / 1 / 2 (README: 0.560 / 0.556 / 0.569), 0.857, 0.813
+    ("text_cnn_20ng", "launch/configs/text_cnn_20ng.py", {"seed": 0, "data.seed": 0}),
+    ("text_cnn_20ng", "launch/configs/text_cnn_20ng.py", {"seed": 1, "data.seed": 1}),
+    ("text_cnn_20ng", "launch/configs/text_cnn_20ng.py", {"seed": 2, "data.seed": 2}),
+    ("text_bow_20ng", "launch/configs/text_bow_20ng.py", {"seed": 0, "data.seed": 0}),
+    ("bert_20ng", "launch/configs/bert_20ng.py", {"seed": 0, "data.seed": 0}),
+] + [("penguins", "launch/configs/tabular_csv.py",
+      {"data.path": PENGUINS, "data.label_column": "species", "data.split_seed": s}) for s in range(5)]
 
 
-def trainer(config: str, seed: int, manual_dir: str, tfds_dir: str, workdir: pathlib.Path) -> dict:
+def trainer(config: str, flags: dict, manual_dir: str, tfds_dir: str, workdir: pathlib.Path) -> dict:
+  data = {"data.manual_dir": manual_dir} if "20ng" in config else {}
   cmd = [sys.executable, "-m", "flaxforge.launch.train", f"--config={config}", f"--workdir={workdir}",
-         "--config.train.progress_bar=false", f"--config.data.manual_dir={manual_dir}",
-         f"--config.data.data_dir={tfds_dir}", f"--config.seed={seed}", f"--config.data.seed={seed}"]
+         "--config.train.progress_bar=false", f"--config.data.data_dir={tfds_dir}",
+         *[f"--config.{k}={v}" for k, v in {**data, **flags}.items()]]
   start = time.time()
   out, _, foreign = runner.run(cmd, timeout=3600)  # a shared machine can slow BERT's 3 minutes many times
   return {"command": " ".join(cmd[1:]), "seconds": round(time.time() - start, 1), "foreign": round(foreign, 3),
@@ -56,17 +64,16 @@ def main():
   p.add_argument("--only", default="", help="comma-separated: tfidf and config names (default: all)")
   a = p.parse_args()
   out = pathlib.Path(workloads.REPO) / "benchmarks" / "results" / f"accuracy_{datetime.date.today()}.jsonl"
-  machine = {"machine": _cpu_model(), "cpus": os.cpu_count()}
-  with tempfile.TemporaryDirectory() as tmp, out.open("a") as f:
+  with tempfile.TemporaryDirectory() as tmp:
     wanted = lambda name: not a.only or name in a.only.split(",")
     runs = [lambda: tfidf_svm(a.manual_dir)] if wanted("tfidf") else []
-    runs += [lambda c=c, s=s, i=i: trainer(c, s, a.manual_dir, a.tfds_dir, pathlib.Path(tmp) / str(i))
-             for i, (c, s) in enumerate(RUNS) if wanted(pathlib.Path(c).stem)]
+    runs += [lambda c=c, f=f, i=i: trainer(c, f, a.manual_dir, a.tfds_dir, pathlib.Path(tmp) / str(i))
+             for i, (name, c, f) in enumerate(RUNS) if wanted(name)]
     for measure in runs:
+      machine = records.machine()  # the load average as the run starts
       result = {**machine, **measure()}
       print(json.dumps(result), flush=True)
-      f.write(json.dumps(result) + "\n")
-      f.flush()
+      records.append(out, [result])
 
 
 if __name__ == "__main__":

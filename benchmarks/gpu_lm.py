@@ -59,11 +59,12 @@ def run(preset: str, args) -> dict:
   per_token = transformer_flops_per_token(arch.num_layers, arch.embed_dim, arch.mlp_dim, args.seq,
                                                 arch.padded_vocab, causal=False)
   tokens_s = args.steps * args.batch * args.seq / seconds
-  peak = flops.system_peak_flops("bfloat16")
+  peak = flops.system_peak("bfloat16")
   return {"preset": preset, "params": state_lib.parameter_count(structure.abstract), "batch": args.batch,
           "seq": args.seq, "accum": args.accum, "ms_per_step": 1000 * seconds / args.steps,
           "tokens_per_second": round(tokens_s), "model_tflops_per_second": round(per_token * tokens_s / 1e12, 1),
-          "mfu": round(per_token * tokens_s / peak, 4) if peak else None, "compile_seconds": round(compile_s, 1),
+          "mfu": round(per_token * tokens_s / peak.flops, 4) if peak else None,
+          "peak_source": peak.source if peak else None, "compile_seconds": round(compile_s, 1),
           "finite": bool(np.isfinite(loss)), "device": jax.devices()[0].device_kind,
           "jax": jax.__version__}
 

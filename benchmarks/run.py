@@ -17,7 +17,7 @@ import json
 import os
 import platform
 
-from benchmarks import report, runner, workloads
+from benchmarks import records, report, runner, workloads
 
 # steps_per_call tried besides 1 (a divisor of the config's log_every: calls never cross a log boundary)
 SCAN = {"mlp": 8, "text_cnn": 8, "transformer": 5, "text_cnn_20ng": 4}
@@ -68,32 +68,24 @@ def main():
                  "e.g. 'system,hugetlb' (by default they pick one themselves: launch/allocator.py)")
   args = p.parse_args()
   names = [n for n in args.workloads.split(",") if n in workloads.WORKLOADS]
-  with open(args.out, "a") as out:
-    def record(r):
-      out.write(json.dumps(r) + "\n")
-      out.flush()
-      print(json.dumps(r), flush=True)
-    record({"machine": _cpu_model(), "cpus": os.cpu_count(),
-            "python": platform.python_version()})
-    for rnd in range(args.rounds):
-      if not args.no_peak:
-        record({"round": rnd, "workload": "peak", "impl": "matmul 2048", **runner.peak()})
-      for name in names:
-        todo = list(impls(name, args).items())
-        shift = rnd % len(todo)
-        for impl, fn in todo[shift:] + todo[:shift]:
-          try:
-            record({"round": rnd, "workload": name, "impl": impl, **fn()})
-          except Exception as e:  # pylint: disable=broad-except  (one failed run must not lose the others)
-            record({"round": rnd, "workload": name, "impl": impl, "error": str(e)[-500:]})
+  def record(r):
+    records.append(args.out, [r])  # each record whole, as soon as it is measured
+    print(json.dumps(r), flush=True)
+  record({**records.machine(), "python": platform.python_version()})
+  for rnd in range(args.rounds):
+    if not args.no_peak:
+      record({"round": rnd, "workload": "peak", "impl": "matmul 2048", **runner.peak()})
+    for name in names:
+      todo = list(impls(name, args).items())
+      shift = rnd % len(todo)
+      for impl, fn in todo[shift:] + todo[:shift]:
+        try:
+          record({"round": rnd, "workload": name, "impl": impl, **fn()})
+        except Exception as e:  # pylint: disable=broad-except  (one failed run must not lose the others)
+          record({"round": rnd, "workload": name, "impl": impl, "error": str(e)[-500:]})
   print(report.table(args.out))
   print()
   print(report.epochs(args.out))
-
-
-def _cpu_model():
-  with open("/proc/cpuinfo") as f:
-    return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), platform.machine())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import statistics
 import sys
 import tempfile
 
-from benchmarks import runner
+from benchmarks import records, runner
 
 
 def run(config: str, overrides: dict, workdir: pathlib.Path) -> dict:
@@ -39,7 +39,7 @@ def main():
   fixed = dict(s.split("=", 1) for s in a.set)
   values = a.values.split(",") if a.field else [None]
   rows = []
-  with tempfile.TemporaryDirectory() as tmp, open(a.out, "a") as out:
+  with tempfile.TemporaryDirectory() as tmp:
     fixed.setdefault("data.data_dir", f"{tmp}/tfds")  # prepared once, shared by the runs
     for value in values:
       for seed in map(int, a.seeds.split(",")):
@@ -49,7 +49,7 @@ def main():
         result = {"config": a.config, "field": a.field, "value": value, "seed": seed,
                   **run(a.config, overrides, pathlib.Path(tmp) / f"run_{value}_{seed}")}
         print(json.dumps(result), flush=True)
-        out.write(json.dumps(result) + "\n")
+        records.append(a.out, [result])
         rows.append(result)
   print(f"\n| {a.field or 'config'} | seeds | validation median (min) | test median (min-max) |\n|---|---|---|---|")
   for value in values:

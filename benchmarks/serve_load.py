@@ -2,7 +2,7 @@
 concurrent clients, with dynamic batching on and off. Each setting sends a fixed number of one-text
 requests and stops by itself; the server runs in its own process and is stopped with SIGTERM.
 
-  python benchmarks/serve_load.py --workdir=runs/20ng_bow --requests=2000 --out=benchmarks/results/serve_load.jsonl
+  PYTHONPATH=. python -m benchmarks.serve_load --workdir=runs/20ng_bow --requests=2000 --out=benchmarks/results/serve_load.jsonl
 """
 import argparse
 import http.client
@@ -16,6 +16,8 @@ import threading
 import time
 
 import numpy as np
+
+from benchmarks import records
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXTS = ["The hockey playoff game went to overtime before the home team scored.",
@@ -107,8 +109,7 @@ def main():
       server.send_signal(signal.SIGTERM)
       server.wait(60)
   if args.out:
-    with open(args.out, "a", encoding="utf-8") as f:
-      f.writelines(json.dumps(r) + "\n" for r in rows)
+    records.append(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,16 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAKE_DEVICES)
 # one at every JAX start and prints warnings on stderr: the tests (and the commands they run) use the CPU.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds"))
+# The host's best matmul peak (trainer/flops.py cpu_peak) is kept beside the tests' data, not in ~/.cache.
+os.environ.setdefault("FLAXFORGE_CPU_PEAK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds",
+                                                               "cpu_peak.json"))
 
+import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
 import subprocess  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 import time  # pylint: disable=g-import-not-at-top,wrong-import-position
+import types  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -19,6 +24,7 @@ from absl import flags  # pylint: disable=g-import-not-at-top,wrong-import-posit
 flags.FLAGS.mark_as_parsed()  # Grain reads absl flags; tests run outside absl.app.run
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")  # the command pip puts on the path
 
 
 # A hang guard, not a speed check: the longest a test waits for a process that may hang by the very fault it
@@ -43,6 +49,19 @@ def run_module(*args) -> subprocess.CompletedProcess:
   return proc
 
 
+def flaxforge(*args, cwd, stdin=None) -> subprocess.CompletedProcess:
+  """The `flaxforge` command run from `cwd` as a user runs it (one CPU device); its output captured."""
+  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, input=stdin)
+
+
+def one_line(proc: subprocess.CompletedProcess) -> str:
+  """The single `error:` line of a refused command: exit status 2, one line on stderr, no traceback."""
+  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
+  return lines[0]
+
+
 def wait_until(done, proc: subprocess.Popen, what: str) -> None:
   """Polls `done()` every 10 ms while `proc` runs. Fails, naming `what`, when `proc` ends first (with the end
   of its stderr, if piped) or after HANG_GUARD_S."""
@@ -58,6 +77,23 @@ def wait_until(done, proc: subprocess.Popen, what: str) -> None:
     time.sleep(0.01)
 
 
+@pytest.fixture(scope="session")
+def tiny_gpt_run(tmp_path_factory) -> types.SimpleNamespace:
+  """One tiny byte-level GPT per test session, trained with the `flaxforge` command as a user runs it, for the
+  tests of what a trained language model does (generate, serving's completions, the commands' refusals): 600
+  one-sentence documents ("the cat sat on the mat.", a .jsonl, so each ends with the separator byte), windows
+  of 32 bytes, 150 steps, validations at 75 and 150, a train record every 25. `folder` holds `docs.jsonl` and
+  the work directory `run` (`workdir`); `trained` is the training's CompletedProcess."""
+  folder = tmp_path_factory.mktemp("tiny_gpt")
+  (folder / "docs.jsonl").write_text("\n".join(json.dumps({"text": "the cat sat on the mat."}) for _ in range(600)))
+  trained = flaxforge("train", "--config=gpt_text", "--workdir=run", "--config.data.path=docs.jsonl",
+                      "--config.data.seq_len=32", "--config.model.size=tiny", "--config.train.num_steps=150",
+                      "--config.train.eval_every_steps=75", "--config.train.log_every=25",
+                      "--config.optimizer.warmup_steps=10", cwd=folder)
+  assert trained.returncode == 0, trained.stderr[-3000:]
+  return types.SimpleNamespace(folder=folder, workdir=folder / "run", trained=trained)
+
+
 @pytest.fixture
 def minilm() -> str:
   """The shared pretrained MiniLM (FLAXFORGE_MODELS/all-MiniLM-L6-v2, which .ci/run sets); skipped on a
@@ -71,7 +107,7 @@ def minilm() -> str:
   return str(model)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def real_datasets() -> pathlib.Path:
   """The shared real datasets (FLAXFORGE_DATASETS, which .ci/run sets); skipped on a clone without them."""
   path = os.environ.get("FLAXFORGE_DATASETS")
@@ -90,3 +126,15 @@ def checkpoint_arrays(workdir, step=None) -> tuple[int, list]:
   run = restore.restore(str(workdir), step=step)
   return run.step, [np.asarray(jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x)
                     for x in jax.tree.leaves(run.state)]
+
+
+@pytest.fixture(scope="session")
+def bow_20ng_run(real_datasets, tmp_path_factory) -> types.SimpleNamespace:
+  """The README's better 20 Newsgroups model, trained once per session as a user trains it: `text_bow_20ng`
+  with its defaults on the real archive. `workdir` is the run; `result` the test metrics of its last line.
+  Shared by the accuracy-and-predict test (test_text_e2e.py) and explain's (test_explain.py)."""
+  folder = tmp_path_factory.mktemp("bow_20ng")
+  proc = run_module("flaxforge.launch.train", "--config=launch/configs/text_bow_20ng.py", f"--workdir={folder / 'run'}",
+                    f"--config.data.manual_dir={real_datasets / '20newsgroups'}", f"--config.data.data_dir={folder / 'tfds'}",
+                    "--config.train.progress_bar=false")
+  return types.SimpleNamespace(workdir=folder / "run", result=json.loads(proc.stdout.strip().splitlines()[-1]))

@@ -41,11 +41,7 @@ def test_unknown_config_field(tmp_path):
   assert "unknown config field" in line and "num_stepz" in line
 
 
-def test_mistyped_config_value(tmp_path):
-  line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={tmp_path}", "--config.train.num_steps=many"))
-  assert "num_steps" in line
-
-
+# A mistyped value (--config.data.batch_size=abc): test_cli.py test_config_mistakes_end_in_one_line_and_exit_2.
 def test_unknown_dataset(tmp_path):
   line = _one_line_error(_run("flaxforge.launch.train", f"--workdir={tmp_path}", "--config.data.name=nope"))
   assert "unknown dataset 'nope'" in line and "--config.data.name" in line

@@ -1,34 +1,17 @@
 """The `flaxforge` command as a user runs it, from a folder that is not the repository: subcommands, config
 names, help, ranges, and each mistake ending in one line that names the fix (exit status 2)."""
 import json
-import pathlib
 import re
 import subprocess
-import sys
 
 import pytest
 
-from conftest import cli_env
+from conftest import FLAXFORGE, cli_env, flaxforge, one_line
 from flaxforge.core import config_fields
 from flaxforge.core.errors import UserError
 from flaxforge.launch import configs
 from flaxforge.launch.configs import default, tiny
 from flaxforge.trainer import fields
-
-FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
-
-
-def flaxforge(*args, cwd, stdin=None):
-  return subprocess.run([FLAXFORGE, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, input=stdin)
-
-
-def one_line(proc) -> str:
-  """The single `error:` line of a refused command; exit status 2 and no traceback."""
-  assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
-  lines = proc.stderr.strip().splitlines()
-  assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr[-2000:]
-  return lines[0]
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
@@ -69,6 +52,8 @@ def test_train_help_shows_every_config_field_on_two_screens(tmp_path):
     shown = [l for l in lines if l.strip().startswith(f"{name} = {value!r}")]
     assert shown and declared[name].description in shown[0], name
   assert "--workdir" in out.stdout and "logtostderr" not in out.stdout
+  helpfull = flaxforge("train", "--config=tiny", "--helpfull", cwd=tmp_path)  # README: adds absl's logging flags
+  assert "logtostderr" in helpfull.stdout and "--workdir" in helpfull.stdout, helpfull.stderr[-2000:]
   assert "data.batch_size = 32" in out.stdout and "[integer >= 1]" in out.stdout
   text_csv = flaxforge("train", "--config=text_csv", "--help", cwd=tmp_path).stdout
   assert "data.label_column = 'label'" in text_csv and "data.num_words = 30000" in text_csv

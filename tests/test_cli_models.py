@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from test_cli_commands import flaxforge, one_line
+from conftest import flaxforge, one_line
 
 pytestmark = pytest.mark.slow  # subprocess CLI runs
 
@@ -58,19 +58,14 @@ def test_a_table_of_texts_gives_the_texts_of_the_runs_column(classifier):
   assert "column 'text' not found in other.csv; columns are: body; give the file a 'text' column" in line
 
 
-def test_generate_refuses_a_length_past_the_context(tmp_path):
-  (tmp_path / "corpus.txt").write_text("the cat sat on the mat. " * 200)
-  trained = flaxforge("train", "--config=gpt_text", "--workdir=run", "--config.data.path=corpus.txt",
-                      "--config.data.seq_len=32", "--config.model.size=tiny", "--config.train.num_steps=2",
-                      "--config.train.eval_every_steps=2", "--config.optimizer.warmup_steps=1",
-                      cwd=tmp_path)
-  assert trained.returncode == 0, trained.stderr[-3000:]
-  assert re.search(r"^step 2/2 \(100%\) loss [\d.]+ examples/s [\d,]+ tokens/s [\d,]+ ETA 00:00:00$", trained.stderr,
-                   re.M), trained.stderr[-2000:]  # sequence models show tokens/s
-  line = one_line(flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=100000",
-                            cwd=tmp_path))
+def test_generate_refuses_a_length_past_the_context(tiny_gpt_run):
+  """The session's tiny GPT (conftest.py tiny_gpt_run: windows of 32 bytes, 150 steps)."""
+  folder = tiny_gpt_run.folder
+  assert re.search(r"^step 150/150 \(100%\) loss [\d.]+ examples/s [\d,]+ tokens/s [\d,]+ ETA 00:00:00$",
+                   tiny_gpt_run.trained.stderr, re.M), tiny_gpt_run.trained.stderr[-2000:]  # sequence models: tokens/s
+  line = one_line(flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=100000", cwd=folder))
   assert ("the prompt (7 bytes) plus --max_new_tokens=100000 exceed the model's context of 32 tokens; use "
           "--max_new_tokens=25 or less") in line
-  assert flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=25", cwd=tmp_path).returncode == 0
+  assert flaxforge("generate", "--workdir=run", "--prompt=the cat", "--max_new_tokens=25", cwd=folder).returncode == 0
   assert "language model: it completes text rather than predicting labels; use flaxforge generate" in one_line(
-      flaxforge("predict", "--workdir=run", "the cat", cwd=tmp_path))
+      flaxforge("predict", "--workdir=run", "the cat", cwd=folder))

@@ -28,6 +28,8 @@ def test_text_classifier_example(tmp_path):
   lines = out.splitlines()
   assert any(line.startswith("early stopping after step") for line in lines), out
   assert any(line.startswith("test (the best checkpoint, step") for line in lines), out
+  accuracy = [float(line.split()[-1]) for line in lines if line.startswith("test accuracy ")]
+  assert len(accuracy) == 1 and accuracy[0] >= 0.9, out  # three topics with cue words; chance is 0.33
   assert lines[-3:] == ["space: The astronaut saw a comet from orbit", "cooking: Knead the dough with butter and salt",
                         "football: The striker scored a penalty goal"]
 

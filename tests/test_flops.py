@@ -1,4 +1,5 @@
 """Analytic FLOP counts against hand derivations and XLA, peak lookup, MFU arithmetic."""
+import json
 import time
 
 import jax
@@ -11,7 +12,7 @@ from flaxforge.models import bert, gpt, transformer
 from flaxforge.models.mlp import mlp_flops_per_example
 from flaxforge.models.text_cnn import text_cnn_flops_per_example
 from flaxforge.models.transformer import transformer_classifier_flops_per_example, transformer_flops_per_token
-from flaxforge.trainer import flops
+from flaxforge.trainer import flops, interval
 
 
 def test_seed_workloads_match_the_benchmark_counts():
@@ -109,24 +110,52 @@ def test_mfu_arithmetic():
   assert flops.mfu(achieved, None) is None
 
 
-def test_measured_cpu_peak_is_the_median_matmul_rate(monkeypatch):
-  """The arithmetic on a fake clock (each timed matmul takes 0.5 s, 2 n^3 FLOPs); then the real rate
-  against an independent timing of the same matmul, within the noise of a shared machine."""
+def test_measured_cpu_peak_is_the_fastest_matmul_rate(monkeypatch):
+  """The arithmetic on a fake clock (timed matmuls of 0.5, 0.25 and 1 s, 2 n^3 FLOPs each: the fastest
+  counts); then the real rate against an independent best-of timing of the same matmul, within 2x."""
   with monkeypatch.context() as m:
-    clock = iter(range(1000))
-    m.setattr(flops.time, "perf_counter", lambda: next(clock) / 2)
-    assert flops.measured_cpu_peak.__wrapped__(n=64, reps=3) == 2 * 64**3 / 0.5
-  peak = flops.measured_cpu_peak(n=512, reps=5)
-  assert flops.measured_cpu_peak(n=512, reps=5) == peak  # cached
+    clock = iter([0, 0.5, 10, 10.25, 20, 21])
+    m.setattr(flops.time, "perf_counter", lambda: next(clock))
+    assert flops.measured_cpu_peak.__wrapped__(n=64, reps=3) == 2 * 64**3 / 0.25
+  peak = flops.measured_cpu_peak(n=512, reps=20)
+  assert flops.measured_cpu_peak(n=512, reps=20) == peak  # cached
   a = jnp.ones((512, 512), jnp.float32)
   f = jax.jit(jnp.matmul)
   f(a, a).block_until_ready()
   times = []
-  for _ in range(5):
+  for _ in range(20):
     start = time.perf_counter()
     f(a, a).block_until_ready()
     times.append(time.perf_counter() - start)
-  assert 0.25 < peak / (2 * 512**3 / sorted(times)[2]) < 4
+  assert 0.5 < peak / (2 * 512**3 / min(times)) < 2
+
+
+def test_the_cpu_peak_is_the_best_measured_on_this_host_and_says_so(monkeypatch, tmp_path):
+  """A loaded start-up measures a low peak; the host's best one, kept in the cache, is what MFU divides by."""
+  cache = tmp_path / "peak.json"
+  monkeypatch.setenv("FLAXFORGE_CPU_PEAK_CACHE", str(cache))
+  measured = iter([100e9, 50e9, 200e9])
+  monkeypatch.setattr(flops, "measured_cpu_peak", lambda: next(measured))
+  first = flops.cpu_peak()
+  assert first.flops == 100e9 and "2048x2048 float32 matmul" in first.source and str(cache) in first.source
+  assert flops.cpu_peak() == first  # a slower start-up (50e9) keeps the best
+  assert flops.cpu_peak().flops == 200e9  # a faster one replaces it
+  stored = json.loads(cache.read_text())
+  assert [v["flops"] for v in stored.values()] == [200e9] and flops._host() in stored  # pylint: disable=protected-access
+  cache.write_text("{not json")  # a damaged cache is measured over
+  monkeypatch.setattr(flops, "measured_cpu_peak", lambda: 7.0)
+  assert flops.cpu_peak().flops == 7.0 and json.loads(cache.read_text())[flops._host()]["flops"] == 7.0  # pylint: disable=protected-access
   # Fake CPU devices share the host's cores: the system peak is the host's, not multiplied by 8.
-  monkeypatch.setattr(flops, "measured_cpu_peak", lambda: 123.0)
-  assert flops.system_peak_flops(devices=jax.devices("cpu")) == 123.0
+  assert flops.system_peak(devices=jax.devices("cpu")).flops == 7.0
+  h100 = flops.system_peak("bfloat16", devices=[type("D", (), {"platform": "gpu", "device_kind": "NVIDIA H100"})()] * 2)
+  assert h100.flops == 2 * 989e12 and "PEAK_FLOPS" in h100.source
+
+
+def test_a_train_record_carries_the_peak_its_mfu_used():
+  sums = {"weight": 32.0, "loss_sum": 16.0, "correct": 8.0, "grad_norm_sum": 2.0, "steps": 2.0, "nonfinite": 0}
+  peak = flops.Peak(1e11, "a test peak")
+  record = interval.train_record(sums, {}, steps=2, seconds=4.0, batch_size=16, flops_per_step=1e11, peak=peak)
+  assert record["mfu"] == 2 * 1e11 / 4.0 / 1e11 and record["peak_flops"] == 1e11
+  assert record["peak_source"] == "a test peak" and record["examples_per_second"] == 8.0
+  assert "mfu" not in interval.train_record(sums, {}, steps=2, seconds=4.0, batch_size=16, flops_per_step=1e11,
+                                            peak=None)

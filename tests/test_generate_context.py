@@ -1,6 +1,7 @@
 """One context for `flaxforge generate` and serving's completions: the positions the run was trained on.
-A byte-level GPT trained on windows of 64 (rotary positions, which would run on) refuses more in both, with
-the same numbers; generate's default length fits the context, and an empty prompt's start byte is not printed.
+A byte-level GPT trained on windows of 32 (rotary positions, which would run on; the session's shared run,
+conftest.py tiny_gpt_run) refuses more in both, with the same numbers; generate's default length fits the
+context, and an empty prompt's start byte is not printed.
 """
 import dataclasses
 import re
@@ -11,20 +12,13 @@ import pytest
 from flaxforge.models import transformer
 from flaxforge.serving import server
 from flaxforge.inference import sampling
-from test_cli_commands import flaxforge, one_line
+from conftest import flaxforge, one_line
 from test_serving_http import running
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-  folder = tmp_path_factory.mktemp("gpt")
-  (folder / "corpus.txt").write_text("the cat sat on the mat. " * 400)
-  trained = flaxforge("train", "--config=gpt_text", "--workdir=g1", "--config.data.path=corpus.txt",
-                      "--config.data.seq_len=64", "--config.model.size=tiny", "--config.train.num_steps=40",
-                      "--config.train.eval_every_steps=40", "--config.optimizer.warmup_steps=4",
-                      "--config.train.progress_bar=false", cwd=folder)
-  assert trained.returncode == 0, trained.stderr[-3000:]
-  return folder
+@pytest.fixture
+def run(tiny_gpt_run):
+  return tiny_gpt_run.folder
 
 
 def test_the_context_is_the_positions_the_run_was_trained_on():
@@ -41,35 +35,36 @@ def test_the_context_is_the_positions_the_run_was_trained_on():
 
 @pytest.mark.slow  # subprocess CLI runs
 def test_generate_and_serving_refuse_the_same_length(run):
-  sampler = sampling.Sampler.from_workdir(str(run / "g1"))
-  assert sampler.max_context == 64
+  sampler = sampling.Sampler.from_workdir(str(run / "run"))
+  assert sampler.max_context == 32
   with running(server.make_app(sampler=sampler, name="gpt")) as client:
     post = lambda **body: client.post("/v1/completions", json={"temperature": 0, **body})
     past = post(prompt="the cat", max_tokens=150)
     assert past.status_code == 400 and past.json()["error"]["message"] == (
-        "the prompt (7 bytes) plus max_tokens=150 exceed the model's context of 64 tokens; use max_tokens=57 or "
+        "the prompt (7 bytes) plus max_tokens=150 exceed the model's context of 32 tokens; use max_tokens=25 or "
         "less (or a shorter prompt)")
     long = post(prompt="x" * 200)
     assert long.status_code == 400 and long.json()["error"]["message"] == (
-        "the prompt (200 bytes) exceeds the model's context of 64 tokens; shorten it to at most 48 bytes to leave "
+        "the prompt (200 bytes) exceeds the model's context of 32 tokens; shorten it to at most 16 bytes to leave "
         "room for max_tokens=16")
-    assert post(prompt="the cat", max_tokens=57).json()["usage"]["total_tokens"] == 64
+    fits = post(prompt="the cat", max_tokens=25)  # 7 + 25 = the context: accepted (the run's documents end sooner)
+    assert fits.status_code == 200 and fits.json()["usage"]["prompt_tokens"] == 7, fits.text
     empty = post(prompt="", max_tokens=8).json()
     assert empty["usage"]["prompt_tokens"] == 0 and "\0" not in empty["choices"][0]["text"]
-  assert ("the prompt (7 bytes) plus --max_new_tokens=150 exceed the model's context of 64 tokens; use "
-          "--max_new_tokens=57 or less") in one_line(flaxforge("generate", "--workdir=g1", "--prompt=the cat",
+  assert ("the prompt (7 bytes) plus --max_new_tokens=150 exceed the model's context of 32 tokens; use "
+          "--max_new_tokens=25 or less") in one_line(flaxforge("generate", "--workdir=run", "--prompt=the cat",
                                                                "--max_new_tokens=150", cwd=run))
-  assert one_line(flaxforge("generate", "--workdir=g1", "--prompt=" + "x" * 300, "--max_new_tokens=0", cwd=run)) == (
-      "error: the prompt (300 bytes) exceeds the model's context of 64 tokens; shorten it to at most 64 bytes")
+  assert one_line(flaxforge("generate", "--workdir=run", "--prompt=" + "x" * 300, "--max_new_tokens=0", cwd=run)) == (
+      "error: the prompt (300 bytes) exceeds the model's context of 32 tokens; shorten it to at most 32 bytes")
 
 
 @pytest.mark.slow  # subprocess CLI runs
 def test_by_default_generate_fills_the_context_and_prints_no_start_byte(run):
-  out = flaxforge("generate", "--workdir=g1", "--prompt=", "--temperature=0", "--nostop_at_eos", cwd=run)
+  out = flaxforge("generate", "--workdir=run", "--prompt=", "--temperature=0", "--nostop_at_eos", cwd=run)
   assert out.returncode == 0, out.stderr[-2000:]
-  sampler = sampling.Sampler.from_workdir(str(run / "g1"))
-  new = sampler.sample([], 63, temperature=0, stop_at_eos=False)[0]  # the start byte takes the 64th position
-  assert len(new) == 63 and out.stdout == sampler.decode(new) + "\n\n" and not out.stdout.startswith("\0")
+  sampler = sampling.Sampler.from_workdir(str(run / "run"))
+  new = sampler.sample([], 31, temperature=0, stop_at_eos=False)[0]  # the start byte takes the 32nd position
+  assert len(new) == 31 and out.stdout == sampler.decode(new) + "\n\n" and not out.stdout.startswith("\0")
 
 
 @pytest.mark.slow  # subprocess CLI runs

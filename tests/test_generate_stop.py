@@ -109,15 +109,9 @@ def test_a_hugging_face_tokenizer_ends_at_its_end_of_text_token(tmp_path):
 
 
 @pytest.mark.slow  # subprocess CLI runs
-def test_generate_stops_at_the_end_of_a_document_and_takes_best(tmp_path):
-  corpus = tmp_path / "docs.jsonl"
-  corpus.write_text("\n".join(json.dumps({"text": "the cat sat on the mat."}) for _ in range(600)))
-  workdir = tmp_path / "run"
-  run_module("flaxforge.launch.train", "--config=launch/configs/gpt_text.py", f"--workdir={workdir}",
-             f"--config.data.path={corpus}", "--config.data.seq_len=32", "--config.model.size=tiny",
-             "--config.train.num_steps=150", "--config.train.eval_every_steps=75", "--config.train.log_every=75",
-             "--config.optimizer.warmup_steps=10", "--config.train.progress_bar=false")
-  generate = lambda *flags: run_module("flaxforge.launch.generate", f"--workdir={workdir}", "--prompt=the cat",
-                                       "--max_new_tokens=24", "--temperature=0", *flags).stdout
+def test_generate_stops_at_the_end_of_a_document_and_takes_best(tiny_gpt_run):
+  """The session's tiny GPT (conftest.py tiny_gpt_run) was trained on one-sentence documents."""
+  generate = lambda *flags: run_module("flaxforge.launch.generate", f"--workdir={tiny_gpt_run.workdir}",
+                                       "--prompt=the cat", "--max_new_tokens=24", "--temperature=0", *flags).stdout
   assert generate() == generate("--best") == "the cat sat on the mat.\n\n"
   assert generate("--nostop_at_eos").startswith("the cat sat on the mat.\0the cat")

@@ -4,6 +4,9 @@ files made here, and once on the shared real files."""
 import base64
 import gzip
 import json
+import signal
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -17,7 +20,7 @@ from flaxforge.launch.configs import image_folder as image_folder_config
 from flaxforge.serving import server
 from flaxforge.inference import predict
 from flaxforge.trainer import loop
-from conftest import run_module
+from conftest import REPO, checkpoint_arrays, cli_env, run_module, wait_until
 
 COLORS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (40, 40, 230)}
 
@@ -122,6 +125,37 @@ def test_the_convnet_learns_a_folder_of_pngs(tmp_path):
     bad = client.post("/v1/predict", json={"images": ["%%%"]})
     assert bad.status_code == 400 and "base64" in bad.json()["error"]["message"]
     assert client.post("/v1/predict", json={"texts": ["a"]}).status_code == 400  # an image run takes images
+
+
+def _steps(workdir) -> list[int]:
+  folder = workdir / "checkpoints"
+  return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+@pytest.mark.slow  # subprocess CLI runs
+def test_an_augmented_run_killed_and_resumed_equals_an_uninterrupted_one(tmp_path):
+  """README: the augmentation (random crop and flip) is a function of data.seed and the batch, so a run
+  SIGKILLed after a checkpoint and resumed sees the same batches: its final state is bit-identical."""
+  make_folder(tmp_path / "photos")
+  flags = ["--config=launch/configs/image_folder.py", f"--config.data.path={tmp_path / 'photos'}",
+           f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.data.image_size=(16,16)",
+           "--config.data.batch_size=16", "--config.model.channels=(8,16)", "--config.model.dense=16",
+           "--config.train.num_steps=200", "--config.checkpoint.every_steps=10", "--config.train.log_every=10",
+           "--config.train.eval_every_steps=200", "--config.train.progress_bar=false"]
+  cmd = lambda workdir: [sys.executable, "-m", "flaxforge.launch.train", f"--workdir={workdir}", *flags]
+  whole = subprocess.run(cmd(tmp_path / "whole"), cwd=REPO, env=cli_env(), capture_output=True, text=True)
+  assert whole.returncode == 0, whole.stderr[-3000:]
+  assert json.loads((tmp_path / "whole" / "info.json").read_text())["augment"] == {"crop_padding": 4, "flip": True}
+  proc = subprocess.Popen(cmd(tmp_path / "killed"), cwd=REPO, env=cli_env(), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  wait_until(lambda: max(_steps(tmp_path / "killed") or [0]) >= 30, proc, "checkpoint 30")
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait() == -signal.SIGKILL and max(_steps(tmp_path / "killed")) < 200
+  resumed = subprocess.run(cmd(tmp_path / "killed"), cwd=REPO, env=cli_env(), capture_output=True, text=True)
+  assert resumed.returncode == 0 and "resumed from the checkpoint" in resumed.stdout, resumed.stderr[-3000:]
+  (step_a, a), (step_b, b) = checkpoint_arrays(tmp_path / "whole"), checkpoint_arrays(tmp_path / "killed")
+  assert step_a == step_b == 200 and len(a) == len(b)
+  assert all(x.dtype == y.dtype and x.tobytes() == y.tobytes() for x, y in zip(a, b))
 
 
 def write_idx(path, array, compress=True):

@@ -89,7 +89,7 @@ def test_stop_and_resume_equals_uninterrupted(tmp_path, uninterrupted, run_flags
 def test_sigkill_three_times_then_resume_equals_uninterrupted(tmp_path, uninterrupted, run_flags):
   # tiny.py runs 10 steps in ~50 ms, so a kill is aimed at a checkpoint and lands at most 0.1 s after it;
   # every kill leaves at least 30 steps, a validation and the test evaluation still to run.
-  seed = random.randrange(1 << 30)
+  seed = 2  # fixed, so the kill targets and delays repeat from run to run (the moments still vary with load)
   rng = random.Random(seed)
   seen, kills = 0, []
   for target in sorted(rng.sample(range(20, 90, 10), 3)):

@@ -68,3 +68,30 @@ def test_the_prompt_takes_one_decode_call_and_a_few_programs():
   for n in range(1, 60):  # prefills of 16, 32 and 64 tokens in a buffer of 64
     sampler.sample(list(range(1, n + 1)), 4, temperature=0)
   assert sampling._sample._cache_size() - before <= 3  # pylint: disable=protected-access
+
+
+def sampled(model, prompt, new, seed, length=CONTEXT):
+  """The reference sampling loop at temperature 1 (no top-k, no top-p): the whole buffer through the uncached
+  model per token, token i+1 drawn from logits[i] with fold_in(key(seed), i), the key the sampler documents."""
+  buf = np.zeros((1, length), np.int32)
+  buf[0, :len(prompt)] = prompt
+  for t in range(len(prompt), len(prompt) + new):
+    key = jax.random.fold_in(jax.random.key(seed), t - 1)
+    buf[0, t] = int(jax.random.categorical(key, forward(model, buf)[0, t - 1]))
+  return buf[0, len(prompt):len(prompt) + new].tolist()
+
+
+@pytest.mark.slow  # two prefill sizes compiled
+def test_seeded_sampling_matches_token_by_token_decoding():
+  """Prefill changes how the prompt reaches the cache, not which tokens a seed draws (BENCHMARKS.md, prefill)."""
+  arch = transformer.arch_from_config({"size": "tiny", "position": "rope", "max_len": CONTEXT},
+                                      {"vocab_size": 256, "seq_len": CONTEXT})
+  model = gpt.GPT(arch, rngs=nnx.Rngs(0))
+  model.eval()
+  nnx.update(model, jax.tree.map(lambda p: p * 8 if p.ndim > 1 else p, nnx.state(model, nnx.Param)))
+  sampler = sampling.Sampler(model, BYTES, max_context=CONTEXT)
+  prompts = np.random.default_rng(2).integers(1, 256, (CONTEXT,)).tolist()
+  for n in (9, 33):  # prefills of 16 and 48 tokens
+    got = sampler.sample(prompts[:n], 10, num_samples=2, temperature=1.0, seed=5, stop_at_eos=False)
+    assert got == [sampled(model, prompts[:n], 10, seed) for seed in (5, 6)], n  # sample r draws from seed + r
+    assert got[0] != got[1]

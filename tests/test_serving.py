@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -89,6 +90,7 @@ class Block(importlib.abc.MetaPathFinder):
     if name.split(".")[0] in ("flax", "optax", "orbax") or name.startswith("flaxforge.models"):
       raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
+import jax
 import numpy as np
 from flaxforge import serving
 from flaxforge.serving import artifact as artifact_lib
@@ -141,3 +143,33 @@ def test_altered_or_foreign_artifacts_are_refused(run_dir, exported, tmp_path):
     serving.load(str(copy))
   with pytest.raises(UserError, match="not an earlier export"):
     serving.export(str(run_dir), str(tmp_path))  # tmp_path holds 'copy', not an export
+
+
+def loaded_platforms(folder) -> list:
+  """The platforms the exported function was lowered for, as jax.export reads them back."""
+  return list(jax.export.deserialize(bytearray((folder / artifact_lib.FUNCTION).read_bytes())).platforms)
+
+
+def test_an_export_for_several_platforms_runs_on_this_one(run_dir, tmp_path):
+  """README: `--platforms=cpu,cuda,tpu` lowers one artifact for each; here all three, loaded and run on CPU."""
+  serving.export(str(run_dir), str(tmp_path / "multi"), platforms=("cpu", "cuda", "tpu"))
+  assert loaded_platforms(tmp_path / "multi") == ["cpu", "cuda", "tpu"]
+  live = predict.Predictor.from_workdir(str(run_dir))
+  loaded = serving.load(str(tmp_path / "multi"))
+  np.testing.assert_allclose(loaded.logits(loaded.encode(TEXTS)), live.logits(live.encode(TEXTS)), rtol=0, atol=1e-6)
+
+
+def test_a_function_this_jax_cannot_read_is_one_line_naming_export(exported, tmp_path):
+  """README: an artifact from a jax.export too new or too old says so and names `flaxforge export`. Stand-in:
+  model.jax replaced by bytes jax.export cannot deserialise, the manifest's hashes made to match them."""
+  copy = tmp_path / "copy"
+  shutil.copytree(exported, copy)
+  (copy / artifact_lib.FUNCTION).write_bytes(b"\x00serialized by another jax\x00" * 8)
+  manifest = json.loads((copy / artifact_lib.MANIFEST).read_text())
+  manifest["files"] = artifact_lib.file_hashes(copy)
+  (copy / artifact_lib.MANIFEST).write_text(json.dumps(manifest))
+  with pytest.raises(UserError) as e:
+    serving.load(str(copy))
+  message = str(e.value)
+  assert "\n" not in message and f"jax {jax.__version__} cannot load" in message, message
+  assert message.endswith("re-export it from its checkpoint with flaxforge export"), message

@@ -65,11 +65,9 @@ def test_seed_text_cnn_on_real_20_newsgroups(real_datasets, tmp_path):
   assert result["accuracy"] >= 0.545, result
 
 
-def test_better_config_on_real_20_newsgroups_and_predict(real_datasets, tmp_path):
-  workdir = tmp_path / "run"
-  result = _last_json(_run("flaxforge.launch.train", "--config=launch/configs/text_bow_20ng.py", f"--workdir={workdir}",
-                           f"--config.data.manual_dir={real_datasets / '20newsgroups'}",
-                           f"--config.data.data_dir={tmp_path / 'tfds'}", "--config.train.progress_bar=false"))
+def test_better_config_on_real_20_newsgroups_and_predict(bow_20ng_run):
+  """The session's text_bow_20ng run (conftest.py bow_20ng_run)."""
+  workdir, result = bow_20ng_run.workdir, bow_20ng_run.result
   assert result["accuracy"] >= 0.85, result
   out = _run("flaxforge.launch.predict", f"--workdir={workdir}", "--json",
              "NASA launched the satellite into orbit on a rocket yesterday.",

@@ -1,11 +1,18 @@
 """Device peak FLOP/s, XLA's FLOP count of a step, and model FLOP utilisation (MFU).
 
+A peak says where it comes from (`Peak.source`): the per-chip table below for accelerators; on CPU the
+fastest matmul this machine has been measured to run (`cpu_peak`), so that MFU stays at most 1.
+
 A model may declare its own analytic count (`flops_per_example` beside it in models/; convention: FLOPs =
 2 x the multiply-accumulates of matmuls and convolutions, a training step 3 x forward, as in
 shared/bench/common.py); otherwise the trainer uses XLA's count of the compiled step.
 """
+import dataclasses
 import functools
-import statistics
+import json
+import os
+import pathlib
+import platform
 import time
 
 import jax
@@ -35,9 +42,20 @@ def device_peak_flops(device_kind, dtype="bfloat16"):
   return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Peak:
+  """A peak FLOP/s and where it comes from (train records carry both: `peak_flops`, `peak_source`)."""
+  flops: float
+  source: str
+
+
 @functools.lru_cache(maxsize=None)
 def measured_cpu_peak(n=2048, reps=10):
-  """Median FLOP/s of a jitted float32 n x n matmul on the host CPU (all cores)."""
+  """FLOP/s of the fastest of `reps` timings of a jitted float32 n x n matmul on the host CPU (all cores).
+
+  The fastest, not the median: other processes on a shared machine only ever slow a timing down, so the
+  fastest is the one closest to what the cores can do.
+  """
   cpu = jax.devices("cpu")[0]
   a = jax.device_put(jnp.ones((n, n), jnp.float32), cpu)
   f = jax.jit(jnp.matmul)
@@ -48,20 +66,69 @@ def measured_cpu_peak(n=2048, reps=10):
     t = time.perf_counter()
     f(a, a).block_until_ready()
     times.append(time.perf_counter() - t)
-  return 2 * n**3 / statistics.median(times)
+  return 2 * n**3 / min(times)
 
 
-def system_peak_flops(dtype="bfloat16", devices=None):
+def cpu_peak_cache() -> pathlib.Path:
+  """Where the host's best measured peak is kept: $FLAXFORGE_CPU_PEAK_CACHE, else
+  ${XDG_CACHE_HOME:-~/.cache}/flaxforge/cpu_peak.json."""
+  if os.environ.get("FLAXFORGE_CPU_PEAK_CACHE"):
+    return pathlib.Path(os.environ["FLAXFORGE_CPU_PEAK_CACHE"]).expanduser()
+  return pathlib.Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "flaxforge" / "cpu_peak.json"
+
+
+def _host() -> str:
+  """The machine a CPU peak belongs to: the CPU model, the cores this process may use, the jax version."""
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
+  except OSError:
+    pass
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return f"{model}, {cores} cores, jax {jax.__version__}"
+
+
+def cpu_peak() -> Peak:
+  """The host's matmul peak: the best of this process's measurement (`measured_cpu_peak`) and every earlier
+  one on the same machine (`cpu_peak_cache`, keyed by `_host()`), so a start-up on a loaded machine does not
+  lower the peak that MFU divides by (a low peak made MFU exceed 1). A better measurement replaces the cached
+  one (written to a temporary file and renamed; a cache that cannot be read or written is left alone)."""
+  host, path = _host(), cpu_peak_cache()
+  now = measured_cpu_peak()
+  try:
+    cached = json.loads(path.read_text())
+  except (OSError, ValueError):
+    cached = {}
+  best = cached.get(host) if isinstance(cached, dict) else None
+  if not (isinstance(best, dict) and isinstance(best.get("flops"), (int, float)) and best["flops"] >= now):
+    best = {"flops": now, "measured": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
+    try:
+      path.parent.mkdir(parents=True, exist_ok=True)
+      tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+      tmp.write_text(json.dumps({**(cached if isinstance(cached, dict) else {}), host: best}, indent=1))
+      os.replace(tmp, path)
+    except OSError:
+      pass
+  return Peak(best["flops"], f"host matmul peak: fastest jitted 2048x2048 float32 matmul measured on {host}, "
+                             f"{best.get('measured', '?')} (1-minute load average {best.get('load_average', '?')}), kept in {path}")
+
+
+def system_peak(dtype="bfloat16", devices=None) -> Peak | None:
   """Peak of all `devices` together (default jax.devices()), or None if unknown.
 
-  On CPU, fake devices share the host's cores, so the measured host peak is returned once, not multiplied
-  by the device count.
+  On CPU, fake devices share the host's cores, so the host's peak (`cpu_peak`) is returned once, not
+  multiplied by the device count. Accelerators: the per-chip table above times the device count.
   """
   devices = devices or jax.devices()
   if devices[0].platform == "cpu":
-    return measured_cpu_peak()
+    return cpu_peak()
   per_chip = device_peak_flops(devices[0].device_kind, dtype)
-  return None if per_chip is None else per_chip * len(devices)
+  if per_chip is None:
+    return None
+  return Peak(per_chip * len(devices), f"{len(devices)} x {devices[0].device_kind} {dtype} "
+                                       "(trainer/flops.py PEAK_FLOPS)")
 
 
 def mfu(flops_per_second, peak):

@@ -40,7 +40,9 @@ def timed(items, interval: Interval):
 
 
 def train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step, peak) -> dict:
-  """Means over the logging interval from the step's metric sums, and its throughput."""
+  """Means over the logging interval from the step's metric sums, and its throughput; `mfu` = the model
+  FLOPs done / seconds / `peak` (a trainer/flops.py `Peak`, or None when unknown), with the peak it used
+  (`peak_flops`, `peak_source`)."""
   record = metrics_lib.derive(host_sums, info)
   record["grad_norm"] = float(host_sums["grad_norm_sum"]) / max(float(host_sums["steps"]), 1.0)
   record["nonfinite_steps"] = int(host_sums["nonfinite"])
@@ -48,7 +50,8 @@ def train_record(host_sums, info, *, steps, seconds, batch_size, flops_per_step,
   if info.get("seq_len"):
     record["tokens_per_second"] = record["examples_per_second"] * info["seq_len"]
   if peak and np.isfinite(flops_per_step):
-    record["mfu"] = flops_per_step * steps / seconds / peak
+    record.update(mfu=flops_per_step * steps / seconds / peak.flops, peak_flops=peak.flops,
+                  peak_source=peak.source)
   return record
 
 

@@ -321,9 +321,10 @@ def _first_interval_end(run: Run, feed: feed_lib.Feed, first, sums, leaves, tree
   return flops
 
 
-def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, float | None]:
-  """(model FLOPs of one step, the devices' peak FLOP/s): the model's analytic count if it declares one,
-  else XLA's count of the step for `batch_spec`, the shapes of one step's global batch."""
+def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, flops_lib.Peak | None]:
+  """(model FLOPs of one step, the devices' peak FLOP/s with its source, trainer/flops.py `Peak`): the model's
+  analytic count if it declares one, else XLA's count of the step for `batch_spec`, the shapes of one step's
+  global batch."""
   config = run.config
   per_example = None if run.model else registry.flops_per_example(config.model, run.data.info)
   if per_example:
@@ -332,7 +333,7 @@ def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, float | None]:
     one = steps_lib.make_train_step(run.structure, run.mesh, loss_kind=fields.Run.of(config).loss,
                                     accum_steps=run.train.grad_accum_steps, sums_of=_objective(run))  # traced only
     per_step = steps_lib.step_flops(one, run.structure, sums, batch_spec)
-  return per_step, flops_lib.system_peak_flops(_compute_dtype(config), list(run.mesh.devices.flat))
+  return per_step, flops_lib.system_peak(_compute_dtype(config), list(run.mesh.devices.flat))
 
 
 def _compute_dtype(config) -> str:
