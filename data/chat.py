@@ -196,6 +196,25 @@ class ChatTemplate:
     self.tokenizer.no_padding()
     self.generation_config = _read_json(os.path.join(model_dir, "generation_config.json"))
 
+  def to_json(self) -> dict:
+    """What `from_json` needs besides the tokenizer: the template's source, the special tokens it reads and
+    generation_config.json's end ids (a run stores it, so generate and serve need no model folder)."""
+    return {"source": self.source, "special_tokens": dict(self.special_tokens), "model_dir": self.model_dir,
+            "generation_config": {k: v for k, v in self.generation_config.items() if k == "eos_token_id"}}
+
+  @classmethod
+  def from_json(cls, d: dict, tokenizer: tokenizers.Tokenizer) -> "ChatTemplate":
+    """The template `to_json` wrote, over `tokenizer` (the run's stored tokenizer.json)."""
+    self = cls.__new__(cls)
+    self.model_dir, self.source = d.get("model_dir", ""), d["source"]
+    self.template = compile_template(self.source)
+    self.has_generation_blocks = bool(_GENERATION_TAG.search(self.source))
+    self.special_tokens, self.generation_config = dict(d["special_tokens"]), dict(d.get("generation_config", {}))
+    self.tokenizer = tokenizer
+    self.tokenizer.no_truncation()
+    self.tokenizer.no_padding()
+    return self
+
   def _source(self, config) -> str:
     path = os.path.join(self.model_dir, TEMPLATE_FILE)
     if os.path.isfile(path):

@@ -113,6 +113,26 @@ class ByteTokens(Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class Chat(Section):
+  """Chat rows ({"messages"}) and preference rows ({"prompt", "chosen", "rejected"}) of a language model's
+  .jsonl (data/chat_sft.py, data/preference_rows.py)."""
+  SECTION, TITLE = "data", _TITLE
+  loss_on: str = field("assistant", "chat rows: the loss on the assistant's turns, or on every token",
+                       choices=("assistant", "all"))
+  bad_rows: str = field("error", "a bad chat or preference row (no role, an empty turn, chosen equal to "
+                        "rejected): error, or drop and count it", choices=("error", "drop"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Packing(Section):
+  """Several examples per training row (data/packing.py): segment ids keep them apart, positions restart."""
+  SECTION, TITLE = "data", _TITLE
+  packing: bool = field(False, "pack several examples into each training row of seq_len (SFT and chat rows)")
+  packing_window: int = field(1000, "examples planned together (best fit decreasing within each window)",
+                              range=count(1))
+
+
+@dataclasses.dataclass(frozen=True)
 class Augment(Section):
   """Image scaling and training-time augmentation (data/image_folder.py image_dataset, data/preprocess.py)."""
   SECTION, TITLE = "data", _TITLE
@@ -174,13 +194,13 @@ class Synthetic(Section):
 
 
 SECTIONS = (Dataset, Archive, Validation, Test, TextFile, Labels, Tokenizer, Vocabulary, PretrainedTokenizer,
-            Corpus, ByteTokens, Augment, ImageFolder, ImageProcessor, Table, Synthetic)
+            Corpus, ByteTokens, Chat, Packing, Augment, ImageFolder, ImageProcessor, Table, Synthetic)
 _TEXT = (Tokenizer, Vocabulary, PretrainedTokenizer)
 _CANDIDATES = {
     "digits": (),
     "20newsgroups": (Archive, Validation) + _TEXT,
     "text_file": (TextFile, Labels, Validation, Test) + _TEXT,
-    "lm_text": (Archive, Validation, Test, Corpus, ByteTokens, PretrainedTokenizer),
+    "lm_text": (Archive, Validation, Test, Corpus, ByteTokens, PretrainedTokenizer, Chat, Packing),
     "fashion_mnist": (Archive, Validation, Augment),
     "image_folder": (ImageFolder, Validation, Test, Augment, ImageProcessor),
     "tabular": (Table, Labels, Validation, Test),

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from flaxforge.core import paths
-from flaxforge.data import dataset, fields, newsgroups, records, splits, synthetic, text
+from flaxforge.data import chat_sft, dataset, fields, newsgroups, preference_rows, records, splits, synthetic, text
 from flaxforge.core.errors import UserError
 from flaxforge.data.hf_tokenizer import HFTokenizer, prefix_ids
 
@@ -237,6 +237,9 @@ def load(cfg) -> dataset.Dataset:
   1.0 for a byte corpus, else its UTF-8 text bytes per token (see `file_streams` and `sft_examples`).
   `source` is the file's path and SHA-256, so a resumed run refuses an edited file. UserError for a bad
   file (`read_file`), a split too small for one example, or completions that seq_len cuts off entirely."""
+  conversations = chat_sft.load(cfg) or preference_rows.load(cfg)  # chat or preference rows, else None
+  if conversations is not None:
+    return conversations
   corpus, separator = fields.Corpus.read(cfg), fields.ByteTokens.read(cfg).separator
   fractions = fields.Validation.read(cfg).validation_fraction, fields.Test.read(cfg).test_fraction
   seq_len, vocab_size, encode = corpus.seq_len, VOCAB_SIZE, None

@@ -184,3 +184,66 @@ def pack(examples, rows: Sequence[Row], seq_len: int) -> dict[str, np.ndarray]:
       out["positions"][r, at:at + stop - start] = np.arange(stop - start)
       at += stop - start
   return out
+
+
+def lengths_of(arrays: dict[str, np.ndarray]) -> np.ndarray:
+  """Each row's length in positions for packing: through its last loss token when rows carry a per-token
+  `loss_mask` [N, T] (what follows it changes no loss: attention is causal), else the whole row."""
+  mask = arrays.get("loss_mask")
+  if mask is None:
+    return np.full(len(next(iter(arrays.values()))), next(iter(arrays.values())).shape[1], np.int64)
+  last = mask.shape[1] - np.argmax(mask[:, ::-1] > 0, axis=1)
+  return np.where(mask.any(axis=1), last, 0)
+
+
+class Batches:
+  """Global batches of `global_batch` packed rows over in-memory `arrays` (equal-length rows [N, T] whose
+  first `lengths_of` positions are the example), this process's share of each (process_index of
+  process_count, in order), for the training loop: `next` gives {features..., segment_ids, positions,
+  mask (the per-token loss mask)} [local batch, seq_len], and `get_state` / `set_state` the packer's
+  position, the data position a checkpoint keeps. Every process plans the same rows."""
+
+  def __init__(self, arrays: dict[str, np.ndarray], seq_len: int, global_batch: int, *, seed: int, window: int,
+               process_index: int = 0, process_count: int = 1, transform=None):
+    self.arrays, self.seq_len, self.global_batch, self.transform = arrays, seq_len, global_batch, transform
+    self.packer = Packer(lengths_of(arrays), seq_len, window=window, seed=seed)
+    self.local = global_batch // process_count
+    self.offset = process_index * self.local
+
+  def __iter__(self):
+    return self
+
+  def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+    return {k: v[i] for k, v in self.arrays.items()}
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    rows = self.packer.next_rows(self.global_batch)
+    batch = pack(self, rows[self.offset:self.offset + self.local], self.seq_len)
+    batch["mask"] = batch.pop("loss_mask", None)
+    if batch["mask"] is None:
+      batch["mask"] = (batch["segment_ids"] > 0).astype(np.float32)
+    return self.transform(batch) if self.transform else batch
+
+  def get_state(self) -> dict[str, int]:
+    return self.packer.get_state()
+
+  def set_state(self, state: dict[str, int]) -> None:
+    self.packer.set_state(state)
+
+
+def rows_per_epoch(arrays: dict[str, np.ndarray], seq_len: int, *, seed: int, window: int) -> int:
+  """Packed rows in the first epoch (what a training plan counts steps per epoch by)."""
+  return sum(1 for _ in Packer(lengths_of(arrays), seq_len, window=window, seed=seed, repeat=False))
+
+
+def stats_of(state: dict[str, int], seq_len: int) -> dict[str, float]:
+  """`Packer.stats` of a packer's saved state (the counts since the run's first row)."""
+  packer = Packer([1], seq_len)
+  packer.set_state(state)
+  return packer.stats()
+
+
+def summary(stats: dict[str, float], seq_len: int) -> str:
+  """One line from `stats_of`: rows, examples and the padding packing removed."""
+  return (f"packing: {stats['unpacked_rows']:,} examples in {stats['rows']:,} rows of {seq_len} "
+          f"({stats['rows_ratio']:.2f} per row); {stats['padding_removed']:.0%} of the padding removed")

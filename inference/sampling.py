@@ -19,7 +19,8 @@ import numpy as np
 from flax import nnx
 
 from flaxforge.core.errors import UserError
-from flaxforge.data import lm_text
+from flaxforge.data import chat, lm_text
+from flaxforge.data.hf_tokenizer import HFTokenizer
 from flaxforge.trainer import restore, workdir as workdir_lib
 
 MIN_BUFFER = 64
@@ -50,10 +51,11 @@ def _pick(logits, key, temperature, top_k, top_p):
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "length", "prefill"))
-def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_k, top_p, end_id, *, length,
+def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_k, top_p, end_ids, *, length,
             prefill):
   """buf int32 [B, length] (the prompt in each row's first prompt_len) -> buf with tokens up to total_len.
-  Row b samples with keys[b]; the loop ends early once every row has sampled end_id (-1: never).
+  Row b samples with keys[b]; the loop ends early once every row has sampled one of end_ids int32 [K]
+  (-1: none).
   `prefill` (>= prompt_len - 1, <= length) buffer tokens are decoded at once; the loop samples from position
   prompt_len - 1 on (recomputing that one), so step i draws with fold_in(keys[b], i)."""
   model = nnx.merge(graphdef, state)
@@ -66,7 +68,7 @@ def _sample(graphdef, state, buf, prompt_len, total_len, keys, temperature, top_
     i, buf, cache, ended = carry
     logits, cache = model.decode(jax.lax.dynamic_slice_in_dim(buf, i, 1, axis=1), cache, i)
     token = pick(logits[:, -1], jax.vmap(jax.random.fold_in, (0, None))(keys, i), temperature, top_k, top_p)
-    ended = ended | (token == end_id)
+    ended = ended | jnp.any(token[:, None] == end_ids, axis=-1)
     return i + 1, jax.lax.dynamic_update_slice_in_dim(buf, token[:, None], i + 1, axis=1), cache, ended
 
   going = lambda carry: (carry[0] < total_len - 1) & ~jnp.all(carry[3])
@@ -91,8 +93,12 @@ class Sampler:
   the tokenizer's end-of-text (padding) id, or for bytes the separator byte. `max_context` bounds a prompt
   plus its new tokens (a run's: `context`). Raises UserError for another tokenizer type."""
 
-  def __init__(self, model, tokenizer: dict, max_context: int):
+  def __init__(self, model, tokenizer: dict, max_context: int, chat_template: dict | None = None):
     self.encode, self.decode, self.end_id = lm_text.codec(tokenizer)
+    # A chat run's template (data/chat.py; its stored asset): `chat` renders messages and stops at the
+    # template's end-of-turn token.
+    self.chat_template = None if chat_template is None else chat.ChatTemplate.from_json(
+        chat_template, HFTokenizer.from_json(tokenizer["tokenizer"]).tokenizer)
     self.unit = "byte" if tokenizer.get("type") == "bytes" else "token"  # what a prompt's length counts
     self.graphdef, self.state = nnx.split(model)
     self.max_context = max_context
@@ -107,7 +113,10 @@ class Sampler:
       raise UserError(f"{workdir} holds a {what} model; generating text needs a gpt language-model run "
                       "(--config=gpt_text or finetune_lm)")
     model, _ = nnx.merge(run.structure.eval_graphdef, jax.device_get(run.state))
-    return cls(model, workdir_lib.load_asset(run.workdir, "tokenizer"), context(run.config, run.info, model.arch))
+    chat_template = (workdir_lib.load_asset(run.workdir, "chat_template")
+                     if (run.workdir / "assets" / "chat_template.json").exists() else None)
+    return cls(model, workdir_lib.load_asset(run.workdir, "tokenizer"), context(run.config, run.info, model.arch),
+               chat_template)
 
   def room(self, ids) -> int:
     """How many new tokens fit in the context after prompt `ids` (an empty prompt takes one position: its
@@ -130,11 +139,12 @@ class Sampler:
                     f"of {limit} tokens; shorten it to at most {count(fit)}{why}")
 
   def sample(self, prompt_ids, max_tokens: int, *, num_samples: int = 1, temperature: float = 1.0, top_k: int = 0,
-             top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True) -> list[list[int]]:
+             top_p: float = 1.0, seed: int = 0, stop_at_eos: bool = True, stop_ids=None) -> list[list[int]]:
     """Continuations of prompt_ids (a list of ids that `check` passed with max_tokens; an empty one starts
     from the end-of-text id, as a document does): num_samples lists of at most max_tokens new ids; with
-    stop_at_eos each ends before the first end-of-text id it sampled. Sample r draws from seed + r (greedy
-    when temperature <= 0)."""
+    stop_at_eos each ends before the first end-of-text id (or of `stop_ids`, e.g. a chat template's
+    end-of-turn token) it sampled. Sample r draws from seed + r (greedy when temperature <= 0)."""
+    stops = list(stop_ids or (self.end_id,)) if stop_at_eos else [-1]
     prompt_ids = list(prompt_ids) or [self.end_id]
     total = len(prompt_ids) + max_tokens
     length = min(max(MIN_BUFFER, 1 << (total - 1).bit_length()), self.max_context)
@@ -143,17 +153,32 @@ class Sampler:
     prefill = min(max(MIN_PREFILL, 1 << (len(prompt_ids) - 2).bit_length()), length)  # a power of two >= len - 1
     keys = jnp.stack([jax.random.key(seed + r) for r in range(num_samples)])
     out = _sample(self.graphdef, self.state, buf, jnp.int32(len(prompt_ids)), total, keys, jnp.float32(temperature),
-                  jnp.int32(top_k), jnp.float32(top_p), jnp.int32(self.end_id if stop_at_eos else -1), length=length,
+                  jnp.int32(top_k), jnp.float32(top_p), jnp.asarray(stops, jnp.int32), length=length,
                   prefill=prefill)
     rows = np.asarray(out)[:, len(prompt_ids):total].tolist()
-    return [row[:row.index(self.end_id)] if stop_at_eos and self.end_id in row else row for row in rows]
+    return [row[:min((row.index(i) for i in stops if i in row), default=len(row))] for row in rows]
 
   def complete(self, prompt: str, *, max_tokens: int = 16, temperature: float = 1.0, top_k: int = 0,
                top_p: float = 1.0, stop=(), seed: int = 0) -> Completion:
     """Raises UserError when the prompt plus max_tokens exceed the model's context (`check`)."""
-    ids = self.encode(prompt)
+    return self._complete(self.encode(prompt), None, max_tokens=max_tokens, temperature=temperature, top_k=top_k,
+                          top_p=top_p, stop=stop, seed=seed)
+
+  def chat(self, messages, **options) -> Completion:
+    """The assistant's next turn after `messages` (OpenAI / Hugging Face format), through the run's chat
+    template, ended by its end-of-turn token; `options` as `complete`'s. UserError for a run without a chat
+    template, bad messages (data/chat.py) or a conversation past the context."""
+    if self.chat_template is None:
+      raise UserError("this run has no chat template (it was not trained on chat rows); use completions with a "
+                      "plain prompt, or fine-tune on {\"messages\"} rows with --config=finetune_lm")
+    ids = self.chat_template.prompt_ids(messages).tolist()
+    return self._complete(ids, self.chat_template.stop_ids(), **options)
+
+  def _complete(self, ids, stop_ids, *, max_tokens: int = 16, temperature: float = 1.0, top_k: int = 0,
+                top_p: float = 1.0, stop=(), seed: int = 0) -> Completion:
     self.check(ids, max_tokens)
-    new = self.sample(ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)[0]
+    new = self.sample(ids, max_tokens, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                      stop_ids=stop_ids)[0]
     text = self.decode(new)
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     if cut >= 0:

@@ -37,8 +37,8 @@ def rope_frequencies(head_dim: int, base: float = 10000.0, scaling: tuple = ()) 
 
 def rope(x, positions, inv_freq):
   """Rotary position embedding, half-split layout (Hugging Face's rotate_half). x: [B, T, N, H];
-  positions: int [T]; inv_freq: float32 [H / 2] (rope_frequencies)."""
-  angle = (positions.astype(jnp.float32)[:, None] * inv_freq)[:, None, :]  # [T, 1, half]
+  positions: int [T], or [B, T] (packed rows: each example's own); inv_freq: float32 [H / 2] (rope_frequencies)."""
+  angle = (positions.astype(jnp.float32)[..., None] * inv_freq)[..., None, :]  # [(B,) T, 1, half]
   sin, cos = jnp.sin(angle), jnp.cos(angle)
   x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
   return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)

@@ -134,9 +134,18 @@ class LoRA(Section):
   targets: str = field("qkv,out", "comma-separated dense layers that get adapters (qkv, out, up, gate, down)")
 
 
+@dataclasses.dataclass(frozen=True)
+class BaseQuant(Section):
+  """A LoRA run's frozen base stored quantized (QLoRA; models/quant.py)."""
+  SECTION, TITLE = "model", "model"
+  base_quant: str = field("none", "with LoRA, store the frozen base's dense kernels as int8 (per channel) or "
+                          "nf4 (4-bit NormalFloat, QLoRA) and dequantize inside the matmul; none = as is",
+                          choices=("none", "int8", "nf4"))
+
+
 SECTIONS = (Model, MLP, TextCNN, BagOfWords, ConvNet, TransformerShape, TransformerCompute, Pretrained,
-            Encoder, Decoder, LoRA)
-_TRANSFORMER = (TransformerShape, TransformerCompute, Pretrained, LoRA)
+            Encoder, Decoder, LoRA, BaseQuant)
+_TRANSFORMER = (TransformerShape, TransformerCompute, Pretrained, LoRA, BaseQuant)
 _CANDIDATES = {
     "mlp": (MLP,),
     "text_cnn": (TextCNN,),

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxforge.core.errors import UserError
-from flaxforge.models import fields
+from flaxforge.models import fields, segments
 from flaxforge.models.dropout import Dropout
 from flaxforge.models.initializers import normal
 from flaxforge.models.transformer import (Arch, Transformer, arch_from_config,
@@ -26,9 +26,14 @@ class GPT(nnx.Module):
     cap = self.arch.logit_softcap  # Gemma 2's final_logit_softcapping
     return cap * jnp.tanh(logits / cap) if cap else logits
 
-  def __call__(self, tokens):
-    """tokens int [B, T] -> float32 logits [B, T, vocab]; position t sees tokens 0..t only."""
-    h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]), is_causal=True)
+  def __call__(self, tokens, positions=None, segment_ids=None):
+    """tokens int [B, T] -> float32 logits [B, T, vocab]; position t sees tokens 0..t only. Packed rows
+    (data/packing.py) give segment_ids int [B, T] (t then sees only the tokens of its own example) and
+    positions int [B, T] (restarting at each example)."""
+    if segment_ids is None:
+      h, _ = self.transformer(tokens, jnp.arange(tokens.shape[1]) if positions is None else positions, is_causal=True)
+    else:
+      h, _ = self.transformer(tokens, positions, mask=segments.attention_mask(segment_ids))
     return self._logits(h)
 
   def init_cache(self, batch, max_len, dtype=None):

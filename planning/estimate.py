@@ -15,7 +15,7 @@ import math
 import jax
 from flax import nnx
 
-from flaxforge.models import lora, registry
+from flaxforge.models import lora, quant, registry
 from flaxforge.planning.abstract import AbstractRun
 from flaxforge.planning.compile import Program
 from flaxforge.planning.targets import Target
@@ -33,17 +33,19 @@ def per_chip_bytes(leaves) -> int:
 
 def state_bytes(run: AbstractRun) -> dict:
   """Per-chip bytes of the state's parts, by arithmetic on its shapes and shardings: parameters (of which
-  trained: the optimizer's), optimizer state, the batch, and the gradients (one per trained parameter, in
-  its dtype and sharding: an estimate of what the temporaries hold for them)."""
+  trained: the optimizer's; a quantized frozen base, model.base_quant, counts in its stored int8 or NF4
+  bytes), optimizer state, the batch, and the gradients (one per trained parameter, in its dtype and
+  sharding: an estimate of what the temporaries hold for them)."""
   model_half, optimizer_half = run.structure.abstract[0], run.structure.abstract[1]
   trained = lora.trainable(run.config.model)
+  weights = nnx.filter_state(model_half, nnx.Any(nnx.Param, quant.QuantizedBase))
   return {
-      "parameters": per_chip_bytes(jax.tree.leaves(nnx.filter_state(model_half, nnx.Param))),
+      "parameters": per_chip_bytes(jax.tree.leaves(weights)),
       "trained_parameters": per_chip_bytes(jax.tree.leaves(nnx.filter_state(model_half, trained))),
       "optimizer_state": per_chip_bytes(jax.tree.leaves(optimizer_half)),
       "batch": per_chip_bytes(jax.tree.leaves(run.batch)),
       "gradients_estimate": per_chip_bytes(jax.tree.leaves(nnx.filter_state(model_half, trained))),
-      "dtypes": sorted({str(x.dtype) for x in jax.tree.leaves(nnx.filter_state(model_half, nnx.Param))}),
+      "dtypes": sorted({str(x.dtype) for x in jax.tree.leaves(weights)}),
   }
 
 

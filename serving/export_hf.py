@@ -1,6 +1,6 @@
 """A trained run as a Hugging Face directory: the restored model (LoRA adapters merged into it) in the family's
-own layout, and the run's stored tokenizer or image processing, so `transformers` loads what the run learned. A
-classifier whose pooling transformers has becomes that family's `*ForSequenceClassification`
+own layout, and the run's stored tokenizer (and chat template) or image processing, so `transformers` loads
+what the run learned. A classifier whose pooling transformers has becomes that family's `*ForSequenceClassification`
 (`*ForImageClassification`), which `transformers.pipeline` runs as it is (models/hf `head_of`)."""
 import json
 import os
@@ -49,6 +49,7 @@ def export_workdir(workdir: str, out: str, *, step: int | None = None, best: boo
     token_ids = _token_ids(tokenizer, pad_id, decoder=isinstance(model, gpt.GPT))
   if "input_scale" in run.info and len(run.info.get("input_shape", ())) == 3:
     files["preprocessor_config.json"] = _json(_image_processor(run.info))
+  files.update(_chat_files(run.workdir))
   out = hf.export(model, out, files=files, base=base, token_ids=token_ids, labels=run.info.get("label_names"),
                   source={"workdir": str(run.workdir), "step": run.step}, dtype=dtype, max_shard_size=max_shard_size)
   result = {"out": out, "step": run.step, "files": sorted(os.listdir(out)) if os.path.isdir(out) else []}
@@ -81,6 +82,16 @@ def _image_processor(info: dict) -> dict:
           "size": {"height": int(height), "width": int(width)}, "resample": 2, "do_rescale": True,
           "rescale_factor": 1 / 255, "do_normalize": True,
           "image_mean": [-o * s for o, s in zip(info["input_offset"], std)], "image_std": std}
+
+
+def _chat_files(workdir) -> dict:
+  """A chat run's template (chat_template.jinja) and its special tokens (tokenizer_config.json), as
+  transformers saves them; {} for other runs."""
+  try:
+    stored = workdir_lib.load_asset(workdir, "chat_template")
+  except UserError:
+    return {}
+  return {"chat_template.jinja": stored["source"], "tokenizer_config.json": json.dumps(stored["special_tokens"])}
 
 
 def _tokenizer(workdir):

@@ -8,6 +8,8 @@
                         saw are named in its "unseen" and counted in "warnings")
   POST /v1/completions  OpenAI completions shape: prompt, max_tokens, temperature, top_k, top_p, stop, seed
                         (the prompt plus max_tokens within the run's context: inference/sampling.py `context`)
+  POST /v1/chat/completions  OpenAI chat completions through a chat run's template, `stream` as server-sent
+                        events (serving/chat_completions.py)
   GET  /healthz         {"status": "ok"}
   GET  /metrics         Prometheus text format
 
@@ -26,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flaxforge.core.errors import UserError
 from flaxforge.inference import inputs, predict as predict_lib
-from flaxforge.serving import batcher as batcher_lib
+from flaxforge.serving import batcher as batcher_lib, chat_completions
 
 
 @dataclasses.dataclass
@@ -147,7 +149,7 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
       response = error(400, str(e))
     except Exception as e:  # pylint: disable=broad-except  (one line to the client; the server goes on)
       response = error(500, f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    if endpoint in ("/v1/predict", "/v1/completions", "/healthz", "/metrics"):
+    if endpoint in ("/v1/predict", "/v1/completions", chat_completions.PATH, "/healthz", "/metrics"):
       metrics.requests.labels(endpoint, str(response.status_code)).inc()
       metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
       if response.status_code >= 400:
@@ -211,6 +213,8 @@ def make_app(*, predictor: predict_lib.Predictor | None = None, sampler=None, na
             "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
                       "total_tokens": done.prompt_tokens + done.completion_tokens}}
 
+  chat_completions.add_route(app, sampler, name=name, limits=limits, json_body=_json_body, number=_number,
+                             stops=_stops, bad_request=BadRequest)
   return app
 
 

@@ -198,3 +198,39 @@ def test_a_pretrained_fine_tune_on_two_processes_and_eight_fsdp_devices_matches_
     assert got_step == step and len(got) == len(one), other
     for a, b in zip(got, one):
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=other)
+
+
+CHAT = [[{"role": "user", "content": f"What is {i} plus {j}?"}, {"role": "assistant", "content": f"{i + j}."}]
+        for i in range(8) for j in range(i % 4 + 1)]
+
+
+@pytest.mark.parametrize("kind", ["packed_sft", "dpo"])
+def test_packed_sft_and_dpo_on_two_processes_and_eight_devices_match_one_device(tmp_path, kind):
+  """A tiny chat Llama: packed chat SFT (full weights) and DPO (LoRA; the reference is the base with its
+  adapters off) on 2 processes x 1 device and on 8 devices give one device's losses."""
+  import tiny_hf  # pylint: disable=g-import-not-at-top
+  from flaxforge.launch import configs  # pylint: disable=g-import-not-at-top
+  model = tiny_hf.save_chat_llama(tmp_path / "model", [m["content"] for c in CHAT for m in c])
+  if kind == "dpo":
+    rows = [{"prompt": c[:1], "chosen": c[1]["content"], "rejected": "I cannot count."} for c in CHAT]
+  else:
+    rows = [{"messages": c} for c in CHAT]
+  (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+  run = {"model.pretrained": str(model), "data.path": str(tmp_path / "rows.jsonl"), "data.seq_len": 32,
+         "data.batch_size": 8, "train.num_steps": 6, "train.log_every": 2, "train.eval_every_steps": 6,
+         "optimizer.learning_rate": 1e-3, "optimizer.warmup_steps": 1, "train.progress_bar": False,
+         **({"data.packing": True} if kind == "packed_sft" else {})}
+  name = "dpo" if kind == "dpo" else "finetune_lm"
+  config = configs.load(name)
+  for key, value in run.items():
+    section, field = key.split(".")
+    config[section][field] = value
+  losses = lambda workdir: [r["loss"] for r in _records(workdir) if r.get("split") == "train"]
+  loop.train(config, str(tmp_path / "one"), devices=jax.devices()[:1])
+  loop.train(config, str(tmp_path / "eight"))
+  two = _launch(2, f"--config={name}", f"--workdir={tmp_path / 'two'}",
+                *(f"--config.{k}={v}" for k, v in run.items()))
+  assert two.returncode == 0, two.stdout + two.stderr
+  assert len(losses(tmp_path / "one")) == 3
+  np.testing.assert_allclose(losses(tmp_path / "eight"), losses(tmp_path / "one"), rtol=1e-4)
+  np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-4)

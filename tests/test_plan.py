@@ -76,6 +76,23 @@ def test_a_v5p_topology_and_a_pretrained_model_from_its_config_json_alone(llama_
   assert 0 < plan.state["trained_parameters"] < plan.state["parameters"] / 10  # LoRA: adapters only
 
 
+@pytest.mark.slow  # two TPU compiles
+def test_a_quantized_base_plans_in_its_stored_bytes(llama_dir):
+  """model.base_quant=int8 (QLoRA): the frozen base's dense kernels count one byte a weight, not four."""
+  planned = {}
+  for kind in ("none", "int8"):
+    config = finetune_lm.get_config()
+    config.model.pretrained, config.model.lora.rank, config.model.base_quant = llama_dir, 4, kind
+    config.model.lora.targets = "qkv,out,up,down"
+    config.data.seq_len, config.data.batch_size = 128, 8
+    planned[kind] = plan_lib.make(config, targets.parse("v5e-1")).state
+  dense = 2 * (256 * 256 * 2 + 256 * 64 * 2 + 256 * 512 * 3)  # per layer: q, out, k, v, gate, up, down
+  saved = planned["none"]["parameters"] - planned["int8"]["parameters"]
+  assert saved == pytest.approx(3 * dense, rel=0.02)  # 4 bytes to 1 (the per-channel scales are ~1%)
+  assert "int8" in planned["int8"]["dtypes"] and planned["int8"]["trained_parameters"] == planned["none"][
+      "trained_parameters"]
+
+
 @pytest.mark.slow  # a TPU compile
 def test_two_slices_compile_as_one_program():
   plan = plan_lib.make(_gpt(**{"data.batch_size": 8, "mesh.data": 2, "mesh.fsdp": -1}), targets.parse("v5e-4", 2))

@@ -1,6 +1,7 @@
 """A tiny random BERT with its own WordPiece tokenizer, saved as a Hugging Face directory in the test,
 and finetune_text.py made tiny on csv_run's topic CSV (seconds per run); the same for DistilBERT, RoBERTa,
-XLM-RoBERTa (a Unigram tokenizer, on Chinese rows) and a Qwen2 classifier (`save_family`)."""
+XLM-RoBERTa (a Unigram tokenizer, on Chinese rows) and a Qwen2 classifier (`save_family`); a chat Llama
+with Llama 3's template (`save_chat_llama`)."""
 import csv
 import json
 import os
@@ -209,4 +210,32 @@ def save_family(path, family, texts) -> str:
   _save(model, tok, path)
   with open(os.path.join(str(path), "tokenizer_config.json"), "w", encoding="utf-8") as f:
     json.dump({"pad_token": pad}, f)
+  return str(path)
+
+
+# Llama 3's chat template, the assistant's reply and <|eot_id|> in a generation block (as tests/test_chat.py's).
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] | trim + '<|eot_id|>' }}"
+    "{% endgeneration %}{% else %}{{ message['content'] | trim + '<|eot_id|>' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+CHAT_SPECIAL = ["<|end_of_text|>", "<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
+
+
+def save_chat_llama(path, texts, *, template=True, max_positions=128) -> str:
+  """A random 2-layer, 32-wide Llama with Llama 3's special tokens (ids 0-4) and, with `template`, its chat
+  template (chat_template.jinja; tokenizer_config.json names bos and eos), in `path`."""
+  tok = _byte_bpe(texts, CHAT_SPECIAL)
+  torch.manual_seed(0)
+  model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+      vocab_size=tok.get_vocab_size(), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions, bos_token_id=1,
+      eos_token_id=0))
+  _save(model, tok, path)
+  with open(os.path.join(str(path), "tokenizer_config.json"), "w") as f:
+    json.dump({"bos_token": "<|begin_of_text|>", "eos_token": "<|end_of_text|>"}, f)
+  if template:
+    with open(os.path.join(str(path), "chat_template.jinja"), "w") as f:
+      f.write(CHAT_TEMPLATE)
   return str(path)

@@ -9,22 +9,22 @@ from flaxforge.data import pipeline
 from flaxforge.trainer import feed
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import fields, report, restore, run_data, steps
+from flaxforge.trainer import fields, preference, report, restore, run_data, steps
 from flaxforge.trainer import workdir as workdir_lib
 
 
 def evaluate(state, eval_step, rows: pipeline.Rows, *, global_batch: int, mesh, info: dict,
-             transform=None) -> dict:
+             transform=None, reference=None) -> dict:
   """Derived metrics (loss, accuracy, and per-class figures for classifiers) of `state` on `rows`:
-  ordered, padded batches through the jitted eval step."""
+  ordered, padded batches through the jitted eval step (`reference`: DPO's frozen reference model, if any)."""
   # Pads mark the extra rows, so rounding the batch up to what the devices and processes split is free.
   divisor = math.lcm(mesh_lib.batch_divisor(mesh), jax.process_count())
   global_batch = -(-global_batch // divisor) * divisor
   host = pipeline.eval_batches(rows, global_batch, process_index=jax.process_index(),
                                process_count=jax.process_count(), transform=transform)
-  sums = steps.eval_metrics_init(mesh, _num_classes(info))
+  sums = steps.eval_metrics_init(mesh, _num_classes(info), steps.sum_names(info))
   for batch, _, _ in feed.prefetch(host, mesh_lib.batch_sharding(mesh)):
-    sums = eval_step(state, sums, batch)
+    sums = eval_step(state, sums, batch, reference)
   return metrics_lib.derive(jax.device_get(sums), info)
 
 
@@ -34,7 +34,9 @@ def _num_classes(info: dict) -> int:
 
 def make_eval_step(structure, mesh, config, info):
   """The jitted eval step of a run: build it once per run (each build compiles again at its first call)."""
-  return steps.make_eval_step(structure, mesh, loss_kind=fields.Run.of(config).loss, num_classes=_num_classes(info))
+  loss, num_classes = fields.Run.of(config).loss, _num_classes(info)
+  return steps.make_eval_step(structure, mesh, loss_kind=loss, num_classes=num_classes, sums_of=steps.objective(
+      loss, info, num_classes=num_classes, pairs=fields.Preference.of(config)))
 
 
 def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = False, split: str = "test",
@@ -54,9 +56,10 @@ def evaluate_workdir(workdir: str, *, step: int | None = None, best: bool = Fals
     raise restore.module_not_found(e, "data.name", run.workdir) from None
   data = run_data.load_data(run.config, info=run.info, dataset=dataset)
   rows = data.split(split)
+  reference = preference.reference_state(run.config, run.info, run.mesh, model)  # DPO's, for a full fine-tune
   results = evaluate(run.state, make_eval_step(run.structure, run.mesh, run.config, run.info), rows,
                      global_batch=fields.Feed.of(run.config).eval_batch_size, mesh=run.mesh, info=run.info,
-                     transform=data.transform)
+                     transform=data.transform, reference=reference)
   summary = {"split": split, "step": run.step, **{k: v for k, v in results.items() if isinstance(v, (int, float))}}
   if "confusion" in results:
     summary["classification_report"] = report.table(results, run.info.get("label_names"))

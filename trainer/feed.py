@@ -7,6 +7,7 @@ devices ahead of the step (reading, stacking and transferring a batch in the loo
 to every step). Both pick rows by the one rule in data/pipeline.py `rows_at`, so they train identically.
 """
 import dataclasses
+import itertools
 import queue
 import threading
 from typing import Any, Callable, Iterator
@@ -17,7 +18,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from flaxforge.core.errors import UserError
-from flaxforge.data import pipeline
+from flaxforge.data import fields as data_fields, packing as data_packing, pipeline
 from flaxforge.trainer import fields
 from flaxforge.trainer import mesh as mesh_lib
 
@@ -101,25 +102,44 @@ def _identity(batch, shared):
   return batch
 
 
+def packing_of(config, info: dict) -> data_fields.Packing | None:
+  """The run's packing settings when its data packs (data.packing, sequence data), else None."""
+  packing = data_fields.Packing.of(config)
+  return packing if packing.packing and info.get("seq_len") and not info.get("preference") else None
+
+
+def train_rows(rows, packing: data_fields.Packing | None, info: dict, seed: int) -> int:
+  """Rows of an epoch: the split's, or the packed rows of its first epoch."""
+  if packing is None:
+    return len(rows)
+  return data_packing.rows_per_epoch(rows.arrays(), int(info["seq_len"]), seed=seed, window=packing.packing_window)
+
+
 def batches(rows, transform, mesh, cfg: fields.Feed, *, start_step: int, data_state, call_sizes: Iterator[int],
-            num_steps: int, per_call: int, augmented: bool = False) -> Feed:
+            num_steps: int, per_call: int, augmented: bool = False, packing=None, seq_len: int = 0) -> Feed:
   """The loop's one data door: the training split as a `Feed`, from `start_step` (or the checkpointed
   `data_state`), in calls of `call_sizes` steps. `cfg` is the feed's section of `config.data`.
 
   The split lies on the devices when `cfg.on_device` allows it (`resident`); then the host sends only step
   numbers, and the step gathers its rows by the row-order rule of data/pipeline.py `rows_at`. Otherwise a
   Grain pipeline reads each process's rows and a background thread puts them on the devices ahead; so
-  does an `augmented` split, whose random augmentation differs per batch."""
-  arrays = resident(rows, transform, mesh, "no" if augmented else cfg.on_device)
+  does an `augmented` split, whose random augmentation differs per batch, and a packed one (`packing`:
+  `packing_of`'s, rows of `seq_len`), whose data position is its packer's (data/packing.py `Batches`)."""
+  arrays = resident(rows, transform, mesh, "no" if augmented or packing else cfg.on_device)
   replicated = mesh_lib.replicated(mesh)
   if arrays is not None:
     start = data_state["next_index"] if data_state else start_step
     items = _resident_positions(arrays, cfg.batch_size, cfg.seed, start, call_sizes, replicated)
     return Feed(items=items, take=_gather(cfg.batch_size, mesh), batch_shardings=lambda n: replicated,
                 shared_shardings=replicated)
-  host = pipeline.train_batches(rows, cfg.batch_size, num_steps, seed=cfg.seed,
+  if packing:
+    host = data_packing.Batches(rows.arrays(), seq_len, cfg.batch_size, seed=cfg.seed, window=packing.packing_window,
                                 process_index=jax.process_index(), process_count=jax.process_count(),
-                                transform=transform, threads=cfg.threads, prefetch=cfg.prefetch)
+                                transform=transform)
+  else:
+    host = pipeline.train_batches(rows, cfg.batch_size, num_steps, seed=cfg.seed,
+                                  process_index=jax.process_index(), process_count=jax.process_count(),
+                                  transform=transform, threads=cfg.threads, prefetch=cfg.prefetch)
   if data_state:
     host.set_state(data_state)
   items = prefetch(host, mesh_lib.batch_sharding(mesh), call_sizes if per_call > 1 else None,
@@ -127,6 +147,20 @@ def batches(rows, transform, mesh, cfg: fields.Feed, *, start_step: int, data_st
   return Feed(items=((batch, {}, state, n) for batch, state, n in items), take=_identity,
               batch_shardings=lambda n: mesh_lib.batch_sharding(mesh, leading_axes=int(n > 1)),
               shared_shardings=replicated)
+
+
+def with_shared(feed: Feed, name: str, value, sharding) -> Feed:
+  """`feed` whose every call also reads `value` (e.g. a frozen reference model's state) as shared[name],
+  placed with `sharding` (a pytree prefix of it); `feed` itself when value is None."""
+  if value is None:
+    return feed
+  items = iter(feed.items)
+  first = next(items, None)
+  if first is None:
+    return feed
+  shardings = {**{key: feed.shared_shardings for key in first[1]}, name: sharding}
+  added = ((batch, {**shared, name: value}, state, n) for batch, shared, state, n in itertools.chain([first], items))
+  return dataclasses.replace(feed, items=added, shared_shardings=shardings)
 
 
 def resident(rows, transform, mesh, setting, limit_bytes: int = 256 << 20) -> dict | None:

@@ -116,8 +116,19 @@ class Profile(Section):
   num_steps: int = field(5, "steps traced", range=count(1))
 
 
+@dataclasses.dataclass(frozen=True)
+class Preference(Section):
+  """Preference tuning on {"prompt", "chosen", "rejected"} rows (trainer/preference.py)."""
+  SECTION, TITLE = "preference", "preference tuning (DPO and relatives)"
+  objective: str = field("dpo", "dpo (Rafailov et al. 2023), ipo, simpo or orpo (no reference model)",
+                         choices=("dpo", "ipo", "simpo", "orpo"))
+  beta: float = field(0.1, "beta: the reward scale (DPO: how far the policy may move from the reference; "
+                      "ORPO: lambda)", range=POSITIVE)
+  simpo_gamma: float = field(0.5, "SimPO's target reward margin gamma", range=NON_NEGATIVE)
+
+
 RUN = (Run, Feed, Optimizer, Train, EarlyStopping, Checkpoint, Mesh, Profile)
-OPTIONAL = (ClassWeight,)  # trainer sections a config composes when they apply to it
+OPTIONAL = (ClassWeight, Preference)  # trainer sections a config composes when they apply to it
 
 
 def sections_of(config) -> tuple:

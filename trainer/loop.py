@@ -17,6 +17,7 @@ import ml_collections
 from etils import epath
 from jax.sharding import Mesh
 
+from flaxforge.data import packing as data_packing
 from flaxforge.models import registry
 from flaxforge.core.errors import UserError
 from flaxforge.trainer import checkpoint, due as due_lib, early_stopping, evaluate, feed as feed_lib, fields
@@ -25,7 +26,7 @@ from flaxforge.trainer import interval as interval_lib
 from flaxforge.trainer import losses
 from flaxforge.trainer import mesh as mesh_lib
 from flaxforge.trainer import metrics as metrics_lib
-from flaxforge.trainer import optim, preemption, profiler, progress as progress_lib, run_data
+from flaxforge.trainer import optim, preemption, preference, profiler, progress as progress_lib, run_data
 from flaxforge.trainer import state as state_lib, steps as steps_lib, warm_start, workdir as workdir_lib
 
 
@@ -50,10 +51,12 @@ class Run:
   steps_per_epoch: int
   total: int
   model: Callable | None = None  # the Python API's model factory, if one was given
+  reference: object = None  # DPO's frozen reference model for a full fine-tune (trainer/preference.py)
 
   def evaluate(self, state, split: str) -> dict:
     return evaluate.evaluate(state, self.eval_step, self.data.rows[split], global_batch=self.eval_batch_size,
-                             mesh=self.mesh, info=self.data.info, transform=self.data.transform)
+                             mesh=self.mesh, info=self.data.info, transform=self.data.transform,
+                             reference=self.reference)
 
 
 def train(config, workdir: str, devices=None, *, model=None) -> dict:
@@ -93,7 +96,9 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   stop.phase = "data preparation"
   data = run_data.load_data(config)
   data_record = workdir_lib.check_data(workdir, config, data.dataset)  # refuses other data
-  steps_per_epoch, total = feed_lib.plan(feed, tc, len(data.rows["train"]), mesh)
+  packing = feed_lib.packing_of(config, data.info)
+  steps_per_epoch, total = feed_lib.plan(feed, tc, feed_lib.train_rows(data.rows["train"], packing, data.info,
+                                                                       feed.seed), mesh)
   stop.phase = "model set-up"
   structure, create = state_lib.structure(config, data.info, mesh, total, model=model)
   ckpt = workdir_lib.checkpointer(workdir, config)
@@ -111,7 +116,7 @@ def _train(config, workdir: str, devices, stop: preemption.StopRequest, model) -
   run = Run(config, tc, feed.batch_size, feed.eval_batch_size, workdir, mesh, data, structure,
             evaluate.make_eval_step(structure, mesh, config, data.info), optim.schedule(optimizer, total), ckpt,
             metrics_lib.MetricWriter(workdir, tensorboard=not finished, from_step=step), progress, stop, early,
-            steps_per_epoch, total, model)
+            steps_per_epoch, total, model, preference.reference_state(config, data.info, mesh, model))
   if config_changes:
     run.writer.write(step, "config_change", {"changes": config_changes})
   if step:
@@ -183,7 +188,7 @@ def _fit(run: Run, state, step: int, data_state):
   due = due_lib.Due(tc.log_every, eval_every, ckpt_every, run.total,
              time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None)
   feed, step_fns = _feed_and_steps(run, step, data_state, per_call, [tc.log_every, eval_every, ckpt_every])
-  sums = steps_lib.train_metrics_init(run.mesh)
+  sums = steps_lib.train_metrics_init(run.mesh, steps_lib.sum_names(run.data.info))
   prof = profiler.Profiler(fields.Profile.of(run.config), run.workdir, first_step=step, total=run.total)
   interval = interval_lib.Interval(step)
   last_good, flops = run.ckpt.latest_step(), None
@@ -233,6 +238,10 @@ def _fit(run: Run, state, step: int, data_state):
       _stop(run, step)
     if step >= due.end:
       break
+  if feed_lib.packing_of(run.config, run.data.info):  # what packing saved, in the summary and metrics.jsonl
+    stats = data_packing.stats_of(data_state, int(run.data.info["seq_len"]))
+    run.writer.write(step, "packing", stats)
+    run.progress.print(data_packing.summary(stats, int(run.data.info["seq_len"])))
   return treedef.unflatten(leaves), step, due.why_end
 
 
@@ -243,12 +252,22 @@ def _feed_and_steps(run: Run, step: int, data_state, per_call: int, periods: lis
   feed = feed_lib.batches(run.data.rows["train"], run.data.train_transform, run.mesh, fields.Feed.of(run.config),
                           start_step=step, data_state=data_state, num_steps=run.total, per_call=per_call,
                           call_sizes=feed_lib.call_sizes(step, run.total, per_call, boundaries),
-                          augmented=bool(run.data.info.get("augment")))
-  loss, weights = fields.Run.of(run.config).loss, _class_weights(run)
+                          augmented=bool(run.data.info.get("augment")),
+                          packing=feed_lib.packing_of(run.config, run.data.info),
+                          seq_len=int(run.data.info.get("seq_len", 0)))
+  feed = feed_lib.with_shared(feed, "reference", run.reference, run.structure.shardings[0])
+  loss = fields.Run.of(run.config).loss
   step_fns = {n: steps_lib.make_train_step(run.structure, run.mesh, loss_kind=loss, steps_per_call=n, feed=feed,
-                                           label_smoothing=run.train.label_smoothing, class_weights=weights,
-                                           accum_steps=run.train.grad_accum_steps) for n in {1, per_call}}
+                                           accum_steps=run.train.grad_accum_steps, sums_of=_objective(run))
+              for n in {1, per_call}}
   return feed, step_fns
+
+
+def _objective(run: Run):
+  """The metric sums the run trains on: its loss over inputs (packed or not, classes weighted), or preference
+  pairs'."""
+  return steps_lib.objective(fields.Run.of(run.config).loss, run.data.info, label_smoothing=run.train.label_smoothing,
+                             class_weights=_class_weights(run), pairs=fields.Preference.of(run.config))
 
 
 def _class_weights(run: Run):
@@ -312,7 +331,7 @@ def _flops_per_step(run: Run, batch_spec, sums) -> tuple[float, flops_lib.Peak |
     per_step = per_example * run.batch_size
   else:
     one = steps_lib.make_train_step(run.structure, run.mesh, loss_kind=fields.Run.of(config).loss,
-                                    accum_steps=run.train.grad_accum_steps)  # traced only, never compiled
+                                    accum_steps=run.train.grad_accum_steps, sums_of=_objective(run))  # traced only
     per_step = steps_lib.step_flops(one, run.structure, sums, batch_spec)
   return per_step, flops_lib.system_peak(_compute_dtype(config), list(run.mesh.devices.flat))
 
@@ -345,7 +364,7 @@ def _log(run: Run, sums, step: int, interval: interval_lib.Interval, flops: tupl
   run.writer.write(step, "train", record)
   run.progress.log(record)
   interval.restart(step)
-  return steps_lib.train_metrics_init(run.mesh)
+  return steps_lib.train_metrics_init(run.mesh, steps_lib.sum_names(run.data.info))
 
 
 def _validate(run: Run, state, step: int) -> dict:

@@ -21,7 +21,11 @@ def derive(sums: dict, info: dict) -> dict:
   if info.get("task") == "regression":  # no classes: accuracy means nothing, the error's scale does
     del out["accuracy"]
     out["rmse"] = math.sqrt(out["loss"])
-  if info.get("task") == "lm":
+  if "margin_sum" in sums:  # preference pairs (trainer/preference.py): accuracy is the reward accuracy
+    out.update({k: float(sums[f"{k}_sum"]) / weight for k in ("chosen_logps", "rejected_logps", "chosen_reward",
+                                                                 "rejected_reward")},
+               reward_margin=float(sums["margin_sum"]) / weight, reward_accuracy=out["accuracy"])
+  elif info.get("task") == "lm":
     out["bits_per_byte"] = out["loss"] / math.log(2) / info.get("bytes_per_token", 1.0)
   if "confusion" in sums:
     out.update(class_report(np.asarray(sums["confusion"])))

@@ -22,11 +22,17 @@ sharded batches stay exact: the caller divides by `weight` once.
 """
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import lora
+from flaxforge.trainer import fields, state as state_lib
 
 OBJECTIVES = ("dpo", "ipo", "simpo", "orpo")
 NEEDS_REFERENCE = ("dpo", "ipo")
+SUMS = ("loss_sum", "weight", "margin_sum", "correct", "chosen_logps_sum", "rejected_logps_sum",
+        "chosen_reward_sum", "rejected_reward_sum")  # metric_sums' keys
+Options = fields.Preference
 
 
 def sequence_logps(logits, labels, mask):
@@ -98,3 +104,41 @@ def metric_sums(objective: str, chosen_logps, rejected_logps, chosen_tokens, rej
       "chosen_reward_sum": jnp.sum(rewards_c * mask),
       "rejected_reward_sum": jnp.sum(rewards_r * mask),
   }
+
+
+def batch_sums(model, batch, *, options: Options, reference=None) -> dict:
+  """`metric_sums` of a batch of pairs (data/preference_rows.py: chosen_ and rejected_ inputs, label and
+  loss_mask [B, T], and the pair mask [B]): chosen and rejected rows go through the policy in ONE forward
+  pass [2B, T]. For DPO and IPO the reference policy's log-probabilities come from a second pass: with
+  `reference` (the nnx.State of a frozen copy of the model, `reference_state`) through that copy, else
+  through the same model with its LoRA adapters switched off (models/lora.py `adapters_off`): the frozen
+  base, so no second copy of the weights is held. UserError for such an objective with neither."""
+  both = {k: jnp.concatenate([batch[f"chosen_{k}"], batch[f"rejected_{k}"]]) for k in ("inputs", "label", "loss_mask")}
+  logps, tokens = sequence_logps(model(both["inputs"]), both["label"], both["loss_mask"])
+  ref = (None, None)
+  if options.objective in NEEDS_REFERENCE:
+    if reference is not None:
+      logits = nnx.merge(nnx.graphdef(model), reference)(both["inputs"])
+    elif lora.has_adapters(model):
+      with lora.adapters_off(model):
+        logits = model(both["inputs"])
+    else:
+      raise UserError(f"preference.objective={options.objective} compares with a frozen reference model, which "
+                      "this run lacks; train LoRA adapters (--config.model.lora.rank=8) or use "
+                      "preference.objective=simpo or orpo (no reference)")
+    ref = jnp.split(jax.lax.stop_gradient(sequence_logps(logits, both["label"], both["loss_mask"])[0]), 2)
+  (chosen, rejected), (chosen_tokens, rejected_tokens) = jnp.split(logps, 2), jnp.split(tokens, 2)
+  return metric_sums(options.objective, chosen, rejected, chosen_tokens, rejected_tokens, *ref,
+                     pair_mask=batch["mask"], beta=options.beta, simpo_gamma=options.simpo_gamma)
+
+
+def reference_state(config, info: dict, mesh, factory=None):
+  """DPO's and IPO's frozen reference for a full fine-tune: the model's initial state (model.pretrained's
+  weights, else the seeded initialisation), a second copy of every weight, sharded like them (float32: 4
+  more bytes per parameter beside the parameters, gradients and Adam's two moments, 16). None where it is
+  not needed: other data or objectives, and LoRA, whose reference is the base with its adapters off (no
+  memory beyond the second forward pass's activations, which no gradient keeps)."""
+  if not info.get("preference") or Options.of(config).objective not in NEEDS_REFERENCE or lora.enabled(config.model):
+    return None
+  _, create = state_lib.structure(config, info, mesh, 1, model=factory)
+  return create()[0]

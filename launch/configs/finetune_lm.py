@@ -5,8 +5,11 @@
 
 The corpus (.txt: one document; or .jsonl with a "text" field: one per row) is encoded with the model's own
 tokenizer.json, documents joined by its end-of-text id, and cut into windows of seq_len + 1 tokens; a .jsonl
-of {"prompt", "completion"} rows is supervised fine-tuning, the loss on the completion only. The model
-directory gives the architecture, so gpt_text's size and shape fields are not part of this config.
+of {"prompt", "completion"} rows is supervised fine-tuning, the loss on the completion only; a .jsonl of
+{"messages": [{"role", "content"}, ...]} rows is chat SFT through the model's own chat template, the loss
+on the assistant's turns (--config.data.loss_on=all: every token). --config.data.packing=True packs several
+SFT examples into each row. The model directory gives the architecture, so gpt_text's size and shape
+fields are not part of this config.
 """
 from flaxforge.data import fields as data
 from flaxforge.launch.configs import base
@@ -14,8 +17,17 @@ from flaxforge.models import fields as model
 
 
 def get_config():
-  c = base.get_config(data.Validation, data.Test, data.Corpus, data.PretrainedTokenizer, model.Pretrained,
-                      model.TransformerCompute, model.LoRA)
+  c = base.get_config(*SECTIONS)
+  settings(c)
+  return c
+
+
+SECTIONS = (data.Validation, data.Test, data.Corpus, data.PretrainedTokenizer, data.Chat, data.Packing,
+            model.Pretrained, model.TransformerCompute, model.LoRA, model.BaseQuant)
+
+
+def settings(c):
+  """finetune_lm's values, on a config holding its SECTIONS (dpo.py adds its own)."""
   c.malloc = "jemalloc"  # reuses XLA:CPU's large per-step temporaries (launch/allocator.py); else huge pages
   c.data.name = "lm_text"
   c.data.tokenizer = "hf"
@@ -41,4 +53,3 @@ def get_config():
   c.train.num_epochs = 1
   c.train.log_every = 50
   c.train.eval_every_steps = 500
-  return c

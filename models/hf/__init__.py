@@ -30,7 +30,7 @@ from jax.experimental import multihost_utils
 
 from flaxforge.core import paths
 from flaxforge.core.errors import UserError
-from flaxforge.models import gpt
+from flaxforge.models import gpt, quant
 from flaxforge.models.hf import bert, gpt2, layout, llama
 from flaxforge.models.hf import gemma2, gemma3, shards
 from flaxforge.models.hf import distilbert, roberta, vit  # encoder and vision families
@@ -152,12 +152,42 @@ def load_params(path, state: nnx.State, shardings=None) -> nnx.State:
   pooler = getattr(pretrained.family, "pooler", None)
   if pooler is not None:
     tensors.update({k: t for k, t in pooler(pretrained.arch).items() if all(map(checkpoint.has, t.names))})
+  quantized = _Quantized(pretrained, checkpoint, dict(nnx.to_flat_state(state)))
   for key, leaf in nnx.to_flat_state(state):
     tensor = tensors.get(key) if isinstance(leaf, nnx.Param) else None
     if tensor is not None:
       leaf = leaf.replace(_place(checkpoint, tensor, leaf.get_value(), shardings.get(key)))
+    elif isinstance(leaf, quant.QuantizedBase):
+      leaf = leaf.replace(quantized.place(key, leaf.get_value(), shardings.get(key)))
     flat.append((key, leaf))
   return nnx.from_flat_state(flat)
+
+
+class _Quantized:
+  """A quantized base's storage (models/quant.py QuantizedDense: q and scale, or nf4's codes and absmax)
+  from the checkpoint: each layer's kernel read whole on the host, quantized, and each stored array placed
+  on its shardings. Layers come one at a time (a state's keys are sorted), so one kernel is held at once."""
+
+  def __init__(self, pretrained, checkpoint, flat: dict):
+    self.tensors, self.checkpoint, self.flat = pretrained.tensors(), checkpoint, flat
+    self.full = None if not any(isinstance(v, quant.QuantizedBase) for v in flat.values()) else dict(
+        nnx.to_flat_state(nnx.state(nnx.eval_shape(lambda: pretrained.build(rngs=nnx.Rngs(0))))))
+    self.layer, self.stored = None, None
+
+  def place(self, key, like, sharding):
+    layer = key[:key.index("nf4")] if "nf4" in key else key[:-1]
+    if layer != self.layer:
+      shape = self.full[layer + ("kernel",)].get_value().shape
+      kernel = layout.read_block(self.tensors[layer + ("kernel",)], shape, tuple(slice(0, n) for n in shape),
+                                 self.checkpoint.slice).astype(np.float32)
+      if "nf4" in key:
+        stored = quant.quantize_nf4(kernel, double_quant=layer + ("nf4", "absmax_q") in self.flat)
+      else:
+        stored = quant.quantize_int8(kernel, len(shape) - self.flat[layer + ("scale",)].get_value().ndim)
+      self.layer, self.stored = layer, {k: np.asarray(v) for k, v in stored.items()}
+    value = self.stored[key[-1]]
+    sharding = sharding or getattr(like, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
 def _place(checkpoint, tensor, like, sharding):
