@@ -6,8 +6,9 @@
 
 pairs.jsonl holds {"prompt", "chosen", "rejected"} rows, plain text or chat (a prompt list of messages).
 DPO's reference policy is the frozen base: the same weights with the adapters switched off, so no second
-copy is held (a full fine-tune, --config.model.lora.rank=0, holds a frozen copy of the initial weights). Each train record in metrics.jsonl carries loss, reward_margin, reward_accuracy, and the
-chosen and rejected log-probabilities and rewards.
+copy is held (a full fine-tune, --config.model.lora.rank=0, holds a frozen copy of the initial weights).
+Each train record in metrics.jsonl carries loss, reward_margin, reward_accuracy, and the chosen and
+rejected log-probabilities and rewards.
 """
 from flaxforge.launch.configs import base, finetune_lm
 from flaxforge.trainer import fields as trainer
