@@ -37,6 +37,8 @@ def test_help_lists_only_the_fields_the_config_reads(name):
   reads += tuple(ALTERNATIVES.get(name, ()))
   if config.data.name != "lm_text":  # a classifier: its loss may weigh the classes
     reads += (fields.ClassWeight,)
+  if "preference" in config:  # dpo: the preference objective's own section
+    reads += (fields.Preference,)
   listed = _listed(config)
   assert listed <= set(config_fields.declarations(reads)), sorted(listed - set(config_fields.declarations(reads)))
   tokenizer = config.data.get("tokenizer", "")

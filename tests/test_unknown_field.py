@@ -12,7 +12,7 @@ from conftest import cli_env
 from flaxforge.core.errors import UserError
 
 FLAXFORGE = str(pathlib.Path(sys.executable).parent / "flaxforge")
-HINT = ("data.path is a field of finetune_lm, finetune_text, gpt_text, image_folder, tabular_csv, text_csv; "
+HINT = ("data.path is a field of dpo, finetune_lm, finetune_text, gpt_text, image_folder, tabular_csv, text_csv; "
         "pass --config=NAME (one of them) or --config=YOUR_CONFIG.py")
 
 
