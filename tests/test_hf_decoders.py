@@ -47,6 +47,7 @@ def test_what_a_family_cannot_honour_is_refused_in_one_line(tmp_path, family, ch
   assert "\n" not in message and field in message and message.endswith(FAMILIES), message
 
 
+@pytest.mark.slow  # gradients through two attention implementations
 def test_soft_capped_attention_has_autodiffs_gradients():
   # The CPU kernel's own backward (FlashAttention's, times the cap's 1 - tanh^2) against JAX's autodiff of
   # the plain maths, with grouped-query heads, a query scale of Gemma's kind and a padding mask.
@@ -86,6 +87,7 @@ def test_eight_devices_fine_tune_as_one_does(tmp_path, family):
   np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"), rtol=1e-4)
 
 
+@pytest.mark.slow  # compiles a windowed model twice
 def test_a_pooled_position_sees_the_same_window_as_the_whole_sequence():
   # A decoder classifier's last block computes only each row's last real token (output_positions); its
   # window and soft-cap must be those of the full forward pass at that position.

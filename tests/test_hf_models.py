@@ -129,6 +129,7 @@ def compare(family, model, ours, ids, mask):
   return np.abs(want - got)[mask.astype(bool)].max()
 
 
+@pytest.mark.slow  # every family, against transformers on torch
 def test_logits_match_transformers(saved):
   family, model, path = saved
   if family == "llama":
@@ -144,6 +145,7 @@ def test_logits_match_transformers(saved):
   assert compare(family, model, ours, ids, mask) > 1e-4
 
 
+@pytest.mark.slow  # every family exported and read back
 def test_export_round_trip(saved, tmp_path):
   family, model, path = saved
   ours = hf.load(path)
@@ -301,6 +303,7 @@ def test_export_of_a_model_without_a_transformer_is_one_line(tmp_path):
   assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow  # every decoder family against transformers
 @pytest.mark.parametrize("family", DECODERS)
 def test_left_padded_rows_with_a_key_mask_match_transformers(family, tmp_path_factory):
   # Padding on the left (as batched generation pads): the real tokens sit at later positions and must not see
@@ -321,6 +324,7 @@ def test_left_padded_rows_with_a_key_mask_match_transformers(family, tmp_path_fa
   assert np.abs(torch_out(model, ids, mask) - unmasked)[1][real[1]].max() > 1e-3
 
 
+@pytest.mark.slow  # four families against transformers
 @pytest.mark.parametrize("family", ["mistral", "qwen3", "gemma2", "gemma3"])
 def test_the_sliding_window_is_honoured(family, tmp_path_factory):
   # The tokens within the window agree with a model without it; later ones only match transformers with it.

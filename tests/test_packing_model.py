@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from flaxforge.data import packing
@@ -19,6 +20,7 @@ def _loss(logits, labels, mask):
   return jnp.sum(ce * mask) / jnp.sum(mask)
 
 
+@pytest.mark.slow  # gradients of a GPT and a Llama, packed and unpacked
 def test_packed_rows_give_the_unpacked_loss_and_gradients():
   arch = transformer.arch_from_config({"size": "tiny", "position": "learned", "max_len": SEQ_LEN},
                                       {"vocab_size": VOCAB, "seq_len": SEQ_LEN})
