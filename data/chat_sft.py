@@ -135,12 +135,7 @@ def load(cfg) -> dataset.Dataset | None:
 
   good, dropped = each_good(path.name, read_rows(path), encode, options.bad_rows)
   examples = [padded(ids, mask, seq_len, encoder.pad_id) for _, (ids, mask) in good]
-  if not examples:
-    raise UserError(f"{path.name}: every row is bad ({dropped[0]} dropped); fix the rows")
-  arrays = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
-  bounds = splits.by_position(len(examples), fields.Validation.read(cfg).validation_fraction,
-                              fields.Test.read(cfg).test_fraction)
-  splits.refuse_empty({s: range(a, b) for s, (a, b) in bounds.items()}, path.name, f"{len(examples)} rows", "add rows")
+  arrays, bounds = stacked_splits(path.name, examples, dropped, cfg)
   check_kept(path.name, arrays["loss_mask"].sum(1) == 0, bounds, seq_len, "assistant")
   _, end = bounds["train"]
   kept = arrays["label"][:end][arrays["loss_mask"][:end] > 0]
@@ -153,3 +148,15 @@ def load(cfg) -> dataset.Dataset | None:
   return dataset.Dataset(
       splits={s: synthetic.ArraySource(**{k: v[a:b] for k, v in arrays.items()}) for s, (a, b) in bounds.items()},
       info=info, assets={"tokenizer": encoder.to_json(), "chat_template": template.to_json()}, source=source)
+
+
+def stacked_splits(name: str, examples: list[dict], dropped: list, cfg) -> tuple[dict, dict]:
+  """(each key of `examples` stacked over them, each split's (start, end) by position) for the good rows of
+  file `name`; UserError when every row was bad (`dropped[0]` of them) or a split would be empty."""
+  if not examples:
+    raise UserError(f"{name}: every row is bad ({dropped[0]} dropped); fix the rows")
+  arrays = {k: np.stack([e[k] for e in examples]) for k in examples[0]}
+  bounds = splits.by_position(len(examples), fields.Validation.read(cfg).validation_fraction,
+                              fields.Test.read(cfg).test_fraction)
+  splits.refuse_empty({s: range(a, b) for s, (a, b) in bounds.items()}, name, f"{len(examples)} rows", "add rows")
+  return arrays, bounds

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 
 from flaxforge.core.errors import UserError
-from flaxforge.data import chat_sft, dataset, fields, records, splits, synthetic
+from flaxforge.data import chat_sft, dataset, fields, records, synthetic
 
 FIELDS = ("prompt", "chosen", "rejected")
 
@@ -86,12 +86,7 @@ def load(cfg) -> dataset.Dataset | None:
   encode = encoder_of(template, encoder, tokenizer, seq_len)
   good, dropped = chat_sft.each_good(path.name, chat_sft.read_rows(path), encode, options.bad_rows)
   pairs = [pair for _, pair in good]
-  if not pairs:
-    raise UserError(f"{path.name}: every row is bad ({dropped[0]} dropped); fix the rows")
-  arrays = {k: np.stack([p[k] for p in pairs]) for k in pairs[0]}
-  bounds = splits.by_position(len(pairs), fields.Validation.read(cfg).validation_fraction,
-                              fields.Test.read(cfg).test_fraction)
-  splits.refuse_empty({s: range(a, b) for s, (a, b) in bounds.items()}, path.name, f"{len(pairs)} rows", "add rows")
+  arrays, bounds = chat_sft.stacked_splits(path.name, pairs, dropped, cfg)
   info = {"task": "lm", "preference": True, "vocab_size": encoder.vocab_size, "seq_len": seq_len}
   if dropped[0]:
     info["dropped_rows"] = dropped[0]
