@@ -4,11 +4,13 @@ each fits, the per-chip peak, the roofline's MFU and tokens/s, and how long the 
   nice -n 10 .venv/bin/python -m benchmarks.plan_presets --targets v5e-8 v5p-8 --sizes 125m 350m 1b
   nice -n 10 .venv/bin/python -m benchmarks.plan_presets --targets h100-1 --overrides mesh.fsdp=-1 mesh.data=1
 
-GPU targets need the gpu-plan extra. Prints one JSON line per plan, then a Markdown table (BENCHMARKS.md).
+GPU targets need the gpu-plan extra. Prints one JSON line per plan, then a Markdown table (BENCHMARKS.md);
+the lines are also added to benchmarks/results/plan_presets_DATE.jsonl.
 """
 import argparse
+import datetime
 import json
-import platform
+import pathlib
 
 from flaxforge.planning import targets
 
@@ -16,6 +18,7 @@ targets.environment()
 
 from absl import flags  # pylint: disable=wrong-import-position
 
+from benchmarks import records  # pylint: disable=wrong-import-position
 from flaxforge.launch.configs import gpt_text  # pylint: disable=wrong-import-position
 from flaxforge.planning import plan as plan_lib  # pylint: disable=wrong-import-position
 
@@ -38,6 +41,7 @@ def main():
   args = parser.parse_args()
   flags.FLAGS.mark_as_parsed()
   rows = []
+  out_path = pathlib.Path(__file__).parent / "results" / f"plan_presets_{datetime.date.today().isoformat()}.jsonl"
   for name in args.targets:
     target = targets.parse(name)
     devices = target.devices()
@@ -48,8 +52,10 @@ def main():
       row = {"target": name, "size": size, "batch": config.data.batch_size, "seq_len": config.data.seq_len,
              "mesh": plan.mesh, "fits": plan.fits, "peak_gib": plan.peak() / 2**30, "mfu": r.get("mfu"),
              "tokens_per_s": r.get("tokens_per_s"), "bound": r.get("bound"),
-             "compile_s": plan.compile_seconds, "machine": platform.processor() or platform.machine()}
+             "compile_s": plan.compile_seconds, "overrides": args.overrides,
+             "date": datetime.date.today().isoformat(), **records.machine()}
       print(json.dumps(row), flush=True)
+      records.append(out_path, [row])
       rows.append(row)
   print("\n| target | preset | batch x seq | mesh | fits | peak/chip GiB | MFU <= | tokens/s | bound | compile s |")
   print("|---|---|---|---|---|---|---|---|---|---|")

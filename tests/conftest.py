@@ -6,10 +6,12 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAKE_DEVICES)
 # The test extra brings libtpu (flaxforge plan compiles for TPUs), which, on a machine without a TPU, looks for
 # one at every JAX start and prints warnings on stderr: the tests (and the commands they run) use the CPU.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("TFDS_DATA_DIR", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds"))
+# Prepared datasets are kept between runs, one folder per pytest-xdist worker: two workers preparing the same
+# dataset at once would race for its final folder.
+TFDS_DIR = os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds", os.environ.get("PYTEST_XDIST_WORKER", "main"))
+os.environ.setdefault("TFDS_DATA_DIR", TFDS_DIR)
 # The host's best matmul peak (trainer/flops.py cpu_peak) is kept beside the tests' data, not in ~/.cache.
-os.environ.setdefault("FLAXFORGE_CPU_PEAK_CACHE", os.path.join(os.path.dirname(__file__), "..", ".pytest_tfds",
-                                                               "cpu_peak.json"))
+os.environ.setdefault("FLAXFORGE_CPU_PEAK_CACHE", os.path.join(TFDS_DIR, "cpu_peak.json"))
 
 import json  # pylint: disable=g-import-not-at-top,wrong-import-position
 import pathlib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -138,3 +140,28 @@ def bow_20ng_run(real_datasets, tmp_path_factory) -> types.SimpleNamespace:
                     f"--config.data.manual_dir={real_datasets / '20newsgroups'}", f"--config.data.data_dir={folder / 'tfds'}",
                     "--config.train.progress_bar=false")
   return types.SimpleNamespace(workdir=folder / "run", result=json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+# Session runs that several test files read; under pytest-xdist (`-n 2`, README) the files that read one run in
+# the same worker, so it is trained once.
+SHARED_RUNS = ("tiny_gpt_run", "bow_20ng_run")
+
+
+def pytest_collection_modifyitems(items):
+  """Groups tests for pytest-xdist's --dist=loadgroup: each file is one group (its module fixtures are built
+  once), and files that read the same SHARED_RUNS fixture are one group together."""
+  group = {}  # file -> its group's name
+
+  def root(name):
+    while group.get(name, name) != name:
+      name = group[name]
+    return name
+
+  for item in items:
+    group.setdefault(item.path.name, item.path.name)
+    for run in SHARED_RUNS:
+      if run in getattr(item, "fixturenames", ()):
+        group.setdefault(run, run)
+        group[root(item.path.name)] = root(run)
+  for item in items:
+    item.add_marker(pytest.mark.xdist_group(root(item.path.name)))

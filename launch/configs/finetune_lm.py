@@ -48,6 +48,9 @@ def settings(c):
   c.optimizer.warmup_steps = 20
   c.optimizer.end_lr_factor = 0.1
   c.optimizer.grad_clip_norm = 1.0
+  # FSDP: a pretrained model's parameters and optimizer state are sharded over every device, as MaxText does
+  # by default (ici_fsdp_parallelism=-1); the batch is split over the same devices.
+  c.mesh.data, c.mesh.fsdp = 1, -1
   c.checkpoint.best_metric = "loss"
   c.checkpoint.best_mode = "min"
   c.train.num_epochs = 1
