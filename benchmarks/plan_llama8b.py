@@ -58,7 +58,8 @@ def _run(name: str, args: list[str], folder: pathlib.Path, out_path: pathlib.Pat
          "stderr_last": proc.stderr.strip().splitlines()[-1:] if proc.stderr.strip() else [],
          "plans": [{"overrides": p["overrides"], "mesh": p["mesh"], "batch_size": p["batch_size"],
                     "grad_accum_steps": p["grad_accum_steps"], "fits": p["fits"],
-                    "peak_bytes": p["memory"]["peak"] if p["memory"] else None, "state": p["state"],
+                    "peak_bytes": p["memory"]["peak"] if p["memory"] else None, "memory": p["memory"],
+                    "state": p["state"],
                     "compile_seconds": p["compile_seconds"], "roofline": p["roofline"]} for p in plans or []],
          "date": datetime.date.today().isoformat(), **records.machine()}
   records.append(out_path, [row])
@@ -69,6 +70,7 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--skip-search", action="store_true", help="the LoRA search is the long part (many compiles)")
   parser.add_argument("--only", nargs="*", help="names of the steps to run (default: all)")
+  parser.add_argument("--first", help="lora_v5e8_first's overrides (one string), instead of the search's first row")
   parser.add_argument("--extra", nargs="*", default=[], help="--config.FIELD=VALUE flags added to every step")
   args = parser.parse_args()
   EXTRA[:] = args.extra
@@ -102,6 +104,8 @@ def main():
       records.append(out_path, [{"name": row["name"] + "_bytes_vs_arithmetic", "sharding": sharding,
                                  "parameters_total": PARAMETERS, **check}])
       print(json.dumps(check), file=sys.stderr)
+  if want("lora_v5e8_default"):  # the mesh finetune_lm chooses (FSDP over the 8 chips), no overrides
+    _run("lora_v5e8_default", [*base, *lora, "--config.data.batch_size=8", "--target=v5e-8"], folder, out_path)
   first = None
   if want("lora_v5e8_search") and not args.skip_search:
     row = _run("lora_v5e8_search", [*base, *lora, "--config.data.batch_size=8", "--target=v5e-8", "--search"],
@@ -109,6 +113,7 @@ def main():
     ranked = [line for line in row["stdout"] if line.strip()[:1].isdigit() and "--config." in line]
     first = ranked[0].split()[4:] if ranked else None
   if want("lora_v5e8_first"):
+    first = first or (args.first.split() if args.first else None)
     if first is None:  # the search ran earlier: its first row, from the record
       rows = [json.loads(l) for l in out_path.read_text().splitlines()] if out_path.exists() else []
       searched = [r for r in rows if r.get("name") == "lora_v5e8_search"]
