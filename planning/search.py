@@ -19,8 +19,6 @@ around steps 1-4.
 import itertools
 import sys
 
-import jax
-
 from flaxforge.core.errors import UserError
 from flaxforge.planning import abstract, estimate, plan as plan_lib
 from flaxforge.planning.targets import Target
@@ -80,9 +78,6 @@ def layouts(config, target: Target, devices, log) -> list[dict]:
 
 def _compiled(config, target: Target, devices, overrides: dict, log) -> plan_lib.Plan:
   plan = plan_lib.make(_with(config, overrides), target, devices)
-  # Each plan traces and compiles a step of its own, which JAX's in-memory caches would otherwise keep: an 8B
-  # model's search held 10.4 GB after about a dozen compiles (BENCHMARKS.md, 2026-12-06 later session).
-  jax.clear_caches()
   plan.overrides = flags(overrides)
   how = f"compiled in {plan.compile_seconds:.0f} s" if plan.compile_seconds else "not compiled"
   log(f"  {' '.join(plan.overrides)}: {'fits' if plan.fits else 'does not fit'} "
