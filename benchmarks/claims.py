@@ -145,10 +145,9 @@ def plan_8b_state_gib(name: str) -> float:
   return (state["parameters"] + state["optimizer_state"] + state["gradients_estimate"]) / 2**30
 
 
-def plan_8b_tpu_compiles() -> list[float]:
-  """Compile seconds of the single Llama-3-8B TPU plans of plan_llama8b's record (not a search's rows)."""
-  names = ("lora_v5e8_default", "lora_v5e8_first", "full_v5e8", "full_v5p64_b32", "full_v5p64_b32+model.remat=full")
-  return [plan_8b(name)["plans"][0]["compile_seconds"] for name in names]
+def plan_8b_search_compiles() -> list[float]:
+  """Compile seconds of each row of the Llama-3-8B LoRA search on v5e-8."""
+  return [p["compile_seconds"] for p in plan_8b("lora_v5e8_search")["plans"]]
 
 
 R, B = "README.md", "BENCHMARKS.md"
@@ -169,8 +168,9 @@ CLAIMS = [
                    100 * max(abs(plan_8b(n)[k]["ratio"] - 1) for n in ("full_v5p64_b32_bytes_vs_arithmetic",
                              "full_v5p64_b32+model.remat=full_bytes_vs_arithmetic")
                              for k in ("parameters", "optimizer_state")))),
-    Claim(R, "an 8B model: {} to {} minutes each", (PLAN_8B,),
-          lambda: (min(plan_8b_tpu_compiles()) / 60, max(plan_8b_tpu_compiles()) / 60)),
+    Claim(R, "of {} to {} minutes, {} minutes in all on the 2-core machine", (PLAN_8B,),
+          lambda: (min(plan_8b_search_compiles()) / 60, max(plan_8b_search_compiles()) / 60,
+                   plan_8b("lora_v5e8_search")["wall_s"] / 60)),
     Claim(R, "(the gpu-plan extra): fits, peak {} GiB a GPU", (PLAN_8B,),
           lambda: (plan_8b_gib("lora_h100-8"),)),
     Claim(R, "(test accuracy {}-{} over 8 seeds; BENCHMARKS.md)", ("s4_seed_sweep_lr.jsonl",),
