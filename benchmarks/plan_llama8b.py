@@ -1,13 +1,14 @@
 """Issue 33's Llama-3-8B plans on the CPU machine, each through the `flaxforge plan` command as a user runs it,
-from a `config.json` written from the published shape (no weights): LoRA rank 16 searched on v5e-8 and the
-first setting planned alone; full fine-tuning on v5e-8 (refused), searched on v5e-8 (nothing fits) and on
-v5p-64 at batch 32; the parameter and optimizer bytes a chip holds against arithmetic.
+from a `config.json` written from the published shape (no weights): LoRA rank 16 on v5e-8 in finetune_lm's
+layout, searched, and the search's first setting planned alone; full fine-tuning on v5e-8, searched on v5e-8,
+and on v5p-64 at batch 32, with the parameter and optimizer bytes a chip holds against arithmetic; LoRA on
+h100-8 and h200-8; an unknown target. --extra adds flags to every step (the record's names say which).
 
   nice -n 5 .venv/bin/python -m benchmarks.plan_llama8b [--skip-search]
   nice -n 5 GPU_PLAN_VENV/bin/python -m benchmarks.plan_llama8b --only lora_h100-8 lora_h200-8
 
 One record per command in benchmarks/results/plan_llama8b_DATE.jsonl: the command, exit status, wall
-seconds, the last line it printed and, from --out, each compiled plan's verdict, peak, state bytes and
+seconds, its output and, from --out, each compiled plan's verdict, peak, state bytes and
 compile seconds. Shape: https://huggingface.co/meta-llama/Meta-Llama-3-8B/blob/main/config.json
 """
 import argparse
@@ -32,7 +33,6 @@ LLAMA3_8B = {
 # SwiGLU MLP (3 x 4096 x 14336) and two norms, and the final norm.
 LAYER = 2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336 + 2 * 4096
 PARAMETERS = 2 * 128256 * 4096 + 32 * LAYER + 4096
-EXTRA = []  # --extra
 
 
 def _base(model_dir: str) -> list[str]:
@@ -40,9 +40,15 @@ def _base(model_dir: str) -> list[str]:
           "--config.model.dtype=bfloat16"]
 
 
-def _run(name: str, args: list[str], folder: pathlib.Path, out_path: pathlib.Path) -> dict:
-  args = [*args, *EXTRA]
-  name += "".join(f"+{flag.removeprefix('--config.')}" for flag in EXTRA)
+def _first_setting(stdout: list[str]) -> list[str] | None:
+  """The --config overrides of the first row a `plan --search` printed, or None if none fits."""
+  ranked = [line for line in stdout if line.strip()[:1].isdigit() and "--config." in line]
+  return ranked[0].split()[4:] if ranked else None
+
+
+def _run(name: str, args: list[str], folder: pathlib.Path, out_path: pathlib.Path, extra: list[str]) -> dict:
+  args = [*args, *extra]
+  name += "".join(f"+{flag.removeprefix('--config.')}" for flag in extra)
   out = folder / f"{name}.json"
   command = [str(pathlib.Path(sys.executable).parent / "flaxforge"), "plan", *args, f"--out={out}"]
   print("$", shlex.join(command[1:]), file=sys.stderr, flush=True)
@@ -73,7 +79,6 @@ def main():
   parser.add_argument("--first", help="lora_v5e8_first's overrides (one string), instead of the search's first row")
   parser.add_argument("--extra", nargs="*", default=[], help="--config.FIELD=VALUE flags added to every step")
   args = parser.parse_args()
-  EXTRA[:] = args.extra
   out_path = pathlib.Path(__file__).parent / "results" / f"plan_llama8b_{datetime.date.today().isoformat()}.jsonl"
   folder = pathlib.Path(tempfile.mkdtemp(prefix="plan_llama8b_"))
   model = folder / "llama3-8b"
@@ -81,20 +86,20 @@ def main():
   (model / "config.json").write_text(json.dumps(LLAMA3_8B, indent=2))
   base, lora, full = _base(str(model)), ["--config.model.lora.rank=16"], ["--config.model.lora.rank=0"]
   want = lambda name: not args.only or name in args.only
+  run = lambda name, flags: _run(name, flags, folder, out_path, args.extra)
   print(f"Llama-3-8B shape: {PARAMETERS:,} parameters", file=sys.stderr)
 
   for gpu in ("h100-8", "h200-8"):  # need the gpu-plan extra: run with its python, --only lora_h100-8 lora_h200-8
     if args.only and f"lora_{gpu}" in args.only:
-      _run(f"lora_{gpu}", [*base, *lora, "--config.data.batch_size=8", f"--target={gpu}"], folder, out_path)
+      run(f"lora_{gpu}", [*base, *lora, "--config.data.batch_size=8", f"--target={gpu}"])
   if want("unknown_target"):
-    _run("unknown_target", [*base, *lora, "--target=v5x-8"], folder, out_path)
+    run("unknown_target", [*base, *lora, "--target=v5x-8"])
   if want("full_v5e8"):
-    _run("full_v5e8", [*base, *full, "--config.data.batch_size=8", "--target=v5e-8"], folder, out_path)
+    run("full_v5e8", [*base, *full, "--config.data.batch_size=8", "--target=v5e-8"])
   if want("full_v5e8_search"):
-    _run("full_v5e8_search", [*base, *full, "--config.data.batch_size=8", "--target=v5e-8", "--search"],
-         folder, out_path)
+    run("full_v5e8_search", [*base, *full, "--config.data.batch_size=8", "--target=v5e-8", "--search"])
   if want("full_v5p64_b32"):
-    row = _run("full_v5p64_b32", [*base, *full, "--config.data.batch_size=32", "--target=v5p-64"], folder, out_path)
+    row = run("full_v5p64_b32", [*base, *full, "--config.data.batch_size=32", "--target=v5p-64"])
     if row["plans"]:
       state, shards = row["plans"][0]["state"], row["plans"][0]["mesh"]
       sharding = shards.get("fsdp", 1) * shards.get("tensor", 1)
@@ -105,24 +110,20 @@ def main():
                                  "parameters_total": PARAMETERS, **check}])
       print(json.dumps(check), file=sys.stderr)
   if want("lora_v5e8_default"):  # the mesh finetune_lm chooses (FSDP over the 8 chips), no overrides
-    _run("lora_v5e8_default", [*base, *lora, "--config.data.batch_size=8", "--target=v5e-8"], folder, out_path)
+    run("lora_v5e8_default", [*base, *lora, "--config.data.batch_size=8", "--target=v5e-8"])
   first = None
   if want("lora_v5e8_search") and not args.skip_search:
-    row = _run("lora_v5e8_search", [*base, *lora, "--config.data.batch_size=8", "--target=v5e-8", "--search"],
-               folder, out_path)
-    ranked = [line for line in row["stdout"] if line.strip()[:1].isdigit() and "--config." in line]
-    first = ranked[0].split()[4:] if ranked else None
+    row = run("lora_v5e8_search", [*base, *lora, "--config.data.batch_size=8", "--target=v5e-8", "--search"])
+    first = _first_setting(row["stdout"])
   if want("lora_v5e8_first"):
     first = first or (args.first.split() if args.first else None)
     if first is None:  # the search ran earlier: its first row, from the record
       rows = [json.loads(l) for l in out_path.read_text().splitlines()] if out_path.exists() else []
       searched = [r for r in rows if r.get("name") == "lora_v5e8_search"]
-      ranked = [line for line in searched[-1]["stdout"] if line.strip()[:1].isdigit() and "--config." in line] \
-          if searched else []
-      if not ranked:
+      first = _first_setting(searched[-1]["stdout"]) if searched else None
+      if first is None:
         sys.exit("no LoRA search on record: run without --skip-search first")
-      first = ranked[0].split()[4:]
-    _run("lora_v5e8_first", [*base, *lora, *first, "--target=v5e-8"], folder, out_path)
+    run("lora_v5e8_first", [*base, *lora, *first, "--target=v5e-8"])
 
 
 if __name__ == "__main__":
