@@ -78,8 +78,10 @@ def main():
   parser.add_argument("--only", nargs="*", help="names of the steps to run (default: all)")
   parser.add_argument("--first", help="lora_v5e8_first's overrides (one string), instead of the search's first row")
   parser.add_argument("--extra", nargs="*", default=[], help="--config.FIELD=VALUE flags added to every step")
+  parser.add_argument("--record", default=f"plan_llama8b_{datetime.date.today().isoformat()}.jsonl",
+                      help="the record's file name in benchmarks/results (rows are appended)")
   args = parser.parse_args()
-  out_path = pathlib.Path(__file__).parent / "results" / f"plan_llama8b_{datetime.date.today().isoformat()}.jsonl"
+  out_path = pathlib.Path(__file__).parent / "results" / args.record
   folder = pathlib.Path(tempfile.mkdtemp(prefix="plan_llama8b_"))
   model = folder / "llama3-8b"
   model.mkdir()

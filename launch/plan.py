@@ -24,6 +24,9 @@ from flaxforge.launch import flags as cli_flags
 from flaxforge.planning import targets
 
 targets.environment()  # before anything starts JAX
+# A compile-only executable cannot be written to JAX's persistent cache or read back from it ("PjRtCompiler
+# must be constructed with a Client"): planning compiles afresh.
+os.environ["JAX_ENABLE_COMPILATION_CACHE"] = "false"
 
 CONFIG = cli_flags.define_config_flag()
 TARGET = flags.DEFINE_string("target", None, "What to plan for: v4-N, v5e-N, v5p-N, v6e-N (TPU), h100-N, h200-N.")

@@ -101,6 +101,9 @@ class TransformerCompute(Section):
   remat: str = field("none", "activation checkpointing of each block: none, full (recompute all), dots (keep the "
                      "weight matmuls' outputs), offload (those to host memory)",
                      choices=("none", "full", "dots", "offload"))
+  scan_layers: bool = field(False, "run the blocks as one jax.lax.scan over their parameters stacked in the step: "
+                            "a deep model compiles in the time of one block and FSDP gathers one block's weights "
+                            "at a time (checkpoints keep one entry per block)")
 
 
 @dataclasses.dataclass(frozen=True)

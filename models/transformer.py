@@ -6,7 +6,7 @@ maths and RoPE are in models/attention.py.
 
 Every parameter carries logical axis names (trainer/mesh.py maps them to mesh axes); parameters are stored
 in `Arch.param_dtype` and activations use `Arch.dtype`. `Arch.remat` checkpoints each block's activations
-(REMAT_POLICIES).
+(REMAT_POLICIES); `Arch.scan_layers` runs the blocks as one scan (scan_blocks).
 """
 import dataclasses
 import math
@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from flaxforge.core.errors import UserError
-from flaxforge.models import attention, fields, matmul
+from flaxforge.models import attention, fields, matmul, sharding
 from flaxforge.models.dropout import Dropout
 from flaxforge.models.initializers import normal, zeros
 
@@ -48,6 +48,7 @@ class Arch:
   rope_scaling: tuple = ()  # Hugging Face's rope_parameters as sorted (key, value) pairs (rope_frequencies)
   param_dtype: jnp.dtype = jnp.dtype("float32")  # stored parameters; Arch.dtype is the compute dtype
   remat: str = "none"  # activation checkpointing of each block: none or a REMAT_POLICIES key
+  scan_layers: bool = False  # the blocks run as one jax.lax.scan in a forward pass without caches (scan_blocks)
   # --- Hugging Face decoder families (models/hf: Qwen3, Gemma 2 and 3, Mistral's window) ---
   head_size: int = 0  # each head's width; 0 = embed_dim // num_heads (Gemma and Qwen3 set their own)
   qk_norm: bool = False  # each head's queries and keys RMS-normalised before RoPE (Qwen3, Gemma 3)
@@ -91,11 +92,11 @@ def arch_from_config(cfg, info, pretrained=None) -> Arch:
   """The architecture `cfg` (`config.model`: fields.TransformerShape) describes for the dataset `info`: the
   cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it. Or, given
   `pretrained` (a models.hf.Pretrained: what a Hugging Face config.json says), that architecture. Either
-  computes as fields.TransformerCompute says (dtype, param_dtype, dropout, attention_impl, remat). Raises
+  computes as fields.TransformerCompute says (dtype, param_dtype, dropout, attention_impl, remat, scan_layers). Raises
   UserError when the heads do not divide the width or the key/value heads the heads."""
   compute = fields.TransformerCompute.read(cfg)
   how = dict(dtype=jnp.dtype(compute.dtype), dropout=compute.dropout, attention_impl=compute.attention_impl,
-             param_dtype=jnp.dtype(compute.param_dtype), remat=compute.remat)
+             param_dtype=jnp.dtype(compute.param_dtype), remat=compute.remat, scan_layers=compute.scan_layers)
   if pretrained is not None:
     return dataclasses.replace(pretrained.arch, **how)
   shape = fields.TransformerShape.read(cfg)
@@ -317,18 +318,28 @@ class Transformer(nnx.Module):
       x = x + self.type_embed(jnp.zeros_like(tokens) if token_types is None else token_types)
     if self.embed_norm is not None:
       x = self.embed_norm(x)
-    x = self.dropout(x)
+    x = sharding.constrain(self.dropout(x), HIDDEN)
     new_caches = []
     last = len(self.blocks) - 1
     call = remat_call(self.arch.remat) if caches is None else _call  # nothing to remat without a backward pass
+    first = 0
+    if self.arch.scan_layers and caches is None:
+      first = last if output_positions is not None else last + 1  # a pooled step's last block runs alone
+      x = scan_blocks(list(self.blocks)[:first], x, positions, self.arch.remat, **attention_kwargs)
     for i, block in enumerate(self.blocks):
+      if i < first:
+        continue
       x, cache = call(block, x, positions, cache=None if caches is None else caches[i],
                       query_index=output_positions if i == last else None, **attention_kwargs)
+      x = sharding.constrain(x, HIDDEN)
       new_caches.append(cache)
     if self.final_norm is not None:
       x = self.final_norm(x)
     return x, (new_caches if caches is not None else None)
 
+
+# A hidden state's [B, T, d] logical axes: split by batch, whole along the model dimension (models/sharding.py).
+HIDDEN = ("batch", "length", None)
 
 # model.remat's policies (jax.checkpoint_policies): what each block keeps for the backward pass; the rest is
 # recomputed. 'full' keeps only the block's input. 'dots' keeps the outputs of the weight matmuls (those without
@@ -355,6 +366,45 @@ def remat_call(remat: str):
   def call(block, x, positions, **kwargs):  # only the block and x go through the transform: kwargs hold flags
     return nnx.remat(lambda b, y: b(y, positions, **kwargs), policy=REMAT_POLICIES[remat])(block, x)
   return call
+
+
+def scan_blocks(blocks: list, x, positions, remat: str = "none", **kwargs):
+  """x [B, T, d] through `blocks` in order, as one jax.lax.scan over their states stacked on a new leading
+  axis (MaxText's scan_layers): XLA compiles one block's body whatever the depth, and under FSDP each trip
+  gathers one block's weights (and reduce-scatters its gradients) where an unrolled stack may keep them all.
+  The stacked copy lives only inside the step: parameters, checkpoints and converters keep one entry per
+  block. Each block keeps its own dropout stream, advanced as in the unrolled loop. The body runs under the
+  REMAT_POLICIES policy `remat`. Raises UserError when the blocks differ in structure (Gemma's alternating
+  sliding windows): those run unrolled."""
+  if not blocks:
+    return x
+  graphdef, _ = nnx.split(blocks[0])
+  states = []
+  for i, block in enumerate(blocks):
+    block_graphdef, state = nnx.split(block)
+    if block_graphdef != graphdef:
+      raise UserError(f"model.scan_layers needs blocks alike in structure, and block {i} differs from block 0 "
+                      "(per-layer windows or RoPE bases); set --config.model.scan_layers=False")
+    states.append(state)
+  def stack(*variables):  # [L, ...], each layer's slice sharded as the layer's own parameter
+    names = variables[0].get_metadata().get("out_sharding")
+    value = jnp.stack([v.get_value() for v in variables])
+    return variables[0].replace(sharding.constrain(value, (None, *names)) if names else value)
+  stacked = jax.tree.map(stack, *states, is_leaf=lambda leaf: isinstance(leaf, nnx.Variable))
+
+  def body(y, state):
+    block = nnx.merge(graphdef, state)
+    y, _ = block(y, positions, **kwargs)
+    return sharding.constrain(y, HIDDEN), nnx.state(block, nnx.RngState)
+
+  if remat != "none":
+    body = jax.checkpoint(body, policy=REMAT_POLICIES[remat])
+  x, rng_states = jax.lax.scan(body, x, stacked)
+  drawing = any(isinstance(m, nnx.Dropout) and m.rate > 0 and not m.deterministic
+                for _, m in nnx.iter_graph(blocks[0]))
+  for i, block in enumerate(blocks if drawing else ()):  # each dropout stream advanced, as the loop leaves it
+    nnx.update(block, jax.tree.map(lambda leaf: leaf[i], rng_states))
+  return x
 
 
 def transformer_flops_per_token(num_layers, embed_dim, mlp_dim, seq_len, vocab_size, *, qkv_dim=None,

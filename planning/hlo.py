@@ -4,7 +4,9 @@ kind run per step and the bytes each moves into a chip.
 Bytes moved per chip follow the ring algorithms (NCCL's and XLA's accounting), for a group of n devices and
 a buffer of S bytes: all-gather (n-1)/n S of its gathered result, reduce-scatter (n-1)/n S of its input,
 all-reduce 2 (n-1)/n S, all-to-all (n-1)/n S, collective-permute S. A collective inside a loop (gradient
-accumulation's scan) counts once per trip when XLA knows the trip count (`known_trip_count`), else once.
+accumulation's scan, model.scan_layers' scan over blocks) counts once per trip when the trip count is known:
+XLA:GPU writes it (`known_trip_count`); the TPU compiler does not, and its loop condition is read instead (a
+counter from 0 compared `LT` with one integer constant, as jax.lax.scan lowers); else once.
 """
 import collections
 import dataclasses
@@ -22,6 +24,8 @@ _OP = re.compile(r"=\s*(.*?)\s(" + "|".join(KINDS) + r")(-start)?\(")
 _CALLEES = re.compile(r"(?:calls|to_apply|body|condition|true_computation|false_computation)=%?([\w.\-]+)")
 _BRANCHES = re.compile(r"branch_computations=\{([^}]*)\}")
 _TRIPS = re.compile(r'"known_trip_count":\{"n":"(\d+)"\}')
+_CONDITION = re.compile(r"condition=%?([\w.\-]+)")
+_CONSTANT = re.compile(r"= s32\[\]\S* constant\((\d+)\)")
 
 
 @dataclasses.dataclass
@@ -89,7 +93,8 @@ def collectives(hlo_text: str, devices: int) -> tuple[dict[str, Collective], boo
       trips = 1
       if " while(" in line:
         found = _TRIPS.search(line)
-        trips, known = (int(found.group(1)), known) if found else (1, False)
+        count = int(found.group(1)) if found else _counted_to(computations, _CONDITION.search(line))
+        trips, known = (count, known) if count else (1, False)
       callees = _CALLEES.findall(line) + [c.strip().lstrip("%") for b in _BRANCHES.findall(line)
                                           for c in b.split(",")]
       for callee in callees:
@@ -106,3 +111,11 @@ def collectives(hlo_text: str, devices: int) -> tuple[dict[str, Collective], boo
       totals[kind].bytes_moved += runs[name] * moved(kind, _array_bytes(op.group(1)), group_size(line, devices),
                                                      start=bool(op.group(3)))
   return totals, known
+
+
+def _counted_to(computations: dict, condition) -> int:
+  """N for a loop condition `counter < N` (its ROOT a compare, direction=LT, and one s32 constant); else 0."""
+  body = computations.get(condition.group(1), []) if condition else []
+  constants = [int(c) for line in body for c in _CONSTANT.findall(line)]
+  root = next((line for line in body if line.lstrip().startswith("ROOT")), "")
+  return constants[0] if len(constants) == 1 and " compare(" in root and "direction=LT" in root else 0

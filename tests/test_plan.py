@@ -245,3 +245,16 @@ def test_activations_that_do_not_fit_name_the_next_remat_policy(remat, lever):
   found = [line for line in plan_lib.levers(plan, _gpt(**{"model.remat": remat}), targets.parse("v5e-4"))
            if "model.remat" in line]
   assert found == ([] if lever is None else [f"recompute activations in the backward pass ({lever})"])
+
+
+@pytest.mark.slow  # a subprocess CLI run
+def test_planning_leaves_jaxs_persistent_cache_alone(tmp_path, monkeypatch):
+  """A compile-only executable read back from JAX's persistent cache fails ("PjRtCompiler must be constructed
+  with a Client", a warning on every later plan): planning neither writes nor reads it."""
+  cache = tmp_path / "jax_cache"
+  monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
+  monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  out = _cli("--config=gpt_text", "--config.model.size=tiny", "--target=v5e-4")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert not cache.exists() or not any(cache.iterdir())
+  assert "PjRtCompiler" not in out.stderr

@@ -24,6 +24,7 @@ class Structure:
   eval_graphdef: nnx.GraphDef
   abstract: nnx.State  # ShapeDtypeStructs carrying their shardings: the restore target
   shardings: nnx.State
+  rules: tuple = ()  # the (logical name, mesh axes) table the shardings came from: the activations' too
 
 
 def _model(config, info, factory):
@@ -63,9 +64,10 @@ def _structure(init, config, mesh: Mesh) -> Structure:
   graphdef, abstract = nnx.split((abstract_model, abstract_opt))
   abstract_model.eval()
   eval_graphdef, _ = nnx.split((abstract_model, abstract_opt))
-  shardings = mesh_lib.state_shardings(abstract, mesh, fields.Mesh.of(config).rules)
+  rules = mesh_lib.rules(fields.Mesh.of(config).rules)
+  shardings = mesh_lib.state_shardings(abstract, mesh, rules)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract, shardings)
-  return Structure(graphdef, eval_graphdef, abstract, shardings)
+  return Structure(graphdef, eval_graphdef, abstract, shardings, rules)
 
 
 def with_pretrained(cfg, create, shardings):

@@ -13,6 +13,7 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh
 
+from flaxforge.models import sharding
 from flaxforge.trainer import flops
 from flaxforge.trainer import losses, preference
 from flaxforge.trainer import mesh as mesh_lib
@@ -180,7 +181,8 @@ def make_train_step(structure: Structure, mesh: Mesh, *, loss_kind: str, label_s
   treedef = jax.tree.structure(structure.abstract)
 
   def over_leaves(leaves, metrics, batch, shared):
-    state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, shared)
+    with sharding.activation_sharding(mesh, structure.rules):
+      state, metrics = fn(jax.tree.unflatten(treedef, leaves), metrics, batch, shared)
     return jax.tree.leaves(state), metrics, metrics["steps"] + 0  # a token of this call's end (not donated)
 
   # What compile logs and profiles call it.
@@ -243,7 +245,8 @@ def make_eval_step(structure: Structure, mesh: Mesh, *, loss_kind: str, num_clas
 
   def eval_step(state, metrics, batch, reference):
     model, _ = nnx.merge(structure.eval_graphdef, state)
-    return jax.tree.map(jnp.add, metrics, sums_of(model, batch, reference=reference))
+    with sharding.activation_sharding(mesh, structure.rules):
+      return jax.tree.map(jnp.add, metrics, sums_of(model, batch, reference=reference))
 
   replicated = mesh_lib.replicated(mesh)
   # The reference (None, or arrays already on their shardings) keeps its own placement.
@@ -257,7 +260,8 @@ def make_predict_step(structure: Structure, mesh: Mesh):
 
   def predict(state, inputs):
     model, _ = nnx.merge(structure.eval_graphdef, state)
-    return jax.nn.softmax(model(inputs).astype(jnp.float32), axis=-1)
+    with sharding.activation_sharding(mesh, structure.rules):
+      return jax.nn.softmax(model(inputs).astype(jnp.float32), axis=-1)
 
   return jax.jit(predict, in_shardings=(structure.shardings, mesh_lib.batch_sharding(mesh)),
                  out_shardings=mesh_lib.replicated(mesh))
