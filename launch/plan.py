@@ -51,7 +51,7 @@ def _search(config, target, title: str) -> int:
   from flaxforge.planning import plan as plan_lib, search  # pylint: disable=g-import-not-at-top
   print(f"searching {title} on {target.describe()} (each line is one compile)", file=sys.stderr)
   plans = search.search(config, target)
-  best = search.ranked(plans)
+  best = search.ranked(plans, config.data.batch_size)
   if OUT.value:
     _write_json(OUT.value, [p.to_json() for p in plans])
   if not best:

@@ -136,7 +136,10 @@ def search(config, target: Target, devices=None, log=lambda line: print(line, fi
   return plans
 
 
-def ranked(plans: list) -> list:
-  """The plans that fit, best predicted tokens/s (or examples/s) first."""
+def ranked(plans: list, batch_size: int = 0) -> list:
+  """The plans that fit, best predicted tokens/s (or examples/s) first; among equal predictions, those that
+  train the configured global batch `batch_size` first (a smaller batch trains another run), then the smaller
+  peak."""
   rate = lambda p: p.roofline.get("tokens_per_s", p.roofline["examples_per_s"])
-  return sorted((p for p in plans if p.fits and p.roofline), key=rate, reverse=True)
+  return sorted((p for p in plans if p.fits and p.roofline),
+                key=lambda p: (-rate(p), p.batch_size != batch_size, p.peak()))

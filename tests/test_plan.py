@@ -258,3 +258,15 @@ def test_planning_leaves_jaxs_persistent_cache_alone(tmp_path, monkeypatch):
   assert out.returncode == 0, out.stderr[-2000:]
   assert not cache.exists() or not any(cache.iterdir())
   assert "PjRtCompiler" not in out.stderr
+
+
+def test_search_ranks_equal_predictions_by_the_configured_batch_then_the_smaller_peak():
+  """A scanned model's roofline is compute-bound at the model's FLOPs for every layout, so predictions tie:
+  a setting that trains another global batch must not rank first for it."""
+  def fake(rate, batch, peak):
+    return types.SimpleNamespace(fits=True, roofline={"tokens_per_s": rate, "examples_per_s": rate / 512},
+                                 batch_size=batch, peak=lambda: peak)
+  plans = [fake(100, 1, 8), fake(100, 8, 13), fake(100, 8, 11), fake(120, 2, 15), fake(90, 8, 1),
+           types.SimpleNamespace(fits=False, roofline={"tokens_per_s": 500}, batch_size=8, peak=lambda: 99)]
+  order = [(p.roofline["tokens_per_s"], p.batch_size, p.peak()) for p in search.ranked(plans, batch_size=8)]
+  assert order == [(120, 2, 15), (100, 8, 11), (100, 8, 13), (100, 1, 8), (90, 8, 1)]
