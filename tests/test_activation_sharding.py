@@ -1,6 +1,9 @@
 """Activations split by batch between transformer blocks (models/sharding.py): under FSDP the compiled TPU step
 gathers weights, not activations, and a scan over blocks moves what the unrolled blocks move, each trip
 counted (planning/hlo.py reads the TPU loop's trip count from its condition)."""
+import functools
+from unittest import mock
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,25 +15,26 @@ from flaxforge.models import sharding
 from flaxforge.planning import abstract, compile as compile_lib, hlo, targets
 
 
-def _collectives(monkeypatch=None, **fields):
+@functools.cache
+def _collectives(constrained: bool = True, scan: bool = False):
   """Bytes each kind of collective moves into a chip per step, and whether every loop's trip count was
-  read, for a 4-chip FSDP GPT on v5e-4."""
+  read, for a 4-chip FSDP GPT on v5e-4 (`constrained`: with models/sharding.py's constraints)."""
   config = _gpt(**{"model.num_layers": 4, "model.embed_dim": 512, "model.num_heads": 8, "model.mlp_dim": 2048,
-                   "data.batch_size": 8, "mesh.data": 1, "mesh.fsdp": 4, **fields})
+                   "data.batch_size": 8, "mesh.data": 1, "mesh.fsdp": 4, "model.scan_layers": scan})
   target = targets.parse("v5e-4")
-  program = compile_lib.compile_step(abstract.build(config, target.devices()), "tpu")
+  with mock.patch.object(sharding, "constrain", sharding.constrain if constrained else lambda x, names: x):
+    program = compile_lib.compile_step(abstract.build(config, target.devices()), "tpu")
   kinds, known = hlo.collectives(program.hlo, target.num_chips)
   return {kind: c.bytes_moved for kind, c in kinds.items()}, known
 
 
 @pytest.mark.slow  # two TPU compiles
-def test_fsdp_gathers_weights_not_activations(monkeypatch):
+def test_fsdp_gathers_weights_not_activations():
   """Left to sharding propagation, XLA met the batch split over fsdp and the weights split along 'embed'
   over fsdp by moving activations too (an 8B slice on v5p-64: 66 GiB of temporaries a chip, 6.6 with the
   constraint; BENCHMARKS.md)."""
   constrained, _ = _collectives()
-  monkeypatch.setattr(sharding, "constrain", lambda x, names: x)
-  free, _ = _collectives()
+  free, _ = _collectives(constrained=False)
   assert constrained["all-gather"] > 0
   assert constrained["all-to-all"] == 0 < free["all-to-all"]
   assert constrained["all-gather"] + constrained["all-reduce"] < 0.7 * (free["all-gather"] + free["all-reduce"])
@@ -41,7 +45,7 @@ def test_a_scan_over_blocks_moves_what_the_unrolled_blocks_move():
   """The scanned blocks' gathers sit in a TPU while loop whose trip count XLA does not write: the count comes
   from its condition, and the totals match the unrolled program's."""
   unrolled, unrolled_known = _collectives()
-  scanned, scanned_known = _collectives(**{"model.scan_layers": True})
+  scanned, scanned_known = _collectives(scan=True)
   assert unrolled_known and scanned_known
   assert scanned["all-gather"] == pytest.approx(unrolled["all-gather"], rel=0.2)
   assert scanned["all-reduce"] == pytest.approx(unrolled["all-reduce"], rel=0.2)
