@@ -145,11 +145,29 @@ def bow_20ng_run(real_datasets, tmp_path_factory) -> types.SimpleNamespace:
 # Session runs that several test files read; under pytest-xdist (`-n 2`, README) the files that read one run in
 # the same worker, so it is trained once.
 SHARED_RUNS = ("tiny_gpt_run", "bow_20ng_run")
+# The groups that take longest (a full `-n 2` run's --durations, 2026-12-06), handed out first so that no long
+# group starts near the end while the other worker idles: bow_20ng_run holds BERT from scratch (3 epochs), the
+# bag-of-words run and its explanations, together about 10 minutes. The other groups follow, those with the
+# most tests first (xdist's own order).
+LONGEST_FIRST = ("bow_20ng_run", "test_hf_classifiers.py", "test_finetune.py", "test_multiprocess.py",
+                 "test_resume.py", "test_examples.py", "test_hf_decoders.py", "test_plan.py", "tiny_gpt_run")
 
 
-def pytest_collection_modifyitems(items):
+def pytest_configure(config):
+  """pytest-xdist hands out groups in the order of the collection (pytest_collection_modifyitems) instead of
+  by size."""
+  if hasattr(config.option, "loadscopereorder"):
+    config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
   """Groups tests for pytest-xdist's --dist=loadgroup: each file is one group (its module fixtures are built
-  once), and files that read the same SHARED_RUNS fixture are one group together."""
+  once), and files that read the same SHARED_RUNS fixture are one group together.
+
+  xdist 3.8 tells its scheduler a test's group by appending "@GROUP" to the test's id, which it does by setting
+  `item._nodeid`; pytest 9.2 reads ids from `item._id`, so that suffix never arrived and every group was
+  spread over both workers (each session run trained once per worker). The worker therefore appends it here."""
+  from _pytest.nodeid import NodeId  # pylint: disable=g-import-not-at-top
   group = {}  # file -> its group's name
 
   def root(name):
@@ -163,5 +181,15 @@ def pytest_collection_modifyitems(items):
       if run in getattr(item, "fixturenames", ()):
         group.setdefault(run, run)
         group[root(item.path.name)] = root(run)
+  size = {}
   for item in items:
-    item.add_marker(pytest.mark.xdist_group(root(item.path.name)))
+    size[root(item.path.name)] = size.get(root(item.path.name), 0) + 1
+  rank = {name: (LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST), -n)
+          for name, n in size.items()}
+  items.sort(key=lambda item: rank[root(item.path.name)])  # stable: a group's tests keep their order
+  in_loadgroup_worker = bool(os.environ.get("PYTEST_XDIST_WORKER")) and bool(config.getvalue("loadgroup"))
+  for item in items:
+    name = root(item.path.name)
+    item.add_marker(pytest.mark.xdist_group(name))
+    if in_loadgroup_worker and not item.nodeid.endswith(f"@{name}"):
+      item._id = NodeId.parse(f"{item.nodeid}@{name}")  # pylint: disable=protected-access

@@ -171,11 +171,12 @@ def test_tpu_vm_script_runs_the_same_command_on_every_worker(tmp_path):
   assert "launch/train.py" in shipped and not any(p.startswith(".venv/") for p in shipped)
 
 
-def test_a_pretrained_fine_tune_on_two_processes_and_eight_fsdp_devices_matches_one_device(tmp_path):
+def test_a_pretrained_fine_tune_on_two_processes_matches_one_device(tmp_path):
   """A Hugging Face BERT (tests/tiny_hf.py's random 2-layer one: the equality does not depend on the weights;
   loading the real MiniLM is covered by test_finetune.py and test_hf_models.py) fine-tuned 6 steps (batch 8,
-  sequence 32): 2 processes x 1 device and 8 devices sharded FSDP give one device's losses and final
-  checkpoint to float tolerance."""
+  sequence 32): 2 processes x 1 device give one device's losses and final checkpoint to float tolerance. (8
+  devices sharded FSDP against one, on the same tiny BERT, is test_finetune.py's
+  test_sigkill_resume_is_bit_exact_and_eight_fsdp_devices_match_one, with dropout on.)"""
   import csv_run  # pylint: disable=g-import-not-at-top
   import tiny_hf  # pylint: disable=g-import-not-at-top
   bert = tiny_hf.save_bert(tmp_path / "bert")
@@ -184,20 +185,15 @@ def test_a_pretrained_fine_tune_on_two_processes_and_eight_fsdp_devices_matches_
          "data.seq_len": 32, "model.dropout": 0.0}
   losses = lambda workdir: [r["loss"] for r in _records(workdir) if r.get("split") == "train"]
   loop.train(tiny_hf.config(tmp_path, bert, topics, **run), str(tmp_path / "one"), devices=jax.devices()[:1])
-  loop.train(tiny_hf.config(tmp_path, bert, topics, **run, **{"mesh.fsdp": 8, "mesh.data": 1}),
-             str(tmp_path / "fsdp"))
   two = _launch(2, f"--workdir={tmp_path / 'two'}", *tiny_hf.flags(tmp_path, bert, topics, **run))
   assert two.returncode == 0, two.stdout + two.stderr
   assert len(losses(tmp_path / "one")) == 3
-  np.testing.assert_allclose(losses(tmp_path / "fsdp"), losses(tmp_path / "one"), rtol=1e-4)
   np.testing.assert_allclose(losses(tmp_path / "two"), losses(tmp_path / "one"), rtol=1e-4)
   step, one = checkpoint_arrays(tmp_path / "one")
-  assert step == 6
-  for other in ("fsdp", "two"):
-    got_step, got = checkpoint_arrays(tmp_path / other)
-    assert got_step == step and len(got) == len(one), other
-    for a, b in zip(got, one):
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6, err_msg=other)
+  got_step, got = checkpoint_arrays(tmp_path / "two")
+  assert step == got_step == 6 and len(got) == len(one)
+  for a, b in zip(got, one):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
 
 
 CHAT = [[{"role": "user", "content": f"What is {i} plus {j}?"}, {"role": "assistant", "content": f"{i + j}."}]
