@@ -326,9 +326,7 @@ class Transformer(nnx.Module):
     if self.arch.scan_layers and caches is None:
       first = last if output_positions is not None else last + 1  # a pooled step's last block runs alone
       x = scan_blocks(list(self.blocks)[:first], x, positions, self.arch.remat, **attention_kwargs)
-    for i, block in enumerate(self.blocks):
-      if i < first:
-        continue
+    for i, block in enumerate(list(self.blocks)[first:], start=first):
       x, cache = call(block, x, positions, cache=None if caches is None else caches[i],
                       query_index=output_positions if i == last else None, **attention_kwargs)
       x = sharding.constrain(x, HIDDEN)
@@ -371,11 +369,10 @@ def remat_call(remat: str):
 def scan_blocks(blocks: list, x, positions, remat: str = "none", **kwargs):
   """x [B, T, d] through `blocks` in order, as one jax.lax.scan over their states stacked on a new leading
   axis (MaxText's scan_layers): XLA compiles one block's body whatever the depth, and under FSDP each trip
-  gathers one block's weights (and reduce-scatters its gradients) where an unrolled stack may keep them all.
-  The stacked copy lives only inside the step: parameters, checkpoints and converters keep one entry per
-  block. Each block keeps its own dropout stream, advanced as in the unrolled loop. The body runs under the
-  REMAT_POLICIES policy `remat`. Raises UserError when the blocks differ in structure (Gemma's alternating
-  sliding windows): those run unrolled."""
+  gathers one block's weights and reduces its gradients. The stacked copy lives only inside the step:
+  parameters, checkpoints and converters keep one entry per block. Each block keeps its own dropout stream,
+  advanced as in the unrolled loop. The body runs under the REMAT_POLICIES policy `remat`. Raises UserError
+  when the blocks differ in structure (Gemma's alternating sliding windows), which only run unrolled."""
   if not blocks:
     return x
   graphdef, _ = nnx.split(blocks[0])
@@ -386,6 +383,7 @@ def scan_blocks(blocks: list, x, positions, remat: str = "none", **kwargs):
       raise UserError(f"model.scan_layers needs blocks alike in structure, and block {i} differs from block 0 "
                       "(per-layer windows or RoPE bases); set --config.model.scan_layers=False")
     states.append(state)
+
   def stack(*variables):  # [L, ...], each layer's slice sharded as the layer's own parameter
     names = variables[0].get_metadata().get("out_sharding")
     value = jnp.stack([v.get_value() for v in variables])
