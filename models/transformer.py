@@ -92,8 +92,8 @@ def arch_from_config(cfg, info, pretrained=None) -> Arch:
   """The architecture `cfg` (`config.model`: fields.TransformerShape) describes for the dataset `info`: the
   cfg.size preset, with any explicit num_layers/embed_dim/num_heads/mlp_dim > 0 overriding it. Or, given
   `pretrained` (a models.hf.Pretrained: what a Hugging Face config.json says), that architecture. Either
-  computes as fields.TransformerCompute says (dtype, param_dtype, dropout, attention_impl, remat, scan_layers). Raises
-  UserError when the heads do not divide the width or the key/value heads the heads."""
+  computes as fields.TransformerCompute says (dtype, param_dtype, dropout, attention_impl, remat,
+  scan_layers). Raises UserError when the heads do not divide the width or the key/value heads the heads."""
   compute = fields.TransformerCompute.read(cfg)
   how = dict(dtype=jnp.dtype(compute.dtype), dropout=compute.dropout, attention_impl=compute.attention_impl,
              param_dtype=jnp.dtype(compute.param_dtype), remat=compute.remat, scan_layers=compute.scan_layers)
@@ -375,14 +375,12 @@ def scan_blocks(blocks: list, x, positions, remat: str = "none", **kwargs):
   when the blocks differ in structure (Gemma's alternating sliding windows), which only run unrolled."""
   if not blocks:
     return x
-  graphdef, _ = nnx.split(blocks[0])
-  states = []
-  for i, block in enumerate(blocks):
-    block_graphdef, state = nnx.split(block)
-    if block_graphdef != graphdef:
+  graphdefs, states = zip(*(nnx.split(block) for block in blocks))
+  graphdef = graphdefs[0]
+  for i, other in enumerate(graphdefs):
+    if other != graphdef:
       raise UserError(f"model.scan_layers needs blocks alike in structure, and block {i} differs from block 0 "
                       "(per-layer windows or RoPE bases); set --config.model.scan_layers=False")
-    states.append(state)
 
   def stack(*variables):  # [L, ...], each layer's slice sharded as the layer's own parameter
     names = variables[0].get_metadata().get("out_sharding")

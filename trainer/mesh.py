@@ -8,6 +8,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 from flaxforge.core.errors import UserError
+from flaxforge.models import sharding
 from flaxforge.trainer import fields
 
 AXES = ("data", "fsdp", "tensor")
@@ -102,8 +103,7 @@ def state_shardings(abstract_state, mesh: Mesh, extra_rules=()):
     specs = nnx.get_partition_spec(abstract_state)
 
   def fit(spec, leaf):
-    dims = [axes if leaf.shape[i] % _axes_size(mesh, axes) == 0 else None for i, axes in enumerate(spec)]
-    return NamedSharding(mesh, P(*dims))
+    return NamedSharding(mesh, sharding.divisible_spec(mesh, spec, leaf.shape))
 
   return jax.tree.map(fit, specs, abstract_state, is_leaf=lambda x: isinstance(x, P))
 
@@ -131,8 +131,3 @@ def _check_names(abstract_state, table: dict, devices: int):
     print(f"note: {len(unnamed)} parameters carry no logical axis names and are replicated on every device: "
           f"{shown} (name their axes with nnx.with_partitioning to shard them)", file=sys.stderr)
 
-
-def _axes_size(mesh: Mesh, axes) -> int:
-  if axes is None:
-    return 1
-  return math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes))

@@ -24,7 +24,7 @@ class Structure:
   eval_graphdef: nnx.GraphDef
   abstract: nnx.State  # ShapeDtypeStructs carrying their shardings: the restore target
   shardings: nnx.State
-  rules: tuple = ()  # the (logical name, mesh axes) table the shardings came from: the activations' too
+  rules: tuple  # the (logical name, mesh axes) table the shardings came from: the activations' too
 
 
 def _model(config, info, factory):
