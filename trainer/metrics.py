@@ -7,6 +7,7 @@ from metrics.jsonl and purged from TensorBoard, so each step appears once in bot
 """
 import json
 import math
+import sys
 import time
 
 import jax
@@ -48,6 +49,22 @@ def class_report(confusion: np.ndarray) -> dict:
           "confusion": confusion.tolist()}
 
 
+def _summary_writer():
+  """tensorboardX's SummaryWriter, imported without PyTorch. tensorboardX 2.6 imports torch, when it is
+  installed, only to accept torch tensors as values (flaxforge passes floats); with torch installed that
+  import was 1.6 s of every training start against 0.1 s without (BENCHMARKS.md). torch stays importable
+  afterwards: the blocking entry is removed again."""
+  if "torch" in sys.modules:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    return SummaryWriter
+  sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
+
+
 class MetricWriter:
 
   def __init__(self, workdir: epath.Path, *, enabled: bool | None = None, tensorboard: bool = True,
@@ -62,7 +79,7 @@ class MetricWriter:
       if from_step is not None and path.exists():
         _drop_after(path, from_step)
       if tensorboard:
-        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+        SummaryWriter = _summary_writer()  # pylint: disable=invalid-name
         # TensorBoard discards the earlier event files' records from purge_step on (a SessionLog.START).
         self._tb = SummaryWriter(str(workdir / "tensorboard"),
                                  purge_step=from_step + 1 if from_step is not None else None)
