@@ -72,7 +72,9 @@ def _train(workdir, *flags):
 
 @pytest.mark.slow  # subprocess CLI runs
 def test_a_second_training_on_the_same_workdir_is_refused(tmp_path):
-  first = _train(tmp_path, "--config.train.num_steps=2000", "--config.train.eval_every_steps=1000")
+  # Far more steps than the second training takes to be refused (tiny.py runs 2,000 in seconds), so the first
+  # is still training when the SIGTERM comes.
+  first = _train(tmp_path, "--config.train.num_steps=1000000", "--config.train.eval_every_steps=100000")
   wait_until((tmp_path / "lease.json").exists, first, "the first training's lease")
   second = _train(tmp_path, "--config.seed=1")
   out, err = second.communicate(timeout=HANG_GUARD_S)
