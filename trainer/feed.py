@@ -50,6 +50,7 @@ class Feed:
   take: Callable
   batch_shardings: Callable[[int], Any]  # num_steps -> in_shardings of `batch` for a call of that size
   shared_shardings: Any
+  close: Callable[[], None] = lambda: None  # ends the background transfers, if any (`prefetch`)
 
   def one_step_spec(self, batch, num_steps: int):
     """Shapes of a one-step call's `batch`, from a call of `num_steps`."""
@@ -146,7 +147,7 @@ def batches(rows, transform, mesh, cfg: fields.Feed, *, start_step: int, data_st
                    mesh_lib.batch_sharding(mesh, leading_axes=1))
   return Feed(items=((batch, {}, state, n) for batch, state, n in items), take=_identity,
               batch_shardings=lambda n: mesh_lib.batch_sharding(mesh, leading_axes=int(n > 1)),
-              shared_shardings=replicated)
+              shared_shardings=replicated, close=items.close)
 
 
 def with_shared(feed: Feed, name: str, value, sharding) -> Feed:
@@ -247,26 +248,34 @@ def prefetch(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | Non
   batches on a new leading axis, placed with `stacked` (several steps per call); size 1 is a plain batch.
   `data_state` is the host iterator's position just after the item, the one to checkpoint once the item
   has been trained on. Errors in the producer are raised here.
+
+  Closing the generator (or its end) stops the producer and waits for it: a packed split never ends, and a
+  producer still transferring a batch when the interpreter shuts down aborts the process ("FATAL: exception
+  not rethrown").
   """
   items: queue.Queue = queue.Queue(maxsize=depth)
   closed = threading.Event()
 
+  def put(item) -> bool:
+    while not closed.is_set():
+      try:
+        items.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
+
   def produce():
     try:
       for item in _items(host_iter, sharding, call_sizes, stacked):
-        while not closed.is_set():
-          try:
-            items.put(item, timeout=0.1)
-            break
-          except queue.Full:
-            continue
-        if closed.is_set():
+        if not put(item):
           return
-      items.put(_END)
+      put(_END)
     except BaseException as e:  # pylint: disable=broad-except  (handed to the consumer)
-      items.put(e)
+      put(e)
 
-  threading.Thread(target=produce, daemon=True, name="flaxforge-prefetch").start()
+  producer = threading.Thread(target=produce, daemon=True, name="flaxforge-prefetch")
+  producer.start()
   try:
     while True:
       item = items.get()
@@ -276,4 +285,5 @@ def prefetch(host_iter, sharding: NamedSharding, call_sizes: Iterator[int] | Non
         raise item
       yield item
   finally:
-    closed.set()  # the consumer stopped early (time limit, signal, error): let the producer end
+    closed.set()  # the consumer stopped early (time limit, signal, error, a packed split's end): end the producer
+    producer.join()  # it ends after the item it is making

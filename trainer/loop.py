@@ -182,12 +182,21 @@ def _test(run: Run, state, step: int, finished: bool) -> dict:
 def _fit(run: Run, state, step: int, data_state):
   """Steps from `step` to the end (or the time limit, early stopping, or a stop signal); returns (state, last
   step, why it ended there: "" at the last step, due_lib.TIME_LIMIT or due_lib.EARLY_STOPPING)."""
-  tc, validated = run.train, "validation" in run.data.rows
+  tc = run.train
   per_call, eval_every = tc.steps_per_call, tc.eval_every_steps or run.steps_per_epoch
   ckpt_every = fields.Checkpoint.of(run.config).every_steps
   due = due_lib.Due(tc.log_every, eval_every, ckpt_every, run.total,
              time.monotonic() + 60 * tc.time_limit_minutes if tc.time_limit_minutes > 0 else None)
   feed, step_fns = _feed_and_steps(run, step, data_state, per_call, [tc.log_every, eval_every, ckpt_every])
+  try:
+    return _run_steps(run, state, step, feed, step_fns, due)
+  finally:
+    feed.close()
+
+
+def _run_steps(run: Run, state, step: int, feed: feed_lib.Feed, step_fns: dict, due: due_lib.Due):
+  """`_fit`'s loop over `feed`'s calls of the train step."""
+  tc, validated = run.train, "validation" in run.data.rows
   sums = steps_lib.train_metrics_init(run.mesh, steps_lib.sum_names(run.data.info))
   prof = profiler.Profiler(fields.Profile.of(run.config), run.workdir, first_step=step, total=run.total)
   interval = interval_lib.Interval(step)
