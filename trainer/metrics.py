@@ -54,14 +54,14 @@ def _summary_writer():
   installed, only to accept torch tensors as values (flaxforge passes floats); with torch installed that
   import was 1.6 s of every training start against 0.1 s without (BENCHMARKS.md). torch stays importable
   afterwards: the blocking entry is removed again."""
-  if "torch" in sys.modules:
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    return SummaryWriter
-  sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
+  block = "torch" not in sys.modules  # one already imported costs nothing more
+  if block:
+    sys.modules["torch"] = None  # `import torch` raises ImportError, which tensorboardX expects
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   finally:
-    del sys.modules["torch"]
+    if block:
+      del sys.modules["torch"]
   return SummaryWriter
 
 
