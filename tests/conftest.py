@@ -2,7 +2,12 @@
 import os
 
 FAKE_DEVICES = "--xla_force_host_platform_device_count=8"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + FAKE_DEVICES).strip()
+# Compiling is most of an in-process test's time, and LLVM's optimisation passes most of XLA:CPU's compile
+# (BENCHMARKS.md, "2026-12-07: the suite"): in-process tests compile at LLVM's lowest level, which changes how
+# fast the code runs, not what it computes. Commands the tests run (cli_env) compile as a user's do.
+QUICK_CODEGEN = "--xla_backend_optimization_level=0"
+IN_PROCESS_FLAGS = (FAKE_DEVICES, QUICK_CODEGEN)
+os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *IN_PROCESS_FLAGS]).strip()
 # The test extra brings libtpu (flaxforge plan compiles for TPUs), which, on a machine without a TPU, looks for
 # one at every JAX start and prints warnings on stderr: the tests (and the commands they run) use the CPU.
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -36,11 +41,11 @@ HANG_GUARD_S = 600
 
 
 def cli_env(devices: int = 1, **changes: str | None) -> dict[str, str]:
-  """The environment of a command run as a user runs it: this one without the 8 fake devices (any other
+  """The environment of a command run as a user runs it: this one without IN_PROCESS_FLAGS (any other
   XLA_FLAGS stay), `devices` CPU devices (JAX_NUM_CPU_DEVICES, which JAX prefers to the XLA flag), then
   `changes` (None unsets a variable)."""
-  env = {**os.environ, "XLA_FLAGS": os.environ.get("XLA_FLAGS", "").replace(FAKE_DEVICES, "").strip(),
-         "JAX_NUM_CPU_DEVICES": str(devices), **changes}
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if f not in IN_PROCESS_FLAGS]
+  env = {**os.environ, "XLA_FLAGS": " ".join(flags), "JAX_NUM_CPU_DEVICES": str(devices), **changes}
   return {k: v for k, v in env.items() if v is not None}
 
 
