@@ -2,11 +2,11 @@
 import os
 
 FAKE_DEVICES = "--xla_force_host_platform_device_count=8"
-# Compiling is most of an in-process test's time, and LLVM's optimisation passes most of XLA:CPU's compile
-# (BENCHMARKS.md, "2026-12-07: the suite"): in-process tests compile at LLVM's lowest level, which changes how
-# fast the code runs, not what it computes. Commands the tests run (cli_env) compile as a user's do.
-QUICK_CODEGEN = "--xla_backend_optimization_level=0"
-IN_PROCESS_FLAGS = (FAKE_DEVICES, QUICK_CODEGEN)
+# Compiling is most of an in-process test's time (BENCHMARKS.md, "2026-12-07: the suite"): in-process tests
+# compile with LLVM at its lowest optimisation level and XLA:CPU's older loop emitters, which change how fast
+# the code runs and its round-off, not what it computes. Commands the tests run (cli_env) compile as a user's do.
+QUICK_COMPILE = ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false")
+IN_PROCESS_FLAGS = (FAKE_DEVICES, *QUICK_COMPILE)
 os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", ""), *IN_PROCESS_FLAGS]).strip()
 # The test extra brings libtpu (flaxforge plan compiles for TPUs), which, on a machine without a TPU, looks for
 # one at every JAX start and prints warnings on stderr: the tests (and the commands they run) use the CPU.

@@ -53,8 +53,8 @@ def test_every_remat_policy_keeps_the_loss_and_the_gradients(module, cfg, remat)
   loss, grads = _loss_and_grads(module, tuple(sorted({**cfg, "remat": remat}.items())))
   assert loss == pytest.approx(want_loss, rel=1e-6)
   assert len(grads) == len(want) > 10
-  for g, w in zip(grads, want):
-    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-7)
+  for g, w in zip(grads, want):  # to round-off: a recomputed block may be fused unlike the stored one
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
 
 
 def _saved_for_backward(remat, jit=False) -> list:
