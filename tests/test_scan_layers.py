@@ -25,8 +25,8 @@ def test_scan_keeps_the_loss_and_the_gradients(module, cfg):
   loss, grads = _loss_and_grads(module, tuple(sorted({**cfg, "scan_layers": True}.items())))
   assert loss == pytest.approx(want_loss, rel=1e-6)
   assert len(grads) == len(want) > 10
-  for g, w in zip(grads, want):
-    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-7)
+  for g, w in zip(grads, want):  # to round-off: the scanned body may be fused unlike the unrolled blocks
+    np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
 
 
 def _model(scan, num_layers=2, **fields):
